@@ -1,0 +1,1579 @@
+/* diagnose.h - exact profiling of asynchronous C code, written as flame graphs.
+   version 0.1.0
+
+   In exactly ONE .c file of your program, before any other #include:
+
+       #define DIAGNOSE_IMPLEMENTATION
+       #include "diagnose.h"
+
+   Everywhere else just #include "diagnose.h". Link with -pthread.
+
+   ==========================================================================
+   WHAT IT DOES
+   ==========================================================================
+   Sampling profilers see the executor, not the future: a future's work is
+   spread over many short polls on whatever thread the executor picked.
+   diagnose.h traces instead. Every poll of a future you mark is timed with
+   the CPU timestamp counter and added to a per-thread table keyed by the
+   *calling context*: the chain of marked futures that were being polled.
+   At exit the tables are merged and written as folded stacks, one file per
+   metric, that flamegraph.pl, inferno and speedscope open as they are.
+
+   QUICK START
+
+       struct fetch { diag_future base; int state; };
+       static diag_status fetch_poll(diag_future *self, void *cx) {
+           struct fetch *f = (struct fetch *)self;    // base is the first member
+           return ++f->state == 3 ? DIAG_READY : DIAG_PENDING;
+       }
+
+       struct fetch f = { DIAG_FUTURE_INIT(fetch_poll), 0 };
+       diag_future *fut = DIAGNOSE(&f.base);          // or DIAGNOSE_AS(&f.base, "fetch")
+       while (diag_poll(fut, NULL) == DIAG_PENDING) { ... other work ... }
+
+   At exit: diagnose.polls.folded, diagnose.busy.folded, diagnose.wall.folded
+   and a summary table on stderr.
+
+   ==========================================================================
+   API
+   ==========================================================================
+   diag_status      DIAG_PENDING (0) or DIAG_READY (1).
+   diag_poll_fn     diag_status (*)(diag_future *self, void *cx).
+   diag_future      struct { diag_poll_fn poll; <private measurement state> }.
+                    Embed it in your future, usually as the first member.
+                    All-zero private state (= {0}, then .poll = fn) is valid
+                    and unmarked.
+   DIAG_FUTURE_INIT(fn)
+                    Initializer for a diag_future, valid in C and C++.
+   DIAGNOSE(f)      Marks the diag_future *f for measurement and returns f.
+                    f is evaluated once. The frame name is the argument's
+                    text without leading '&' or '*': DIAGNOSE(&fetch.base)
+                    is "fetch.base". Marking again renames future runs.
+   DIAGNOSE_AS(f, name)
+                    The same with an explicit name (a string with static
+                    lifetime). The frame is exactly that name when it is made
+                    of letters, digits and _ : . - / < > ( ) [ ] # @ + = , &;
+                    any other byte becomes '_' (see OUTPUT).
+   diag_poll(f, cx) Calls f->poll(f, cx) and returns its result, timing the
+                    poll when f is marked. Unmarked futures are transparent:
+                    marked futures they poll attach to the nearest marked
+                    ancestor. Thread-safe (per-thread tables, no locks in the
+                    steady state). A NULL f or NULL f->poll is not called:
+                    diag_poll returns DIAG_READY and says so once on stderr
+                    (with DIAG_DEBUG defined, it aborts instead).
+   diag_drop(f)     The owner abandons f before it returned READY (a
+                    cancelled future, the loser of a race): ends its run's
+                    wall time and counts a drop. No effect on a future that
+                    is not in a run (never polled, or already READY).
+   diag_wake(f)     An executor made f runnable. The time from the first
+                    wake to the next poll is the path's scheduling delay
+                    (written to PREFIX.sched.folded). Any thread may call it.
+   diag_dump(prefix)
+                    Writes the folded files now, as a snapshot; counting goes
+                    on. prefix NULL: DIAGNOSE_OUT or "diagnose". Returns 0, or
+                    -1 with errno set (nothing is printed). Thread-safe.
+   diag_reset()     Starts a fresh window: later dumps count only what
+                    happens after the call (runs still open count from it).
+                    Returns 0, or -1 with errno set. Thread-safe.
+
+   THE SPAN LAYER (for code not shaped as diag_future)
+   diag_span s = DIAG_SPAN_INIT("name");    one per task; zero = unmarked
+   diag_span_begin(&s);                     a poll of the task starts
+   diag_span_end(&s, DIAG_PENDING or DIAG_READY);   ... and ends
+   diag_span_cancel(&s);                    the task is dropped
+   diag_span_wake(&s);                      the task became runnable
+   diag_poll, diag_drop and diag_wake are these calls on f->span. Begin and
+   end must pair on one thread, like a poll; a run may move between threads.
+
+   ==========================================================================
+   WHAT IS MEASURED
+   ==========================================================================
+   A *run* of a future lasts from the start of its first poll to the end of
+   the poll that returned READY, or to diag_drop. Polling it again after
+   READY starts a new run. The *path* of a run is the chain of names of the
+   marked futures that were being polled, outermost first, when the run's
+   first poll began; it stays the path of the run for all of its polls, on
+   whichever thread they happen and whoever polls them. Per path, summed
+   over all runs and threads:
+     polls   number of polls.
+     busy    nanoseconds inside those polls minus the time inside polls of
+             marked futures nested in them (self time), so the flame
+             graph's widths are inclusive.
+     wall    nanoseconds of the runs; a run still pending at a dump counts
+             up to the dump. Written as self wall: the path's wall minus its
+             children's walls, never below zero. Children that run
+             concurrently can add up to more than their parent; their parent
+             then shows no self wall.
+     sched   nanoseconds from diag_wake to the next poll (only with wakes).
+   Paths deeper than DIAG_MAX_DEPTH frames are folded into their deepest
+   frame and reported once at exit. Past DIAGNOSE_MAX_PATHS distinct paths
+   (or when memory runs out) new paths are counted in one "[overflow]" path.
+
+   Clock: the timestamp counter where it is invariant (x86), calibrated
+   against CLOCK_MONOTONIC at each dump over the whole run; otherwise
+   clock_gettime(CLOCK_MONOTONIC). Values are written in nanoseconds.
+
+   ==========================================================================
+   ENVIRONMENT
+   ==========================================================================
+   DIAGNOSE=0              record nothing: no files, no table.
+   DIAGNOSE_OUT=prefix     output prefix (default "diagnose", in the working
+                           directory); "%p" becomes the process id. Ignored
+                           in set-uid programs.
+   DIAGNOSE_QUIET=1        write the files but not the table.
+   DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_MAX_PATHS).
+
+   ==========================================================================
+   OUTPUT
+   ==========================================================================
+   PREFIX.polls.folded, PREFIX.busy.folded, PREFIX.wall.folded (and
+   PREFIX.sched.folded when diag_wake was used), written at normal exit
+   (return from main or exit()) exactly once, and by diag_dump. Each line is
+   frames outermost first joined by ';', one space, a decimal integer:
+
+       main 12
+       main;concat 5
+       main;extend 5
+
+   Every line matches ^[^ ;]+(;[^ ;]+)* [0-9]+$ and is valid UTF-8 whatever
+   the names were; each path appears once (threads merged), lines sorted
+   bytewise, the same paths in every file. Files are written to a temporary
+   name and renamed into place. A forked child writes its own files when it
+   exits normally; if the prefix has no "%p" the child's pid is appended.
+   If the files cannot be written at exit, one line on stderr says why and
+   they go to $TMPDIR (or /tmp) instead. The exit code never changes.
+
+   COSTS: two timestamp reads and a few adds to thread-local memory per
+   poll; about 350 bytes per path per thread that polls it; the first run
+   of a span at a new calling context does one hash look-up.
+
+   ==========================================================================
+   CONFIGURATION (#define before the #include)
+   ==========================================================================
+   DIAGNOSE_DISABLE   compile out: DIAGNOSE(f) is f, diag_poll calls the poll
+                      function directly, diag_dump writes nothing, returns 0.
+   DIAG_MAX_DEPTH     frames in a path and nested polls per thread (64).
+   DIAG_MAX_PATHS     hard cap on distinct paths (1048576).
+   DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
+   DIAG_DEBUG         abort with a message on misuse instead of ignoring it.
+*/
+#ifndef DIAGNOSE_H
+#define DIAGNOSE_H
+
+#if defined(DIAGNOSE_IMPLEMENTATION) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE /* clock_gettime, pthread, secure_getenv under -std=c99 */
+#endif
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define DIAGNOSE_VERSION_MAJOR 0
+#define DIAGNOSE_VERSION_MINOR 1
+#define DIAGNOSE_VERSION_PATCH 0
+
+#ifndef DIAG_MAX_DEPTH
+#define DIAG_MAX_DEPTH 64
+#endif
+#ifndef DIAG_MAX_PATHS
+#define DIAG_MAX_PATHS (1u << 20)
+#endif
+#if DIAG_MAX_DEPTH < 2 || DIAG_MAX_DEPTH > 4096
+#error "diagnose.h: DIAG_MAX_DEPTH must be between 2 and 4096"
+#endif
+#if DIAG_MAX_PATHS < 256 || DIAG_MAX_PATHS > (1u << 28)
+#error "diagnose.h: DIAG_MAX_PATHS must be between 256 and 2^28"
+#endif
+#if defined(DIAG_MALLOC) != defined(DIAG_FREE) || defined(DIAG_MALLOC) != defined(DIAG_REALLOC)
+#error "diagnose.h: define all of DIAG_MALLOC, DIAG_REALLOC and DIAG_FREE, or none"
+#endif
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum diag_status { DIAG_PENDING = 0, DIAG_READY = 1 } diag_status;
+typedef struct diag_future diag_future;
+typedef diag_status (*diag_poll_fn)(diag_future *self, void *cx);
+
+/* Measurement state of one task. Private fields: read the doc block. */
+typedef struct diag_span {
+    const char *name;   /* frame name; NULL: not measured */
+    uint64_t run_start; /* ticks at the first poll of the current run */
+    uint64_t woke_at;   /* ticks of a wake not yet followed by a poll, or 0 */
+    uint32_t path;      /* path of the current run; 0: not in a run */
+    uint32_t last_parent, last_path; /* the last path resolved, by parent */
+    uint32_t flags;
+} diag_span;
+
+struct diag_future {
+    diag_poll_fn poll;
+    diag_span span;
+};
+
+#define DIAG_SPAN_INIT(name) { (name), 0, 0, 0, 0, 0, 0 }
+#define DIAG_FUTURE_INIT(fn) { (fn), DIAG_SPAN_INIT(0) }
+#define DIAG__NAME_DERIVED 1u
+
+#ifdef DIAGNOSE_DISABLE
+/* ---- compiled out: the same names and types, no code on the poll path ---- */
+static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned flags)
+{ (void)name; (void)flags; return f; }
+#define DIAGNOSE(f) (f)
+#define DIAGNOSE_AS(f, name) diag__mark((f), (name), 0)
+static inline diag_status diag_poll(diag_future *f, void *cx) { return f->poll(f, cx); }
+static inline void diag_drop(diag_future *f) { (void)f; }
+static inline void diag_wake(diag_future *f) { (void)f; }
+static inline int diag_dump(const char *prefix) { (void)prefix; return 0; }
+static inline int diag_reset(void) { return 0; }
+static inline void diag_span_begin(diag_span *s) { (void)s; }
+static inline void diag_span_end(diag_span *s, diag_status status) { (void)s; (void)status; }
+static inline void diag_span_cancel(diag_span *s) { (void)s; }
+static inline void diag_span_wake(diag_span *s) { (void)s; }
+
+#else /* !DIAGNOSE_DISABLE */
+
+int diag_dump(const char *prefix);
+int diag_reset(void);
+void diag_span_cancel(diag_span *s);
+
+/* ---- internal: the per-thread table, read by the inline poll path ---- */
+#define DIAG__CHUNK_BITS 8
+#define DIAG__CHUNK (1u << DIAG__CHUNK_BITS)
+#define DIAG__DIR ((DIAG_MAX_PATHS + DIAG__CHUNK - 1) / DIAG__CHUNK)
+#define DIAG__HIST 32 /* log2 buckets of poll time in ticks */
+#define DIAG__ROOT 0u
+#define DIAG__OVERFLOW 1u
+#define DIAG__LIKELY(x) __builtin_expect(!!(x), 1)
+#define DIAG__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define DIAG__LOAD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+#define DIAG__STORE(x, v) __atomic_store_n(&(x), (v), __ATOMIC_RELAXED)
+/* Only the owning thread writes a slot, so a relaxed load and store is an
+   exact add, and another thread can read the counter safely at any time. */
+#define DIAG__ADD(x, v) DIAG__STORE(x, DIAG__LOAD(x) + (v))
+
+/* Counters of one path on one thread, in ticks. Runs start and end on any
+   thread, so open_runs and open_start_sum are only right summed over all
+   threads: pending wall at time T = open_runs * T - open_start_sum. */
+typedef struct diag__slot {
+    uint64_t polls, busy, poll_ticks, max, wall, open_runs, open_start_sum, done;
+    uint64_t drops, wakes, sched, spare;
+    uint64_t hist[DIAG__HIST];
+} diag__slot;
+
+typedef struct diag__frame {
+    diag_span *span;
+    diag__slot *slot;
+    uint64_t start, child; /* ticks; child: inclusive time of nested polls */
+    uint32_t path;
+} diag__frame;
+
+typedef struct diag__map {
+    struct diag__map_entry *entries;
+    uint32_t cap, count;
+} diag__map;
+
+typedef struct diag__thread {
+    uint32_t depth;
+    diag__frame stack[DIAG_MAX_DEPTH];
+    diag__slot *dir[DIAG__DIR]; /* chunks of slots by path; published with release */
+    diag__slot **base;          /* reset baselines, same shape; under the lock */
+    diag__map cache;            /* (parent, name) -> path, this thread only */
+    uint64_t folded;            /* runs or polls folded at DIAG_MAX_DEPTH */
+    struct diag__thread *next;
+} diag__thread;
+
+extern __thread diag__thread *diag__tls;
+extern int diag__mode; /* 0 not started, 1 recording, 2 off */
+extern int diag__use_tsc;
+
+int diag__start(void);
+uint64_t diag__clock_ns(void);
+diag__thread *diag__attach(void);
+diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
+uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
+void diag__begin_too_deep(diag__thread *t, diag_span *s);
+void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
+void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
+diag_status diag__poll_invalid(diag_future *f);
+
+static inline int diag__on(void)
+{
+    if (DIAG__LIKELY(diag__mode == 1)) return 1;
+    return diag__mode == 0 && diag__start();
+}
+
+static inline uint64_t diag__now(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (DIAG__LIKELY(diag__use_tsc)) return __builtin_ia32_rdtsc();
+#endif
+    return diag__clock_ns();
+}
+
+static inline diag__slot *diag__slot_at(diag__thread *t, uint32_t path)
+{
+    diag__slot *chunk = t->dir[path >> DIAG__CHUNK_BITS];
+    if (DIAG__UNLIKELY(chunk == NULL)) return diag__slot_grow(t, path);
+    return &chunk[path & (DIAG__CHUNK - 1)];
+}
+
+static inline unsigned diag__bucket(uint64_t ticks)
+{
+    unsigned b = 63u - (unsigned)__builtin_clzll(ticks | 1u);
+    return b < DIAG__HIST ? b : DIAG__HIST - 1;
+}
+
+static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned flags)
+{
+    if (f) {
+        f->span.name = name;
+        f->span.flags = flags;
+        f->span.last_path = 0;
+    }
+    return f;
+}
+
+#define DIAGNOSE(f) diag__mark((f), #f, DIAG__NAME_DERIVED)
+#define DIAGNOSE_AS(f, name) diag__mark((f), (name), 0)
+
+static inline void diag_span_begin(diag_span *s)
+{
+    diag__thread *t;
+    diag__frame *fr;
+    uint32_t path, parent;
+    uint64_t now, woke;
+    if (s->name == NULL || !diag__on()) return;
+    t = diag__tls;
+    if (DIAG__UNLIKELY(t == NULL)) t = diag__attach();
+    if (DIAG__UNLIKELY(t->depth >= DIAG_MAX_DEPTH)) {
+        diag__begin_too_deep(t, s);
+        return;
+    }
+    fr = &t->stack[t->depth];
+    path = s->path;
+    if (path == 0) { /* a new run: its path is the context it starts in */
+        parent = t->depth ? t->stack[t->depth - 1].path : DIAG__ROOT;
+        path = (s->last_parent == parent && s->last_path) ? s->last_path
+                                                          : diag__resolve(t, s, parent);
+    }
+    fr->slot = diag__slot_at(t, path);
+    now = diag__now();
+    if (s->path == 0) {
+        s->path = path;
+        s->run_start = now;
+        DIAG__ADD(fr->slot->open_runs, 1);
+        DIAG__ADD(fr->slot->open_start_sum, now);
+    }
+    woke = DIAG__LOAD(s->woke_at);
+    if (DIAG__UNLIKELY(woke != 0)) diag__woken(fr->slot, s, now, woke);
+    fr->span = s;
+    fr->path = path;
+    fr->start = now;
+    fr->child = 0;
+    t->depth++;
+}
+
+static inline void diag_span_end(diag_span *s, diag_status status)
+{
+    diag__thread *t = diag__tls;
+    diag__frame *fr;
+    diag__slot *slot;
+    uint64_t now, dt, self;
+    if (DIAG__UNLIKELY(t == NULL || t->depth == 0 || t->stack[t->depth - 1].span != s)) {
+        diag__end_unmatched(t, s, status);
+        return;
+    }
+    now = diag__now();
+    fr = &t->stack[--t->depth];
+    dt = now > fr->start ? now - fr->start : 0;
+    self = dt > fr->child ? dt - fr->child : 0;
+    if (t->depth) t->stack[t->depth - 1].child += dt;
+    slot = fr->slot;
+    DIAG__ADD(slot->polls, 1);
+    DIAG__ADD(slot->busy, self);
+    DIAG__ADD(slot->poll_ticks, dt);
+    if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
+    DIAG__ADD(slot->hist[diag__bucket(dt)], 1);
+    if (status == DIAG_READY && s->path != 0) {
+        DIAG__ADD(slot->wall, now - s->run_start);
+        DIAG__ADD(slot->open_runs, (uint64_t)-1);
+        DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
+        DIAG__ADD(slot->done, 1);
+        s->path = 0;
+    }
+}
+
+static inline void diag_span_wake(diag_span *s)
+{
+    uint64_t now;
+    if (s->name == NULL || diag__mode != 1 || DIAG__LOAD(s->woke_at) != 0) return;
+    now = diag__now();
+    DIAG__STORE(s->woke_at, now ? now : 1);
+}
+
+static inline diag_status diag_poll(diag_future *f, void *cx)
+{
+    diag_status status;
+    if (DIAG__UNLIKELY(f == NULL || f->poll == NULL)) return diag__poll_invalid(f);
+    if (f->span.name == NULL || !diag__on()) return f->poll(f, cx);
+    diag_span_begin(&f->span);
+    status = f->poll(f, cx);
+    diag_span_end(&f->span, status);
+    return status;
+}
+
+static inline void diag_drop(diag_future *f)
+{
+    if (f) diag_span_cancel(&f->span);
+}
+
+static inline void diag_wake(diag_future *f)
+{
+    if (f) diag_span_wake(&f->span);
+}
+
+#endif /* DIAGNOSE_DISABLE */
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DIAGNOSE_H */
+
+/* ======================================================================== */
+/*                              IMPLEMENTATION                              */
+/* ======================================================================== */
+#if defined(DIAGNOSE_IMPLEMENTATION) && !defined(DIAGNOSE_DISABLE) && !defined(DIAG__IMPLEMENTED)
+#define DIAG__IMPLEMENTED
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
+
+#if !defined(CLOCK_MONOTONIC) || !defined(O_NOFOLLOW)
+#error "diagnose.h: the implementation needs POSIX. Put #define DIAGNOSE_IMPLEMENTATION and #include \"diagnose.h\" before other includes, or compile with -D_GNU_SOURCE."
+#endif
+
+#ifndef DIAG_MALLOC
+#define DIAG_MALLOC(size) malloc(size)
+#define DIAG_REALLOC(p, size) realloc(p, size)
+#define DIAG_FREE(p) free(p)
+#endif
+
+#define DIAG__NAME_MAX 160 /* bytes of one sanitized frame name */
+#define DIAG__TABLE_ROWS 25
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+__thread diag__thread *diag__tls;
+int diag__mode;
+int diag__use_tsc;
+
+struct diag__map_entry {
+    const char *name;
+    uint32_t parent, path;
+};
+
+typedef struct diag__path {
+    const char *name;
+    uint32_t parent, depth, flags;
+} diag__path;
+
+/* Process-wide state, guarded by diag__lock except where marked. */
+static pthread_mutex_t diag__lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t diag__once = PTHREAD_ONCE_INIT;
+static struct {
+    pthread_key_t key;
+    uint64_t tsc0, mono0;       /* clock origin, for calibration (read-only) */
+    uint64_t reset_at;          /* ticks of the last reset or fork */
+    diag__path *paths;
+    uint32_t npaths, cap_paths, max_paths;
+    diag__map index;            /* (parent, name) -> path */
+    diag__thread *threads;      /* live threads */
+    diag__thread retired;       /* merged tables of threads that exited */
+    unsigned nretired;
+    int forked, exit_done;
+    uint64_t unmeasured;        /* atomic: polls on threads without a table */
+    int said_invalid;           /* atomic: warned once */
+} diag__g;
+
+/* A thread whose table could not be allocated: full stack, so every begin
+   takes the slow path, which counts the poll as unmeasured. Never written. */
+static diag__thread *diag__no_table;
+
+static void *diag__alloc_zero(size_t size)
+{
+    void *p = DIAG_MALLOC(size);
+    if (p) memset(p, 0, size);
+    return p;
+}
+
+/* ---- clock --------------------------------------------------------------- */
+
+uint64_t diag__clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int diag__tsc_is_invariant(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0x80000007u, &a, &b, &c, &d)) return 0;
+    return (d >> 8) & 1u;
+#else
+    return 0;
+#endif
+}
+
+/* One (ticks, monotonic ns) pair, the monotonic time taken as the middle of
+   two reads around the tick read so the pair is as tight as it can be. */
+static void diag__clock_pair(uint64_t *ticks, uint64_t *mono)
+{
+    uint64_t before = diag__clock_ns();
+    *ticks = diag__now();
+    *mono = before + (diag__clock_ns() - before) / 2;
+}
+
+/* Nanoseconds per tick, measured over the whole run so far (at least 1 ms). */
+static double diag__ns_per_tick(void)
+{
+    uint64_t ticks, mono;
+    if (!diag__use_tsc) return 1.0;
+    do diag__clock_pair(&ticks, &mono);
+    while (mono - diag__g.mono0 < 1000000u);
+    return (double)(mono - diag__g.mono0) / (double)(ticks - diag__g.tsc0);
+}
+
+static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
+{
+    return (uint64_t)((double)ticks * ns_per_tick + 0.5);
+}
+
+/* ---- start-up and environment ------------------------------------------- */
+
+static const char *diag__getenv(const char *name)
+{
+#if defined(__GLIBC__)
+    return secure_getenv(name);
+#else
+    return getenv(name);
+#endif
+}
+
+static int diag__env_is(const char *name, const char *value)
+{
+    const char *v = diag__getenv(name);
+    return v != NULL && strcmp(v, value) == 0;
+}
+
+static void diag__exit_handler(void);
+static void diag__thread_exit(void *arg);
+static void diag__fork_prepare(void) { pthread_mutex_lock(&diag__lock); }
+static void diag__fork_parent(void) { pthread_mutex_unlock(&diag__lock); }
+static void diag__fork_child(void);
+static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32_t path);
+
+static int diag__reserve_path(void)
+{
+    if (diag__g.npaths == diag__g.cap_paths) {
+        uint32_t cap = diag__g.cap_paths ? diag__g.cap_paths * 2 : 256;
+        diag__path *p = (diag__path *)DIAG_REALLOC(diag__g.paths, cap * sizeof *p);
+        if (p == NULL) return -1;
+        diag__g.paths = p;
+        diag__g.cap_paths = cap;
+    }
+    return 0;
+}
+
+static uint32_t diag__add_path(const char *name, uint32_t parent, uint32_t depth, uint32_t flags)
+{
+    diag__path *p = &diag__g.paths[diag__g.npaths];
+    p->name = name;
+    p->parent = parent;
+    p->depth = depth;
+    p->flags = flags;
+    return diag__g.npaths++;
+}
+
+static void diag__start_once(void)
+{
+    const char *max = diag__getenv("DIAGNOSE_MAX_PATHS");
+    if (diag__env_is("DIAGNOSE", "0")) {
+        diag__mode = 2;
+        return;
+    }
+    diag__g.max_paths = DIAG_MAX_PATHS;
+    if (max != NULL && atol(max) >= 2 && (unsigned long)atol(max) < DIAG_MAX_PATHS)
+        diag__g.max_paths = (uint32_t)atol(max);
+    diag__use_tsc = diag__tsc_is_invariant();
+    diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
+    diag__g.reset_at = diag__g.tsc0;
+    diag__no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__no_table);
+    if (diag__no_table == NULL || diag__reserve_path() != 0 ||
+        pthread_key_create(&diag__g.key, diag__thread_exit) != 0) {
+        fputs("diagnose.h: out of memory at start-up; profiling is off\n", stderr);
+        diag__mode = 2;
+        return;
+    }
+    diag__add_path(NULL, DIAG__ROOT, 0, 0);
+    diag__add_path("[overflow]", DIAG__ROOT, 1, 0);
+    diag__no_table->depth = DIAG_MAX_DEPTH;
+    pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
+    atexit(diag__exit_handler);
+    __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
+}
+
+int diag__start(void)
+{
+    pthread_once(&diag__once, diag__start_once);
+    return diag__mode == 1;
+}
+
+__attribute__((constructor)) static void diag__constructor(void) { diag__start(); }
+
+/* ---- path table: (parent path, name) -> path id -------------------------- */
+
+static uint32_t diag__hash(uint32_t parent, const char *name)
+{
+    uint64_t h = (uint64_t)(uintptr_t)name * 0x9E3779B97F4A7C15ull;
+    h ^= (parent + 0x632BE59Bu) * 0xC2B2AE3D27D4EB4Full;
+    return (uint32_t)(h >> 32);
+}
+
+static uint32_t diag__map_get(const diag__map *m, uint32_t parent, const char *name)
+{
+    uint32_t i;
+    if (m->cap == 0) return 0;
+    for (i = diag__hash(parent, name) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
+        const struct diag__map_entry *e = &m->entries[i];
+        if (e->path == 0) return 0;
+        if (e->name == name && e->parent == parent) return e->path;
+    }
+}
+
+static void diag__map_insert(diag__map *m, uint32_t parent, const char *name, uint32_t path)
+{
+    uint32_t i = diag__hash(parent, name) & (m->cap - 1);
+    while (m->entries[i].path != 0) i = (i + 1) & (m->cap - 1);
+    m->entries[i].name = name;
+    m->entries[i].parent = parent;
+    m->entries[i].path = path;
+    m->count++;
+}
+
+/* Returns -1 when the table must grow and cannot; it then stays as it was. */
+static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32_t path)
+{
+    if ((m->count + 1) * 2 > m->cap) {
+        diag__map bigger;
+        uint32_t i;
+        bigger.cap = m->cap ? m->cap * 2 : 64;
+        bigger.count = 0;
+        bigger.entries = (struct diag__map_entry *)diag__alloc_zero(bigger.cap * sizeof *bigger.entries);
+        if (bigger.entries == NULL) return -1;
+        for (i = 0; i < m->cap; i++)
+            if (m->entries[i].path != 0)
+                diag__map_insert(&bigger, m->entries[i].parent, m->entries[i].name, m->entries[i].path);
+        DIAG_FREE(m->entries);
+        *m = bigger;
+    }
+    diag__map_insert(m, parent, name, path);
+    return 0;
+}
+
+/* Under the lock. Folds at DIAG_MAX_DEPTH, overflows at the path cap. */
+static uint32_t diag__path_of(uint32_t parent, const char *name, uint32_t flags)
+{
+    uint32_t depth = diag__g.paths[parent].depth + 1;
+    uint32_t path = diag__map_get(&diag__g.index, parent, name);
+    if (path != 0) return path;
+    if (parent == DIAG__OVERFLOW) return DIAG__OVERFLOW;
+    if (depth > DIAG_MAX_DEPTH) return parent;
+    if (diag__g.npaths >= diag__g.max_paths || diag__reserve_path() != 0 ||
+        diag__map_put(&diag__g.index, parent, name, diag__g.npaths) != 0)
+        return DIAG__OVERFLOW;
+    return diag__add_path(name, parent, depth, flags);
+}
+
+uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
+{
+    uint32_t path = diag__map_get(&t->cache, parent, s->name);
+    if (path == 0) {
+        pthread_mutex_lock(&diag__lock);
+        path = diag__path_of(parent, s->name, s->flags);
+        pthread_mutex_unlock(&diag__lock);
+        diag__map_put(&t->cache, parent, s->name, path); /* a full cache only costs speed */
+    }
+    if (path == parent && parent != DIAG__OVERFLOW) t->folded++;
+    s->last_parent = parent;
+    s->last_path = path;
+    return path;
+}
+
+/* ---- per-thread tables ---------------------------------------------------- */
+
+diag__thread *diag__attach(void)
+{
+    diag__thread *t = (diag__thread *)diag__alloc_zero(sizeof *t);
+    diag__slot *first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
+    if (t == NULL || first == NULL) {
+        DIAG_FREE(t);
+        DIAG_FREE(first);
+        diag__tls = diag__no_table;
+        return diag__no_table;
+    }
+    t->dir[0] = first; /* holds the overflow path, so a thread can always count */
+    pthread_mutex_lock(&diag__lock);
+    t->next = diag__g.threads;
+    diag__g.threads = t;
+    pthread_mutex_unlock(&diag__lock);
+    pthread_setspecific(diag__g.key, t);
+    diag__tls = t;
+    return t;
+}
+
+diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
+{
+    diag__slot *chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+    if (chunk == NULL) return &t->dir[0][DIAG__OVERFLOW];
+    __atomic_store_n(&t->dir[path >> DIAG__CHUNK_BITS], chunk, __ATOMIC_RELEASE);
+    return &chunk[path & (DIAG__CHUNK - 1)];
+}
+
+/* Adds slot b into a: used when a thread's table joins the retired one. */
+static void diag__slot_merge(diag__slot *a, const diag__slot *b)
+{
+    int i;
+    a->polls += b->polls;
+    a->busy += b->busy;
+    a->poll_ticks += b->poll_ticks;
+    a->max = a->max > b->max ? a->max : b->max;
+    a->wall += b->wall;
+    a->open_runs += b->open_runs;
+    a->open_start_sum += b->open_start_sum;
+    a->done += b->done;
+    a->drops += b->drops;
+    a->wakes += b->wakes;
+    a->sched += b->sched;
+    for (i = 0; i < DIAG__HIST; i++) a->hist[i] += b->hist[i];
+}
+
+/* Moves chunk c of src into dst[c], adding where dst already has one. */
+static void diag__chunk_merge(diag__slot **dst, diag__slot **src, uint32_t c)
+{
+    uint32_t i;
+    if (src[c] == NULL) return;
+    if (dst[c] == NULL) {
+        dst[c] = src[c];
+        src[c] = NULL;
+        return;
+    }
+    for (i = 0; i < DIAG__CHUNK; i++) diag__slot_merge(&dst[c][i], &src[c][i]);
+    DIAG_FREE(src[c]);
+    src[c] = NULL;
+}
+
+static void diag__free_table(diag__thread *t)
+{
+    uint32_t c;
+    for (c = 0; c < DIAG__DIR; c++) {
+        DIAG_FREE(t->dir[c]);
+        if (t->base) DIAG_FREE(t->base[c]);
+    }
+    DIAG_FREE(t->base);
+    DIAG_FREE(t->cache.entries);
+    DIAG_FREE(t);
+}
+
+/* A thread that exits keeps its counts: its table joins the retired one, so
+   memory stays bounded by paths, not by how many threads came and went. */
+static void diag__thread_exit(void *arg)
+{
+    diag__thread *t = (diag__thread *)arg, **link;
+    uint32_t c;
+    pthread_mutex_lock(&diag__lock);
+    for (link = &diag__g.threads; *link != NULL; link = &(*link)->next)
+        if (*link == t) {
+            *link = t->next;
+            break;
+        }
+    if (t->base != NULL && diag__g.retired.base == NULL) {
+        diag__g.retired.base = t->base;
+        t->base = NULL;
+    }
+    for (c = 0; c < DIAG__DIR; c++) {
+        diag__chunk_merge(diag__g.retired.dir, t->dir, c);
+        if (t->base) diag__chunk_merge(diag__g.retired.base, t->base, c);
+    }
+    diag__g.retired.folded += t->folded;
+    diag__g.nretired++;
+    pthread_mutex_unlock(&diag__lock);
+    diag__free_table(t);
+    diag__tls = NULL;
+}
+
+/* ---- slow paths of the poll ---------------------------------------------- */
+
+static void diag__say_once(int *flag, const char *message)
+{
+    if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) fputs(message, stderr);
+}
+
+/* Nested deeper than DIAG_MAX_DEPTH: the poll counts in the deepest frame,
+   and its time stays in that frame's busy time. */
+void diag__begin_too_deep(diag__thread *t, diag_span *s)
+{
+    diag__frame *top = &t->stack[DIAG_MAX_DEPTH - 1];
+    if (t == diag__no_table) {
+        __atomic_fetch_add(&diag__g.unmeasured, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (s->path == 0) {
+        s->path = top->path;
+        s->run_start = diag__now();
+        DIAG__ADD(top->slot->open_runs, 1);
+        DIAG__ADD(top->slot->open_start_sum, s->run_start);
+    }
+    DIAG__ADD(top->slot->polls, 1);
+    t->folded++;
+}
+
+/* The end of a poll that was not measured as a frame: a folded poll, a
+   thread without a table, or a span_end without its begin. Ends the run
+   if the poll said READY; counts nothing else. */
+void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
+{
+    diag__slot *slot;
+    uint64_t now;
+    if (status != DIAG_READY || s->path == 0) return;
+    if (t == NULL || t == diag__no_table) {
+        s->path = 0;
+        return;
+    }
+#ifdef DIAG_DEBUG
+    if (t->depth < DIAG_MAX_DEPTH) {
+        fprintf(stderr, "diagnose.h: diag_span_end of '%s' without its diag_span_begin\n", s->name);
+        abort();
+    }
+#endif
+    slot = diag__slot_at(t, s->path);
+    now = diag__now();
+    DIAG__ADD(slot->wall, now - s->run_start);
+    DIAG__ADD(slot->open_runs, (uint64_t)-1);
+    DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
+    DIAG__ADD(slot->done, 1);
+    s->path = 0;
+}
+
+void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
+{
+    /* Only the wake we read is cleared: a wake that lands during this poll
+       belongs to the next one. */
+    if (__atomic_compare_exchange_n(&s->woke_at, &woke, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        DIAG__ADD(slot->wakes, 1);
+        DIAG__ADD(slot->sched, now > woke ? now - woke : 0);
+    }
+}
+
+void diag_span_cancel(diag_span *s)
+{
+    diag__thread *t;
+    diag__slot *slot;
+    uint64_t now;
+    if (s == NULL) return;
+    DIAG__STORE(s->woke_at, 0);
+    if (s->path == 0) return;
+    t = diag__tls ? diag__tls : diag__attach();
+    if (t == diag__no_table) {
+        s->path = 0;
+        return;
+    }
+    slot = diag__slot_at(t, s->path);
+    now = diag__now();
+    DIAG__ADD(slot->wall, now > s->run_start ? now - s->run_start : 0);
+    DIAG__ADD(slot->open_runs, (uint64_t)-1);
+    DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
+    DIAG__ADD(slot->drops, 1);
+    s->path = 0;
+}
+
+diag_status diag__poll_invalid(diag_future *f)
+{
+#ifdef DIAG_DEBUG
+    fprintf(stderr, "diagnose.h: diag_poll of %s\n", f ? "a future with a NULL poll function" : "a NULL future");
+    abort();
+#else
+    (void)f;
+    diag__say_once(&diag__g.said_invalid,
+                   "diagnose.h: diag_poll of a NULL future or NULL poll function; returned DIAG_READY\n");
+    return DIAG_READY;
+#endif
+}
+
+/* ---- reset: baselines subtracted by every later dump ---------------------- */
+
+/* Every counter is a sum, so a window is "now minus the baseline". Wall is
+   kept with the pending part included, which makes runs open across the
+   reset count from the reset on. */
+static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
+{
+    uint32_t c, i;
+    if (t->base == NULL) {
+        t->base = (diag__slot **)diag__alloc_zero(DIAG__DIR * sizeof *t->base);
+        if (t->base == NULL) return -1;
+    }
+    for (c = 0; c < nchunks; c++) {
+        diag__slot *chunk = __atomic_load_n(&t->dir[c], __ATOMIC_ACQUIRE);
+        if (chunk == NULL) continue;
+        if (t->base[c] == NULL) t->base[c] = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof(diag__slot));
+        if (t->base[c] == NULL) return -1;
+        for (i = 0; i < DIAG__CHUNK; i++) {
+            diag__slot *live = &chunk[i], *base = &t->base[c][i];
+            int h;
+            base->polls = DIAG__LOAD(live->polls);
+            base->busy = DIAG__LOAD(live->busy);
+            base->poll_ticks = DIAG__LOAD(live->poll_ticks);
+            base->wall = DIAG__LOAD(live->wall) + DIAG__LOAD(live->open_runs) * now -
+                         DIAG__LOAD(live->open_start_sum);
+            base->done = DIAG__LOAD(live->done);
+            base->drops = DIAG__LOAD(live->drops);
+            base->wakes = DIAG__LOAD(live->wakes);
+            base->sched = DIAG__LOAD(live->sched);
+            for (h = 0; h < DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
+            DIAG__STORE(live->max, 0); /* a racing poll may put its own time back: still a real poll */
+        }
+    }
+    t->folded = 0;
+    return 0;
+}
+
+static int diag__reset_locked(void)
+{
+    uint32_t nchunks = (diag__g.npaths + DIAG__CHUNK - 1) / DIAG__CHUNK;
+    uint64_t now = diag__now();
+    diag__thread *t;
+    int rc = diag__reset_table(&diag__g.retired, nchunks, now);
+    for (t = diag__g.threads; t != NULL; t = t->next)
+        if (diag__reset_table(t, nchunks, now) != 0) rc = -1;
+    diag__g.reset_at = now;
+    __atomic_store_n(&diag__g.unmeasured, 0, __ATOMIC_RELAXED);
+    return rc;
+}
+
+int diag_reset(void)
+{
+    int rc;
+    if (!diag__on()) return 0;
+    pthread_mutex_lock(&diag__lock);
+    rc = diag__reset_locked();
+    pthread_mutex_unlock(&diag__lock);
+    if (rc != 0) errno = ENOMEM;
+    return rc;
+}
+
+/* The child of fork() starts with empty tables: the other threads are gone
+   and what the parent counted is the parent's to write. */
+static void diag__fork_child(void)
+{
+    pthread_mutex_init(&diag__lock, NULL);
+    diag__g.forked = 1;
+    diag__g.exit_done = 0;
+    diag__reset_locked();
+}
+
+/* ---- snapshot: all tables merged into rows, one per folded stack ---------- */
+
+typedef struct diag__row {
+    const char *stack;
+    uint64_t polls, done, drops, wakes;
+    uint64_t busy, poll_time, wall, self_wall, max, sched; /* ns */
+    uint64_t hist[DIAG__HIST];                             /* polls by log2 ticks */
+} diag__row;
+
+typedef struct diag__snapshot {
+    diag__row *rows;
+    size_t count;
+    char *text;          /* the stacks */
+    double ns_per_tick;
+    uint64_t elapsed_ns; /* since start, or since the last reset */
+    unsigned threads;
+    uint64_t folded, unmeasured;
+} diag__snapshot;
+
+typedef struct diag__buf {
+    char *data;
+    size_t len, cap;
+    int failed;
+} diag__buf;
+
+/* Makes room for n more bytes and a NUL; returns 0, or -1 and sets failed. */
+static int diag__buf_reserve(diag__buf *b, size_t n)
+{
+    if (b->failed) return -1;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *d;
+        while (cap < b->len + n + 1) cap *= 2;
+        d = (char *)DIAG_REALLOC(b->data, cap);
+        if (d == NULL) {
+            b->failed = 1;
+            return -1;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    return 0;
+}
+
+static void diag__buf_put(diag__buf *b, const char *s, size_t n)
+{
+    if (diag__buf_reserve(b, n) != 0) return;
+    memmove(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void diag__buf_str(diag__buf *b, const char *s) { diag__buf_put(b, s, strlen(s)); }
+
+static void diag__buf_u64(diag__buf *b, uint64_t v)
+{
+    char digits[24];
+    int n = 0;
+    do digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    diag__buf_put(b, digits + sizeof digits - n, (size_t)n);
+}
+
+static int diag__frame_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("_:.-/<>()[]#@+=,&", c) != NULL);
+}
+
+/* Length of the valid UTF-8 sequence at s encoding a printable, non-space
+   code point of U+00A0 or above; 0 if there is none. Spaces and invisible
+   separators are refused because viewers split on them. */
+static size_t diag__utf8_printable(const unsigned char *s)
+{
+    uint32_t cp;
+    size_t n, i;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) n = 2, cp = s[0] & 0x1Fu;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF) n = 3, cp = s[0] & 0x0Fu;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4) n = 4, cp = s[0] & 0x07u;
+    else return 0;
+    for (i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3Fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
+    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
+    if (cp < 0xA1 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
+        cp == 0x205F || cp == 0x3000 || cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFF))
+        return 0;
+    return n;
+}
+
+/* Writes a frame name made only of safe bytes into out (at least
+   DIAG__NAME_MAX + 1 bytes): allowed ASCII and printable UTF-8 are kept,
+   every other byte becomes '_'; long names are cut with "..."; an empty
+   name is "[unnamed]". A derived name (DIAGNOSE's argument text) first
+   loses leading '&', '*', '(' and blanks and trailing ')' and blanks. */
+static size_t diag__sanitize(const char *name, int derived, char *out)
+{
+    const unsigned char *s = (const unsigned char *)(name ? name : "");
+    size_t end, len = 0, i = 0;
+    if (derived) {
+        while (*s == '&' || *s == '*' || *s == '(' || *s == ' ' || *s == '\t') s++;
+    }
+    end = strlen((const char *)s);
+    if (derived)
+        while (end > 0 && (s[end - 1] == ')' || s[end - 1] == ' ' || s[end - 1] == '\t')) end--;
+    while (i < end) {
+        size_t n = diag__frame_char(s[i]) ? 1 : diag__utf8_printable(s + i);
+        if (n == 0 || i + n > end) n = 0; /* not a safe byte: replaced */
+        if (len + (n ? n : 1) > DIAG__NAME_MAX - 3) {
+            memcpy(out + len, "...", 3);
+            len += 3;
+            break;
+        }
+        if (n == 0) {
+            out[len++] = '_';
+            i++;
+        } else {
+            memcpy(out + len, s + i, n);
+            len += n;
+            i += n;
+        }
+    }
+    if (len == 0) {
+        memcpy(out, "[unnamed]", 9);
+        len = 9;
+    }
+    out[len] = '\0';
+    return len;
+}
+
+static int diag__compare_rows(const void *a, const void *b)
+{
+    return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
+}
+
+/* Totals of one path over all tables, in ticks; wall includes pending runs. */
+typedef struct diag__total {
+    uint64_t polls, busy, poll_ticks, max, wall, done, drops, wakes, sched;
+    uint64_t hist[DIAG__HIST];
+} diag__total;
+
+static void diag__add_table(diag__total *tot, const diag__thread *t, uint32_t npaths, uint64_t now)
+{
+    uint32_t p;
+    for (p = 0; p < npaths; p++) {
+        const diag__slot *s = __atomic_load_n(&t->dir[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
+        const diag__slot *b = t->base ? t->base[p >> DIAG__CHUNK_BITS] : NULL;
+        diag__total *o = &tot[p];
+        uint64_t max;
+        int h;
+        if (s == NULL) {
+            p |= DIAG__CHUNK - 1; /* skip the missing chunk */
+            continue;
+        }
+        s += p & (DIAG__CHUNK - 1);
+        if (b) b += p & (DIAG__CHUNK - 1);
+        o->polls += DIAG__LOAD(s->polls) - (b ? b->polls : 0);
+        o->busy += DIAG__LOAD(s->busy) - (b ? b->busy : 0);
+        o->poll_ticks += DIAG__LOAD(s->poll_ticks) - (b ? b->poll_ticks : 0);
+        o->wall += DIAG__LOAD(s->wall) + DIAG__LOAD(s->open_runs) * now - DIAG__LOAD(s->open_start_sum) -
+                   (b ? b->wall : 0);
+        o->done += DIAG__LOAD(s->done) - (b ? b->done : 0);
+        o->drops += DIAG__LOAD(s->drops) - (b ? b->drops : 0);
+        o->wakes += DIAG__LOAD(s->wakes) - (b ? b->wakes : 0);
+        o->sched += DIAG__LOAD(s->sched) - (b ? b->sched : 0);
+        max = DIAG__LOAD(s->max);
+        if (max > o->max) o->max = max;
+        for (h = 0; h < DIAG__HIST; h++) o->hist[h] += DIAG__LOAD(s->hist[h]) - (b ? b->hist[h] : 0);
+    }
+}
+
+/* The folded stack of every path, NUL-terminated, into text at offsets[p].
+   Parents have smaller ids than their children, so each stack is its
+   parent's stack, ';' and its own frame. */
+static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
+{
+    char frame[DIAG__NAME_MAX + 1];
+    uint32_t p;
+    offsets[0] = 0;
+    diag__buf_put(text, "", 1);
+    for (p = 1; p < npaths; p++) {
+        const diag__path *path = &diag__g.paths[p];
+        size_t len = diag__sanitize(path->name, (path->flags & DIAG__NAME_DERIVED) != 0, frame);
+        size_t parent_len = path->parent == DIAG__ROOT ? 0 : strlen(text->data + offsets[path->parent]);
+        if (diag__buf_reserve(text, parent_len + len + 2) != 0) return -1;
+        offsets[p] = text->len;
+        if (parent_len) { /* room was made above, so the source cannot move */
+            diag__buf_put(text, text->data + offsets[path->parent], parent_len);
+            diag__buf_put(text, ";", 1);
+        }
+        diag__buf_put(text, frame, len);
+        diag__buf_put(text, "", 1);
+    }
+    return text->failed ? -1 : 0;
+}
+
+static void diag__row_add(diag__row *a, const diag__row *b)
+{
+    int h;
+    a->polls += b->polls;
+    a->done += b->done;
+    a->drops += b->drops;
+    a->wakes += b->wakes;
+    a->busy += b->busy;
+    a->poll_time += b->poll_time;
+    a->wall += b->wall;
+    a->self_wall += b->self_wall;
+    a->sched += b->sched;
+    a->max = a->max > b->max ? a->max : b->max;
+    for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
+}
+
+static void diag__snapshot_free(diag__snapshot *snap)
+{
+    DIAG_FREE(snap->rows);
+    DIAG_FREE(snap->text);
+    memset(snap, 0, sizeof *snap);
+}
+
+/* Takes the lock while it reads; other threads keep polling meanwhile. */
+static int diag__snapshot_take(diag__snapshot *snap)
+{
+    diag__total *tot = NULL;
+    size_t *offsets = NULL;
+    uint64_t *child_wall = NULL;
+    diag__buf text = { NULL, 0, 0, 0 };
+    diag__thread *t;
+    uint32_t npaths, p;
+    uint64_t now;
+    size_t i, out;
+    memset(snap, 0, sizeof *snap);
+    snap->ns_per_tick = diag__ns_per_tick();
+    pthread_mutex_lock(&diag__lock);
+    npaths = diag__g.npaths;
+    now = diag__now();
+    snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
+    tot = (diag__total *)diag__alloc_zero(npaths * sizeof *tot);
+    offsets = (size_t *)DIAG_MALLOC(npaths * sizeof *offsets);
+    child_wall = (uint64_t *)diag__alloc_zero(npaths * sizeof *child_wall);
+    snap->rows = (diag__row *)diag__alloc_zero(npaths * sizeof *snap->rows);
+    if (tot == NULL || offsets == NULL || child_wall == NULL || snap->rows == NULL ||
+        diag__stacks(&text, offsets, npaths) != 0) {
+        pthread_mutex_unlock(&diag__lock);
+        DIAG_FREE(tot);
+        DIAG_FREE(offsets);
+        DIAG_FREE(child_wall);
+        DIAG_FREE(text.data);
+        diag__snapshot_free(snap);
+        errno = ENOMEM;
+        return -1;
+    }
+    diag__add_table(tot, &diag__g.retired, npaths, now);
+    snap->folded = diag__g.retired.folded;
+    snap->threads = diag__g.nretired;
+    for (t = diag__g.threads; t != NULL; t = t->next) {
+        diag__add_table(tot, t, npaths, now);
+        snap->folded += t->folded;
+        snap->threads++;
+    }
+    for (p = 2; p < npaths; p++) child_wall[diag__g.paths[p].parent] += tot[p].wall;
+    for (p = 1, out = 0; p < npaths; p++) {
+        diag__row *r = &snap->rows[out];
+        int h;
+        if (tot[p].polls == 0 && tot[p].wall == 0) continue;
+        r->stack = (const char *)(uintptr_t)offsets[p]; /* made a pointer below */
+        r->polls = tot[p].polls;
+        r->done = tot[p].done;
+        r->drops = tot[p].drops;
+        r->wakes = tot[p].wakes;
+        r->busy = diag__to_ns(tot[p].busy, snap->ns_per_tick);
+        r->poll_time = diag__to_ns(tot[p].poll_ticks, snap->ns_per_tick);
+        r->wall = diag__to_ns(tot[p].wall, snap->ns_per_tick);
+        r->self_wall = tot[p].wall > child_wall[p] ? diag__to_ns(tot[p].wall - child_wall[p], snap->ns_per_tick) : 0;
+        r->max = diag__to_ns(tot[p].max, snap->ns_per_tick);
+        r->sched = diag__to_ns(tot[p].sched, snap->ns_per_tick);
+        for (h = 0; h < DIAG__HIST; h++) r->hist[h] = tot[p].hist[h];
+        out++;
+    }
+    pthread_mutex_unlock(&diag__lock);
+    snap->unmeasured = __atomic_load_n(&diag__g.unmeasured, __ATOMIC_RELAXED);
+    snap->text = text.data;
+    for (i = 0; i < out; i++) snap->rows[i].stack = text.data + (size_t)(uintptr_t)snap->rows[i].stack;
+    qsort(snap->rows, out, sizeof *snap->rows, diag__compare_rows);
+    /* Different paths can print the same (two sites named alike, or names
+       equal after sanitizing): one line each, values summed. */
+    for (i = 0, snap->count = 0; i < out; i++) {
+        if (snap->count > 0 && strcmp(snap->rows[snap->count - 1].stack, snap->rows[i].stack) == 0)
+            diag__row_add(&snap->rows[snap->count - 1], &snap->rows[i]);
+        else
+            snap->rows[snap->count++] = snap->rows[i];
+    }
+    DIAG_FREE(tot);
+    DIAG_FREE(offsets);
+    DIAG_FREE(child_wall);
+    return 0;
+}
+
+/* Upper bound in ns of the q-quantile of a row's poll times (log2 buckets:
+   within a factor of two), never above the measured maximum. */
+static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, double q)
+{
+    uint64_t seen = 0, want;
+    int h;
+    if (r->polls == 0) return 0;
+    want = (uint64_t)(q * (double)r->polls + 0.5);
+    if (want == 0) want = 1;
+    for (h = 0; h < DIAG__HIST; h++) {
+        seen += r->hist[h];
+        if (seen >= want) {
+            uint64_t bound = diag__to_ns(h + 1 < 64 ? (((uint64_t)2 << h) - 1) : UINT64_MAX, snap->ns_per_tick);
+            return bound < r->max ? bound : r->max;
+        }
+    }
+    return r->max;
+}
+
+/* ---- output: folded files ------------------------------------------------ */
+
+enum { DIAG__POLLS, DIAG__BUSY, DIAG__WALL, DIAG__SCHED, DIAG__METRICS };
+static const char *const diag__metric_names[DIAG__METRICS] = { "polls", "busy", "wall", "sched" };
+
+static uint64_t diag__metric(const diag__row *r, int metric)
+{
+    switch (metric) {
+    case DIAG__POLLS: return r->polls;
+    case DIAG__BUSY: return r->busy;
+    case DIAG__WALL: return r->self_wall;
+    default: return r->sched;
+    }
+}
+
+static void diag__folded(diag__buf *b, const diag__snapshot *snap, int metric)
+{
+    size_t i;
+    for (i = 0; i < snap->count; i++) {
+        diag__buf_str(b, snap->rows[i].stack);
+        diag__buf_put(b, " ", 1);
+        diag__buf_u64(b, diag__metric(&snap->rows[i], metric));
+        diag__buf_put(b, "\n", 1);
+    }
+}
+
+/* Writes data to path through a temporary file and rename(), so a reader
+   never sees half a file and a symlink at path is replaced, not followed. */
+static int diag__write_file(const char *path, const char *data, size_t len)
+{
+    char tmp[4200];
+    int fd, saved;
+    size_t done = 0;
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
+        errno = ENAMETOOLONG;
+        return -1;
+    }
+    unlink(tmp); /* a leftover of a killed process that had our pid */
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
+    if (fd < 0) return -1;
+    while (done < len) {
+        ssize_t n = write(fd, data + done, len - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            if (n == 0) errno = ENOSPC;
+            goto fail;
+        }
+        done += (size_t)n;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        goto fail;
+    }
+    if (rename(tmp, path) == 0) return 0;
+    fd = -1;
+fail:
+    saved = errno;
+    if (fd >= 0) close(fd);
+    unlink(tmp);
+    errno = saved;
+    return -1;
+}
+
+/* The prefix to write to: "%p" becomes the pid; a forked child with no "%p"
+   gets its pid appended so it never overwrites its parent's files. */
+static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
+{
+    size_t len = 0;
+    int has_pid = 0;
+    char pid[24];
+    snprintf(pid, sizeof pid, "%ld", (long)getpid());
+    if (prefix == NULL || *prefix == '\0') prefix = diag__getenv("DIAGNOSE_OUT");
+    if (prefix == NULL || *prefix == '\0') prefix = "diagnose";
+    for (; *prefix; prefix++) {
+        const char *piece = prefix;
+        size_t n = 1;
+        if (prefix[0] == '%' && prefix[1] == 'p') {
+            piece = pid;
+            n = strlen(pid);
+            prefix++;
+            has_pid = 1;
+        }
+        if (len + n + 1 >= cap) goto too_long;
+        memcpy(out + len, piece, n);
+        len += n;
+    }
+    if (diag__g.forked && !has_pid) {
+        if (len + strlen(pid) + 2 >= cap) goto too_long;
+        out[len++] = '.';
+        memcpy(out + len, pid, strlen(pid));
+        len += strlen(pid);
+    }
+    out[len] = '\0';
+    return 0;
+too_long:
+    errno = ENAMETOOLONG;
+    return -1;
+}
+
+/* Writes PREFIX.<metric>.folded for each metric; on failure names the file
+   in failed_path and returns -1 with errno set. */
+static int diag__write_all(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
+{
+    int metric;
+    int metrics = DIAG__SCHED;
+    size_t i;
+    for (i = 0; i < snap->count; i++)
+        if (snap->rows[i].wakes) metrics = DIAG__METRICS;
+    for (metric = 0; metric < metrics; metric++) {
+        diag__buf b = { NULL, 0, 0, 0 };
+        int rc;
+        snprintf(failed_path, cap, "%s.%s.folded", prefix, diag__metric_names[metric]);
+        diag__buf_put(&b, "", 0);
+        diag__folded(&b, snap, metric);
+        if (b.failed) {
+            DIAG_FREE(b.data);
+            errno = ENOMEM;
+            return -1;
+        }
+        rc = diag__write_file(failed_path, b.data, b.len);
+        DIAG_FREE(b.data);
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+int diag_dump(const char *prefix)
+{
+    char resolved[4096], failed[4200];
+    diag__snapshot snap;
+    int rc;
+    if (!diag__on()) return 0;
+    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    if (diag__snapshot_take(&snap) != 0) return -1;
+    rc = diag__write_all(resolved, &snap, failed, sizeof failed);
+    diag__snapshot_free(&snap);
+    return rc;
+}
+
+/* ---- output: the summary table ------------------------------------------ */
+
+/* A duration in at most 6 characters: 999ns, 12.3us, 450ms, 1.20s. */
+static void diag__format_ns(char *out, size_t cap, uint64_t ns)
+{
+    static const char *const units[] = { "ns", "us", "ms", "s" };
+    double v = (double)ns;
+    int u = 0;
+    while (v >= 999.5 && u < 3) v /= 1000.0, u++;
+    if (u == 0 || v >= 99.95) snprintf(out, cap, "%.0f%s", v, units[u]);
+    else if (v >= 9.995) snprintf(out, cap, "%.1f%s", v, units[u]);
+    else snprintf(out, cap, "%.2f%s", v, units[u]);
+}
+
+static int diag__compare_busy(const void *a, const void *b)
+{
+    const diag__row *x = *(const diag__row *const *)a, *y = *(const diag__row *const *)b;
+    if (x->busy != y->busy) return x->busy < y->busy ? 1 : -1;
+    return strcmp(x->stack, y->stack);
+}
+
+static void diag__print_table(FILE *out, const diag__snapshot *snap, const char *prefix)
+{
+    const diag__row **order;
+    char t[7][16];
+    size_t i;
+    fprintf(out, "diagnose.h: %lu path%s, %u thread%s, clock %s; files %s.{polls,busy,wall}.folded\n",
+            (unsigned long)snap->count, snap->count == 1 ? "" : "s", snap->threads, snap->threads == 1 ? "" : "s",
+            diag__use_tsc ? "tsc" : "clock_gettime", prefix);
+    if (snap->count == 0) return;
+    order = (const diag__row **)DIAG_MALLOC(snap->count * sizeof *order);
+    if (order == NULL) return;
+    for (i = 0; i < snap->count; i++) order[i] = &snap->rows[i];
+    qsort(order, snap->count, sizeof *order, diag__compare_busy);
+    fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s  %s\n", "polls", "busy", "wall", "mean", "p50", "p99", "max",
+            "drops", "b/w", "path");
+    for (i = 0; i < snap->count && i < DIAG__TABLE_ROWS; i++) {
+        const diag__row *r = order[i];
+        char ratio[16];
+        diag__format_ns(t[0], sizeof t[0], r->busy);
+        diag__format_ns(t[1], sizeof t[1], r->wall);
+        diag__format_ns(t[2], sizeof t[2], r->polls ? r->poll_time / r->polls : 0);
+        diag__format_ns(t[3], sizeof t[3], diag__quantile(snap, r, 0.50));
+        diag__format_ns(t[4], sizeof t[4], diag__quantile(snap, r, 0.99));
+        diag__format_ns(t[5], sizeof t[5], r->max);
+        if (r->wall) snprintf(ratio, sizeof ratio, "%.0f%%", 100.0 * (double)r->busy / (double)r->wall);
+        else snprintf(ratio, sizeof ratio, "-");
+        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5s  %s\n", (unsigned long long)r->polls, t[0], t[1],
+                t[2], t[3], t[4], t[5], (unsigned long long)r->drops, ratio, r->stack);
+    }
+    if (snap->count > DIAG__TABLE_ROWS)
+        fprintf(out, "(%lu more paths in the folded files)\n", (unsigned long)(snap->count - DIAG__TABLE_ROWS));
+    fputs("busy: self time in polls; wall: time from first poll to READY or drop; b/w: busy/wall\n", out);
+    DIAG_FREE(order);
+}
+
+/* ---- exit ----------------------------------------------------------------- */
+
+static void diag__report_limits(const diag__snapshot *snap)
+{
+    if (snap->folded)
+        fprintf(stderr, "diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
+                (unsigned long long)snap->folded, DIAG_MAX_DEPTH);
+    if (snap->unmeasured)
+        fprintf(stderr, "diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
+                (unsigned long long)snap->unmeasured);
+}
+
+static void diag__exit_handler(void)
+{
+    char prefix[4096], failed[4200];
+    diag__snapshot snap;
+    int saved_errno = errno;
+    if (diag__mode != 1 || __atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) return;
+    if (diag__snapshot_take(&snap) != 0) {
+        fputs("diagnose.h: out of memory at exit; no profile written\n", stderr);
+        errno = saved_errno;
+        return;
+    }
+    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 ||
+        diag__write_all(prefix, &snap, failed, sizeof failed) != 0) {
+        const char *dir = diag__getenv("TMPDIR");
+        char fallback[4096];
+        int reason = errno;
+        snprintf(fallback, sizeof fallback, "%s/diagnose.%ld", dir && *dir ? dir : "/tmp", (long)getpid());
+        if (diag__write_all(fallback, &snap, prefix, sizeof prefix) == 0) {
+            fprintf(stderr, "diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
+                    fallback);
+            snprintf(prefix, sizeof prefix, "%s", fallback);
+        } else {
+            fprintf(stderr, "diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
+        }
+    }
+    if (!diag__env_is("DIAGNOSE_QUIET", "1")) diag__print_table(stderr, &snap, prefix);
+    diag__report_limits(&snap);
+    diag__snapshot_free(&snap);
+    errno = saved_errno;
+}
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DIAGNOSE_IMPLEMENTATION */
+
+/*
+MIT License
+
+Copyright (c) 2026 the diagnose.h authors
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+*/
