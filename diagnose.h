@@ -278,7 +278,7 @@ typedef struct diag__thread {
     diag__slot *dir[DIAG__DIR]; /* chunks of slots by path; published with release */
     diag__slot **base;          /* reset baselines, same shape; under the lock */
     diag__map cache;            /* (parent, name) -> path, this thread only */
-    uint64_t folded;            /* runs or polls folded at DIAG_MAX_DEPTH */
+    uint64_t folded;            /* runs or polls folded at DIAG_MAX_DEPTH; atomic, never reset */
     struct diag__thread *next;
 } diag__thread;
 
@@ -716,7 +716,7 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
         pthread_mutex_unlock(&diag__lock);
         diag__map_put(&t->cache, parent, s->name, path); /* a full cache only costs speed */
     }
-    if (path == parent && parent != DIAG__OVERFLOW) t->folded++;
+    if (path == parent && parent != DIAG__OVERFLOW) DIAG__ADD(t->folded, 1);
     s->last_parent = parent;
     s->last_path = path;
     return path;
@@ -847,7 +847,7 @@ void diag__begin_too_deep(diag__thread *t, diag_span *s)
         DIAG__ADD(top->slot->open_start_sum, s->run_start);
     }
     DIAG__ADD(top->slot->polls, 1);
-    t->folded++;
+    DIAG__ADD(t->folded, 1);
 }
 
 /* The end of a poll that was not measured as a frame: a folded poll, a
@@ -955,7 +955,6 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             DIAG__STORE(live->max, 0); /* a racing poll may put its own time back: still a real poll */
         }
     }
-    t->folded = 0;
     return 0;
 }
 
@@ -1251,7 +1250,7 @@ static int diag__snapshot_take(diag__snapshot *snap)
     snap->threads = diag__g.nretired;
     for (t = diag__g.threads; t != NULL; t = t->next) {
         diag__add_table(tot, t, npaths, now);
-        snap->folded += t->folded;
+        snap->folded += DIAG__LOAD(t->folded);
         snap->threads++;
     }
     for (p = 2; p < npaths; p++) child_wall[diag__g.paths[p].parent] += tot[p].wall;
