@@ -186,7 +186,7 @@ static diag_status extend_poll(diag_future *self, void *cx)
     make_chunk(chunk, e->chunks);
     if (e->len + CHUNK > e->cap) {
         char *grown;
-        e->cap = e->cap ? 2 * e->cap : CHUNK;
+        e->cap = e->cap ? 2 * e->cap : (size_t)CHUNK;
         grown = (char *)realloc(e->data, e->cap);
         if (grown == NULL) {
             fputs("demo: out of memory\n", stderr);
