@@ -45,7 +45,7 @@ for name in "${names[@]}"; do
     fi
     srcs=("tests/$name.c")
     for extra in tests/"$name".*.c; do [ -e "$extra" ] && srcs+=("$extra"); done
-    variants="c c++"
+    variants=${VARIANTS:-c c++} # VARIANTS=c: the C build only
     grep -q 'test: c-only' "tests/$name.c" && variants="c"
     for v in $variants; do
         bin="$OUT/$name.$v"
@@ -55,7 +55,8 @@ for name in "${names[@]}"; do
         if ! "${cmd[@]}" $CFLAGS $WARN -I. "${srcs[@]}" -o "$bin" -pthread -lm 2>"$log"; then
             cat "$log"; fail "build $name ($v)"; continue
         fi
-        (cd "$OUT" && "./$(basename "$bin")") >"$log" 2>&1
+        # RUNNER: a command prefix for the test program (valgrind, say).
+        (cd "$OUT" && ${RUNNER:-} "./$(basename "$bin")") >"$log" 2>&1
         rc=$?
         cat "$log"; count
         [ $rc -eq 0 ] || grep -q '^\[ FAIL \]' "$log" || fail "$name ($v) exited $rc"

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# make check: the reliability matrix. Each step prints one [ OK ] / [ FAIL ]
+# line (a failing step also prints what failed); the last line is the total
+# "N passed, N failed" of the steps, and the exit status is non-zero if any
+# step failed.
+#   1. the whole test suite (tests/run.sh) under ASan+UBSan, under TSan and
+#      under valgrind memcheck, each in a build directory of its own;
+#   2. every test and example built with gcc and clang as C99, C11, C17,
+#      C++11 and C++17 with -Wall -Wextra -Wpedantic -Werror, and the
+#      implementation with -Wconversion -Wshadow on top;
+#   3. cppcheck and clang-tidy on the header (implementation included);
+#   4. the fuzz loops (tests/fuzz_*.c) under ASan+UBSan, a fixed number of
+#      seeded inputs each.
+# Usage: tests/check.sh [STEP-PATTERN]   e.g. tests/check.sh 'matrix*'
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+OUT=${BUILD:-build}/check
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+ONLY=${1:-*}
+WARN="-Wall -Wextra -Wpedantic -Werror"
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+FUZZ_INPUTS=${FUZZ_INPUTS:-20000}
+passed=0 failed=0
+
+# step NAME COMMAND...: runs COMMAND with its output in $OUT/NAME.log.
+step() {
+    local name=$1 log="$OUT/$1.log" start rc
+    shift
+    # shellcheck disable=SC2053 # ONLY is a glob on purpose
+    [[ $name == $ONLY ]] || return 0
+    start=$(date +%s)
+    "$@" >"$log" 2>&1
+    rc=$?
+    if [ $rc -eq 0 ]; then
+        echo "[   OK ] $name ($(($(date +%s) - start))s)"
+        passed=$((passed + 1))
+    else
+        echo "[ FAIL ] $name (exit $rc, log $log)"
+        grep -E '^\[ FAIL \]|ERROR|WARNING: ThreadSanitizer|runtime error|Invalid|definitely lost|warning:|error:|style:|portability:|performance:' "$log" | head -n 30
+        tail -n 5 "$log"
+        failed=$((failed + 1))
+    fi
+}
+
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# ---- 1. the suite under sanitizers and valgrind ----------------------------
+# Sanitizer reports end the program (halt_on_error, -fno-sanitize-recover),
+# so a report is a failing test program.
+suite() { # suite BUILD-SUBDIR then VAR=value... for tests/run.sh
+    local dir=$1
+    shift
+    env BUILD="$OUT/$dir" "$@" tests/run.sh
+}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:halt_on_error=1:abort_on_error=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+
+step suite-asan-ubsan suite asan CC=gcc CXX=g++ CFLAGS="-O1 -g $SAN"
+step suite-tsan suite tsan CC=clang CXX=clang++ CFLAGS="-O1 -g -fsanitize=thread"
+# valgrind: every test program, C build only (the C++ build runs the same
+# code); --error-exitcode turns any memcheck report into a failing program.
+valgrind_suite() {
+    env BUILD="$OUT/valgrind" CC=gcc CXX=g++ CFLAGS="-O1 -g" VARIANTS=c \
+        RUNNER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+        tests/run.sh
+}
+if have valgrind; then step suite-valgrind valgrind_suite; fi
+
+# ---- 2. compiler matrix ----------------------------------------------------
+# Every test and example as one object per source, at -O2 (some warnings
+# only appear with optimisation).
+matrix() { # matrix COMPILER LANG STD
+    local cc=$1 lang=$2 std=$3 src rc=0
+    for src in tests/test_*.c tests/fuzz_*.c examples/*.c; do
+        [ -e "$src" ] || continue
+        "$cc" -x "$lang" -std="$std" -O2 $WARN -I. -Itests -c "$src" -o "$OUT/matrix.o" || { echo "in $src"; rc=1; }
+    done
+    return $rc
+}
+for cc in gcc clang; do
+    cxx=g++
+    [ $cc = clang ] && cxx=clang++
+    for std in c99 c11 c17; do step "matrix-$cc-$std" matrix $cc c $std; done
+    for std in c++11 c++17; do step "matrix-$cc-$std" matrix $cxx c++ $std; done
+done
+
+# The implementation alone, with the stricter warnings it promises.
+strict() { # strict COMPILER LANG STD
+    printf '#define DIAGNOSE_IMPLEMENTATION\n#include "diagnose.h"\nint main(void) { return 0; }\n' >"$OUT/strict.c"
+    "$1" -x "$2" -std="$3" -O2 $WARN -Wconversion -Wsign-conversion -Wshadow -I"$ROOT" -c "$OUT/strict.c" \
+        -o "$OUT/strict.o"
+}
+step strict-gcc-c99 strict gcc c c99
+step strict-clang-c11 strict clang c c11
+step strict-g++-c++17 strict g++ c++ c++17
+step strict-clang++-c++11 strict clang++ c++ c++11
+
+# ---- 3. static analysis ----------------------------------------------------
+# One translation unit with the implementation; findings in the header fail
+# the step unless suppressed inline with a reason.
+analysis_tu() {
+    printf '#define DIAGNOSE_IMPLEMENTATION\n#include "diagnose.h"\n' >"$OUT/analysis.c"
+}
+cppcheck_step() {
+    analysis_tu
+    # The system headers are not given to cppcheck (it does not need them
+    # and is slow with them); the two POSIX macros the header checks for are.
+    cppcheck --quiet --error-exitcode=1 --inline-suppr --std=c11 \
+        --enable=warning,style,performance,portability --library=posix \
+        -D_GNU_SOURCE -DCLOCK_MONOTONIC=1 -DO_NOFOLLOW=0400000 -D__GNUC__=12 -D__x86_64__ \
+        -I"$ROOT" "$OUT/analysis.c"
+}
+# Checks: the static analyser, bug-prone patterns, performance, portability.
+# Left out, with the reason:
+#   bugprone-reserved-identifier: the internal prefix diag__ is the
+#     project's naming convention (a C++ rule about double underscores);
+#   bugprone-easily-swappable-parameters: a style opinion;
+#   clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling:
+#     asks for Annex K (memcpy_s...), which glibc does not have.
+TIDY_CHECKS='-*,clang-analyzer-*,-clang-analyzer-security.insecureAPI.DeprecatedOrUnsafeBufferHandling,bugprone-*,-bugprone-easily-swappable-parameters,-bugprone-reserved-identifier,performance-*,portability-*'
+tidy_step() {
+    local out rc=0
+    analysis_tu
+    for std in "-std=c11" "-x c++ -std=c++17"; do
+        # shellcheck disable=SC2086 # std is two words on purpose
+        out=$(clang-tidy "$OUT/analysis.c" -header-filter='.*diagnose\.h' -checks="$TIDY_CHECKS" \
+            -- $std -I"$ROOT" 2>&1)
+        echo "$out"
+        if echo "$out" | grep -qE '(warning|error):'; then rc=1; fi
+    done
+    return $rc
+}
+if have cppcheck; then step cppcheck cppcheck_step; fi
+if have clang-tidy; then step clang-tidy tidy_step; fi
+
+# ---- 4. fuzz loops ---------------------------------------------------------
+fuzz() { # fuzz NAME: builds tests/NAME.c with ASan+UBSan and runs it
+    gcc -std=c99 -O1 -g $SAN $WARN -I. -Itests "tests/$1.c" -o "$OUT/$1" -pthread -lm &&
+        (cd "$OUT" && "./$1" "$FUZZ_INPUTS" 1)
+}
+for f in tests/fuzz_*.c; do
+    [ -e "$f" ] || continue
+    name=$(basename "$f" .c)
+    step "$name" fuzz "$name"
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
