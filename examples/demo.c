@@ -291,6 +291,7 @@ int main(void)
     }
     printf("demo: built %lu bytes twice (%d chunks of %d): extend and concat agree; ticker ticked %d times\n",
            (unsigned long)m.extend.len, CHUNKS, CHUNK, tick.ticks);
+    fflush(stdout); /* before the table, which goes to stderr at exit */
     free(m.extend.data);
     free(m.concat.s);
     return 0;
