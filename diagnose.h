@@ -72,6 +72,13 @@
                     Writes the folded files now, as a snapshot; counting goes
                     on. prefix NULL: DIAGNOSE_OUT or "diagnose". Returns 0, or
                     -1 with errno set (nothing is printed). Thread-safe.
+   diag_write_svg(prefix)
+                    Writes PREFIX.<metric>.svg for each folded file: a
+                    self-contained interactive flame graph (hover shows name,
+                    value and share; click zooms, "Reset zoom" or a click on
+                    the background undoes it). Frames narrower than 0.1 px
+                    are left out. Same prefix, return value and thread-safety
+                    as diag_dump; costs one snapshot.
    diag_reset()     Starts a fresh window: later dumps count only what
                     happens after the call (runs still open count from it).
                     Returns 0, or -1 with errno set. Thread-safe.
@@ -105,6 +112,13 @@
              concurrently can add up to more than their parent; their parent
              then shows no self wall.
      sched   nanoseconds from diag_wake to the next poll (only with wakes).
+   The table also shows, per path, the poll-time distribution (p50 and p99
+   from a histogram of log2 buckets, so an upper bound within a factor of
+   two, never above max; max exact) and the mean sched per wake. After it,
+   lint lines name patterns that sums hide, "lint: <path>: <what>":
+     - polls of DIAGNOSE_SLOW_NS (1 ms) or more, counted exactly per path;
+     - 100 polls or more, runs still pending and none finished;
+     - more drops than finished runs (cancelled more often than not).
    Paths deeper than DIAG_MAX_DEPTH frames are folded into their deepest
    frame and reported once at exit. Past DIAGNOSE_MAX_PATHS distinct paths
    (or when memory runs out) new paths are counted in one "[overflow]" path.
@@ -121,7 +135,24 @@
                            directory); "%p" becomes the process id. Ignored
                            in set-uid programs.
    DIAGNOSE_QUIET=1        write the files but not the table.
+   DIAGNOSE_SVG=1          at exit, also write the flame graphs of
+                           diag_write_svg next to the folded files.
    DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_MAX_PATHS).
+   DIAGNOSE_SLOW_NS=n      a poll of n ns or more is slow (default 1000000);
+                           0 turns the slow-poll lint off.
+   DIAGNOSE_INTERVAL=s     every s seconds (decimals allowed, >= 0.001) a
+                           background thread writes a numbered snapshot,
+                           PREFIX.N.{polls,busy,wall}.folded (and sched),
+                           N = 1, 2, 3 ...; each holds everything since the
+                           start or the last diag_reset, like diag_dump.
+   DIAGNOSE_SIGNAL=USR2    the signal (USR1, USR2, HUP or a number) requests
+                           a numbered snapshot. The handler only writes a
+                           byte to a pipe; the same background thread
+                           dumps. Snapshot numbers are shared with the
+                           timer; one line on stderr names each one.
+                           Neither variable set: no thread, no handler.
+                           The thread stops at exit, before the final
+                           files; a forked child takes no snapshots.
 
    ==========================================================================
    OUTPUT
@@ -224,6 +255,7 @@ static inline diag_status diag_poll(diag_future *f, void *cx) { return f->poll(f
 static inline void diag_drop(diag_future *f) { (void)f; }
 static inline void diag_wake(diag_future *f) { (void)f; }
 static inline int diag_dump(const char *prefix) { (void)prefix; return 0; }
+static inline int diag_write_svg(const char *prefix) { (void)prefix; return 0; }
 static inline int diag_reset(void) { return 0; }
 static inline void diag_span_begin(diag_span *s) { (void)s; }
 static inline void diag_span_end(diag_span *s, diag_status status) { (void)s; (void)status; }
@@ -233,6 +265,7 @@ static inline void diag_span_wake(diag_span *s) { (void)s; }
 #else /* !DIAGNOSE_DISABLE */
 
 int diag_dump(const char *prefix);
+int diag_write_svg(const char *prefix);
 int diag_reset(void);
 void diag_span_cancel(diag_span *s);
 
@@ -256,7 +289,7 @@ void diag_span_cancel(diag_span *s);
    threads: pending wall at time T = open_runs * T - open_start_sum. */
 typedef struct diag__slot {
     uint64_t polls, busy, poll_ticks, max, wall, open_runs, open_start_sum, done;
-    uint64_t drops, wakes, sched, spare;
+    uint64_t drops, wakes, sched, slow; /* slow: polls of DIAGNOSE_SLOW_NS or more */
     uint64_t hist[DIAG__HIST];
 } diag__slot;
 
@@ -285,6 +318,7 @@ typedef struct diag__thread {
 extern __thread diag__thread *diag__tls;
 extern int diag__mode; /* 0 not started, 1 recording, 2 off */
 extern int diag__use_tsc;
+extern uint64_t diag__slow_ticks; /* polls this long go to diag__slow_poll */
 
 int diag__start(void);
 uint64_t diag__clock_ns(void);
@@ -294,6 +328,7 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
 void diag__begin_too_deep(diag__thread *t, diag_span *s);
 void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
+void diag__slow_poll(diag__slot *slot, uint64_t ticks);
 diag_status diag__poll_invalid(diag_future *f);
 
 static inline int diag__on(void)
@@ -394,6 +429,7 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     DIAG__ADD(slot->poll_ticks, dt);
     if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
     DIAG__ADD(slot->hist[diag__bucket(dt)], 1);
+    if (DIAG__UNLIKELY(dt >= DIAG__LOAD(diag__slow_ticks))) diag__slow_poll(slot, dt);
     if (status == DIAG_READY && s->path != 0) {
         DIAG__ADD(slot->wall, now - s->run_start);
         DIAG__ADD(slot->open_runs, (uint64_t)-1);
@@ -447,7 +483,9 @@ static inline void diag_wake(diag_future *f)
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -477,6 +515,7 @@ extern "C" {
 __thread diag__thread *diag__tls;
 int diag__mode;
 int diag__use_tsc;
+uint64_t diag__slow_ticks = UINT64_MAX;
 
 struct diag__map_entry {
     const char *name;
@@ -504,6 +543,8 @@ static struct {
     int forked, exit_done;
     uint64_t unmeasured;        /* atomic: polls on threads without a table */
     int said_invalid;           /* atomic: warned once */
+    uint64_t slow_ns;           /* DIAGNOSE_SLOW_NS; 0: no slow-poll lint */
+    int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
 } diag__g;
 
 /* A thread whose table could not be allocated: full stack, so every begin
@@ -583,6 +624,9 @@ static void diag__thread_exit(void *arg);
 static void diag__fork_prepare(void) { pthread_mutex_lock(&diag__lock); }
 static void diag__fork_parent(void) { pthread_mutex_unlock(&diag__lock); }
 static void diag__fork_child(void);
+static void diag__slow_start(void);
+static void diag__agent_start(void);
+static void diag__agent_forked(void);
 static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32_t path);
 
 static int diag__reserve_path(void)
@@ -633,7 +677,9 @@ static void diag__start_once(void)
     diag__no_table->depth = DIAG_MAX_DEPTH;
     pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
     atexit(diag__exit_handler);
+    diag__slow_start();
     __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
+    diag__agent_start();
 }
 
 int diag__start(void)
@@ -768,6 +814,7 @@ static void diag__slot_merge(diag__slot *a, const diag__slot *b)
     a->drops += b->drops;
     a->wakes += b->wakes;
     a->sched += b->sched;
+    a->slow += b->slow;
     for (i = 0; i < DIAG__HIST; i++) a->hist[i] += b->hist[i];
 }
 
@@ -923,6 +970,58 @@ diag_status diag__poll_invalid(diag_future *f)
 #endif
 }
 
+/* ---- slow polls: the DIAGNOSE_SLOW_NS lint -------------------------------- */
+
+/* The poll path only compares a poll's ticks with diag__slow_ticks. Exact
+   needs the tick rate, which start-up does not know and should not spend
+   time measuring. So the threshold starts low, as if the counter ran at
+   DIAG__MIN_TICKS_PER_NS: every poll that may be slow comes here and is
+   judged with the rate measured so far; once DIAG__CALIBRATE_NS have passed
+   the threshold is set in ticks (rate good to about 1e-5) and only slow
+   polls come here. Cost: none for fast polls, two clock reads for a slow
+   one during the first DIAG__CALIBRATE_NS. */
+#define DIAG__SLOW_DEFAULT_NS 1000000u
+#define DIAG__CALIBRATE_NS 10000000u
+#define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
+
+static void diag__slow_start(void)
+{
+    const char *v = diag__getenv("DIAGNOSE_SLOW_NS");
+    char *end = NULL;
+    unsigned long long ns = DIAG__SLOW_DEFAULT_NS;
+    if (v != NULL && *v != '\0') {
+        ns = strtoull(v, &end, 10);
+        if (*end != '\0') ns = DIAG__SLOW_DEFAULT_NS; /* not a number: the default */
+    }
+    diag__g.slow_ns = ns;
+    if (ns == 0) return; /* lint off: the threshold stays UINT64_MAX */
+    if (!diag__use_tsc) {  /* ticks are nanoseconds */
+        diag__slow_ticks = ns;
+        diag__g.slow_exact = 1;
+        return;
+    }
+    diag__slow_ticks = (uint64_t)((double)ns * DIAG__MIN_TICKS_PER_NS);
+}
+
+void diag__slow_poll(diag__slot *slot, uint64_t ticks)
+{
+    uint64_t now, mono;
+    double ns_per_tick;
+    if (__atomic_load_n(&diag__g.slow_exact, __ATOMIC_ACQUIRE)) {
+        /* a poll that read the early threshold can land here after it changed */
+        if (ticks >= DIAG__LOAD(diag__slow_ticks)) DIAG__ADD(slot->slow, 1);
+        return;
+    }
+    diag__clock_pair(&now, &mono);
+    if (now <= diag__g.tsc0) return;
+    ns_per_tick = (double)(mono - diag__g.mono0) / (double)(now - diag__g.tsc0);
+    if (mono - diag__g.mono0 >= DIAG__CALIBRATE_NS) {
+        DIAG__STORE(diag__slow_ticks, (uint64_t)((double)diag__g.slow_ns / ns_per_tick) + 1);
+        __atomic_store_n(&diag__g.slow_exact, 1, __ATOMIC_RELEASE);
+    }
+    if ((double)ticks * ns_per_tick >= (double)diag__g.slow_ns) DIAG__ADD(slot->slow, 1);
+}
+
 /* ---- reset: baselines subtracted by every later dump ---------------------- */
 
 /* Every counter is a sum, so a window is "now minus the baseline". Wall is
@@ -952,6 +1051,7 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             base->drops = DIAG__LOAD(live->drops);
             base->wakes = DIAG__LOAD(live->wakes);
             base->sched = DIAG__LOAD(live->sched);
+            base->slow = DIAG__LOAD(live->slow);
             for (h = 0; h < DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
             DIAG__STORE(live->max, 0); /* a racing poll may put its own time back: still a real poll */
         }
@@ -991,6 +1091,7 @@ static void diag__fork_child(void)
     diag__g.forked = 1;
     diag__g.exit_done = 0;
     diag__reset_locked();
+    diag__agent_forked();
 }
 
 /* ---- snapshot: all tables merged into rows, one per folded stack ---------- */
@@ -998,6 +1099,7 @@ static void diag__fork_child(void)
 typedef struct diag__row {
     const char *stack;
     uint64_t polls, done, drops, wakes;
+    uint64_t slow, pending; /* polls of DIAGNOSE_SLOW_NS or more; runs open now */
     uint64_t busy, poll_time, wall, self_wall, max, sched; /* ns */
     uint64_t hist[DIAG__HIST];                             /* polls by log2 ticks */
 } diag__row;
@@ -1133,6 +1235,7 @@ static int diag__compare_rows(const void *a, const void *b)
 /* Totals of one path over all tables, in ticks; wall includes pending runs. */
 typedef struct diag__total {
     uint64_t polls, busy, poll_ticks, max, wall, done, drops, wakes, sched;
+    uint64_t slow, open_runs;
     uint64_t hist[DIAG__HIST];
 } diag__total;
 
@@ -1160,6 +1263,8 @@ static void diag__add_table(diag__total *tot, const diag__thread *t, uint32_t np
         o->drops += DIAG__LOAD(s->drops) - (b ? b->drops : 0);
         o->wakes += DIAG__LOAD(s->wakes) - (b ? b->wakes : 0);
         o->sched += DIAG__LOAD(s->sched) - (b ? b->sched : 0);
+        o->slow += DIAG__LOAD(s->slow) - (b ? b->slow : 0);
+        o->open_runs += DIAG__LOAD(s->open_runs); /* a gauge: no baseline */
         max = DIAG__LOAD(s->max);
         if (max > o->max) o->max = max;
         for (h = 0; h < DIAG__HIST; h++) o->hist[h] += DIAG__LOAD(s->hist[h]) - (b ? b->hist[h] : 0);
@@ -1203,6 +1308,8 @@ static void diag__row_add(diag__row *a, const diag__row *b)
     a->wall += b->wall;
     a->self_wall += b->self_wall;
     a->sched += b->sched;
+    a->slow += b->slow;
+    a->pending += b->pending;
     a->max = a->max > b->max ? a->max : b->max;
     for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
 }
@@ -1270,6 +1377,8 @@ static int diag__snapshot_take(diag__snapshot *snap)
         r->self_wall = tot[p].wall > child_wall[p] ? diag__to_ns(tot[p].wall - child_wall[p], snap->ns_per_tick) : 0;
         r->max = diag__to_ns(tot[p].max, snap->ns_per_tick);
         r->sched = diag__to_ns(tot[p].sched, snap->ns_per_tick);
+        r->slow = tot[p].slow;
+        r->pending = tot[p].open_runs;
         for (h = 0; h < DIAG__HIST; h++) r->hist[h] = tot[p].hist[h];
         out++;
     }
@@ -1471,21 +1580,68 @@ static int diag__compare_busy(const void *a, const void *b)
     return strcmp(x->stack, y->stack);
 }
 
+/* ---- output: lints, the patterns a table of sums hides -------------------- */
+
+#define DIAG__LINT_POLLS 100 /* "polled many times": at least this many polls */
+#define DIAG__LINT_LINES 20  /* lints printed at most; the rest are counted */
+
+static int diag__has_wakes(const diag__snapshot *snap)
+{
+    size_t i;
+    for (i = 0; i < snap->count; i++)
+        if (snap->rows[i].wakes) return 1;
+    return 0;
+}
+
+/* One line per finding, "lint: <path>: <what>"; returns the number of
+   findings for row r, printing only while *budget lasts. */
+static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget)
+{
+    char lines[3][200], a[16], b[16];
+    unsigned n = 0, i;
+    if (r->slow) {
+        diag__format_ns(a, sizeof a, diag__g.slow_ns);
+        diag__format_ns(b, sizeof b, r->max);
+        snprintf(lines[n++], sizeof lines[0], "%llu of %llu polls took %s or more (max %s)",
+                 (unsigned long long)r->slow, (unsigned long long)r->polls, a, b);
+    }
+    if (r->done == 0 && r->pending > 0 && r->polls >= DIAG__LINT_POLLS)
+        snprintf(lines[n++], sizeof lines[0], "%llu polls, never finished (%llu run%s pending)",
+                 (unsigned long long)r->polls, (unsigned long long)r->pending, r->pending == 1 ? "" : "s");
+    if (r->drops > r->done)
+        snprintf(lines[n++], sizeof lines[0], "dropped %llu time%s, finished %llu", (unsigned long long)r->drops,
+                 r->drops == 1 ? "" : "s", (unsigned long long)r->done);
+    for (i = 0; i < n && *budget > 0; i++, --*budget) fprintf(out, "lint: %s: %s\n", r->stack, lines[i]);
+    return n;
+}
+
+/* Lints for every path, in the table's order (most busy first). */
+static void diag__print_lints(FILE *out, const diag__row *const *order, size_t count)
+{
+    unsigned budget = DIAG__LINT_LINES, found = 0;
+    size_t i;
+    for (i = 0; i < count; i++) found += diag__lint_row(out, order[i], &budget);
+    if (found > DIAG__LINT_LINES) fprintf(out, "(%u more lints)\n", found - DIAG__LINT_LINES);
+}
+
 static void diag__print_table(FILE *out, const diag__snapshot *snap, const char *prefix)
 {
     const diag__row **order;
     char t[7][16];
     size_t i;
-    fprintf(out, "diagnose.h: %lu path%s, %u thread%s, clock %s; files %s.{polls,busy,wall}.folded\n",
+    int sched = diag__has_wakes(snap);
+    fprintf(out, "diagnose.h: %lu path%s, %u thread%s, clock %s; files %s.{polls,busy,wall%s}.folded\n",
             (unsigned long)snap->count, snap->count == 1 ? "" : "s", snap->threads, snap->threads == 1 ? "" : "s",
-            diag__use_tsc ? "tsc" : "clock_gettime", prefix);
+            diag__use_tsc ? "tsc" : "clock_gettime", prefix, sched ? ",sched" : "");
     if (snap->count == 0) return;
     order = (const diag__row **)DIAG_MALLOC(snap->count * sizeof *order);
     if (order == NULL) return;
     for (i = 0; i < snap->count; i++) order[i] = &snap->rows[i];
     qsort(order, snap->count, sizeof *order, diag__compare_busy);
-    fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s  %s\n", "polls", "busy", "wall", "mean", "p50", "p99", "max",
-            "drops", "b/w", "path");
+    fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
+            "drops", "b/w");
+    if (sched) fprintf(out, " %6s", "sched");
+    fputs("  path\n", out);
     for (i = 0; i < snap->count && i < DIAG__TABLE_ROWS; i++) {
         const diag__row *r = order[i];
         char ratio[16];
@@ -1497,13 +1653,473 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
         diag__format_ns(t[5], sizeof t[5], r->max);
         if (r->wall) snprintf(ratio, sizeof ratio, "%.0f%%", 100.0 * (double)r->busy / (double)r->wall);
         else snprintf(ratio, sizeof ratio, "-");
-        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5s  %s\n", (unsigned long long)r->polls, t[0], t[1],
-                t[2], t[3], t[4], t[5], (unsigned long long)r->drops, ratio, r->stack);
+        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5s", (unsigned long long)r->polls, t[0], t[1], t[2],
+                t[3], t[4], t[5], (unsigned long long)r->drops, ratio);
+        if (sched) { /* mean delay per wake; "-" for a path never woken */
+            if (r->wakes) diag__format_ns(t[6], sizeof t[6], r->sched / r->wakes);
+            else snprintf(t[6], sizeof t[6], "-");
+            fprintf(out, " %6s", t[6]);
+        }
+        fprintf(out, "  %s\n", r->stack);
     }
     if (snap->count > DIAG__TABLE_ROWS)
         fprintf(out, "(%lu more paths in the folded files)\n", (unsigned long)(snap->count - DIAG__TABLE_ROWS));
     fputs("busy: self time in polls; wall: time from first poll to READY or drop; b/w: busy/wall\n", out);
+    if (sched) fputs("sched: mean time from diag_wake to the next poll\n", out);
+    diag__print_lints(out, order, snap->count);
     DIAG_FREE(order);
+}
+
+/* ---- interactive: numbered snapshots on a timer or a signal --------------- */
+
+/* DIAGNOSE_INTERVAL and DIAGNOSE_SIGNAL start one background thread. The
+   signal handler only writes a byte to a pipe (async-signal-safe); the
+   thread does the dump, so no lock or allocation ever runs in a handler.
+   Snapshots are PREFIX.N.<metric>.folded, N = 1, 2, 3 ... in this process. */
+static struct {
+    pthread_t thread;
+    int running;          /* the thread exists in this process */
+    int pipe[2];          /* [1] written by the handler, read by the thread */
+    int stop;             /* atomic: the thread should end */
+    uint64_t interval_ns; /* 0: no timer */
+    unsigned next;        /* number of the last snapshot written */
+} diag__agent = { 0, 0, { -1, -1 }, 0, 0, 0 };
+
+static void diag__agent_signal(int signo)
+{
+    int saved = errno, fd = __atomic_load_n(&diag__agent.pipe[1], __ATOMIC_RELAXED);
+    char byte = 'd';
+    (void)signo;
+    if (fd >= 0 && write(fd, &byte, 1) < 0) {
+        /* pipe full: a snapshot is already requested */
+    }
+    errno = saved;
+}
+
+/* Writes snapshot number next + 1; a failure is reported on stderr. */
+static void diag__agent_snapshot(int by_signal)
+{
+    char prefix[4096], numbered[4200], failed[4300];
+    diag__snapshot snap;
+    unsigned n = diag__agent.next + 1;
+    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_take(&snap) != 0) {
+        fprintf(stderr, "diagnose.h: snapshot %u not written: %s\n", n, strerror(errno));
+        return;
+    }
+    snprintf(numbered, sizeof numbered, "%s.%u", prefix, n);
+    if (diag__write_all(numbered, &snap, failed, sizeof failed) != 0) {
+        fprintf(stderr, "diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+    } else {
+        diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
+        if (by_signal && !diag__env_is("DIAGNOSE_QUIET", "1"))
+            fprintf(stderr, "diagnose.h: wrote snapshot %s.*.folded\n", numbered);
+    }
+    diag__snapshot_free(&snap);
+}
+
+/* Milliseconds until the next tick of the timer; -1 (wait for the pipe)
+   when there is no timer. Ticks keep their schedule whatever signals do. */
+static int diag__agent_timeout(uint64_t next_at)
+{
+    uint64_t now = diag__clock_ns();
+    if (diag__agent.interval_ns == 0) return -1;
+    return next_at > now ? (int)((next_at - now + 999999u) / 1000000u) : 0;
+}
+
+static void *diag__agent_main(void *arg)
+{
+    uint64_t next_at = diag__clock_ns() + diag__agent.interval_ns;
+    struct pollfd p;
+    char bytes[64];
+    (void)arg;
+    p.fd = diag__agent.pipe[0];
+    p.events = POLLIN;
+    while (!__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) {
+        int n = poll(&p, 1, diag__agent_timeout(next_at));
+        int requested = 0;
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0) /* many signals in a burst make one snapshot */
+            while (read(p.fd, bytes, sizeof bytes) > 0) requested = 1;
+        if (__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) break;
+        if (requested) diag__agent_snapshot(1);
+        if (diag__agent.interval_ns && diag__clock_ns() >= next_at) {
+            diag__agent_snapshot(0);
+            while (next_at <= diag__clock_ns()) next_at += diag__agent.interval_ns; /* skip missed ticks */
+        }
+    }
+    return NULL;
+}
+
+/* The signal number DIAGNOSE_SIGNAL names (USR1, SIGUSR2, or a number), or 0. */
+static int diag__agent_signo(const char *v)
+{
+    char *end;
+    long n;
+    if (strncmp(v, "SIG", 3) == 0) v += 3;
+    if (strcmp(v, "USR1") == 0) return SIGUSR1;
+    if (strcmp(v, "USR2") == 0) return SIGUSR2;
+    if (strcmp(v, "HUP") == 0) return SIGHUP;
+    n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n <= 0 || n >= 65 || n == SIGKILL || n == SIGSTOP) return 0;
+    return (int)n;
+}
+
+static int diag__agent_pipe(void)
+{
+    int i;
+    if (pipe(diag__agent.pipe) != 0) return -1;
+    for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
+        fcntl(diag__agent.pipe[i], F_SETFL, O_NONBLOCK);
+        fcntl(diag__agent.pipe[i], F_SETFD, FD_CLOEXEC);
+    }
+    return 0;
+}
+
+/* Called once at start-up; does nothing unless one of the variables is set. */
+static void diag__agent_start(void)
+{
+    const char *interval = diag__getenv("DIAGNOSE_INTERVAL"), *signame = diag__getenv("DIAGNOSE_SIGNAL");
+    double seconds = interval && *interval ? strtod(interval, NULL) : 0;
+    int signo = signame && *signame ? diag__agent_signo(signame) : 0;
+    sigset_t all, old;
+    if (interval && *interval && !(seconds >= 0.001 && seconds <= 86400.0))
+        fprintf(stderr, "diagnose.h: DIAGNOSE_INTERVAL=%s is not a number of seconds; ignored\n", interval);
+    if (signame && *signame && signo == 0)
+        fprintf(stderr, "diagnose.h: DIAGNOSE_SIGNAL=%s is not a signal (USR1, USR2); ignored\n", signame);
+    if (seconds >= 0.001 && seconds <= 86400.0) diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
+    if (diag__agent.interval_ns == 0 && signo == 0) return;
+    if (diag__agent_pipe() != 0) return;
+    sigfillset(&all); /* the thread takes none of the program's signals */
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    diag__agent.running = pthread_create(&diag__agent.thread, NULL, diag__agent_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (diag__agent.running && signo) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = diag__agent_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(signo, &sa, NULL);
+    }
+}
+
+/* At exit: the thread finishes the snapshot it may be writing and ends. The
+   pipe stays open, so a late signal writes to it harmlessly. */
+static void diag__agent_stop(void)
+{
+    char byte = 's';
+    if (!diag__agent.running) return;
+    __atomic_store_n(&diag__agent.stop, 1, __ATOMIC_RELEASE);
+    if (write(diag__agent.pipe[1], &byte, 1) < 0) {
+        /* pipe full: the thread wakes up anyway */
+    }
+    pthread_join(diag__agent.thread, NULL);
+    diag__agent.running = 0;
+}
+
+/* The child of fork() has no agent thread; it takes no snapshots, and its
+   handler must not wake the parent's thread through the shared pipe. */
+static void diag__agent_forked(void)
+{
+    int fd = diag__agent.pipe[1];
+    diag__agent.running = 0;
+    if (fd < 0) return;
+    __atomic_store_n(&diag__agent.pipe[1], -1, __ATOMIC_RELAXED);
+    close(fd);
+    close(diag__agent.pipe[0]);
+    diag__agent.pipe[0] = -1;
+}
+
+/* ---- output: flame graph SVG --------------------------------------------- */
+
+/* One self-contained SVG per metric, drawn as flamegraph.pl draws a folded
+   file: each row holds a self value, a frame is as wide as the sum of the
+   rows beneath it, roots at the bottom. Each frame is a nested <svg> box so
+   its label is clipped to it without measuring text; the script only moves
+   and resizes boxes, using the exact values kept in data-x (offset) and
+   data-v (inclusive value) attributes. */
+#define DIAG__SVG_WIDTH 1200 /* px of the picture */
+#define DIAG__SVG_PAD 10     /* px left and right of the frames */
+#define DIAG__SVG_ROW 16     /* px per level: 15 of frame, 1 of gap */
+#define DIAG__SVG_TOP 36     /* px above the frames: heading, "Reset zoom" */
+#define DIAG__SVG_BOTTOM 26  /* px below: the hover line */
+
+static const char *const diag__svg_titles[DIAG__METRICS] = { "polls", "busy time", "wall time",
+                                                             "scheduling delay" };
+
+/* ES5, so any SVG viewer with a script engine runs it. */
+static const char *const diag__svg_script[] = {
+    "(function () {\n",
+    "  var root = document.documentElement, pad = +root.getAttribute('data-pad');\n",
+    "  var width = +root.getAttribute('data-width'), total = +root.getAttribute('data-total');\n",
+    "  var frames = [].slice.call(document.getElementsByClassName('f'));\n",
+    "  var details = document.getElementById('details'), idle = details.textContent;\n",
+    "  var reset = document.getElementById('reset');\n",
+    "  function num(g, key) { return +g.getAttribute('data-' + key); }\n",
+    "  function frameOf(node) {\n",
+    "    for (; node && node !== root; node = node.parentNode)\n",
+    "      if (node.getAttribute && node.getAttribute('class') === 'f') return node;\n",
+    "    return null;\n",
+    "  }\n",
+    "  function place(g, x, w, faded) {\n",
+    "    var box = g.getElementsByTagName('svg')[0];\n",
+    "    box.setAttribute('x', (pad + x).toFixed(2));\n",
+    "    box.setAttribute('width', w.toFixed(2));\n",
+    "    g.style.display = '';\n",
+    "    g.style.opacity = faded ? '0.5' : '';\n",
+    "  }\n",
+    "  /* Ancestors of z span the width, faded; z's subtree is scaled to the\n",
+    "     width; everything else is hidden. z null: the whole profile. */\n",
+    "  function zoom(z) {\n",
+    "    var x0 = z ? num(z, 'x') : 0, v0 = z ? num(z, 'v') : total, d0 = z ? num(z, 'd') : 0;\n",
+    "    frames.forEach(function (g) {\n",
+    "      var x = num(g, 'x'), v = num(g, 'v'), d = num(g, 'd');\n",
+    "      if (d < d0 && x <= x0 && x + v >= x0 + v0) place(g, 0, width, true);\n",
+    "      else if (x >= x0 && x + v <= x0 + v0) place(g, (x - x0) * width / v0, v * width / v0, false);\n",
+    "      else g.style.display = 'none';\n",
+    "    });\n",
+    "    reset.style.opacity = z ? '1' : '0';\n",
+    "  }\n",
+    "  root.addEventListener('mouseover', function (e) {\n",
+    "    var g = frameOf(e.target);\n",
+    "    details.textContent = g ? g.getElementsByTagName('title')[0].textContent : idle;\n",
+    "  });\n",
+    "  root.addEventListener('click', function (e) { zoom(frameOf(e.target)); });\n",
+    "})();\n",
+};
+
+typedef struct diag__svg_open {
+    const char *name; /* points into a row's stack */
+    size_t len;
+    uint64_t start; /* value offset of the frame's left edge */
+} diag__svg_open;
+
+typedef struct diag__svg {
+    diag__buf *out;
+    int metric;
+    uint64_t total;  /* sum of the rows' values: the full width */
+    unsigned levels; /* frames in the deepest stack */
+    diag__svg_open *open;
+    unsigned nopen;
+} diag__svg;
+
+/* Orders stacks frame by frame (';' below every other byte), so the rows
+   beneath one frame are adjacent; bytewise order is not enough: "a-b" sorts
+   between "a" and "a;c". */
+static int diag__svg_compare(const void *a, const void *b)
+{
+    const unsigned char *x = (const unsigned char *)(*(const diag__row *const *)a)->stack;
+    const unsigned char *y = (const unsigned char *)(*(const diag__row *const *)b)->stack;
+    int kx, ky;
+    while (*x && *x == *y) x++, y++;
+    kx = *x == ';' ? 1 : *x ? *x + 1 : 0;
+    ky = *y == ';' ? 1 : *y ? *y + 1 : 0;
+    return kx - ky;
+}
+
+/* Text content and attribute values: names may hold & < > (see OUTPUT). */
+static void diag__svg_escape(diag__buf *b, const char *s, size_t n)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        if (s[i] == '&') diag__buf_str(b, "&amp;");
+        else if (s[i] == '<') diag__buf_str(b, "&lt;");
+        else if (s[i] == '>') diag__buf_str(b, "&gt;");
+        else if (s[i] == '"') diag__buf_str(b, "&quot;");
+        else diag__buf_put(b, s + i, 1);
+    }
+}
+
+/* "3 polls" or a duration such as "1.50ms". */
+static void diag__svg_value(char *out, size_t cap, int metric, uint64_t v)
+{
+    if (metric == DIAG__POLLS) snprintf(out, cap, "%llu poll%s", (unsigned long long)v, v == 1 ? "" : "s");
+    else diag__format_ns(out, cap, v);
+}
+
+/* A color from the name alone (FNV-1a), so a frame keeps its color in
+   every picture; each metric has its own range: polls green, busy
+   flamegraph.pl's hot, wall blue, sched purple. */
+static void diag__svg_color(char *out, size_t cap, int metric, const char *name, size_t len)
+{
+    static const unsigned char range[DIAG__METRICS][6] = { /* r, r span, g, g span, b, b span */
+        { 60, 70, 160, 70, 50, 60 },
+        { 205, 50, 0, 230, 0, 55 },
+        { 60, 70, 120, 80, 200, 55 },
+        { 150, 70, 70, 60, 190, 60 },
+    };
+    const unsigned char *c = range[metric];
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < len; i++) h = (h ^ (unsigned char)name[i]) * 16777619u;
+    snprintf(out, cap, "rgb(%u,%u,%u)", c[0] + c[1] * (h & 255u) / 255u, c[2] + c[3] * ((h >> 8) & 255u) / 255u,
+             c[4] + c[5] * ((h >> 16) & 255u) / 255u);
+}
+
+/* v with two decimals and a '.', whatever the program's locale. */
+static void diag__svg_fixed(char *out, size_t cap, double v)
+{
+    uint64_t hundredths = (uint64_t)(v * 100.0 + 0.5);
+    snprintf(out, cap, "%llu.%02u", (unsigned long long)(hundredths / 100), (unsigned)(hundredths % 100));
+}
+
+/* Draws an open frame that ends at value offset end, at level depth.
+   Frames under 0.1 px are left out, as flamegraph.pl does. */
+static void diag__svg_frame(diag__svg *g, const diag__svg_open *f, unsigned depth, uint64_t end)
+{
+    char head[128], box[320], value[32], color[32], share[24], x[24], w[24];
+    double scale = (double)(DIAG__SVG_WIDTH - 2 * DIAG__SVG_PAD) / (double)g->total;
+    uint64_t v = end - f->start;
+    if ((double)v * scale < 0.1) return;
+    diag__svg_value(value, sizeof value, g->metric, v);
+    diag__svg_color(color, sizeof color, g->metric, f->name, f->len);
+    diag__svg_fixed(share, sizeof share, 100.0 * (double)v / (double)g->total);
+    diag__svg_fixed(x, sizeof x, DIAG__SVG_PAD + (double)f->start * scale);
+    diag__svg_fixed(w, sizeof w, (double)v * scale);
+    snprintf(head, sizeof head, "<g class=\"f\" data-x=\"%llu\" data-v=\"%llu\" data-d=\"%u\"><title>",
+             (unsigned long long)f->start, (unsigned long long)v, depth);
+    snprintf(box, sizeof box,
+             ": %s (%s%%)</title><svg x=\"%s\" y=\"%u\" width=\"%s\" height=\"%u\">"
+             "<rect width=\"100%%\" height=\"100%%\" rx=\"2\" fill=\"%s\"/><text x=\"3\" y=\"11\">",
+             value, share, x, DIAG__SVG_TOP + (g->levels - 1 - depth) * DIAG__SVG_ROW, w, DIAG__SVG_ROW - 1, color);
+    diag__buf_str(g->out, head);
+    diag__svg_escape(g->out, f->name, f->len);
+    diag__buf_str(g->out, box);
+    diag__svg_escape(g->out, f->name, f->len);
+    diag__buf_str(g->out, "</text></svg></g>\n");
+}
+
+/* Opens the frames of one stack at value offset x, after closing the open
+   frames it does not share with the stack before it. */
+static void diag__svg_stack(diag__svg *g, const char *s, uint64_t x)
+{
+    unsigned d = 0;
+    while (d < g->nopen && *s) {
+        size_t len = strcspn(s, ";");
+        if (len != g->open[d].len || memcmp(s, g->open[d].name, len) != 0) break;
+        s += len + (s[len] == ';');
+        d++;
+    }
+    while (g->nopen > d) {
+        g->nopen--;
+        diag__svg_frame(g, &g->open[g->nopen], g->nopen, x);
+    }
+    while (*s && g->nopen < g->levels) {
+        diag__svg_open *f = &g->open[g->nopen++];
+        f->name = s;
+        f->len = strcspn(s, ";");
+        f->start = x;
+        s += f->len + (s[f->len] == ';');
+    }
+}
+
+static void diag__svg_frames(diag__svg *g, const diag__row **order, size_t n)
+{
+    uint64_t x = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        uint64_t v = diag__metric(order[i], g->metric);
+        if (v == 0) continue;
+        diag__svg_stack(g, order[i]->stack, x);
+        x += v;
+    }
+    diag__svg_stack(g, "", x);
+}
+
+static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
+{
+    char line[512], value[32];
+    unsigned height = DIAG__SVG_TOP + g->levels * DIAG__SVG_ROW + DIAG__SVG_BOTTOM;
+    size_t i;
+    diag__svg_value(value, sizeof value, g->metric, g->total);
+    snprintf(line, sizeof line,
+             "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"
+             "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%u\" height=\"%u\" "
+             "viewBox=\"0 0 %u %u\" data-total=\"%llu\" data-width=\"%u\" data-pad=\"%u\">\n",
+             DIAG__SVG_WIDTH, height, DIAG__SVG_WIDTH, height, (unsigned long long)g->total,
+             DIAG__SVG_WIDTH - 2 * DIAG__SVG_PAD, DIAG__SVG_PAD);
+    diag__buf_str(g->out, line);
+    diag__buf_str(g->out, "<style>text{font:12px Verdana,sans-serif;fill:#000}g.f{cursor:pointer}"
+                          "g.f:hover rect{stroke:#000;stroke-width:1}#reset{cursor:pointer;opacity:0}</style>\n"
+                          "<rect width=\"100%\" height=\"100%\" fill=\"#f8f8f8\"/>\n");
+    snprintf(line, sizeof line,
+             "<text id=\"heading\" x=\"%u\" y=\"22\" text-anchor=\"middle\" style=\"font-size:16px\">"
+             "diagnose.h: %s, total %s</text>\n<text id=\"reset\" x=\"%u\" y=\"22\">Reset zoom</text>\n"
+             "<text id=\"details\" x=\"%u\" y=\"%u\">%s</text>\n",
+             DIAG__SVG_WIDTH / 2, diag__svg_titles[g->metric], value, DIAG__SVG_PAD, DIAG__SVG_PAD, height - 9,
+             g->total ? "Hover a frame for its value, click to zoom." : "Nothing was measured.");
+    diag__buf_str(g->out, line);
+    if (g->total) diag__svg_frames(g, order, n);
+    diag__buf_str(g->out, "<script type=\"text/ecmascript\"><![CDATA[\n");
+    for (i = 0; i < sizeof diag__svg_script / sizeof diag__svg_script[0]; i++) diag__buf_str(g->out, diag__svg_script[i]);
+    diag__buf_str(g->out, "]]></script>\n</svg>\n");
+}
+
+/* The SVG of one metric into b (b->failed on allocation failure). */
+static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric)
+{
+    diag__svg g;
+    const diag__row **order = (const diag__row **)DIAG_MALLOC((snap->count + 1) * sizeof *order);
+    size_t i;
+    memset(&g, 0, sizeof g);
+    g.out = b;
+    g.metric = metric;
+    for (i = 0; i < snap->count; i++) {
+        const char *s = snap->rows[i].stack;
+        unsigned levels = 1;
+        if (order) order[i] = &snap->rows[i];
+        if (diag__metric(&snap->rows[i], metric) == 0) continue;
+        g.total += diag__metric(&snap->rows[i], metric);
+        while ((s = strchr(s, ';')) != NULL) s++, levels++;
+        if (levels > g.levels) g.levels = levels;
+    }
+    g.open = (diag__svg_open *)DIAG_MALLOC((g.levels + 1) * sizeof *g.open);
+    if (order == NULL || g.open == NULL) {
+        b->failed = 1;
+    } else {
+        qsort(order, snap->count, sizeof *order, diag__svg_compare);
+        diag__svg_document(&g, order, snap->count);
+    }
+    DIAG_FREE(order);
+    DIAG_FREE(g.open);
+}
+
+/* PREFIX.<metric>.svg for every metric that has a folded file. */
+static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
+{
+    char path[4200];
+    int metric, metrics = DIAG__SCHED;
+    size_t i;
+    for (i = 0; i < snap->count; i++)
+        if (snap->rows[i].wakes) metrics = DIAG__METRICS;
+    for (metric = 0; metric < metrics; metric++) {
+        diag__buf b = { NULL, 0, 0, 0 };
+        int rc;
+        diag__svg_write(&b, snap, metric);
+        if (b.failed) {
+            DIAG_FREE(b.data);
+            errno = ENOMEM;
+            return -1;
+        }
+        snprintf(path, sizeof path, "%s.%s.svg", prefix, diag__metric_names[metric]);
+        rc = diag__write_file(path, b.data, b.len);
+        DIAG_FREE(b.data);
+        if (rc != 0) return -1;
+    }
+    return 0;
+}
+
+int diag_write_svg(const char *prefix)
+{
+    char resolved[4096];
+    diag__snapshot snap;
+    int rc;
+    if (!diag__on()) return 0;
+    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    if (diag__snapshot_take(&snap) != 0) return -1;
+    rc = diag__write_svgs(resolved, &snap);
+    diag__snapshot_free(&snap);
+    return rc;
 }
 
 /* ---- exit ----------------------------------------------------------------- */
@@ -1524,6 +2140,7 @@ static void diag__exit_handler(void)
     diag__snapshot snap;
     int saved_errno = errno;
     if (diag__mode != 1 || __atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) return;
+    diag__agent_stop(); /* its last snapshot is done before the final files */
     if (diag__snapshot_take(&snap) != 0) {
         fputs("diagnose.h: out of memory at exit; no profile written\n", stderr);
         errno = saved_errno;
@@ -1543,6 +2160,8 @@ static void diag__exit_handler(void)
             fprintf(stderr, "diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
+    if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(prefix, &snap) != 0)
+        fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
     if (!diag__env_is("DIAGNOSE_QUIET", "1")) diag__print_table(stderr, &snap, prefix);
     diag__report_limits(&snap);
     diag__snapshot_free(&snap);
