@@ -1,0 +1,245 @@
+/* Threads: a run keeps the path it started with when another thread
+   continues it, every poll on every thread is counted, and the per-thread
+   tables are merged into one line per path, also after threads exit.
+
+   Each test starts with diag_reset(), so a dump holds only its own paths.
+   Time bounds are as in test_core.c: what the test knows happened inside
+   the measured interval (lower) and its own clock around it (upper), both
+   widened by 2% + 50 us for the counter's calibration. */
+#define DIAGNOSE_IMPLEMENTATION
+#include "diagnose.h"
+#include "test.h"
+
+#include <pthread.h>
+
+#define MS 1000000ull
+#define LO(ns) ((double)(ns) * 0.98 - 50000.0)
+#define HI(ns) ((double)(ns) * 1.02 + 50000.0)
+
+static char dir[256];
+
+/* PENDING `pending` times, then READY; spins spin_ns per poll; polls
+   `child` (until READY) when it has one. Starts over after READY. */
+struct task {
+    diag_future base;
+    int pending, n, polls, child_ready;
+    uint64_t spin_ns;
+    diag_future *child;
+};
+
+static diag_status task_poll(diag_future *self, void *cx)
+{
+    struct task *t = (struct task *)self;
+    t->polls++;
+    if (t->spin_ns) tt_spin_ns(t->spin_ns);
+    if (t->child && !t->child_ready) t->child_ready = diag_poll(t->child, cx) == DIAG_READY;
+    if (t->n++ < t->pending || (t->child && !t->child_ready)) return DIAG_PENDING;
+    t->n = 0;
+    t->child_ready = 0;
+    return DIAG_READY;
+}
+
+static struct task task_make(int pending, uint64_t spin_ns)
+{
+    struct task t;
+    diag_future init = DIAG_FUTURE_INIT(task_poll);
+    memset(&t, 0, sizeof t);
+    t.base = init;
+    t.pending = pending;
+    t.spin_ns = spin_ns;
+    return t;
+}
+
+/* Dumps to dir/out and returns out.<metric>.folded (freed by the caller). */
+static char *dumped(const char *metric)
+{
+    char prefix[300];
+    char *text;
+    snprintf(prefix, sizeof prefix, "%s/out", dir);
+    CHECK_EQ(diag_dump(prefix), 0);
+    text = tt_readf("%s.%s.folded", prefix, metric);
+    CHECK(text != NULL);
+    CHECK(tt_folded_ok(text));
+    return text;
+}
+
+static void check_value(const char *metric, const char *stack, long long want)
+{
+    char *text = dumped(metric);
+    CHECK_EQ(tt_value(text, stack), want);
+    free(text);
+}
+
+/* ---- a run that moves to another thread ----------------------------------- */
+
+struct mover {
+    diag_future *x;       /* the future to go on with */
+    struct task worker;   /* polls x from the thread, when marked */
+    int marked_worker;
+    uint64_t first_poll_ns, last_end_ns; /* test clock: start of the thread's first poll, end of its last */
+};
+
+static void *continue_run(void *arg)
+{
+    struct mover *m = (struct mover *)arg;
+    diag_future *f = m->x;
+    if (m->marked_worker) {
+        m->worker.child = m->x;
+        f = DIAGNOSE_AS(&m->worker.base, "worker");
+    }
+    m->first_poll_ns = tt_now_ns();
+    while (diag_poll(f, NULL) == DIAG_PENDING) tt_sleep_ns(2 * MS);
+    m->last_end_ns = tt_now_ns();
+    return NULL;
+}
+
+/* x's run starts under main;x on this thread and goes on on a bare thread
+   (or under another marked future there): its lines stay main;x. */
+static void run_moved(int marked_worker, const char *want_polls)
+{
+    struct task mainf = task_make(0, 0), x = task_make(5, 2 * MS);
+    struct mover m;
+    pthread_t th;
+    uint64_t start, first_end;
+    char *text;
+    memset(&m, 0, sizeof m);
+    diag_reset();
+    mainf.child = DIAGNOSE_AS(&x.base, "x");
+    start = tt_now_ns();
+    /* main's one poll gives x its first poll: PENDING, so main is too */
+    CHECK_EQ(diag_poll(DIAGNOSE_AS(&mainf.base, "main"), NULL), DIAG_PENDING);
+    first_end = tt_now_ns();
+    mainf.child = NULL;
+    CHECK_EQ(diag_poll(&mainf.base, NULL), DIAG_READY);
+    CHECK_EQ(x.polls, 1);
+    tt_sleep_ns(5 * MS);
+    /* still pending: its wall so far counts, on main;x */
+    text = dumped("wall");
+    CHECK_RANGE(tt_value(text, "main;x"), LO(5 * MS), 1e9);
+    free(text);
+
+    m.x = &x.base;
+    m.worker = task_make(0, 0);
+    m.marked_worker = marked_worker;
+    CHECK_EQ(pthread_create(&th, NULL, continue_run, &m), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK_EQ(x.polls, 6);
+    text = dumped("polls");
+    CHECK_STR(text, want_polls);
+    free(text);
+    text = dumped("wall");
+    /* the run: from x's first poll (on main) to its last (on the thread) */
+    CHECK_RANGE(tt_value(text, "main;x"), LO(m.first_poll_ns - first_end), HI(m.last_end_ns - start));
+    free(text);
+    /* six polls spinning 2 ms each, five of them on the thread */
+    text = dumped("busy");
+    CHECK_RANGE(tt_value(text, "main;x"), LO(12 * MS), HI(m.last_end_ns - start));
+    free(text);
+}
+
+static void test_moved_to_bare_thread_keeps_path(void)
+{
+    run_moved(0, "main 2\nmain;x 6\n");
+}
+
+/* The thread polls x inside its own marked future: x's run still belongs
+   to main;x, and worker's own polls are its own line. */
+static void test_moved_under_other_future_keeps_path(void)
+{
+    run_moved(1, "main 2\nmain;x 6\nworker 5\n");
+}
+
+/* ---- many threads, one path --------------------------------------------- */
+
+#define THREADS 4
+#define RUNS 250 /* per thread, of 4 polls each, with a nested child */
+
+static volatile int stop_dumping;
+
+static void *poll_many(void *arg)
+{
+    struct task parent = task_make(3, 0), child = task_make(1, 0);
+    int r;
+    (void)arg;
+    parent.child = DIAGNOSE_AS(&child.base, "tw_child");
+    for (r = 0; r < RUNS; r++)
+        while (diag_poll(DIAGNOSE_AS(&parent.base, "tw"), NULL) == DIAG_PENDING) {
+        }
+    return NULL;
+}
+
+/* While the threads poll, this thread dumps: every dump is well formed and
+   the count never goes down. */
+static void *dump_while_polling(void *arg)
+{
+    long long last = 0;
+    int *bad = (int *)arg;
+    char prefix[300];
+    snprintf(prefix, sizeof prefix, "%s/during", dir);
+    while (!__atomic_load_n(&stop_dumping, __ATOMIC_RELAXED)) {
+        char *text;
+        long long now;
+        if (diag_dump(prefix) != 0) (*bad)++;
+        text = tt_readf("%s.polls.folded", prefix);
+        if (text == NULL || !tt_folded_ok(text)) (*bad)++;
+        now = tt_value(text, "tw");
+        if (now != -1 && now < last) (*bad)++;
+        if (now > last) last = now;
+        free(text);
+        tt_sleep_ns(MS / 2);
+    }
+    return NULL;
+}
+
+static void test_threads_merge_into_one_line(void)
+{
+    pthread_t th[THREADS], dumper;
+    int i, bad = 0;
+    char *text;
+    diag_reset();
+    stop_dumping = 0;
+    CHECK_EQ(pthread_create(&dumper, NULL, dump_while_polling, &bad), 0);
+    for (i = 0; i < THREADS; i++) CHECK_EQ(pthread_create(&th[i], NULL, poll_many, NULL), 0);
+    for (i = 0; i < THREADS; i++) CHECK_EQ(pthread_join(th[i], NULL), 0);
+    __atomic_store_n(&stop_dumping, 1, __ATOMIC_RELAXED);
+    CHECK_EQ(pthread_join(dumper, NULL), 0);
+    CHECK_EQ(bad, 0);
+    /* each run: parent 4 polls; child READY at its 2nd poll */
+    text = dumped("polls");
+    CHECK_STR(text, "tw 4000\ntw;tw_child 2000\n");
+    free(text);
+}
+
+static void *poll_three(void *arg)
+{
+    struct task t = task_make(2, 0);
+    (void)arg;
+    while (diag_poll(DIAGNOSE_AS(&t.base, "short_lived"), NULL) == DIAG_PENDING) {
+    }
+    return NULL;
+}
+
+/* Threads that exit hand their counts to the process: 20 threads, 3 polls
+   each, all there after they are gone. */
+static void test_exited_threads_keep_counts(void)
+{
+    int i;
+    diag_reset();
+    for (i = 0; i < 20; i++) {
+        pthread_t th;
+        CHECK_EQ(pthread_create(&th, NULL, poll_three, NULL), 0);
+        CHECK_EQ(pthread_join(th, NULL), 0);
+    }
+    check_value("polls", "short_lived", 60);
+}
+
+int main(void)
+{
+    setenv("DIAGNOSE_QUIET", "1", 1);
+    snprintf(dir, sizeof dir, "%s", tt_tempdir());
+    RUN(test_moved_to_bare_thread_keeps_path);
+    RUN(test_moved_under_other_future_keeps_path);
+    RUN(test_threads_merge_into_one_line);
+    RUN(test_exited_threads_keep_counts);
+    return test_summary();
+}
