@@ -5,6 +5,10 @@ CFLAGS  ?= -O2 -g
 WARN    := -Wall -Wextra -Wpedantic -Werror
 BUILD   ?= build
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+# libuv_echo needs libuv (Debian: libuv1-dev); `make` skips it where it is missing.
+ifneq ($(shell pkg-config --exists libuv 2>/dev/null && echo yes),yes)
+EXAMPLES := $(filter-out $(BUILD)/examples/libuv_echo,$(EXAMPLES))
+endif
 
 .PHONY: all help demo test check bench clean
 all: $(EXAMPLES)
@@ -20,6 +24,10 @@ help:
 $(BUILD)/examples/%: examples/%.c diagnose.h
 	@mkdir -p $(@D)
 	$(CC) -std=c99 $(CFLAGS) $(WARN) -I. $< -o $@ -pthread -lm
+
+$(BUILD)/examples/libuv_echo: examples/libuv_echo.c diagnose.h
+	@mkdir -p $(@D)
+	$(CC) -std=c99 $(CFLAGS) $(WARN) -I. $< -o $@ $$(pkg-config --cflags --libs libuv 2>/dev/null || echo -luv) -pthread -lm
 
 demo: $(BUILD)/examples/demo
 	@rm -rf $(BUILD)/demo && mkdir -p $(BUILD)/demo
