@@ -35,8 +35,8 @@
 
 enum {
     CHUNK = 256,       /* bytes appended per poll */
-    CHUNKS = 3072,     /* polls of each child: 768 KiB built each way */
-    TICKS = 200,       /* polls of the ticker */
+    CHUNKS = 2048,     /* polls of each child: 512 KiB built each way */
+    TICKS = 250,       /* polls of the ticker: it lives 0.5 s */
     TICK_US = 2000,    /* its period */
     TICK_WORK = 96 * 1024, /* bytes it checksums per tick */
     MAX_TASKS = 4

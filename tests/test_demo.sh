@@ -17,7 +17,7 @@ check() { # check NAME CONDITION-COMMAND... : runs the condition, reports
 }
 
 # The constants of examples/demo.c.
-CHUNK=256 CHUNKS=3072 TICKS=200 TICK_US=2000
+CHUNK=256 CHUNKS=2048 TICKS=250 TICK_US=2000
 
 unset DIAGNOSE DIAGNOSE_OUT DIAGNOSE_QUIET DIAGNOSE_MAX_PATHS
 echo "[ RUN  ] make demo"
