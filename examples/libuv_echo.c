@@ -16,6 +16,12 @@
        server;conn;accept  server;conn;read  server;conn;write  server;conn;close
        client;connect  client;send  client;recv  client;think  client;close
 
+   A stage's first poll is the call that starts it and its last the
+   callback that completes it, so most stages count 2 polls per run. The
+   server's run is its listener's life, from listen to the last accept; the
+   connections it accepted outlive it, so in the wall graph the server
+   frame is as wide as its connections and has no self wall.
+
    Exact poll counts, with N = CLIENTS and M = MESSAGES (one read callback
    per 64-byte message, as loopback delivers it):
        server 1 + N        server;conn (2M + 3) N      server;conn;accept N
@@ -44,8 +50,8 @@ static diag_span server_span = DIAG_SPAN_INIT("server");
 static int accepted, echoed, errors;
 
 /* Stages are spans too: a stage's run starts in one callback and ends in a
-   later one; these two helpers are its first and its last poll when the
-   stage has no work of its own to measure. */
+   later one. This is its last poll when the completing callback does no
+   work of the stage's own (the callback's work is the connection's). */
 static void stage_done(diag_span *stage)
 {
     diag_span_begin(stage);
