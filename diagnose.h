@@ -683,9 +683,8 @@ static void diag__start_once(void)
         return;
     }
     diag__g.max_paths = DIAG_MAX_PATHS;
-    /* n counts the user's paths: ids 0 (root) and 1 ([overflow]) come on top */
-    if (max != NULL && atol(max) >= 1 && (unsigned long)atol(max) <= DIAG_MAX_PATHS - 2)
-        diag__g.max_paths = (uint32_t)atol(max) + 2;
+    if (max != NULL && atol(max) >= 2 && (unsigned long)atol(max) < DIAG_MAX_PATHS)
+        diag__g.max_paths = (uint32_t)atol(max);
     diag__use_tsc = diag__tsc_is_invariant();
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
     diag__g.reset_at = diag__g.tsc0;
