@@ -1,0 +1,291 @@
+// Opens profiles in headless Chromium and checks what the page shows;
+// run by tests/test_viewers.sh, which installs what it needs.
+//
+//   node tests/test_viewers.mjs JOB...   with JOB one of
+//     svg FILE.svg FILE.folded        the built-in flame graph ('-': stdin)
+//     speedscope RELEASE_DIR FILE.folded   speedscope's release on a file
+//     png FILE.svg OUT.png            a picture of an SVG, for the README
+//
+// The jobs share one browser and run at once; each prints its [   OK ] /
+// [ FAIL ] lines in order. playwright-core is loaded from $VIEWERS_NODE
+// (the npm prefix, default build/node).
+import { createRequire } from 'module';
+import fs from 'fs';
+import http from 'http';
+import path from 'path';
+
+const nodeDir = path.resolve(process.env.VIEWERS_NODE || 'build/node');
+const require = createRequire(path.join(nodeDir, 'package.json'));
+const { chromium } = require('playwright-core');
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+
+// A job's results: t.failed counts failed checks, t.out holds its lines.
+function check(t, ok, what) {
+  if (!ok) {
+    t.failed++;
+    t.out.push(`  check failed: ${what}`);
+  }
+  return ok;
+}
+function report(t, name, before) {
+  t.out.push(t.failed === before ? `[   OK ] ${name}` : `[ FAIL ] ${name}`);
+  if (t.failed !== before) t.anyFailed = true;
+}
+
+// ---- what a folded file says ----
+
+function readFolded(file) {
+  return fs.readFileSync(file === '-' ? 0 : file, 'utf8').split('\n').filter(Boolean).map((line) => {
+    const at = line.lastIndexOf(' ');
+    return { stack: line.slice(0, at), frames: line.slice(0, at).split(';'), value: Number(line.slice(at + 1)) };
+  });
+}
+
+// Inclusive value of every stack prefix: what a flame graph draws.
+function inclusive(lines) {
+  const sums = new Map();
+  for (const l of lines)
+    for (let i = 1; i <= l.frames.length; i++) {
+      const key = l.frames.slice(0, i).join(';');
+      sums.set(key, (sums.get(key) || 0) + l.value);
+    }
+  return sums;
+}
+
+// Per frame name: total (lines with the name anywhere, once per line) and
+// self (lines ending in it), as speedscope's sandwich view counts them.
+function perName(lines) {
+  const names = new Map();
+  for (const l of lines) {
+    for (const name of new Set(l.frames)) {
+      const n = names.get(name) || { total: 0, self: 0 };
+      n.total += l.value;
+      names.set(name, n);
+    }
+    names.get(l.frames[l.frames.length - 1]).self += l.value;
+  }
+  return names;
+}
+
+// ---- the built-in SVG ----
+
+// The frames as the page lays them out: name, exact value, level, the
+// rendered box in px, its title, whether it is shown.
+function framesOnPage(page) {
+  return page.evaluate(() =>
+    [...document.getElementsByClassName('f')].map((g) => {
+      // the rect fills the frame's box; the box's own bounds include the
+      // overflowing (clipped) label
+      const box = g.getElementsByTagName('rect')[0].getBoundingClientRect();
+      return {
+        name: g.getElementsByTagName('text')[0].textContent,
+        title: g.getElementsByTagName('title')[0].textContent,
+        x: +g.getAttribute('data-x'), v: +g.getAttribute('data-v'), d: +g.getAttribute('data-d'),
+        left: box.left, width: box.width, top: box.top, height: box.height,
+        shown: getComputedStyle(g).display !== 'none', opacity: getComputedStyle(g).opacity,
+      };
+    }));
+}
+
+// Each frame's stack, from the frame one level down that contains it.
+function withStacks(frames) {
+  const sorted = [...frames].sort((a, b) => a.d - b.d);
+  for (const f of sorted) {
+    const parent = sorted.find((p) => p.d === f.d - 1 && p.x <= f.x && p.x + p.v >= f.x + f.v);
+    f.stack = parent ? `${parent.stack};${f.name}` : f.name;
+  }
+  return frames;
+}
+
+// "580ms" / "1.56ms" / "12 polls" back to a number, for a tolerance check.
+function parseValue(text) {
+  const m = /^([\d.]+)(ns|us|ms|s| polls?)$/.exec(text);
+  if (!m) return NaN;
+  return Number(m[1]) * { ns: 1, us: 1e3, ms: 1e6, s: 1e9 }[m[2]] || Number(m[1]);
+}
+
+async function testSvg(t, browser, svgFile, foldedFile) {
+  const lines = readFolded(foldedFile);
+  const want = inclusive(lines);
+  const total = lines.reduce((s, l) => s + l.value, 0);
+  const label = path.basename(svgFile);
+  const page = await browser.newPage({ viewport: { width: 1200, height: 600 } });
+  await page.goto('file://' + path.resolve(svgFile));
+  let before = t.failed;
+  const root = await page.evaluate(() => [document.documentElement.localName,
+    document.getElementsByTagName('parsererror').length, document.getElementById('heading').textContent]);
+  check(t, root[0] === 'svg' && root[1] === 0, `${label} parses as SVG: ${root}`);
+  check(t, /^diagnose\.h: .+, total .+$/.test(root[2]), `heading "${root[2]}"`);
+  const frames = withStacks(await framesOnPage(page));
+  const scale = 1180 / total;
+  const drawn = [...want].filter(([, v]) => v * scale >= 0.1);
+  check(t, frames.length === drawn.length, `${label}: ${frames.length} frames on the page, ${drawn.length} stacks of 0.1 px or more in the folded file`);
+  for (const [stack, v] of drawn) {
+    const f = frames.find((g) => g.stack === stack);
+    if (!check(t, f, `${label}: frame ${stack} is on the page`)) continue;
+    check(t, f.v === v, `${label}: ${stack} value ${f.v} == ${v}, the sum of the lines beneath it`);
+    check(t, Math.abs(f.width - v * scale) < 0.02, `${label}: ${stack} is ${f.width} px wide, want ${v * scale}`);
+    check(t, Math.abs(f.left - (10 + (f.x * scale))) < 0.02, `${label}: ${stack} starts at ${f.left} px`);
+    const share = ((100 * v) / total).toFixed(2);
+    const m = /^(.+): (.+) \((\d+\.\d\d)%\)$/.exec(f.title);
+    if (!check(t, m, `${label}: title "${f.title}" reads "name: value (share%)"`)) continue;
+    check(t, m[1] === f.name && m[3] === share, `${label}: title "${f.title}" has name ${f.name} and share ${share}%`);
+    check(t, Math.abs(parseValue(m[2]) - v) <= v * 0.005 + 0.5, `${label}: title value ${m[2]} is ${v}`);
+  }
+  report(t, `${label}: every frame drawn as wide as the lines beneath it, with its title`, before);
+
+  // Hover: the line at the bottom shows the frame's name, value and share.
+  before = t.failed;
+  const target = [...frames].sort((a, b) => b.v - a.v).find((f) => f.d > 0) || frames[0];
+  await page.mouse.move(target.left + target.width / 2, target.top + target.height / 2);
+  const details = await page.evaluate(() => document.getElementById('details').textContent);
+  check(t, details === target.title, `hover over ${target.stack} shows "${details}", want "${target.title}"`);
+  await page.mouse.move(5, 5);
+  const idle = await page.evaluate(() => document.getElementById('details').textContent);
+  check(t, idle.startsWith('Hover a frame'), `leaving the frames shows "${idle}"`);
+  report(t, `${label}: hover shows name, value and share`, before);
+
+  // Click zooms: into the widest inner frame, and into the widest root
+  // that has frames above it.
+  const roots = frames.filter((r) => r.d === 0 && frames.some((f) => f.d === 1 && f.x >= r.x && f.x < r.x + r.v));
+  for (const z of new Set([target, roots.sort((a, b) => b.v - a.v)[0]]))
+    if (z) await checkZoom(t, page, frames, z, label);
+  await page.close();
+}
+
+// A click on z fills the width with it, scales its subtree with it, spans
+// its ancestors across the width, faded, and hides the rest; "Reset zoom"
+// puts every frame back.
+async function checkZoom(t, page, frames, z, label) {
+  const before = t.failed;
+  await page.mouse.click(z.left + z.width / 2, z.top + z.height / 2);
+  let now = withStacks(await framesOnPage(page));
+  for (const f of now) {
+    const inside = f.x >= z.x && f.x + f.v <= z.x + z.v && f.d >= z.d;
+    const ancestor = f.d < z.d && f.x <= z.x && f.x + f.v >= z.x + z.v;
+    if (inside) {
+      const w = (f.v * 1180) / z.v, left = 10 + ((f.x - z.x) * 1180) / z.v;
+      check(t, f.shown && Math.abs(f.width - w) < 0.02 && Math.abs(f.left - left) < 0.02,
+        `zoomed: ${f.stack} at ${f.left} px, ${f.width} px wide, want ${left}, ${w}`);
+    } else if (ancestor) {
+      check(t, f.shown && Math.abs(f.width - 1180) < 0.02 && f.opacity === '0.5', `zoomed: ancestor ${f.stack} spans the width, faded`);
+    } else {
+      check(t, !f.shown, `zoomed: ${f.stack} is hidden`);
+    }
+  }
+  const resetShown = await page.evaluate(() => getComputedStyle(document.getElementById('reset')).opacity);
+  check(t, resetShown === '1', `"Reset zoom" shows after a zoom (opacity ${resetShown})`);
+  const reset = await page.evaluate(() => {
+    const r = document.getElementById('reset').getBoundingClientRect();
+    return [r.left + r.width / 2, r.top + r.height / 2];
+  });
+  await page.mouse.click(reset[0], reset[1]);
+  now = withStacks(await framesOnPage(page));
+  for (const f of now) {
+    const first = frames.find((g) => g.stack === f.stack);
+    check(t, f.shown && f.opacity === '1' && Math.abs(f.width - first.width) < 0.02 && Math.abs(f.left - first.left) < 0.02,
+      `after reset ${f.stack} is back at ${first.left} px, ${first.width} px wide`);
+  }
+  report(t, `${label}: click zooms into ${z.stack}, Reset zoom restores`, before);
+}
+
+// ---- speedscope ----
+
+// Serves speedscope's release and the profiles from one local origin, as
+// speedscope loads #profileURL only over http.
+function serve(releaseDir, profileDir) {
+  const server = http.createServer((req, res) => {
+    const p = decodeURIComponent(new URL(req.url, 'http://localhost').pathname);
+    const file = p.startsWith('/profile/')
+      ? path.join(profileDir, path.basename(p))
+      : path.join(releaseDir, path.normalize(p === '/' ? '/index.html' : p));
+    fs.readFile(file, (err, data) => {
+      res.writeHead(err ? 404 : 200);
+      res.end(err ? '' : data);
+    });
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+// The rows of speedscope's sandwich table: total, self, name.
+async function sandwichRows(page) {
+  await page.waitForFunction(() => /Symbol Name/.test(document.body.innerText), null, { timeout: 20000 });
+  const text = await page.evaluate(() => document.body.innerText);
+  const rows = new Map();
+  // "1,371,993,788 (77%)  932 (<0.01%)  main"
+  const re = /([\d,]+) \((<?[\d.]+)%\)\s+([\d,]+) \((<?[\d.]+)%\)\s+(\S+)/g;
+  for (let m; (m = re.exec(text));)
+    rows.set(m[5], { total: Number(m[1].replace(/,/g, '')), totalShare: m[2],
+      self: Number(m[3].replace(/,/g, '')), selfShare: m[4] });
+  return rows;
+}
+
+async function testSpeedscope(t, browser, releaseDir, file) {
+  const server = await serve(releaseDir, path.dirname(path.resolve(file)));
+  const port = server.address().port;
+  try {
+    const before = t.failed;
+    const name = path.basename(file);
+    const lines = readFolded(file);
+    const total = lines.reduce((s, l) => s + l.value, 0);
+    const want = perName(lines);
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`http://127.0.0.1:${port}/index.html#profileURL=/profile/${encodeURIComponent(name)}&view=sandwich`);
+    const rows = await sandwichRows(page);
+    check(t, rows.size === want.size, `${name}: speedscope lists ${rows.size} frames, the file has ${want.size}: ${[...rows.keys()]}`);
+    for (const [frame, w] of want) {
+      const r = rows.get(frame);
+      if (!check(t, r, `${name}: speedscope lists ${frame}`)) continue;
+      check(t, r.total === w.total && r.self === w.self,
+        `${name}: ${frame} total ${r.total} self ${r.self}, file says total ${w.total} self ${w.self}`);
+      // speedscope rounds shares to two significant digits
+      const share = (100 * w.total) / total;
+      const shown = r.totalShare.startsWith('<') ? share < Number(r.totalShare.slice(1))
+        : Math.abs(Number(r.totalShare) - share) <= Math.max(0.05 * share, 0.005);
+      check(t, shown, `${name}: ${frame} share ${r.totalShare}% ~ ${share.toFixed(3)}%`);
+    }
+    const title = await page.title();
+    check(t, title === `${name} - speedscope`, `page title "${title}"`);
+    check(t, errors.length === 0, `no page errors: ${errors}`);
+    await page.close();
+    report(t, `speedscope shows ${name}: every frame with the file's total and self`, before);
+  } finally {
+    server.close();
+  }
+}
+
+// ---- a picture, for the README ----
+
+async function png(t, browser, svgFile, out) {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 400 } });
+  await page.goto('file://' + path.resolve(svgFile));
+  await page.locator('svg').first().screenshot({ path: out });
+  await page.close();
+  t.out.push(`wrote ${out}`);
+}
+
+const arity = { svg: 2, speedscope: 2, png: 2 };
+const run = { svg: testSvg, speedscope: testSpeedscope, png };
+const jobs = [];
+for (let argv = process.argv.slice(2); argv.length;) {
+  const mode = argv.shift();
+  if (!(mode in run)) {
+    console.log(`[ FAIL ] viewers: unknown job ${mode}`);
+    process.exit(1);
+  }
+  jobs.push({ mode, args: argv.splice(0, arity[mode]), failed: 0, out: [], anyFailed: false });
+}
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox', '--disable-gpu'] });
+await Promise.all(jobs.map(async (t) => {
+  try {
+    await run[t.mode](t, browser, ...t.args);
+  } catch (e) {
+    t.out.push(`[ FAIL ] ${t.mode} ${t.args.join(' ')}: ${e.message.split('\n')[0]}`);
+    t.anyFailed = true;
+  }
+}));
+await browser.close();
+for (const t of jobs) for (const line of t.out) console.log(line);
+process.exit(jobs.some((t) => t.anyFailed) ? 1 : 0);
