@@ -9,7 +9,8 @@
    Everything comes from one seeded generator: how many polls each task
    makes, the numbers sorted, the waits. Every run does the same work.
 
-   The program runs the load RUNS times (default 5, or argv[1]); after each
+   The program runs the load once to warm up, then RUNS times (default 5, or
+   argv[1]); after each
    run it prints each child's share of main's busy time (main's busy counted
    inclusively: its self time plus all its children's), and at the end the
    spread of each share over the runs (largest minus smallest, in
@@ -209,6 +210,7 @@ int main(int argc, char **argv)
         fputs("stable_load: profiling is off (DIAGNOSE=0?)\n", stderr);
         return 2;
     }
+    run_load(); /* a first run not counted: caches, branch history, page faults */
     printf("%-8s", "run");
     for (k = 0; k < KINDS; k++) printf(" %10s", kind_names[k]);
     printf("   (share of main's busy, %%)\n");
