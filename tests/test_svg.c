@@ -338,7 +338,8 @@ static void test_write_svg_files(void)
     CHECK(f && strcmp(f->title, "log: 2 polls (16.67%)") == 0);
     CHECK(strstr(polls, ">diagnose.h: polls, total 12 polls</text>") != NULL);
     check_against_folded(polls, "server 4\nserver;log 2\nserver;req<&> 6\n");
-    CHECK_EQ(parse_frames(busy, frames, 64), 3);
+    /* a poll that does nothing can be under 0.1 px of the busy picture */
+    CHECK_RANGE(parse_frames(busy, frames, 64), 1, 3);
     CHECK(strstr(busy, ">diagnose.h: busy time, total ") != NULL);
     CHECK(strstr(wall, ">diagnose.h: wall time, total ") != NULL);
     check_snapshot_metric(DIAG__BUSY);

@@ -15,7 +15,7 @@ BUILD=${BUILD:-build}
 CC=${CC:-cc}
 NODE_DIR=$BUILD/node
 SPEEDSCOPE_VERSION=1.25.0
-PLAYWRIGHT_VERSION=1.65.1
+PLAYWRIGHT_VERSION=1.60.0 # the last to run on node 18 (Debian 12)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 ok() { echo "[   OK ] $1"; }
@@ -58,8 +58,10 @@ if ! command -v node >/dev/null 2>&1 && ! apt_install nodejs npm; then
     fail "viewers: node is not installed and apt-get install nodejs npm failed"
     exit 1
 fi
-if [ ! -f "$NODE_DIR/node_modules/speedscope/package.json" ] ||
-    [ ! -f "$NODE_DIR/node_modules/playwright-core/package.json" ]; then
+installed() { # package version: installed in $NODE_DIR at that version
+    grep -qs "\"version\": \"$2\"" "$NODE_DIR/node_modules/$1/package.json"
+}
+if ! installed speedscope "$SPEEDSCOPE_VERSION" || ! installed playwright-core "$PLAYWRIGHT_VERSION"; then
     mkdir -p "$NODE_DIR"
     if ! npm install --prefix "$NODE_DIR" --no-audit --no-fund --loglevel=error \
         "speedscope@$SPEEDSCOPE_VERSION" "playwright-core@$PLAYWRIGHT_VERSION" >"$tmp/npm.log" 2>&1; then
