@@ -85,6 +85,7 @@
 
    THE SPAN LAYER (for code not shaped as diag_future)
    diag_span s = DIAG_SPAN_INIT("name");    one per task; zero = unmarked
+   diag_span_init(&s, "name");              the same at run time
    diag_span_begin(&s);                     a poll of the task starts
    diag_span_end(&s, DIAG_PENDING or DIAG_READY);   ... and ends
    diag_span_cancel(&s);                    the task is dropped
@@ -243,6 +244,14 @@ struct diag_future {
 
 #define DIAG_SPAN_INIT(name) { (name), 0, 0, 0, 0, 0, 0 }
 #define DIAG_FUTURE_INIT(fn) { (fn), DIAG_SPAN_INIT(0) }
+
+/* DIAG_SPAN_INIT at run time, for a span in allocated memory. */
+static inline void diag_span_init(diag_span *s, const char *name)
+{
+    diag_span zero = DIAG_SPAN_INIT(0);
+    *s = zero;
+    s->name = name;
+}
 #define DIAG__NAME_DERIVED 1u
 
 #ifdef DIAGNOSE_DISABLE
