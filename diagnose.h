@@ -258,7 +258,7 @@ static inline void diag_span_init(diag_span *s, const char *name)
 /* ---- compiled out: the same names and types, no code on the poll path ---- */
 static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned flags)
 { (void)name; (void)flags; return f; }
-#define DIAGNOSE(f) (f)
+#define DIAGNOSE(f) diag__mark((f), 0, 0) /* a call, so `DIAGNOSE(&x);` alone is no "statement with no effect" */
 #define DIAGNOSE_AS(f, name) diag__mark((f), (name), 0)
 static inline diag_status diag_poll(diag_future *f, void *cx) { return f->poll(f, cx); }
 static inline void diag_drop(diag_future *f) { (void)f; }
