@@ -10,7 +10,13 @@ ifneq ($(shell pkg-config --exists libuv 2>/dev/null && echo yes),yes)
 EXAMPLES := $(filter-out $(BUILD)/examples/libuv_echo,$(EXAMPLES))
 endif
 
-.PHONY: all help demo test check bench clean
+# make install: the header, and a pkg-config file (share/: there is no binary)
+PREFIX     ?= /usr/local
+INCLUDEDIR ?= $(PREFIX)/include
+PCDIR      ?= $(PREFIX)/share/pkgconfig
+VERSION    := $(shell awk '/^.define DIAGNOSE_VERSION_(MAJOR|MINOR|PATCH) /{v = v s $$3; s = "."} END {print v}' diagnose.h)
+
+.PHONY: all help demo test check bench clean install uninstall
 all: $(EXAMPLES)
 
 help:
@@ -20,6 +26,8 @@ help:
 	@echo "make check    sanitizers, valgrind, compiler matrix, static analysis, fuzz"
 	@echo "make bench    benchmarks: overhead ratios, memory, dump speed, stable load"
 	@echo "make clean    remove $(BUILD)"
+	@echo "make install  diagnose.h and diagnose.pc into PREFIX=$(PREFIX) (DESTDIR staged)"
+	@echo "make uninstall  remove what make install put there"
 
 $(BUILD)/examples/%: examples/%.c diagnose.h
 	@mkdir -p $(@D)
@@ -45,3 +53,14 @@ bench:
 
 clean:
 	rm -rf $(BUILD)
+
+install:
+	install -d "$(DESTDIR)$(INCLUDEDIR)" "$(DESTDIR)$(PCDIR)"
+	install -m 644 diagnose.h "$(DESTDIR)$(INCLUDEDIR)/diagnose.h"
+	printf '%s\n' 'prefix=$(PREFIX)' 'includedir=$(INCLUDEDIR)' '' 'Name: diagnose' \
+	    'Description: exact profiling of asynchronous C code, written as flame graphs' \
+	    'Version: $(VERSION)' 'Cflags: -I$${includedir}' 'Libs: -pthread' >"$(DESTDIR)$(PCDIR)/diagnose.pc"
+	chmod 644 "$(DESTDIR)$(PCDIR)/diagnose.pc"
+
+uninstall:
+	rm -f "$(DESTDIR)$(INCLUDEDIR)/diagnose.h" "$(DESTDIR)$(PCDIR)/diagnose.pc"
