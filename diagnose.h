@@ -115,8 +115,10 @@
      sched   nanoseconds from diag_wake to the next poll (only with wakes).
    The table also shows, per path, the poll-time distribution (p50 and p99
    from a histogram of log2 buckets, so an upper bound within a factor of
-   two, never above max; max exact) and the mean sched per wake. After it,
-   lint lines name patterns that sums hide, "lint: <path>: <what>":
+   two, never above max; max exact) and the mean sched per wake. Poll time
+   there is the whole poll, nested polls included: how long the thread was
+   held. After the table, lint lines name patterns that sums hide, "lint:
+   <path>: <what>" (so a slow child flags its parents too):
      - polls of DIAGNOSE_SLOW_NS (1 ms) or more, counted exactly per path;
      - 100 polls or more, runs still pending and none finished;
      - more drops than finished runs (cancelled more often than not).
@@ -143,7 +145,8 @@
                            0 turns the slow-poll lint off.
    DIAGNOSE_INTERVAL=s     every s seconds (decimals allowed, >= 0.001) a
                            background thread writes a numbered snapshot,
-                           PREFIX.N.{polls,busy,wall}.folded (and sched),
+                           PREFIX.N.{polls,busy,wall}.folded (and sched;
+                           and PREFIX.N.*.svg with DIAGNOSE_SVG=1),
                            N = 1, 2, 3 ...; each holds everything since the
                            start or the last diag_reset, like diag_dump.
    DIAGNOSE_SIGNAL=USR2    the signal (USR1, USR2, HUP or a number) requests
@@ -177,13 +180,18 @@
 
    COSTS: two timestamp reads and a few adds to thread-local memory per
    poll; about 350 bytes per path per thread that polls it; the first run
-   of a span at a new calling context does one hash look-up.
+   of a span at a new calling context does one hash look-up. The slow-poll
+   lint is one compare per poll; a slow poll in the first 10 ms of the
+   process also reads the clock twice (the threshold is then calibrated).
+   DIAGNOSE_INTERVAL / DIAGNOSE_SIGNAL cost one sleeping thread and, per
+   snapshot, the time of a diag_dump, off the program's threads.
 
    ==========================================================================
    CONFIGURATION (#define before the #include)
    ==========================================================================
    DIAGNOSE_DISABLE   compile out: DIAGNOSE(f) is f, diag_poll calls the poll
-                      function directly, diag_dump writes nothing, returns 0.
+                      function directly, diag_dump and diag_write_svg write
+                      nothing and return 0.
    DIAG_MAX_DEPTH     frames in a path and nested polls per thread (64).
    DIAG_MAX_PATHS     hard cap on distinct paths (1048576).
    DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
@@ -1728,6 +1736,8 @@ static struct {
     unsigned next;        /* number of the last snapshot written */
 } diag__agent = { 0, 0, { -1, -1 }, 0, 0, 0 };
 
+static int diag__write_svgs(const char *prefix, const diag__snapshot *snap); /* with DIAGNOSE_SVG=1 */
+
 static void diag__agent_signal(int signo)
 {
     int saved = errno, fd = __atomic_load_n(&diag__agent.pipe[1], __ATOMIC_RELAXED);
@@ -1752,6 +1762,8 @@ static void diag__agent_snapshot(int by_signal)
     snprintf(numbered, sizeof numbered, "%s.%u", prefix, n);
     if (diag__write_all(numbered, &snap, failed, sizeof failed) != 0) {
         fprintf(stderr, "diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+    } else if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(numbered, &snap) != 0) {
+        fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
         if (by_signal && !diag__env_is("DIAGNOSE_QUIET", "1"))
@@ -1887,6 +1899,7 @@ static void diag__agent_forked(void)
 #define DIAG__SVG_TOP 36     /* px above the frames: heading, "Reset zoom" */
 #define DIAG__SVG_BOTTOM 26  /* px below: the hover line */
 
+/* Indexed by metric; a metric added later without a title uses its name. */
 static const char *const diag__svg_titles[DIAG__METRICS] = { "polls", "busy time", "wall time",
                                                              "scheduling delay" };
 
@@ -2089,7 +2102,9 @@ static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
              "<text id=\"heading\" x=\"%u\" y=\"22\" text-anchor=\"middle\" style=\"font-size:16px\">"
              "diagnose.h: %s, total %s</text>\n<text id=\"reset\" x=\"%u\" y=\"22\">Reset zoom</text>\n"
              "<text id=\"details\" x=\"%u\" y=\"%u\">%s</text>\n",
-             DIAG__SVG_WIDTH / 2, diag__svg_titles[g->metric], value, DIAG__SVG_PAD, DIAG__SVG_PAD, height - 9,
+             DIAG__SVG_WIDTH / 2,
+             diag__svg_titles[g->metric] ? diag__svg_titles[g->metric] : diag__metric_names[g->metric], value,
+             DIAG__SVG_PAD, DIAG__SVG_PAD, height - 9,
              g->total ? "Hover a frame for its value, click to zoom." : "Nothing was measured.");
     diag__buf_str(g->out, line);
     if (g->total) diag__svg_frames(g, order, n);
