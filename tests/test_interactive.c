@@ -195,7 +195,7 @@ static char *snapshot(const char *prefix, int n, const char *metric)
 
 static void test_interval_writes_numbered_snapshots(void)
 {
-    static const char *const env[] = { "DIAGNOSE_INTERVAL=0.02", "DIAGNOSE_OUT=snap", NULL };
+    static const char *const env[] = { "DIAGNOSE_INTERVAL=0.02", "DIAGNOSE_OUT=snap", "DIAGNOSE_SVG=1", NULL };
     char *text;
     int n, last = 0, saw_ten = 0, count = 0;
     DIR *d;
@@ -219,6 +219,10 @@ static void test_interval_writes_numbered_snapshots(void)
         CHECK(tt_folded_ok(text) && tt_lines(text) == (v > 0));
         free(text);
         CHECK(snapshot("snap", n, "sched") == NULL); /* no wakes */
+        text = tt_readf("%s/snap.%d.busy.svg", dir, n); /* DIAGNOSE_SVG=1: a picture each */
+        CHECK(text && strncmp(text, "<?xml", 5) == 0 && strstr(text, "</svg>\n") != NULL);
+        CHECK(text && (v > 0) == (strstr(text, "tick") != NULL));
+        free(text);
     }
     CHECK(n - 1 >= 4); /* two settles wait for two snapshots each */
     CHECK(saw_ten);
