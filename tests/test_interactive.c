@@ -282,6 +282,46 @@ static void test_signal_requests_a_snapshot(void)
     free(text);
 }
 
+/* fork(): the child has no snapshot thread, and its signal must neither
+   kill it nor reach the parent's thread through the inherited pipe. */
+static int child_fork(void)
+{
+    struct task t;
+    diag_future *f = task_init(&t, "tick");
+    char path[64];
+    pid_t pid;
+    int status;
+    diag_poll(f, NULL);
+    pid = fork();
+    if (pid < 0) return 2;
+    if (pid == 0) {
+        diag_poll(f, NULL);
+        if (agent_running()) _exit(3);
+        kill(getpid(), SIGUSR2); /* handled: a no-op here */
+        tt_sleep_ns(30 * MS);
+        exit(0); /* writes sigf.<pid>.*.folded */
+    }
+    if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return 4;
+    tt_sleep_ns(30 * MS);
+    if (last_snapshot("sigf") != 0) return 5; /* the child's signal woke nobody */
+    snprintf(path, sizeof path, "sigf.%ld.1.wall.folded", (long)pid);
+    if (tt_exists(path)) return 6;
+    snprintf(path, sizeof path, "sigf.%ld.polls.folded", (long)pid);
+    if (!tt_exists(path)) return 7;
+    if (kill(getpid(), SIGUSR2) != 0 || wait_snapshot("sigf", 1) != 0) return 8; /* ours still works */
+    return 0;
+}
+
+static void test_fork_child_takes_no_snapshots(void)
+{
+    static const char *const env[] = { "DIAGNOSE_SIGNAL=USR2", "DIAGNOSE_OUT=sigf", NULL };
+    char *text;
+    CHECK_EQ(tt_spawn(dir, "fork", env), 0);
+    text = snapshot("sigf", 1, "polls");
+    CHECK_STR(text, "tick 1\n"); /* the parent's own poll; the child's are its own */
+    free(text);
+}
+
 static int child_bad_values(void)
 {
     return agent_running() ? 1 : 0;
@@ -303,6 +343,7 @@ static const tt_child children[] = {
     { "plain", child_no_variables },
     { "signal", child_signal },
     { "bad", child_bad_values },
+    { "fork", child_fork },
 };
 
 #endif
@@ -324,6 +365,7 @@ int main(int argc, char **argv)
     RUN(test_no_thread_without_the_variables);
     RUN(test_signal_requests_a_snapshot);
     RUN(test_bad_values_are_named_and_ignored);
+    RUN(test_fork_child_takes_no_snapshots);
     return test_summary();
 #endif
 }
