@@ -7,6 +7,7 @@
 
 #include <dirent.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/time.h>
 
@@ -29,16 +30,22 @@ static void poll_named(const char *name, int n)
 
 /* ---- children ---- */
 
+static int background_polled;
+
 static void *background(void *arg)
 {
     (void)arg;
-    for (;;) poll_named("background", 100);
+    for (;;) {
+        poll_named("background", 100);
+        __atomic_store_n(&background_polled, 1, __ATOMIC_RELEASE);
+    }
     return NULL;
 }
 
 static void *exiting(void *arg)
 {
     (void)arg;
+    while (!__atomic_load_n(&background_polled, __ATOMIC_ACQUIRE)) sched_yield();
     poll_named("exiting_thread", 4);
     exit(3);
     return NULL;

@@ -5,6 +5,10 @@
 #include "diagnose.h"
 #include "test.h"
 
+#ifdef DIAGNOSE_DISABLE
+/* These tests read the implementation's internals: nothing to build. */
+int main(void) { return 0; }
+#else
 struct counter { diag_future base; int n, ready_at, self_depth; };
 
 static diag_status counter_poll(diag_future *self, void *cx)
@@ -168,3 +172,4 @@ int main(int argc, char **argv)
     RUN(test_span_end_without_begin);
     return test_summary();
 }
+#endif

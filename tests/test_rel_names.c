@@ -5,6 +5,10 @@
 #include "diagnose.h"
 #include "test.h"
 
+#ifdef DIAGNOSE_DISABLE
+#define DIAG__NAME_MAX 160 /* the implementation's, for the compile-only build */
+#endif
+
 struct counter { diag_future base; struct counter *inner; };
 
 static diag_status counter_poll(diag_future *self, void *cx)
@@ -135,6 +139,7 @@ static void build_chain(void)
    of each round; the snapshot counts 108 folded polls. */
 static void test_deep_recursion_folded(void)
 {
+#ifndef DIAGNOSE_DISABLE /* reads the snapshot's count of folded polls */
     char stack[DIAG_MAX_DEPTH * 4 + 1] = "";
     char *polls;
     diag__snapshot snap;
@@ -152,6 +157,7 @@ static void test_deep_recursion_folded(void)
     CHECK_EQ(snap.folded, 3 * (CHAIN - DIAG_MAX_DEPTH));
     diag__snapshot_free(&snap);
     free(polls);
+#endif
 }
 
 static int child_deep(void)
