@@ -217,12 +217,17 @@ static void test_exact_poll_counts(void)
 /* a polls b polls c: three levels, byte-exact files. */
 static void test_nested_paths(void)
 {
-    struct task a = task_make(7, 0), b = task_make(5, 0), c = task_make(2, 0);
+    struct task a = task_make(7, MS), b = task_make(5, MS / 2), c = task_make(2, 2 * MS);
+    const char *const stacks[3] = { "a", "a;b", "a;b;c" };
+    struct row r[3];
     char *polls, *busy, *wall;
+    uint64_t outer;
     diag_reset();
     a.child = DIAGNOSE_AS(&b.base, "b");
     b.child = DIAGNOSE_AS(&c.base, "c");
+    outer = tt_now_ns();
     CHECK_EQ(drive(DIAGNOSE_AS(&a.base, "a")), 7);
+    outer = tt_now_ns() - outer;
     CHECK_EQ(c.polls, 3);
     CHECK_EQ(b.polls, 6);
     CHECK_EQ(a.polls, 8);
@@ -237,6 +242,18 @@ static void test_nested_paths(void)
     free(polls);
     free(busy);
     free(wall);
+    /* spins: a 8 x 1 ms, b 6 x 0.5 ms, c 3 x 2 ms; each level's busy holds
+       its own spins and none of its descendants' */
+    rows_of(3, stacks, r);
+    CHECK_RANGE(r[2].busy, LO(6 * MS), HI(outer));
+    CHECK_RANGE(r[1].busy, LO(3 * MS), HI(outer - 6 * MS));
+    CHECK_RANGE(r[0].busy, LO(8 * MS), HI(outer - 9 * MS));
+    CHECK_RANGE(r[0].busy + r[1].busy + r[2].busy, LO(17 * MS), HI(outer));
+    /* inclusive walls nest; c's run spans its three 2 ms polls */
+    CHECK_RANGE(r[2].wall, LO(6 * MS), HI(r[1].wall));
+    CHECK_RANGE(r[1].wall, LO(9 * MS), HI(r[0].wall));
+    CHECK_RANGE(r[0].wall, LO(17 * MS), HI(outer));
+    CHECK_EQ(r[0].done + r[1].done + r[2].done, 3);
 }
 
 /* Three polls spinning 10 ms each: busy is between the 30 ms spun and the

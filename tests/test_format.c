@@ -178,6 +178,23 @@ static void test_derived_names(void)
     CHECK_EQ(tt_lines(files[0]), 4);
 }
 
+/* Marking a future again renames its later runs; the run in progress
+   keeps the path it started with. */
+static void test_rename_applies_to_next_run(void)
+{
+    struct task t = task_make(3);
+    diag_reset();
+    CHECK_EQ(diag_poll(DIAGNOSE_AS(&t.base, "before"), NULL), DIAG_PENDING);
+    CHECK_EQ(diag_poll(&t.base, NULL), DIAG_PENDING);
+    DIAGNOSE_AS(&t.base, "after");
+    CHECK_EQ(diag_poll(&t.base, NULL), DIAG_PENDING);
+    CHECK_EQ(diag_poll(&t.base, NULL), DIAG_READY);
+    CHECK_EQ(diag_poll(&t.base, NULL), DIAG_PENDING);
+    dump_all();
+    CHECK_STR(files[0], "after 1\nbefore 4\n");
+    diag_drop(&t.base);
+}
+
 /* ---- merging -------------------------------------------------------------- */
 
 static const char site_name1[] = "dup", site_name2[] = "dup"; /* distinct objects, same text */
@@ -213,6 +230,7 @@ int main(void)
     RUN(test_hostile_names);
     RUN(test_allowed_names_exact);
     RUN(test_derived_names);
+    RUN(test_rename_applies_to_next_run);
     RUN(test_same_name_one_line);
     return test_summary();
 }

@@ -149,6 +149,52 @@ static void test_moved_under_other_future_keeps_path(void)
     run_moved(1, "main 2\nmain;x 6\nworker 5\n");
 }
 
+static void *drop_it(void *arg)
+{
+    diag_drop((diag_future *)arg);
+    return NULL;
+}
+
+/* A thread that never polled drops a run begun here: the drop ends the
+   run's wall there and then (it no longer grows), and a new run can
+   start. */
+static void test_drop_from_other_thread(void)
+{
+    struct task t = task_make(3, 0);
+    diag_future *f = DIAGNOSE_AS(&t.base, "xdrop");
+    pthread_t th;
+    char *text;
+    long long wall;
+    diag_reset();
+    CHECK_EQ(diag_poll(f, NULL), DIAG_PENDING);
+    tt_sleep_ns(5 * MS);
+    CHECK_EQ(pthread_create(&th, NULL, drop_it, f), 0);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    text = dumped("wall");
+    wall = tt_value(text, "xdrop");
+    free(text);
+    CHECK_RANGE(wall, LO(5 * MS), 1e9);
+    tt_sleep_ns(10 * MS);
+    text = dumped("wall");
+    CHECK_RANGE(tt_value(text, "xdrop"), LO(wall), HI(wall));
+    free(text);
+#ifndef DIAGNOSE_DISABLE
+    {
+        diag__snapshot snap;
+        CHECK_EQ(diag__snapshot_take(&snap), 0);
+        CHECK_EQ(snap.count, 1);
+        if (snap.count == 1) {
+            CHECK_EQ(snap.rows[0].drops, 1);
+            CHECK_EQ(snap.rows[0].done, 0);
+        }
+        diag__snapshot_free(&snap);
+    }
+#endif
+    t.n = 3;
+    CHECK_EQ(diag_poll(f, NULL), DIAG_READY);
+    check_value("polls", "xdrop", 2);
+}
+
 /* ---- many threads, one path --------------------------------------------- */
 
 #define THREADS 4
@@ -239,6 +285,7 @@ int main(void)
     snprintf(dir, sizeof dir, "%s", tt_tempdir());
     RUN(test_moved_to_bare_thread_keeps_path);
     RUN(test_moved_under_other_future_keeps_path);
+    RUN(test_drop_from_other_thread);
     RUN(test_threads_merge_into_one_line);
     RUN(test_exited_threads_keep_counts);
     return test_summary();
