@@ -104,7 +104,7 @@ static int child_underscore_exit(void)
    point, often while a file is being written. */
 static int child_killed_while_dumping(void)
 {
-    static char names[400][16];
+    static char names[400][24];
     struct itimerval t;
     int i;
     for (i = 0; i < 400; i++) {
