@@ -92,6 +92,9 @@
    diag_span_wake(&s);                      the task became runnable
    diag_poll, diag_drop and diag_wake are these calls on f->span. Begin and
    end must pair on one thread, like a poll; a run may move between threads.
+   An end without its begin counts nothing (DIAG_DEBUG: aborts if it would
+   end a run). A future that polls itself counts every nested poll in its
+   run's path; the run ends at the first READY.
 
    ==========================================================================
    WHAT IS MEASURED
@@ -157,6 +160,8 @@
                            Neither variable set: no thread, no handler.
                            The thread stops at exit, before the final
                            files; a forked child takes no snapshots.
+   A set-uid or set-gid program ignores all of these (secure_getenv), and
+   TMPDIR: it records with the defaults.
 
    ==========================================================================
    OUTPUT
@@ -1648,9 +1653,10 @@ static int diag__has_wakes(const diag__snapshot *snap)
    findings for row r, printing only while *budget lasts. */
 static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget)
 {
-    char lines[3][200], a[16], b[16];
+    char lines[3][200];
     unsigned n = 0, i;
     if (r->slow) {
+        char a[16], b[16];
         diag__format_ns(a, sizeof a, diag__g.slow_ns);
         diag__format_ns(b, sizeof b, r->max);
         snprintf(lines[n++], sizeof lines[0], "%llu of %llu polls took %s or more (max %s)",
