@@ -11,7 +11,7 @@
    knows happened inside the measured interval (a spin or a sleep: lower
    bound) and the test's own clock reads taken around it (upper bound),
    both widened by the calibration error. That error comes from two clock
-   reads bracketing one counter read; CALIB below allows 2% plus 50 us,
+   reads bracketing one counter read; LO and HI below allow 2% plus 50 us,
    which is far above what it is on an idle machine (well under 0.1%) and
    still far below any accounting mistake the checks look for (a double
    count, a missing subtraction, a child's time in its parent). Upper
