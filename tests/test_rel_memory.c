@@ -180,7 +180,7 @@ static void test_thread_without_table(void)
 /* ---- DIAGNOSE_MAX_PATHS, read at start-up: a child ---- */
 static int child_capped(void)
 {
-    static char n[20][16];
+    static char n[20][24];
     int i;
     for (i = 0; i < 20; i++) {
         snprintf(n[i], sizeof n[i], "cap%02d", i);

@@ -32,7 +32,7 @@ static void poll_named(const char *name, int n)
 }
 
 #define MANY 300
-static char many_names[MANY][16];
+static char many_names[MANY][24];
 
 static void poll_many(void)
 {
