@@ -431,6 +431,9 @@ static inline void diag_span_begin(diag_span *s)
     fr->slot = diag__slot_at(t, path);
     now = diag__now();
     if (s->path == 0) {
+        /* No memory for path's slots here: an overflow run, so that its end
+           finds the open run where it was counted. */
+        if (DIAG__UNLIKELY(fr->slot == &t->dir[0][DIAG__OVERFLOW])) path = DIAG__OVERFLOW;
         s->path = path;
         s->run_start = now;
         DIAG__ADD(fr->slot->open_runs, 1);
