@@ -534,6 +534,7 @@ static inline void diag_wake(diag_future *f)
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -628,12 +629,21 @@ static int diag__tsc_is_invariant(void)
 }
 
 /* One (ticks, monotonic ns) pair, the monotonic time taken as the middle of
-   two reads around the tick read so the pair is as tight as it can be. */
+   two reads around the tick read. The tightest of a few tries is kept: a
+   preemption between the reads would skew the rate by its whole length,
+   which over the 1 ms a short program calibrates on is a large error. */
 static void diag__clock_pair(uint64_t *ticks, uint64_t *mono)
 {
-    uint64_t before = diag__clock_ns();
-    *ticks = diag__now();
-    *mono = before + (diag__clock_ns() - before) / 2;
+    uint64_t best = UINT64_MAX;
+    int i;
+    for (i = 0; i < 16 && best > 2000; i++) {
+        uint64_t before = diag__clock_ns(), t = diag__now(), after = diag__clock_ns();
+        if (after - before < best) {
+            best = after - before;
+            *ticks = t;
+            *mono = before + best / 2;
+        }
+    }
 }
 
 /* Nanoseconds per tick, measured over the whole run so far (at least 1 ms). */
@@ -1292,11 +1302,11 @@ static int diag__compare_rows(const void *a, const void *b)
 /* Totals of one path over all tables, in ticks; wall includes pending runs. */
 typedef struct diag__total {
     uint64_t polls, busy, poll_ticks, max, wall, done, drops, wakes, sched;
-    uint64_t slow, open_runs;
+    uint64_t slow, open_runs, start_sum; /* of open runs: gauges, no baseline */
     uint64_t hist[DIAG__HIST];
 } diag__total;
 
-static void diag__add_table(diag__total *tot, const diag__thread *t, uint32_t npaths, uint64_t now)
+static void diag__add_table(diag__total *tot, const diag__thread *t, uint32_t npaths)
 {
     uint32_t p;
     for (p = 0; p < npaths; p++) {
@@ -1314,14 +1324,14 @@ static void diag__add_table(diag__total *tot, const diag__thread *t, uint32_t np
         o->polls += DIAG__LOAD(s->polls) - (b ? b->polls : 0);
         o->busy += DIAG__LOAD(s->busy) - (b ? b->busy : 0);
         o->poll_ticks += DIAG__LOAD(s->poll_ticks) - (b ? b->poll_ticks : 0);
-        o->wall += DIAG__LOAD(s->wall) + DIAG__LOAD(s->open_runs) * now - DIAG__LOAD(s->open_start_sum) -
-                   (b ? b->wall : 0);
+        o->wall += DIAG__LOAD(s->wall) - (b ? b->wall : 0); /* open runs: added by the caller */
         o->done += DIAG__LOAD(s->done) - (b ? b->done : 0);
         o->drops += DIAG__LOAD(s->drops) - (b ? b->drops : 0);
         o->wakes += DIAG__LOAD(s->wakes) - (b ? b->wakes : 0);
         o->sched += DIAG__LOAD(s->sched) - (b ? b->sched : 0);
         o->slow += DIAG__LOAD(s->slow) - (b ? b->slow : 0);
-        o->open_runs += DIAG__LOAD(s->open_runs); /* a gauge: no baseline */
+        o->open_runs += DIAG__LOAD(s->open_runs);
+        o->start_sum += DIAG__LOAD(s->open_start_sum);
         max = DIAG__LOAD(s->max);
         if (max > o->max) o->max = max;
         for (h = 0; h < DIAG__HIST; h++) o->hist[h] += DIAG__LOAD(s->hist[h]) - (b ? b->hist[h] : 0);
@@ -1380,6 +1390,31 @@ static void diag__snapshot_free(diag__snapshot *snap)
     memset(snap, 0, sizeof *snap);
 }
 
+/* Adds the wall of the runs still open at `now` (read after the tables,
+   so no run seen open began after it). Other threads poll while the
+   tables are read: a run can be seen half begun or half ended (open_runs
+   and open_start_sum are two stores), or begun and ended on two threads
+   between the reads of their tables. That is off by about a timestamp, so
+   the open runs' wall comes out below zero or above open_runs times the
+   time since start: returns 0, and the caller reads the tables again (a
+   torn view lasts until its writer runs again; on the last of eight
+   tries a path still torn is written without its open runs). */
+static int diag__add_open_runs(diag__total *tot, uint32_t npaths, uint64_t now, int last)
+{
+    uint32_t p;
+    int possible = 1;
+    for (p = 0; p < npaths; p++) {
+        uint64_t pending = tot[p].open_runs * now - tot[p].start_sum;
+        if ((int64_t)tot[p].open_runs < 0 || (int64_t)pending < 0 ||
+            pending > tot[p].open_runs * (now - diag__g.tsc0)) {
+            possible = 0;
+            if (last) continue; /* still torn: leave the open runs out, not a wild number */
+        }
+        tot[p].wall += pending;
+    }
+    return possible;
+}
+
 /* Takes the lock while it reads; other threads keep polling meanwhile. */
 static int diag__snapshot_take(diag__snapshot *snap)
 {
@@ -1391,6 +1426,7 @@ static int diag__snapshot_take(diag__snapshot *snap)
     uint32_t npaths, p;
     uint64_t now;
     size_t i, out;
+    int attempt;
     memset(snap, 0, sizeof *snap);
     snap->ns_per_tick = diag__ns_per_tick();
     pthread_mutex_lock(&diag__lock);
@@ -1412,14 +1448,21 @@ static int diag__snapshot_take(diag__snapshot *snap)
         errno = ENOMEM;
         return -1;
     }
-    diag__add_table(tot, &diag__g.retired, npaths, now);
-    snap->folded = diag__g.retired.folded;
-    snap->threads = diag__g.nretired;
-    for (t = diag__g.threads; t != NULL; t = t->next) {
-        diag__add_table(tot, t, npaths, now);
-        snap->folded += DIAG__LOAD(t->folded);
-        snap->threads++;
+    for (attempt = 0;; attempt++) {
+        diag__add_table(tot, &diag__g.retired, npaths);
+        snap->folded = diag__g.retired.folded;
+        snap->threads = diag__g.nretired;
+        for (t = diag__g.threads; t != NULL; t = t->next) {
+            diag__add_table(tot, t, npaths);
+            snap->folded += DIAG__LOAD(t->folded);
+            snap->threads++;
+        }
+        now = diag__now();
+        if (diag__add_open_runs(tot, npaths, now, attempt == 7) || attempt == 7) break;
+        memset(tot, 0, npaths * sizeof *tot);
+        sched_yield(); /* a writer preempted between its two stores must run first */
     }
+    snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
     for (p = 2; p < npaths; p++) child_wall[diag__g.paths[p].parent] += tot[p].wall;
     for (p = 1, out = 0; p < npaths; p++) {
         diag__row *r = &snap->rows[out];

@@ -256,6 +256,44 @@ static void test_threads_merge_into_one_line(void)
     free(text);
 }
 
+TT_FN void *poll_hot(void *arg) /* unused when compiled out */
+{
+    struct task t = task_make(0, 0);
+    diag_future *f = DIAGNOSE_AS(&t.base, "hot");
+    while (!__atomic_load_n((int *)arg, __ATOMIC_RELAXED)) diag_poll(f, NULL);
+    return NULL;
+}
+
+/* Snapshots taken while another thread starts and ends runs as fast as it
+   can: runs of "hot" never overlap, so its wall can never exceed the time
+   since the thread started. A snapshot that reads a run half begun or
+   half ended (two stores) once wrote walls of 10^12 to 10^18 ns. */
+static void test_snapshot_during_runs_is_sane(void)
+{
+#ifndef DIAGNOSE_DISABLE
+    pthread_t th;
+    int stop = 0, i, wild = 0;
+    uint64_t start;
+    diag_reset();
+    start = tt_now_ns();
+    CHECK_EQ(pthread_create(&th, NULL, poll_hot, &stop), 0);
+    for (i = 0; i < 50000; i++) {
+        diag__snapshot snap;
+        size_t k;
+        if (diag__snapshot_take(&snap) != 0) continue;
+        for (k = 0; k < snap.count; k++)
+            if (strcmp(snap.rows[k].stack, "hot") == 0 && (double)snap.rows[k].wall > HI(tt_now_ns() - start)) {
+                if (wild++ == 0) printf("  wall %llu ns after %llu ns\n", (unsigned long long)snap.rows[k].wall,
+                                        (unsigned long long)(tt_now_ns() - start));
+            }
+        diag__snapshot_free(&snap);
+    }
+    __atomic_store_n(&stop, 1, __ATOMIC_RELAXED);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    CHECK_EQ(wild, 0);
+#endif
+}
+
 static void *poll_three(void *arg)
 {
     struct task t = task_make(2, 0);
@@ -288,5 +326,6 @@ int main(void)
     RUN(test_drop_from_other_thread);
     RUN(test_threads_merge_into_one_line);
     RUN(test_exited_threads_keep_counts);
+    RUN(test_snapshot_during_runs_is_sane);
     return test_summary();
 }
