@@ -22,6 +22,7 @@
 #endif
 
 #include <errno.h>
+#include <ftw.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -151,7 +152,29 @@ TT_FN int tt_spawn(const char *dir, const char *name, const char *const *env)
 
 /* ---- files ---- */
 
-/* A fresh empty directory under TMPDIR or /tmp; static storage. */
+static char tt_dirs[64][256];
+static int tt_ndirs;
+static pid_t tt_dirs_owner;
+
+static int tt_remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st, (void)type, (void)ftw;
+    remove(path);
+    return 0;
+}
+
+/* At exit of the process that made them (not of its forked children):
+   removes the directories tt_tempdir made, unless TT_KEEP=1. */
+static void tt_remove_dirs(void)
+{
+    const char *keep = getenv("TT_KEEP");
+    int i;
+    if (getpid() != tt_dirs_owner || (keep && strcmp(keep, "1") == 0)) return;
+    for (i = 0; i < tt_ndirs; i++) nftw(tt_dirs[i], tt_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* A fresh empty directory under TMPDIR or /tmp, removed at exit; static
+   storage, overwritten by the next call. */
 TT_FN const char *tt_tempdir(void)
 {
     static char dir[256];
@@ -161,6 +184,12 @@ TT_FN const char *tt_tempdir(void)
         perror("mkdtemp");
         exit(2);
     }
+    if (tt_ndirs == 0 || tt_dirs_owner != getpid()) {
+        tt_ndirs = 0;
+        tt_dirs_owner = getpid();
+        atexit(tt_remove_dirs);
+    }
+    if (tt_ndirs < 64) memcpy(tt_dirs[tt_ndirs++], dir, sizeof dir);
     return dir;
 }
 
