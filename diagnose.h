@@ -143,7 +143,7 @@
    DIAGNOSE_QUIET=1        write the files but not the table.
    DIAGNOSE_SVG=1          at exit, also write the flame graphs of
                            diag_write_svg next to the folded files.
-   DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_MAX_PATHS).
+   DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_MAX_PATHS - 2).
    DIAGNOSE_SLOW_NS=n      a poll of n ns or more is slow (default 1000000);
                            0 turns the slow-poll lint off.
    DIAGNOSE_INTERVAL=s     every s seconds (decimals allowed, >= 0.001) a
@@ -717,8 +717,9 @@ static void diag__start_once(void)
         diag__mode = 2;
         return;
     }
-    diag__g.max_paths = DIAG_MAX_PATHS;
-    if (max != NULL && atol(max) >= 2 && (unsigned long)atol(max) < DIAG_MAX_PATHS)
+    /* max_paths counts the user's paths: the root and [overflow] are extra */
+    diag__g.max_paths = DIAG_MAX_PATHS - 2;
+    if (max != NULL && atol(max) >= 1 && (unsigned long)atol(max) < DIAG_MAX_PATHS - 2)
         diag__g.max_paths = (uint32_t)atol(max);
     diag__use_tsc = diag__tsc_is_invariant();
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
@@ -806,7 +807,7 @@ static uint32_t diag__path_of(uint32_t parent, const char *name, uint32_t flags)
     if (path != 0) return path;
     if (parent == DIAG__OVERFLOW) return DIAG__OVERFLOW;
     if (depth > DIAG_MAX_DEPTH) return parent;
-    if (diag__g.npaths >= diag__g.max_paths || diag__reserve_path() != 0 ||
+    if (diag__g.npaths - 2 >= diag__g.max_paths || diag__reserve_path() != 0 ||
         diag__map_put(&diag__g.index, parent, name, diag__g.npaths) != 0)
         return DIAG__OVERFLOW;
     return diag__add_path(name, parent, depth, flags);

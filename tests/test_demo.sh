@@ -124,16 +124,16 @@ check "the summary table went to stderr" table_on_stderr
 # A cap of 4 paths: the root and [overflow] take two, so main and extend
 # (first polled, in that order) get lines; concat and the ticker are
 # counted in [overflow]; no table.
-max_paths_four() {
+max_paths_two() {
     local want got
     mkdir -p "$tmp/cap" &&
-        (cd "$tmp/cap" && DIAGNOSE_MAX_PATHS=4 DIAGNOSE_QUIET=1 "$tmp/examples/demo" >/dev/null 2>"$tmp/cap/stderr") ||
+        (cd "$tmp/cap" && DIAGNOSE_MAX_PATHS=2 DIAGNOSE_QUIET=1 "$tmp/examples/demo" >/dev/null 2>"$tmp/cap/stderr") ||
         return 1
     want=$(printf '[overflow] %d\nmain %d\nmain;extend %d\n' $((CHUNKS + TICKS)) $((2 * CHUNKS - 1)) "$CHUNKS")
     got=$(cat "$tmp/cap/diagnose.polls.folded" 2>/dev/null)
     [ "$got" = "$want" ] || { printf 'got:\n%s\nwant:\n%s\n' "$got" "$want"; return 1; }
     [ ! -s "$tmp/cap/stderr" ]
 }
-check "DIAGNOSE_MAX_PATHS=4: two named paths, the rest in [overflow]" max_paths_four
+check "DIAGNOSE_MAX_PATHS=2: two named paths, the rest in [overflow]" max_paths_two
 
 exit $failed
