@@ -412,7 +412,7 @@ static inline void diag_span_begin(diag_span *s)
 {
     diag__thread *t;
     diag__frame *fr;
-    uint32_t path, parent;
+    uint32_t path;
     uint64_t now, woke;
     if (s->name == NULL || !diag__on()) return;
     t = diag__tls;
@@ -424,7 +424,7 @@ static inline void diag_span_begin(diag_span *s)
     fr = &t->stack[t->depth];
     path = s->path;
     if (path == 0) { /* a new run: its path is the context it starts in */
-        parent = t->depth ? t->stack[t->depth - 1].path : DIAG__ROOT;
+        uint32_t parent = t->depth ? t->stack[t->depth - 1].path : DIAG__ROOT;
         path = (s->last_parent == parent && s->last_path) ? s->last_path
                                                           : diag__resolve(t, s, parent);
     }
@@ -622,7 +622,7 @@ static int diag__tsc_is_invariant(void)
 #if defined(__x86_64__) || defined(__i386__)
     unsigned a, b, c, d;
     if (!__get_cpuid(0x80000007u, &a, &b, &c, &d)) return 0;
-    return (d >> 8) & 1u;
+    return ((d >> 8) & 1u) != 0;
 #else
     return 0;
 #endif
@@ -656,9 +656,16 @@ static double diag__ns_per_tick(void)
     return (double)(mono - diag__g.mono0) / (double)(ticks - diag__g.tsc0);
 }
 
+/* x (not negative) to the nearest integer, halves up; no libm. */
+static uint64_t diag__round(double x)
+{
+    uint64_t n = (uint64_t)x;
+    return x - (double)n >= 0.5 ? n + 1 : n;
+}
+
 static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
 {
-    return (uint64_t)((double)ticks * ns_per_tick + 0.5);
+    return diag__round((double)ticks * ns_per_tick);
 }
 
 /* ---- start-up and environment ------------------------------------------- */
@@ -1098,6 +1105,7 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
 {
     uint32_t c, i;
     if (t->base == NULL) {
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         t->base = (diag__slot **)diag__alloc_zero(DIAG__DIR * sizeof *t->base);
         if (t->base == NULL) return -1;
     }
@@ -1220,10 +1228,10 @@ static void diag__buf_str(diag__buf *b, const char *s) { diag__buf_put(b, s, str
 static void diag__buf_u64(diag__buf *b, uint64_t v)
 {
     char digits[24];
-    int n = 0;
+    size_t n = 0;
     do digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
     while ((v /= 10) != 0);
-    diag__buf_put(b, digits + sizeof digits - n, (size_t)n);
+    diag__buf_put(b, digits + sizeof digits - n, n);
 }
 
 static int diag__frame_char(unsigned char c)
@@ -1511,12 +1519,12 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
     uint64_t seen = 0, want;
     int h;
     if (r->polls == 0) return 0;
-    want = (uint64_t)(q * (double)r->polls + 0.5);
+    want = diag__round(q * (double)r->polls);
     if (want == 0) want = 1;
     for (h = 0; h < DIAG__HIST; h++) {
         seen += r->hist[h];
-        if (seen >= want) {
-            uint64_t bound = diag__to_ns(h + 1 < 64 ? (((uint64_t)2 << h) - 1) : UINT64_MAX, snap->ns_per_tick);
+        if (seen >= want) { /* the last bucket is open-ended: its bound is the maximum */
+            uint64_t bound = h + 1 < DIAG__HIST ? diag__to_ns(((uint64_t)2 << h) - 1, snap->ns_per_tick) : r->max;
             return bound < r->max ? bound : r->max;
         }
     }
@@ -1738,9 +1746,11 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
             (unsigned long)snap->count, snap->count == 1 ? "" : "s", snap->threads, snap->threads == 1 ? "" : "s",
             diag__use_tsc ? "tsc" : "clock_gettime", prefix, sched ? ",sched" : "");
     if (snap->count == 0) return;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     order = (const diag__row **)DIAG_MALLOC(snap->count * sizeof *order);
     if (order == NULL) return;
     for (i = 0; i < snap->count; i++) order[i] = &snap->rows[i];
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     qsort(order, snap->count, sizeof *order, diag__compare_busy);
     fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
             "drops", "b/w");
@@ -1946,11 +1956,11 @@ static void diag__agent_forked(void)
    its label is clipped to it without measuring text; the script only moves
    and resizes boxes, using the exact values kept in data-x (offset) and
    data-v (inclusive value) attributes. */
-#define DIAG__SVG_WIDTH 1200 /* px of the picture */
-#define DIAG__SVG_PAD 10     /* px left and right of the frames */
-#define DIAG__SVG_ROW 16     /* px per level: 15 of frame, 1 of gap */
-#define DIAG__SVG_TOP 36     /* px above the frames: heading, "Reset zoom" */
-#define DIAG__SVG_BOTTOM 26  /* px below: the hover line */
+#define DIAG__SVG_WIDTH 1200u /* px of the picture */
+#define DIAG__SVG_PAD 10u     /* px left and right of the frames */
+#define DIAG__SVG_ROW 16u     /* px per level: 15 of frame, 1 of gap */
+#define DIAG__SVG_TOP 36u     /* px above the frames: heading, "Reset zoom" */
+#define DIAG__SVG_BOTTOM 26u  /* px below: the hover line */
 
 /* Indexed by metric; a metric added later without a title uses its name. */
 static const char *const diag__svg_titles[DIAG__METRICS] = { "polls", "busy time", "wall time",
@@ -2068,7 +2078,7 @@ static void diag__svg_color(char *out, size_t cap, int metric, const char *name,
 /* v with two decimals and a '.', whatever the program's locale. */
 static void diag__svg_fixed(char *out, size_t cap, double v)
 {
-    uint64_t hundredths = (uint64_t)(v * 100.0 + 0.5);
+    uint64_t hundredths = diag__round(v * 100.0);
     snprintf(out, cap, "%llu.%02u", (unsigned long long)(hundredths / 100), (unsigned)(hundredths % 100));
 }
 
@@ -2170,6 +2180,7 @@ static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
 static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric)
 {
     diag__svg g;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     const diag__row **order = (const diag__row **)DIAG_MALLOC((snap->count + 1) * sizeof *order);
     size_t i;
     memset(&g, 0, sizeof g);
@@ -2188,6 +2199,7 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
     if (order == NULL || g.open == NULL) {
         b->failed = 1;
     } else {
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         qsort(order, snap->count, sizeof *order, diag__svg_compare);
         diag__svg_document(&g, order, snap->count);
     }
