@@ -78,7 +78,8 @@ jobs=()
 # ---- the demo's profile ----
 if make --no-print-directory -s BUILD="$BUILD" "$BUILD/examples/demo" >"$tmp/make.log" 2>&1; then
     mkdir -p "$tmp/demo"
-    (cd "$tmp/demo" && DIAGNOSE_SVG=1 DIAGNOSE_QUIET=1 "$OLDPWD/$BUILD/examples/demo" >/dev/null 2>&1)
+    demo=$(cd "$BUILD/examples" && pwd)/demo # BUILD may be relative or absolute
+    (cd "$tmp/demo" && DIAGNOSE_SVG=1 DIAGNOSE_QUIET=1 "$demo" >/dev/null 2>&1)
     for m in polls busy wall; do
         jobs+=(svg "$tmp/demo/diagnose.$m.svg" "$tmp/demo/diagnose.$m.folded")
         jobs+=(speedscope "$NODE_DIR/node_modules/speedscope/dist/release" "$tmp/demo/diagnose.$m.folded")
