@@ -1414,7 +1414,7 @@ static int diag__add_open_runs(diag__total *tot, uint32_t npaths, uint64_t now, 
     int possible = 1;
     for (p = 0; p < npaths; p++) {
         uint64_t pending = tot[p].open_runs * now - tot[p].start_sum;
-        if ((int64_t)tot[p].open_runs < 0 || (int64_t)pending < 0 ||
+        if (tot[p].open_runs > (uint64_t)INT64_MAX || pending > (uint64_t)INT64_MAX || /* below zero */
             pending > tot[p].open_runs * (now - diag__g.tsc0)) {
             possible = 0;
             if (last) continue; /* still torn: leave the open runs out, not a wild number */
@@ -1477,6 +1477,7 @@ static int diag__snapshot_take(diag__snapshot *snap)
         diag__row *r = &snap->rows[out];
         int h;
         if (tot[p].polls == 0 && tot[p].wall == 0) continue;
+        /* NOLINTNEXTLINE(performance-no-int-to-ptr): an offset, as text may still move */
         r->stack = (const char *)(uintptr_t)offsets[p]; /* made a pointer below */
         r->polls = tot[p].polls;
         r->done = tot[p].done;
