@@ -184,7 +184,7 @@
    they go to $TMPDIR (or /tmp) instead. The exit code never changes.
 
    COSTS: two timestamp reads and a few adds to thread-local memory per
-   poll; about 350 bytes per path per thread that polls it; the first run
+   poll; about 470 bytes per path per thread that polls it; the first run
    of a span at a new calling context does one hash look-up. The slow-poll
    lint is one compare per poll; a slow poll in the first 10 ms of the
    process also reads the clock twice (the threshold is then calibrated).
@@ -1303,9 +1303,15 @@ static size_t diag__sanitize(const char *name, int derived, char *out)
     return len;
 }
 
-static int diag__compare_rows(const void *a, const void *b)
+/* A path to write and its folded stack: sorted, cheaper to move than rows. */
+typedef struct diag__line {
+    const char *stack;
+    uint32_t path;
+} diag__line;
+
+static int diag__compare_lines(const void *a, const void *b)
 {
-    return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
+    return strcmp(((const diag__line *)a)->stack, ((const diag__line *)b)->stack);
 }
 
 /* Totals of one path over all tables, in ticks; wall includes pending runs. */
@@ -1424,10 +1430,30 @@ static int diag__add_open_runs(diag__total *tot, uint32_t npaths, uint64_t now, 
     return possible;
 }
 
+/* A path's totals in ticks as a row in ns; child_wall: its children's walls. */
+static void diag__fill_row(diag__row *r, const diag__total *t, uint64_t child_wall, double ns_per_tick)
+{
+    int h;
+    r->polls = t->polls;
+    r->done = t->done;
+    r->drops = t->drops;
+    r->wakes = t->wakes;
+    r->busy = diag__to_ns(t->busy, ns_per_tick);
+    r->poll_time = diag__to_ns(t->poll_ticks, ns_per_tick);
+    r->wall = diag__to_ns(t->wall, ns_per_tick);
+    r->self_wall = t->wall > child_wall ? diag__to_ns(t->wall - child_wall, ns_per_tick) : 0;
+    r->max = diag__to_ns(t->max, ns_per_tick);
+    r->sched = diag__to_ns(t->sched, ns_per_tick);
+    r->slow = t->slow;
+    r->pending = t->open_runs;
+    for (h = 0; h < DIAG__HIST; h++) r->hist[h] = t->hist[h];
+}
+
 /* Takes the lock while it reads; other threads keep polling meanwhile. */
 static int diag__snapshot_take(diag__snapshot *snap)
 {
     diag__total *tot = NULL;
+    diag__line *lines = NULL;
     size_t *offsets = NULL;
     uint64_t *child_wall = NULL;
     diag__buf text = { NULL, 0, 0, 0 };
@@ -1445,13 +1471,15 @@ static int diag__snapshot_take(diag__snapshot *snap)
     tot = (diag__total *)diag__alloc_zero(npaths * sizeof *tot);
     offsets = (size_t *)DIAG_MALLOC(npaths * sizeof *offsets);
     child_wall = (uint64_t *)diag__alloc_zero(npaths * sizeof *child_wall);
-    snap->rows = (diag__row *)diag__alloc_zero(npaths * sizeof *snap->rows);
-    if (tot == NULL || offsets == NULL || child_wall == NULL || snap->rows == NULL ||
+    snap->rows = (diag__row *)DIAG_MALLOC(npaths * sizeof *snap->rows);
+    lines = (diag__line *)DIAG_MALLOC(npaths * sizeof *lines);
+    if (tot == NULL || offsets == NULL || child_wall == NULL || snap->rows == NULL || lines == NULL ||
         diag__stacks(&text, offsets, npaths) != 0) {
         pthread_mutex_unlock(&diag__lock);
         DIAG_FREE(tot);
         DIAG_FREE(offsets);
         DIAG_FREE(child_wall);
+        DIAG_FREE(lines);
         DIAG_FREE(text.data);
         diag__snapshot_free(snap);
         errno = ENOMEM;
@@ -1474,39 +1502,26 @@ static int diag__snapshot_take(diag__snapshot *snap)
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
     for (p = 2; p < npaths; p++) child_wall[diag__g.paths[p].parent] += tot[p].wall;
     for (p = 1, out = 0; p < npaths; p++) {
-        diag__row *r = &snap->rows[out];
-        int h;
         if (tot[p].polls == 0 && tot[p].wall == 0) continue;
-        /* NOLINTNEXTLINE(performance-no-int-to-ptr): an offset, as text may still move */
-        r->stack = (const char *)(uintptr_t)offsets[p]; /* made a pointer below */
-        r->polls = tot[p].polls;
-        r->done = tot[p].done;
-        r->drops = tot[p].drops;
-        r->wakes = tot[p].wakes;
-        r->busy = diag__to_ns(tot[p].busy, snap->ns_per_tick);
-        r->poll_time = diag__to_ns(tot[p].poll_ticks, snap->ns_per_tick);
-        r->wall = diag__to_ns(tot[p].wall, snap->ns_per_tick);
-        r->self_wall = tot[p].wall > child_wall[p] ? diag__to_ns(tot[p].wall - child_wall[p], snap->ns_per_tick) : 0;
-        r->max = diag__to_ns(tot[p].max, snap->ns_per_tick);
-        r->sched = diag__to_ns(tot[p].sched, snap->ns_per_tick);
-        r->slow = tot[p].slow;
-        r->pending = tot[p].open_runs;
-        for (h = 0; h < DIAG__HIST; h++) r->hist[h] = tot[p].hist[h];
-        out++;
+        lines[out].stack = text.data + offsets[p];
+        lines[out++].path = p;
     }
     pthread_mutex_unlock(&diag__lock);
     snap->unmeasured = __atomic_load_n(&diag__g.unmeasured, __ATOMIC_RELAXED);
     snap->text = text.data;
-    for (i = 0; i < out; i++) snap->rows[i].stack = text.data + (size_t)(uintptr_t)snap->rows[i].stack;
-    qsort(snap->rows, out, sizeof *snap->rows, diag__compare_rows);
+    qsort(lines, out, sizeof *lines, diag__compare_lines);
     /* Different paths can print the same (two sites named alike, or names
        equal after sanitizing): one line each, values summed. */
     for (i = 0, snap->count = 0; i < out; i++) {
-        if (snap->count > 0 && strcmp(snap->rows[snap->count - 1].stack, snap->rows[i].stack) == 0)
-            diag__row_add(&snap->rows[snap->count - 1], &snap->rows[i]);
+        diag__row row;
+        diag__fill_row(&row, &tot[lines[i].path], child_wall[lines[i].path], snap->ns_per_tick);
+        row.stack = lines[i].stack;
+        if (snap->count > 0 && strcmp(snap->rows[snap->count - 1].stack, row.stack) == 0)
+            diag__row_add(&snap->rows[snap->count - 1], &row);
         else
-            snap->rows[snap->count++] = snap->rows[i];
+            snap->rows[snap->count++] = row;
     }
+    DIAG_FREE(lines);
     DIAG_FREE(tot);
     DIAG_FREE(offsets);
     DIAG_FREE(child_wall);
