@@ -143,6 +143,11 @@ static diag__row make_row(const char *stack, uint64_t busy)
     return r;
 }
 
+static int compare_stacks(const void *a, const void *b)
+{
+    return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
+}
+
 static char *svg_of_rows(diag__row *rows, size_t n, int metric)
 {
     diag__snapshot snap;
@@ -150,7 +155,7 @@ static char *svg_of_rows(diag__row *rows, size_t n, int metric)
     memset(&snap, 0, sizeof snap);
     snap.rows = rows;
     snap.count = n;
-    qsort(rows, n, sizeof *rows, diag__compare_rows); /* as the snapshot has them */
+    qsort(rows, n, sizeof *rows, compare_stacks); /* as the snapshot has them */
     diag__svg_write(&b, &snap, metric);
     return b.failed ? NULL : b.data;
 }
