@@ -1177,13 +1177,14 @@ typedef struct diag__row {
     uint64_t polls, done, drops, wakes;
     uint64_t slow, pending; /* polls of DIAGNOSE_SLOW_NS or more; runs open now */
     uint64_t busy, poll_time, wall, self_wall, max, sched; /* ns */
-    uint64_t hist[DIAG__HIST];                             /* polls by log2 ticks */
+    uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in the snapshot's totals */
 } diag__row;
 
 typedef struct diag__snapshot {
     diag__row *rows;
     size_t count;
     char *text;          /* the stacks */
+    struct diag__total *totals; /* per path, in ticks: the rows' histograms */
     double ns_per_tick;
     uint64_t elapsed_ns; /* since start, or since the last reset */
     unsigned threads;
@@ -1402,6 +1403,7 @@ static void diag__snapshot_free(diag__snapshot *snap)
 {
     DIAG_FREE(snap->rows);
     DIAG_FREE(snap->text);
+    DIAG_FREE(snap->totals);
     memset(snap, 0, sizeof *snap);
 }
 
@@ -1431,9 +1433,8 @@ static int diag__add_open_runs(diag__total *tot, uint32_t npaths, uint64_t now, 
 }
 
 /* A path's totals in ticks as a row in ns; child_wall: its children's walls. */
-static void diag__fill_row(diag__row *r, const diag__total *t, uint64_t child_wall, double ns_per_tick)
+static void diag__fill_row(diag__row *r, diag__total *t, uint64_t child_wall, double ns_per_tick)
 {
-    int h;
     r->polls = t->polls;
     r->done = t->done;
     r->drops = t->drops;
@@ -1446,7 +1447,7 @@ static void diag__fill_row(diag__row *r, const diag__total *t, uint64_t child_wa
     r->sched = diag__to_ns(t->sched, ns_per_tick);
     r->slow = t->slow;
     r->pending = t->open_runs;
-    for (h = 0; h < DIAG__HIST; h++) r->hist[h] = t->hist[h];
+    r->hist = t->hist; /* shared, not copied: a row stays small to sort and write */
 }
 
 /* Takes the lock while it reads; other threads keep polling meanwhile. */
@@ -1522,7 +1523,7 @@ static int diag__snapshot_take(diag__snapshot *snap)
             snap->rows[snap->count++] = row;
     }
     DIAG_FREE(lines);
-    DIAG_FREE(tot);
+    snap->totals = tot;
     DIAG_FREE(offsets);
     DIAG_FREE(child_wall);
     return 0;
