@@ -73,9 +73,12 @@ step suite-asan-ubsan suite asan CC=gcc CXX=g++ CFLAGS="-O1 -g $SAN"
 step suite-tsan suite tsan CC=clang CXX=clang++ CFLAGS="-O1 -g -fsanitize=thread"
 # valgrind: every test program, C build only (the C++ build runs the same
 # code); --error-exitcode turns any memcheck report into a failing program.
+# valgrind runs one thread at a time; --fair-sched=yes hands the turns round
+# in order (by default one thread can keep them: threads that should
+# interleave do not, and a thread can wait minutes for its turn).
 valgrind_suite() {
     env BUILD="$OUT/valgrind" CC=gcc CXX=g++ CFLAGS="-O1 -g" VARIANTS=c \
-        RUNNER="valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
+        RUNNER="valgrind -q --fair-sched=yes --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite" \
         tests/run.sh $(programs)
 }
 if have valgrind; then step suite-valgrind valgrind_suite; fi
