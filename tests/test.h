@@ -173,6 +173,10 @@ static void tt_remove_dirs(void)
     for (i = 0; i < tt_ndirs; i++) nftw(tt_dirs[i], tt_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Registered before diagnose.h's constructor registers its exit handler,
+   so it runs after it: the dump at exit still finds its directory. */
+__attribute__((constructor(101))) static void tt_remove_dirs_at_exit(void) { atexit(tt_remove_dirs); }
+
 /* A fresh empty directory under TMPDIR or /tmp, removed at exit; static
    storage, overwritten by the next call. */
 TT_FN const char *tt_tempdir(void)
@@ -187,7 +191,6 @@ TT_FN const char *tt_tempdir(void)
     if (tt_ndirs == 0 || tt_dirs_owner != getpid()) {
         tt_ndirs = 0;
         tt_dirs_owner = getpid();
-        atexit(tt_remove_dirs);
     }
     if (tt_ndirs < 64) memcpy(tt_dirs[tt_ndirs++], dir, sizeof dir);
     return dir;
