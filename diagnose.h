@@ -1177,14 +1177,14 @@ typedef struct diag__row {
     uint64_t polls, done, drops, wakes;
     uint64_t slow, pending; /* polls of DIAGNOSE_SLOW_NS or more; runs open now */
     uint64_t busy, poll_time, wall, self_wall, max, sched; /* ns */
-    uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in the snapshot's totals */
+    uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in snap->hists; NULL without */
 } diag__row;
 
 typedef struct diag__snapshot {
     diag__row *rows;
     size_t count;
     char *text;          /* the stacks */
-    struct diag__total *totals; /* per path, in ticks: the rows' histograms */
+    uint64_t *hists; /* DIAG__HIST per path: the rows' histograms (only the table needs them) */
     double ns_per_tick;
     uint64_t elapsed_ns; /* since start, or since the last reset */
     unsigned threads;
@@ -1319,17 +1319,19 @@ static int diag__compare_lines(const void *a, const void *b)
 typedef struct diag__total {
     uint64_t polls, busy, poll_ticks, max, wall, done, drops, wakes, sched;
     uint64_t slow, open_runs, start_sum; /* of open runs: gauges, no baseline */
-    uint64_t hist[DIAG__HIST];
 } diag__total;
 
-static void diag__add_table(diag__total *tot, const diag__thread *t, uint32_t npaths)
+/* Adds thread t's table to the totals, and to hists (DIAG__HIST per path)
+   unless it is NULL: the histograms are most of the reading and memory,
+   and only the summary table uses them. */
+static void diag__add_table(diag__total *tot, uint64_t *hists, const diag__thread *t, uint32_t npaths)
 {
     uint32_t p;
     for (p = 0; p < npaths; p++) {
         const diag__slot *s = __atomic_load_n(&t->dir[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
         const diag__slot *b = t->base ? t->base[p >> DIAG__CHUNK_BITS] : NULL;
         diag__total *o = &tot[p];
-        uint64_t max;
+        uint64_t max, *hist;
         int h;
         if (s == NULL) {
             p |= DIAG__CHUNK - 1; /* skip the missing chunk */
@@ -1350,9 +1352,11 @@ static void diag__add_table(diag__total *tot, const diag__thread *t, uint32_t np
         o->start_sum += DIAG__LOAD(s->open_start_sum);
         max = DIAG__LOAD(s->max);
         if (max > o->max) o->max = max;
-        for (h = 0; h < DIAG__HIST; h++) o->hist[h] += DIAG__LOAD(s->hist[h]) - (b ? b->hist[h] : 0);
-        diag__hist_last(o->hist, DIAG__LOAD(s->last), 1);
-        if (b) diag__hist_last(o->hist, b->last, (uint64_t)-1);
+        if (hists == NULL) continue;
+        hist = hists + (size_t)p * DIAG__HIST;
+        for (h = 0; h < DIAG__HIST; h++) hist[h] += DIAG__LOAD(s->hist[h]) - (b ? b->hist[h] : 0);
+        diag__hist_last(hist, DIAG__LOAD(s->last), 1);
+        if (b) diag__hist_last(hist, b->last, (uint64_t)-1);
     }
 }
 
@@ -1396,14 +1400,15 @@ static void diag__row_add(diag__row *a, const diag__row *b)
     a->slow += b->slow;
     a->pending += b->pending;
     a->max = a->max > b->max ? a->max : b->max;
-    for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
+    if (a->hist && b->hist)
+        for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
 }
 
 static void diag__snapshot_free(diag__snapshot *snap)
 {
     DIAG_FREE(snap->rows);
     DIAG_FREE(snap->text);
-    DIAG_FREE(snap->totals);
+    DIAG_FREE(snap->hists);
     memset(snap, 0, sizeof *snap);
 }
 
@@ -1433,7 +1438,7 @@ static int diag__add_open_runs(diag__total *tot, uint32_t npaths, uint64_t now, 
 }
 
 /* A path's totals in ticks as a row in ns; child_wall: its children's walls. */
-static void diag__fill_row(diag__row *r, diag__total *t, uint64_t child_wall, double ns_per_tick)
+static void diag__fill_row(diag__row *r, const diag__total *t, uint64_t child_wall, double ns_per_tick)
 {
     r->polls = t->polls;
     r->done = t->done;
@@ -1447,11 +1452,11 @@ static void diag__fill_row(diag__row *r, diag__total *t, uint64_t child_wall, do
     r->sched = diag__to_ns(t->sched, ns_per_tick);
     r->slow = t->slow;
     r->pending = t->open_runs;
-    r->hist = t->hist; /* shared, not copied: a row stays small to sort and write */
 }
 
-/* Takes the lock while it reads; other threads keep polling meanwhile. */
-static int diag__snapshot_take(diag__snapshot *snap)
+/* Takes the lock while it reads; other threads keep polling meanwhile.
+   with_hist: also the poll-time histograms (rows' hist, else NULL). */
+static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
 {
     diag__total *tot = NULL;
     diag__line *lines = NULL;
@@ -1470,11 +1475,13 @@ static int diag__snapshot_take(diag__snapshot *snap)
     now = diag__now();
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
     tot = (diag__total *)diag__alloc_zero(npaths * sizeof *tot);
+    snap->hists = with_hist ? (uint64_t *)diag__alloc_zero((size_t)npaths * DIAG__HIST * sizeof(uint64_t)) : NULL;
     offsets = (size_t *)DIAG_MALLOC(npaths * sizeof *offsets);
     child_wall = (uint64_t *)diag__alloc_zero(npaths * sizeof *child_wall);
     snap->rows = (diag__row *)DIAG_MALLOC(npaths * sizeof *snap->rows);
     lines = (diag__line *)DIAG_MALLOC(npaths * sizeof *lines);
     if (tot == NULL || offsets == NULL || child_wall == NULL || snap->rows == NULL || lines == NULL ||
+        (with_hist && snap->hists == NULL) ||
         diag__stacks(&text, offsets, npaths) != 0) {
         pthread_mutex_unlock(&diag__lock);
         DIAG_FREE(tot);
@@ -1487,17 +1494,18 @@ static int diag__snapshot_take(diag__snapshot *snap)
         return -1;
     }
     for (attempt = 0;; attempt++) {
-        diag__add_table(tot, &diag__g.retired, npaths);
+        diag__add_table(tot, snap->hists, &diag__g.retired, npaths);
         snap->folded = diag__g.retired.folded;
         snap->threads = diag__g.nretired;
         for (t = diag__g.threads; t != NULL; t = t->next) {
-            diag__add_table(tot, t, npaths);
+            diag__add_table(tot, snap->hists, t, npaths);
             snap->folded += DIAG__LOAD(t->folded);
             snap->threads++;
         }
         now = diag__now();
         if (diag__add_open_runs(tot, npaths, now, attempt == 7) || attempt == 7) break;
         memset(tot, 0, npaths * sizeof *tot);
+        if (snap->hists) memset(snap->hists, 0, (size_t)npaths * DIAG__HIST * sizeof(uint64_t));
         sched_yield(); /* a writer preempted between its two stores must run first */
     }
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
@@ -1516,6 +1524,7 @@ static int diag__snapshot_take(diag__snapshot *snap)
     for (i = 0, snap->count = 0; i < out; i++) {
         diag__row row;
         diag__fill_row(&row, &tot[lines[i].path], child_wall[lines[i].path], snap->ns_per_tick);
+        row.hist = snap->hists ? snap->hists + (size_t)lines[i].path * DIAG__HIST : NULL;
         row.stack = lines[i].stack;
         if (snap->count > 0 && strcmp(snap->rows[snap->count - 1].stack, row.stack) == 0)
             diag__row_add(&snap->rows[snap->count - 1], &row);
@@ -1523,11 +1532,13 @@ static int diag__snapshot_take(diag__snapshot *snap)
             snap->rows[snap->count++] = row;
     }
     DIAG_FREE(lines);
-    snap->totals = tot;
+    DIAG_FREE(tot);
     DIAG_FREE(offsets);
     DIAG_FREE(child_wall);
     return 0;
 }
+
+static int diag__snapshot_take(diag__snapshot *snap) { return diag__snapshot_read(snap, 1); }
 
 /* Upper bound in ns of the q-quantile of a row's poll times (log2 buckets:
    within a factor of two), never above the measured maximum. */
@@ -1536,6 +1547,7 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
     uint64_t seen = 0, want;
     int h;
     if (r->polls == 0) return 0;
+    if (r->hist == NULL) return r->max;
     want = diag__round(q * (double)r->polls);
     if (want == 0) want = 1;
     for (h = 0; h < DIAG__HIST; h++) {
@@ -1681,7 +1693,7 @@ int diag_dump(const char *prefix)
     int rc;
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    if (diag__snapshot_take(&snap) != 0) return -1;
+    if (diag__snapshot_read(&snap, 0) != 0) return -1;
     rc = diag__write_all(resolved, &snap, failed, sizeof failed);
     diag__snapshot_free(&snap);
     return rc;
@@ -1835,7 +1847,7 @@ static void diag__agent_snapshot(int by_signal)
     char prefix[4096], numbered[4200], failed[4300];
     diag__snapshot snap;
     unsigned n = diag__agent.next + 1;
-    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_take(&snap) != 0) {
+    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
         fprintf(stderr, "diagnose.h: snapshot %u not written: %s\n", n, strerror(errno));
         return;
     }
@@ -2256,7 +2268,7 @@ int diag_write_svg(const char *prefix)
     int rc;
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    if (diag__snapshot_take(&snap) != 0) return -1;
+    if (diag__snapshot_read(&snap, 0) != 0) return -1;
     rc = diag__write_svgs(resolved, &snap);
     diag__snapshot_free(&snap);
     return rc;
