@@ -1659,21 +1659,29 @@ too_long:
     return -1;
 }
 
-/* Writes PREFIX.<metric>.folded for each metric; on failure names the file
-   in failed_path and returns -1 with errno set. */
-static int diag__write_all(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
+static int diag__has_wakes(const diag__snapshot *snap)
 {
-    int metric;
-    int metrics = DIAG__SCHED;
     size_t i;
     for (i = 0; i < snap->count; i++)
-        if (snap->rows[i].wakes) metrics = DIAG__METRICS;
+        if (snap->rows[i].wakes) return 1;
+    return 0;
+}
+
+typedef void (*diag__writer)(diag__buf *b, const diag__snapshot *snap, int metric);
+
+/* Writes PREFIX.<metric>.<ext>, built by `build`, for each metric (sched
+   only when a wake was recorded); on failure names the file in
+   failed_path and returns -1 with errno set. */
+static int diag__write_metrics(const char *prefix, const char *ext, diag__writer build, const diag__snapshot *snap,
+                               char *failed_path, size_t cap)
+{
+    int metric, metrics = diag__has_wakes(snap) ? DIAG__METRICS : DIAG__SCHED;
     for (metric = 0; metric < metrics; metric++) {
         diag__buf b = { NULL, 0, 0, 0 };
         int rc;
-        snprintf(failed_path, cap, "%s.%s.folded", prefix, diag__metric_names[metric]);
+        snprintf(failed_path, cap, "%s.%s.%s", prefix, diag__metric_names[metric], ext);
         diag__buf_put(&b, "", 0);
-        diag__folded(&b, snap, metric);
+        build(&b, snap, metric);
         if (b.failed) {
             DIAG_FREE(b.data);
             errno = ENOMEM;
@@ -1684,6 +1692,11 @@ static int diag__write_all(const char *prefix, const diag__snapshot *snap, char 
         if (rc != 0) return -1;
     }
     return 0;
+}
+
+static int diag__write_all(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
+{
+    return diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap);
 }
 
 int diag_dump(const char *prefix)
@@ -1724,14 +1737,6 @@ static int diag__compare_busy(const void *a, const void *b)
 
 #define DIAG__LINT_POLLS 100 /* "polled many times": at least this many polls */
 #define DIAG__LINT_LINES 20  /* lints printed at most; the rest are counted */
-
-static int diag__has_wakes(const diag__snapshot *snap)
-{
-    size_t i;
-    for (i = 0; i < snap->count; i++)
-        if (snap->rows[i].wakes) return 1;
-    return 0;
-}
 
 /* One line per finding, "lint: <path>: <what>"; returns the number of
    findings for row r, printing only while *budget lasts. */
@@ -2240,25 +2245,7 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
 static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
 {
     char path[4200];
-    int metric, metrics = DIAG__SCHED;
-    size_t i;
-    for (i = 0; i < snap->count; i++)
-        if (snap->rows[i].wakes) metrics = DIAG__METRICS;
-    for (metric = 0; metric < metrics; metric++) {
-        diag__buf b = { NULL, 0, 0, 0 };
-        int rc;
-        diag__svg_write(&b, snap, metric);
-        if (b.failed) {
-            DIAG_FREE(b.data);
-            errno = ENOMEM;
-            return -1;
-        }
-        snprintf(path, sizeof path, "%s.%s.svg", prefix, diag__metric_names[metric]);
-        rc = diag__write_file(path, b.data, b.len);
-        DIAG_FREE(b.data);
-        if (rc != 0) return -1;
-    }
-    return 0;
+    return diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path);
 }
 
 int diag_write_svg(const char *prefix)
