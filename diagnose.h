@@ -1321,6 +1321,15 @@ typedef struct diag__total {
     uint64_t slow, open_runs, start_sum; /* of open runs: gauges, no baseline */
 } diag__total;
 
+/* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist. */
+static void diag__add_hist(uint64_t *hist, const diag__slot *s, const diag__slot *b)
+{
+    int h;
+    for (h = 0; h < DIAG__HIST; h++) hist[h] += DIAG__LOAD(s->hist[h]) - (b ? b->hist[h] : 0);
+    diag__hist_last(hist, DIAG__LOAD(s->last), 1);
+    if (b) diag__hist_last(hist, b->last, (uint64_t)-1);
+}
+
 /* Adds thread t's table to the totals, and to hists (DIAG__HIST per path)
    unless it is NULL: the histograms are most of the reading and memory,
    and only the summary table uses them. */
@@ -1331,8 +1340,7 @@ static void diag__add_table(diag__total *tot, uint64_t *hists, const diag__threa
         const diag__slot *s = __atomic_load_n(&t->dir[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
         const diag__slot *b = t->base ? t->base[p >> DIAG__CHUNK_BITS] : NULL;
         diag__total *o = &tot[p];
-        uint64_t max, *hist;
-        int h;
+        uint64_t max;
         if (s == NULL) {
             p |= DIAG__CHUNK - 1; /* skip the missing chunk */
             continue;
@@ -1352,11 +1360,7 @@ static void diag__add_table(diag__total *tot, uint64_t *hists, const diag__threa
         o->start_sum += DIAG__LOAD(s->open_start_sum);
         max = DIAG__LOAD(s->max);
         if (max > o->max) o->max = max;
-        if (hists == NULL) continue;
-        hist = hists + (size_t)p * DIAG__HIST;
-        for (h = 0; h < DIAG__HIST; h++) hist[h] += DIAG__LOAD(s->hist[h]) - (b ? b->hist[h] : 0);
-        diag__hist_last(hist, DIAG__LOAD(s->last), 1);
-        if (b) diag__hist_last(hist, b->last, (uint64_t)-1);
+        if (hists) diag__add_hist(hists + (size_t)p * DIAG__HIST, s, b);
     }
 }
 
@@ -1387,7 +1391,6 @@ static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
 
 static void diag__row_add(diag__row *a, const diag__row *b)
 {
-    int h;
     a->polls += b->polls;
     a->done += b->done;
     a->drops += b->drops;
@@ -1400,8 +1403,10 @@ static void diag__row_add(diag__row *a, const diag__row *b)
     a->slow += b->slow;
     a->pending += b->pending;
     a->max = a->max > b->max ? a->max : b->max;
-    if (a->hist && b->hist)
+    if (a->hist && b->hist) {
+        int h;
         for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
+    }
 }
 
 static void diag__snapshot_free(diag__snapshot *snap)
