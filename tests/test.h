@@ -196,6 +196,17 @@ TT_FN const char *tt_tempdir(void)
     return dir;
 }
 
+/* The program's own dump at exit goes, without a table, into a fresh
+   temporary directory: tests that do not look at it keep stderr clean and
+   write nothing into the working directory. */
+TT_FN void tt_quiet_exit_dump(void)
+{
+    static char out[300];
+    snprintf(out, sizeof out, "%s/at-exit", tt_tempdir());
+    setenv("DIAGNOSE_OUT", out, 1);
+    setenv("DIAGNOSE_QUIET", "1", 1);
+}
+
 /* The whole file, NUL-terminated, or NULL (errno set). Caller frees. */
 TT_FN char *tt_read(const char *path)
 {

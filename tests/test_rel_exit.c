@@ -230,12 +230,7 @@ int main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "--child") == 0 && strcmp(argv[2], "return_from_main") == 0)
         return return_from_main();
     TEST_CHILDREN(argc, argv, children);
-    {
-        static char out[300];
-        snprintf(out, sizeof out, "%s/at-exit", tt_tempdir());
-        setenv("DIAGNOSE_OUT", out, 1);
-        setenv("DIAGNOSE_QUIET", "1", 1);
-    }
+    tt_quiet_exit_dump();
     RUN(test_exit_from_another_thread);
     RUN(test_return_from_main);
     RUN(test_dump_then_exit_shows_final_state);

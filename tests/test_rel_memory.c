@@ -212,11 +212,8 @@ static void test_max_paths_cap(void)
 
 int main(int argc, char **argv)
 {
-    static char out[300];
     TEST_CHILDREN(argc, argv, children);
-    snprintf(out, sizeof out, "%s/at-exit", tt_tempdir());
-    setenv("DIAGNOSE_OUT", out, 1);
-    setenv("DIAGNOSE_QUIET", "1", 1);
+    tt_quiet_exit_dump();
     RUN(test_failing_allocator_overflows);
     RUN(test_intermittent_failures_keep_runs_balanced);
     RUN(test_thread_without_table);

@@ -160,11 +160,8 @@ static void test_span_end_without_begin(void)
 
 int main(int argc, char **argv)
 {
-    static char out[300];
     TEST_CHILDREN(argc, argv, children);
-    snprintf(out, sizeof out, "%s/at-exit", tt_tempdir());
-    setenv("DIAGNOSE_OUT", out, 1);
-    setenv("DIAGNOSE_QUIET", "1", 1);
+    tt_quiet_exit_dump();
     RUN(test_null_future_and_null_poll_fn);
     RUN(test_drop_outside_a_run);
     RUN(test_mark_twice);

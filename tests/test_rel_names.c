@@ -187,11 +187,8 @@ static void test_depth_reported_once_at_exit(void)
 
 int main(int argc, char **argv)
 {
-    static char out[300];
     TEST_CHILDREN(argc, argv, children);
-    snprintf(out, sizeof out, "%s/at-exit", tt_tempdir());
-    setenv("DIAGNOSE_OUT", out, 1);
-    setenv("DIAGNOSE_QUIET", "1", 1);
+    tt_quiet_exit_dump();
     RUN(test_bad_names_make_valid_lines);
     RUN(test_bad_names_nested);
     RUN(test_derived_names);

@@ -376,11 +376,8 @@ static void test_setuid_ignores_diagnose_out(void)
 
 int main(int argc, char **argv)
 {
-    static char out[300];
     TEST_CHILDREN(argc, argv, children);
-    snprintf(out, sizeof out, "%s/at-exit", tt_tempdir());
-    setenv("DIAGNOSE_OUT", out, 1);
-    setenv("DIAGNOSE_QUIET", "1", 1);
+    tt_quiet_exit_dump();
     RUN(test_reader_never_sees_half_a_file);
     RUN(test_symlink_is_replaced_not_followed);
     RUN(test_dump_to_missing_directory);

@@ -268,10 +268,7 @@ static void test_dump_while_polling(void)
 
 int main(void)
 {
-    setenv("DIAGNOSE_QUIET", "1", 1);
-    char out[300];
-    snprintf(out, sizeof out, "%s/at-exit", tt_tempdir());
-    setenv("DIAGNOSE_OUT", out, 1);
+    tt_quiet_exit_dump();
     RUN(test_migrating_futures_counted_exactly);
     RUN(test_exited_thread_keeps_counts);
     RUN(test_dump_while_polling);
