@@ -9,46 +9,11 @@
 #define DIAGNOSE_IMPLEMENTATION
 #include "diagnose.h"
 #include "test.h"
+#include "task.h"
 
 #include <pthread.h>
 
-#define MS 1000000ull
-#define LO(ns) ((double)(ns) * 0.98 - 50000.0)
-#define HI(ns) ((double)(ns) * 1.02 + 50000.0)
-
 static char dir[256];
-
-/* PENDING `pending` times, then READY; spins spin_ns per poll; polls
-   `child` (until READY) when it has one. Starts over after READY. */
-struct task {
-    diag_future base;
-    int pending, n, polls, child_ready;
-    uint64_t spin_ns;
-    diag_future *child;
-};
-
-static diag_status task_poll(diag_future *self, void *cx)
-{
-    struct task *t = (struct task *)self;
-    t->polls++;
-    if (t->spin_ns) tt_spin_ns(t->spin_ns);
-    if (t->child && !t->child_ready) t->child_ready = diag_poll(t->child, cx) == DIAG_READY;
-    if (t->n++ < t->pending || (t->child && !t->child_ready)) return DIAG_PENDING;
-    t->n = 0;
-    t->child_ready = 0;
-    return DIAG_READY;
-}
-
-static struct task task_make(int pending, uint64_t spin_ns)
-{
-    struct task t;
-    diag_future init = DIAG_FUTURE_INIT(task_poll);
-    memset(&t, 0, sizeof t);
-    t.base = init;
-    t.pending = pending;
-    t.spin_ns = spin_ns;
-    return t;
-}
 
 /* Dumps to dir/out and returns out.<metric>.folded (freed by the caller). */
 static char *dumped(const char *metric)
