@@ -28,7 +28,7 @@ fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export DIAGNOSE_OUT="$work/out" DIAGNOSE_QUIET=1
-unset DIAGNOSE DIAGNOSE_MAX_PATHS DIAGNOSE_SVG DIAGNOSE_INTERVAL DIAGNOSE_SIGNAL
+unset DIAGNOSE DIAGNOSE_MAX_PATHS DIAGNOSE_SVG DIAGNOSE_INTERVAL DIAGNOSE_SIGNAL DIAGNOSE_TRACE
 rt=()
 if [ "${BENCH_NO_RT:-0}" != 1 ] && chrt -f 1 true 2>/dev/null; then rt=(chrt -f 1); fi
 bin=$(cd "$OUT" && pwd)
@@ -80,6 +80,7 @@ echo_workload() {
     "${rt[@]}" "$bin/bench" scale 64 20000
     "${rt[@]}" "$bin/bench" scale 16 100000
     "${rt[@]}" "$bin/bench" clock
+    DIAGNOSE_TRACE=4096 DIAGNOSE_SLOW_NS=0 "${rt[@]}" "$bin/bench" trace
     if [ "$have_uv" = 1 ]; then echo_workload; fi
 } | tee "$log"
 echo
