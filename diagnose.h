@@ -403,7 +403,7 @@ void diag__begin_too_deep(diag__thread *t, diag_span *s);
 void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 void diag__slow_poll(diag__slot *slot, uint64_t ticks);
-void diag__hist_spill(diag__thread *t, uint32_t path, diag__slot *slot, unsigned bucket);
+void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket);
 void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
 diag_status diag__poll_invalid(diag_future *f);
 
@@ -801,7 +801,7 @@ static void diag__start_once(void)
     diag__no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__no_table);
     /* the first chunk of shared histograms holds [overflow]'s, where counts
        go when memory for another chunk runs out */
-    diag__g.hist[0] = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+    diag__g.hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
     if (diag__no_table == NULL || diag__g.hist[0] == NULL || diag__reserve_path() != 0 ||
         pthread_key_create(&diag__g.key, diag__thread_exit) != 0) {
         fputs("diagnose.h: out of memory at start-up; profiling is off\n", stderr);
@@ -925,7 +925,7 @@ static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path)
     uint64_t **at = &dir[path >> DIAG__CHUNK_BITS];
     uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
     if (chunk == NULL) {
-        uint64_t *fresh = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+        uint64_t *fresh = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
         if (fresh == NULL) return NULL;
         if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             chunk = fresh;
@@ -938,9 +938,9 @@ static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path)
 /* A slot's byte counter of bucket is about to wrap: its 256 polls move to
    the path's shared row. Once per 256 polls of a bucket, off the poll path.
    Out of memory, they count in [overflow] (its row exists from start-up). */
-void diag__hist_spill(diag__thread *t, uint32_t path, diag__slot *slot, unsigned bucket)
+void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket)
 {
-    diag__slot *chunk = t->dir[path >> DIAG__CHUNK_BITS];
+    const diag__slot *chunk = t->dir[path >> DIAG__CHUNK_BITS];
     uint64_t *row;
     if (chunk == NULL || slot != &chunk[path & (DIAG__CHUNK - 1)]) path = DIAG__OVERFLOW; /* the fallback slot */
     row = diag__hist_row(diag__g.hist, path);
@@ -965,10 +965,9 @@ static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
     if (chunk == NULL) return;
     for (i = 0; i < DIAG__CHUNK; i++) {
         uint8_t *bytes = chunk[i].hist;
-        uint64_t add[DIAG__HIST] = { 0 }, *row;
-        for (h = 0; h < DIAG__HIST && bytes[1 + h] == 0; h++) continue;
-        if (h == DIAG__HIST && bytes[0] == 0) continue;
-        for (h = 0; h < DIAG__HIST; h++) add[h] = bytes[1 + h];
+        uint64_t add[DIAG__HIST], *row, any = 0;
+        for (h = 0; h < DIAG__HIST; h++) any |= add[h] = bytes[1 + h];
+        if (any == 0 && bytes[0] == 0) continue;
         diag__hist_last(add, bytes[0], 1);
         row = diag__hist_row(dir, c * DIAG__CHUNK + i);
         if (row == NULL) row = diag__hist_row(dir, DIAG__OVERFLOW);
