@@ -768,12 +768,14 @@ static double diag__setting_seconds(const char *name, double fallback, double mi
 {
     const char *v = diag__setting_text(name), *p = v, *problem = NULL;
     char accepted[96], using_text[32];
-    double seconds = 0, scale = 1;
+    double seconds = 0;
     int digits = 0;
     if (v == NULL) return fallback;
     for (; *p >= '0' && *p <= '9'; p++, digits++) seconds = seconds * 10 + (*p - '0');
-    if (*p == '.')
+    if (*p == '.') {
+        double scale = 1;
         for (p++; *p >= '0' && *p <= '9'; p++, digits++) seconds += (*p - '0') * (scale /= 10);
+    }
     if (*v == '-' && (v[1] == '.' || (v[1] >= '0' && v[1] <= '9'))) problem = "is negative";
     else if (digits == 0 || *p != '\0') problem = "is not a number of seconds";
     else if (seconds < min) problem = "is below the minimum";
@@ -1803,17 +1805,18 @@ fail:
    gets its pid appended so it never overwrites its parent's files. */
 static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
 {
-    size_t len = 0;
+    size_t len;
     int has_pid = 0;
     char pid[24];
+    const char *dir = "";
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     if (prefix == NULL || *prefix == '\0') { /* the setting, pinned to the start-up directory */
-        const char *dir = diag__pinned_dir();
-        len = strlen(dir);
-        if (len + 1 >= cap) goto too_long;
-        memcpy(out, dir, len);
+        dir = diag__pinned_dir();
         prefix = diag__g.out ? diag__g.out : "diagnose";
     }
+    len = strlen(dir);
+    if (len + 1 >= cap) goto too_long;
+    memcpy(out, dir, len);
     for (; *prefix; prefix++) {
         const char *piece = prefix;
         size_t n = 1;
