@@ -292,6 +292,37 @@ static int child_slow(void)
     return tt_exists("out.slow.3.trace.json") ? 5 : 0;
 }
 
+/* A slow poll of `inner` (3 ms) inside `outer`: the file is written when
+   outer's poll ends, and holds both, nested. */
+static int child_slow_nested(void)
+{
+    struct task outer, inner;
+    diag_future *o = task_init(&outer, "outer", 0);
+    outer.child = task_init(&inner, "inner", 3 * MS);
+    diag_poll(o, NULL);
+    return wait_for("out.slow.1.trace.json", 900 * MS) ? 0 : 2;
+}
+
+/* A poll that does not end soon: inside it, the file still comes, about
+   100 ms after its slow child, without the open outer poll. */
+static diag_status never_ending_poll(diag_future *self, void *cx)
+{
+    struct task inner;
+    uint64_t t0;
+    (void)self;
+    diag_poll(task_init(&inner, "inner", 3 * MS), cx);
+    t0 = tt_now_ns();
+    if (!wait_for("out.slow.1.trace.json", 900 * MS)) return DIAG_PENDING;
+    /* the snapshot thread first waited 100 ms for this poll to end */
+    return tt_now_ns() - t0 >= 90 * MS ? DIAG_READY : DIAG_PENDING;
+}
+
+static int child_slow_open(void)
+{
+    diag_future outer = DIAG_FUTURE_INIT(never_ending_poll);
+    return diag_poll(DIAGNOSE_AS(&outer, "outer"), NULL) == DIAG_READY ? 0 : 2;
+}
+
 static int child_reset(void)
 {
     struct task a, b;
@@ -360,6 +391,7 @@ static const tt_child children[] = {
     { "counts", child_counts }, { "wrap", child_wrap },   { "exited", child_exited },
     { "slow", child_slow },     { "reset", child_reset }, { "fork", child_fork },
     { "bad", child_bad },       { "concurrent", child_concurrent },
+    { "slow_nested", child_slow_nested }, { "slow_open", child_slow_open },
 };
 
 /* ---- tests ---------------------------------------------------------------- */
@@ -461,6 +493,29 @@ static void test_slow_poll_writes_a_trace(void)
     free(err);
 }
 
+static void test_slow_nested_poll_waits_for_its_parent(void)
+{
+    const char *env[] = { "DIAGNOSE_TRACE=100", "DIAGNOSE_SLOW_NS=2000000", "DIAGNOSE_OUT=out", NULL };
+    char path[300];
+    CHECK_EQ(tt_spawn(fresh_dir(), "slow_nested", env), 0);
+    snprintf(path, sizeof path, "%s/out.slow.1.trace.json", dir);
+    CHECK(read_trace(&tr, path));
+    CHECK_EQ(count_events(&tr, 0, "outer"), 1);
+    CHECK_EQ(count_events(&tr, 0, "outer;inner"), 1);
+    CHECK(nesting_holds(&tr));
+}
+
+static void test_slow_poll_in_an_open_poll(void)
+{
+    const char *env[] = { "DIAGNOSE_TRACE=100", "DIAGNOSE_SLOW_NS=2000000", "DIAGNOSE_OUT=out", NULL };
+    char path[300];
+    CHECK_EQ(tt_spawn(fresh_dir(), "slow_open", env), 0);
+    snprintf(path, sizeof path, "%s/out.slow.1.trace.json", dir);
+    CHECK(read_trace(&tr, path));
+    CHECK_EQ(count_events(&tr, 0, "outer"), 0); /* still open when written */
+    CHECK_EQ(count_events(&tr, 0, "outer;inner"), 1);
+}
+
 static void test_reset_empties_the_trace(void)
 {
     const char *env[] = { "DIAGNOSE_TRACE=100", NULL };
@@ -532,6 +587,8 @@ int main(int argc, char **argv)
     RUN(test_ring_keeps_the_last_n);
     RUN(test_exited_threads_kept_up_to_16);
     RUN(test_slow_poll_writes_a_trace);
+    RUN(test_slow_nested_poll_waits_for_its_parent);
+    RUN(test_slow_poll_in_an_open_poll);
     RUN(test_reset_empties_the_trace);
     RUN(test_fork_child_starts_empty);
     RUN(test_bad_value_is_named);
