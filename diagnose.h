@@ -1946,26 +1946,36 @@ static int diag__agent_timeout(uint64_t next_at)
 static void diag__agent_slow(int asked);
 static int diag__agent_slow_timeout(int timeout);
 
+/* Reads all the pipe holds; returns 1 if a snapshot was requested. *slow:
+   2 if a slow poll asked with 't', else 1 if with 'w' (see DIAG__SLOW_*). */
+static int diag__agent_drain(int fd, int *slow)
+{
+    char bytes[64];
+    ssize_t got;
+    int requested = 0;
+    while ((got = read(fd, bytes, sizeof bytes)) > 0) {
+        ssize_t i;
+        for (i = 0; i < got; i++) {
+            if (bytes[i] == 't') *slow = 2;
+            else if (bytes[i] == 'w') *slow = *slow ? *slow : 1;
+            else requested = 1;
+        }
+    }
+    return requested;
+}
+
 static void *diag__agent_main(void *arg)
 {
     uint64_t next_at = diag__clock_ns() + diag__agent.interval_ns;
     struct pollfd p;
-    char bytes[64];
     (void)arg;
     p.fd = diag__agent.pipe[0];
     p.events = POLLIN;
     while (!__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) {
         int n = poll(&p, 1, diag__agent_slow_timeout(diag__agent_timeout(next_at)));
         int requested = 0, slow = 0;
-        ssize_t got, i;
         if (n < 0 && errno != EINTR) break;
-        if (n > 0) /* many signals in a burst make one snapshot */
-            while ((got = read(p.fd, bytes, sizeof bytes)) > 0)
-                for (i = 0; i < got; i++) {
-                    if (bytes[i] == 't') slow = 2; /* a slow poll, DIAGNOSE_TRACE */
-                    else if (bytes[i] == 'w') slow = slow ? slow : 1; /* ... inside a longer one */
-                    else requested = 1;
-                }
+        if (n > 0) requested = diag__agent_drain(p.fd, &slow); /* many signals in a burst make one snapshot */
         if (__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) break;
         diag__agent_slow(slow);
         if (requested) diag__agent_snapshot(1);
@@ -2395,9 +2405,10 @@ static void diag__agent_slow(int asked)
 
 static void diag__agent_slow_write(void)
 {
-    char prefix[4096], numbered[4200], failed[4300];
+    char prefix[4096], numbered[4200];
     snprintf(numbered, sizeof numbered, "(prefix)");
     if (diag__resolve_prefix(NULL, prefix, sizeof prefix) == 0) {
+        char failed[4300];
         snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__trace.slow_written + 1);
         if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
             diag__trace.slow_written++;
