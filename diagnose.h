@@ -2261,17 +2261,7 @@ enum { DIAG__SLOW_IDLE, DIAG__SLOW_NESTED, DIAG__SLOW_ASKED };
 
 static void diag__trace_start(void)
 {
-    const char *v = diag__getenv("DIAGNOSE_TRACE");
-    char *end = NULL;
-    unsigned long n;
-    if (v == NULL || *v == '\0') return;
-    n = strtoul(v, &end, 10);
-    if (*end != '\0' || *v == '-' || n > DIAG__TRACE_MAX) {
-        fprintf(stderr, "diagnose.h: DIAGNOSE_TRACE=%s is not a number of polls (0 to %u); no trace\n", v,
-                DIAG__TRACE_MAX);
-        return;
-    }
-    diag__trace.n = (uint32_t)n;
+    diag__trace.n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
 }
 
 static int diag__trace_slow_wanted(void) { return diag__trace.n != 0 && diag__g.slow_ns != 0; }
