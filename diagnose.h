@@ -410,10 +410,13 @@ diag__thread *diag__attach(void);
 diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
 uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
 void diag__begin_too_deep(diag__thread *t, diag_span *s);
+void diag__begin_rest(diag__thread *t, diag_span *s);
+void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt);
+void diag__end_all(diag__thread *t, diag_span *s, diag_status status);
 void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 void diag__slow_poll(diag__slot *slot, uint64_t ticks);
-void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket);
+void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket);
 void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
 diag_status diag__poll_invalid(diag_future *f);
 
@@ -421,6 +424,26 @@ static inline int diag__on(void)
 {
     if (DIAG__LIKELY(diag__mode == 1)) return 1;
     return diag__mode == 0 && diag__start();
+}
+
+/* The fast paths below read the clock inline only where it is the
+   timestamp counter; elsewhere they take their out-of-line rest. */
+static inline int diag__fast_clock(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return diag__use_tsc;
+#else
+    return 0;
+#endif
+}
+
+static inline uint64_t diag__fast_now(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    return __builtin_ia32_rdtsc();
+#else
+    return diag__clock_ns();
+#endif
 }
 
 static inline uint64_t diag__now(void)
@@ -446,6 +469,13 @@ static inline unsigned diag__bucket(uint64_t ticks)
     return b < DIAG__HIST ? b : DIAG__HIST - 1;
 }
 
+/* 1 + diag__bucket(ticks), as hist[0] holds it: the bit number itself. */
+static inline unsigned diag__bucket1(uint64_t ticks)
+{
+    unsigned b = 63u - (unsigned)__builtin_clzll(ticks | 2u);
+    return b <= DIAG__HIST ? b : DIAG__HIST;
+}
+
 /* The histogram lags one poll behind: a poll's bucket is counted at the
    next poll of its slot, and readers count the one in hist[0] themselves.
    Counting it at once means a store to an address computed from the
@@ -453,13 +483,14 @@ static inline unsigned diag__bucket(uint64_t ticks)
    about 10 ns a poll, a third of the whole poll (bench/, x86-64). With
    nothing pending hist[0] is 0, so the add lands on hist[0] itself and is
    overwritten: no branch. */
-static inline void diag__hist_add(diag__thread *t, uint32_t path, diag__slot *slot, uint64_t dt)
+static inline void diag__hist_add(diag__thread *t, const diag__frame *fr, uint64_t dt)
 {
+    diag__slot *slot = fr->slot;
     unsigned last = DIAG__LOAD(slot->hist[0]);
     uint8_t n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
-    if (DIAG__UNLIKELY(n == 0)) diag__hist_spill(t, path, slot, last - 1); /* first: a reader may count 256 twice, never none */
+    if (DIAG__UNLIKELY(n == 0)) diag__hist_spill(t, fr, last - 1); /* first: a reader may count 256 twice, never none */
     DIAG__STORE(slot->hist[last], n);
-    DIAG__STORE(slot->hist[0], (uint8_t)(1u + diag__bucket(dt)));
+    DIAG__STORE(slot->hist[0], (uint8_t)diag__bucket1(dt));
 }
 
 static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned flags)
@@ -475,44 +506,40 @@ static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned
 #define DIAGNOSE(f) diag__mark((f), #f, DIAG__NAME_DERIVED)
 #define DIAGNOSE_AS(f, name) diag__mark((f), (name), 0)
 
-static inline void diag_span_begin(diag_span *s)
+/* The poll path. Inline, the common case only: a poll of a run already
+   open, on a thread with a table, timed by the timestamp counter, that is
+   not woken. Anything else (a new run, a wake, a new chunk, another clock,
+   too deep) goes to diag__begin_rest, which does the whole begin; the end
+   leaves a wrapping histogram byte, the flight recorder, a slow poll and
+   the end of a run to diag__end_rest. Each rest is called last, so that
+   nothing lives across it: the inline part needs few registers. */
+/* The begin of a poll of s, recording on (diag__on) and s marked. */
+static inline __attribute__((always_inline)) void diag__begin(diag_span *s)
 {
-    diag__thread *t;
+    diag__thread *t = diag__tls;
+    diag__slot *chunk;
     diag__frame *fr;
-    uint32_t path;
-    uint64_t now, woke;
-    if (s->name == NULL || !diag__on()) return;
-    t = diag__tls;
+    uint32_t depth, path;
     if (DIAG__UNLIKELY(t == NULL)) t = diag__attach();
-    if (DIAG__UNLIKELY(t->depth >= DIAG_MAX_DEPTH)) {
-        diag__begin_too_deep(t, s);
+    depth = t->depth;
+    path = s->path;
+    if (DIAG__UNLIKELY(depth >= DIAG_MAX_DEPTH || path == 0 || !diag__fast_clock() || DIAG__LOAD(s->woke_at) != 0 ||
+                       (chunk = t->dir[path >> DIAG__CHUNK_BITS]) == NULL)) {
+        diag__begin_rest(t, s);
         return;
     }
-    fr = &t->stack[t->depth];
-    path = s->path;
-    if (path == 0) { /* a new run: its path is the context it starts in */
-        uint32_t parent = t->depth ? t->stack[t->depth - 1].path : DIAG__ROOT;
-        path = (s->last_parent == parent && s->last_path) ? s->last_path
-                                                          : diag__resolve(t, s, parent);
-    }
-    fr->slot = diag__slot_at(t, path);
-    now = diag__now();
-    if (s->path == 0) {
-        /* No memory for path's slots here: an overflow run, so that its end
-           finds the open run where it was counted. */
-        if (DIAG__UNLIKELY(fr->slot == &t->dir[0][DIAG__OVERFLOW])) path = DIAG__OVERFLOW;
-        s->path = path;
-        s->run_start = now;
-        DIAG__ADD(fr->slot->open_runs, 1);
-        DIAG__ADD(fr->slot->open_start_sum, now);
-    }
-    woke = DIAG__LOAD(s->woke_at);
-    if (DIAG__UNLIKELY(woke != 0)) diag__woken(fr->slot, s, now, woke);
+    fr = &t->stack[depth];
     fr->span = s;
+    fr->slot = &chunk[path & (DIAG__CHUNK - 1)];
     fr->path = path;
-    fr->start = now;
     fr->child = 0;
-    t->depth++;
+    fr->start = diag__fast_now();
+    t->depth = depth + 1;
+}
+
+static inline void diag_span_begin(diag_span *s)
+{
+    if (s->name != NULL && diag__on()) diag__begin(s);
 }
 
 static inline void diag_span_end(diag_span *s, diag_status status)
@@ -520,31 +547,40 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     diag__thread *t = diag__tls;
     diag__frame *fr;
     diag__slot *slot;
+    uint32_t depth;
     uint64_t now, dt, self;
+    unsigned last;
+    uint8_t n;
     if (DIAG__UNLIKELY(t == NULL || t->depth == 0 || t->stack[t->depth - 1].span != s)) {
         diag__end_unmatched(t, s, status);
         return;
     }
-    now = diag__now();
-    fr = &t->stack[--t->depth];
-    dt = now > fr->start ? now - fr->start : 0;
-    self = dt > fr->child ? dt - fr->child : 0;
-    if (t->depth) t->stack[t->depth - 1].child += dt;
+    if (DIAG__UNLIKELY(!diag__fast_clock())) {
+        diag__end_all(t, s, status);
+        return;
+    }
+    now = diag__fast_now();
+    depth = t->depth - 1;
+    fr = &t->stack[depth];
+    t->depth = depth;
+    dt = now - fr->start;
+    if (DIAG__UNLIKELY((int64_t)dt < 0)) dt = 0; /* a clock that went back */
+    self = dt - fr->child;
+    if (DIAG__UNLIKELY((int64_t)self < 0)) self = 0;
+    if (depth) fr[-1].child += dt;
     slot = fr->slot;
     DIAG__ADD(slot->polls, 1);
     DIAG__ADD(slot->busy, self);
     DIAG__ADD(slot->poll_ticks, dt);
-    if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
-    diag__hist_add(t, fr->path, slot, dt);
-    if (DIAG__UNLIKELY(t->ring != NULL)) diag__ring_put(t->ring, fr->path, fr->start, dt);
-    if (DIAG__UNLIKELY(dt >= DIAG__LOAD(diag__slow_ticks))) diag__slow_poll(slot, dt);
-    if (status == DIAG_READY && s->path != 0) {
-        DIAG__ADD(slot->wall, now - s->run_start);
-        DIAG__ADD(slot->open_runs, (uint64_t)-1);
-        DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
-        DIAG__ADD(slot->done, 1);
-        s->path = 0;
+    if (DIAG__UNLIKELY(dt > DIAG__LOAD(slot->max))) DIAG__STORE(slot->max, dt);
+    last = DIAG__LOAD(slot->hist[0]);
+    n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
+    if (DIAG__UNLIKELY(n == 0 || t->ring != NULL || dt >= DIAG__LOAD(diag__slow_ticks) || status == DIAG_READY)) {
+        diag__end_rest(t, s, status, now, dt);
+        return;
     }
+    DIAG__STORE(slot->hist[last], n); /* see diag__hist_add */
+    DIAG__STORE(slot->hist[0], (uint8_t)diag__bucket1(dt));
 }
 
 static inline void diag_span_wake(diag_span *s)
@@ -555,14 +591,14 @@ static inline void diag_span_wake(diag_span *s)
     DIAG__STORE(s->woke_at, now ? now : 1);
 }
 
-/* The measured poll, out of line: diag_poll then stays a few loads and a
-   tail call when the future is unmarked or recording is off, instead of
-   saving registers for a measurement it does not make. */
+/* The measured poll (f marked, recording on), out of line: diag_poll then
+   stays a few loads and a tail call when the future is unmarked or
+   recording is off, instead of saving registers for a measurement it does
+   not make. */
 __attribute__((noinline, unused)) static diag_status diag__poll_measured(diag_future *f, void *cx)
 {
     diag_status status;
-    if (!diag__on()) return f->poll(f, cx);
-    diag_span_begin(&f->span);
+    diag__begin(&f->span);
     status = f->poll(f, cx);
     diag_span_end(&f->span, status);
     return status;
@@ -571,8 +607,9 @@ __attribute__((noinline, unused)) static diag_status diag__poll_measured(diag_fu
 static inline diag_status diag_poll(diag_future *f, void *cx)
 {
     if (DIAG__UNLIKELY(f == NULL || f->poll == NULL)) return diag__poll_invalid(f);
-    if (f->span.name == NULL || diag__mode == 2) return f->poll(f, cx); /* unmarked, or off */
-    return diag__poll_measured(f, cx);
+    if (DIAG__LIKELY(f->span.name != NULL && diag__mode == 1)) return diag__poll_measured(f, cx);
+    if (f->span.name != NULL && diag__on()) return diag__poll_measured(f, cx); /* the first poll starts recording */
+    return f->poll(f, cx); /* unmarked, or off */
 }
 
 static inline void diag_drop(diag_future *f)
@@ -1118,11 +1155,12 @@ static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path)
 /* A slot's byte counter of bucket is about to wrap: its 256 polls move to
    the path's shared row. Once per 256 polls of a bucket, off the poll path.
    Out of memory, they count in [overflow] (its row exists from start-up). */
-void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket)
+void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket)
 {
+    uint32_t path = fr->path;
     const diag__slot *chunk = t->dir[path >> DIAG__CHUNK_BITS];
     uint64_t *row;
-    if (chunk == NULL || slot != &chunk[path & (DIAG__CHUNK - 1)]) path = DIAG__OVERFLOW; /* the fallback slot */
+    if (chunk == NULL || fr->slot != &chunk[path & (DIAG__CHUNK - 1)]) path = DIAG__OVERFLOW; /* the fallback slot */
     row = diag__hist_row(diag__g.hist, path);
     if (row == NULL) row = diag__hist_row(diag__g.hist, DIAG__OVERFLOW);
     __atomic_fetch_add(&row[bucket], 256, __ATOMIC_RELAXED);
@@ -1316,6 +1354,81 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
     DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
     DIAG__ADD(slot->done, 1);
     s->path = 0;
+}
+
+/* The whole begin of a poll, for what the inline part leaves (see
+   diag_span_begin): a new run, a wake, a chunk not yet there, a clock that
+   is not the timestamp counter, a thread without a table or too deep. */
+void diag__begin_rest(diag__thread *t, diag_span *s)
+{
+    diag__frame *fr;
+    uint32_t path;
+    uint64_t now, woke;
+    if (t->depth >= DIAG_MAX_DEPTH) {
+        diag__begin_too_deep(t, s);
+        return;
+    }
+    fr = &t->stack[t->depth];
+    path = s->path;
+    if (path == 0) { /* a new run: its path is the context it starts in */
+        uint32_t parent = t->depth ? t->stack[t->depth - 1].path : DIAG__ROOT;
+        path = (s->last_parent == parent && s->last_path) ? s->last_path
+                                                          : diag__resolve(t, s, parent);
+    }
+    fr->slot = diag__slot_at(t, path);
+    now = diag__now();
+    if (s->path == 0) {
+        /* No memory for path's slots here: an overflow run, so that its end
+           finds the open run where it was counted. */
+        if (DIAG__UNLIKELY(fr->slot == &t->dir[0][DIAG__OVERFLOW])) path = DIAG__OVERFLOW;
+        s->path = path;
+        s->run_start = now;
+        DIAG__ADD(fr->slot->open_runs, 1);
+        DIAG__ADD(fr->slot->open_start_sum, now);
+    }
+    woke = DIAG__LOAD(s->woke_at);
+    if (DIAG__UNLIKELY(woke != 0)) diag__woken(fr->slot, s, now, woke);
+    fr->span = s;
+    fr->path = path;
+    fr->start = now;
+    fr->child = 0;
+    t->depth++;
+}
+
+/* The rest of a poll's end (see diag_span_end): the frame is popped and its
+   counters added; here the histogram (whose byte wraps), the flight
+   recorder, the slow-poll lint and the end of the run. */
+void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt)
+{
+    const diag__frame *fr = &t->stack[t->depth];
+    diag__slot *slot = fr->slot;
+    diag__hist_add(t, fr, dt);
+    if (t->ring != NULL) diag__ring_put(t->ring, fr->path, fr->start, dt);
+    if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
+    if (status == DIAG_READY && s->path != 0) {
+        DIAG__ADD(slot->wall, now - s->run_start);
+        DIAG__ADD(slot->open_runs, (uint64_t)-1);
+        DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
+        DIAG__ADD(slot->done, 1);
+        s->path = 0;
+    }
+}
+
+/* The whole end of a poll whose frame is the top of t's stack, with any
+   clock (the inline part takes only the timestamp counter). */
+void diag__end_all(diag__thread *t, diag_span *s, diag_status status)
+{
+    uint64_t now = diag__now(), dt, self;
+    diag__frame *fr = &t->stack[--t->depth];
+    diag__slot *slot = fr->slot;
+    dt = now > fr->start ? now - fr->start : 0;
+    self = dt > fr->child ? dt - fr->child : 0;
+    if (t->depth) t->stack[t->depth - 1].child += dt;
+    DIAG__ADD(slot->polls, 1);
+    DIAG__ADD(slot->busy, self);
+    DIAG__ADD(slot->poll_ticks, dt);
+    if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
+    diag__end_rest(t, s, status, now, dt);
 }
 
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
