@@ -2941,6 +2941,7 @@ static int diag__at_room(void)
     diag__at_span **old = diag__at.slots;
     uint32_t old_cap = diag__at.cap, cap = old_cap ? old_cap * 2 : 64, i;
     if ((diag__at.count + 1) * 2 <= old_cap) return 1;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     diag__at.slots = (diag__at_span **)diag__alloc_zero(cap * sizeof *old);
     if (diag__at.slots == NULL) {
         diag__at.slots = old;
