@@ -2655,10 +2655,12 @@ static void diag__trace_json(diag__buf *b, const diag__trace_copy *c, double ns_
 #endif
     for (i = 0; i < c->nthreads; i++) {
         const diag__trace_thread *th = &c->threads[i];
+        size_t first = th->first, end = th->first + th->count;
+        /* after a reset (or in a forked child): the polls that ended since */
+        while (first < end && c->events[first].start + c->events[first].dur < c->reset_at) first++;
+        if (first == end) continue; /* no polls: no thread in the file */
         diag__trace_meta(b, "thread_name", th->tid, th->name[0] ? th->name : "thread");
-        for (k = th->first; k < th->first + th->count; k++) /* after a reset: the polls that ended since */
-            if (c->events[k].start + c->events[k].dur >= c->reset_at)
-                diag__trace_event(b, c, th->tid, &c->events[k], ns_per_tick);
+        for (k = first; k < end; k++) diag__trace_event(b, c, th->tid, &c->events[k], ns_per_tick);
     }
     b->len -= 2; /* the last ",\n": there is always the process's event */
     diag__buf_str(b, "\n]}\n");
