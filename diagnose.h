@@ -137,9 +137,11 @@
    ENVIRONMENT
    ==========================================================================
    DIAGNOSE=0              record nothing: no files, no table.
-   DIAGNOSE_OUT=prefix     output prefix (default "diagnose", in the working
-                           directory); "%p" becomes the process id. Ignored
-                           in set-uid programs.
+   DIAGNOSE_OUT=prefix     output prefix (default "diagnose"); "%p" becomes
+                           the process id. A relative prefix (and the
+                           default) is taken from the working directory at
+                           start-up, even after a chdir; an explicit
+                           diag_dump(prefix) from the one at the call.
    DIAGNOSE_QUIET=1        write the files but not the table.
    DIAGNOSE_SVG=1          at exit, also write the flame graphs of
                            diag_write_svg next to the folded files.
@@ -152,7 +154,7 @@
                            and PREFIX.N.*.svg with DIAGNOSE_SVG=1),
                            N = 1, 2, 3 ...; each holds everything since the
                            start or the last diag_reset, like diag_dump.
-   DIAGNOSE_SIGNAL=USR2    the signal (USR1, USR2, HUP or a number) requests
+   DIAGNOSE_SIGNAL=USR2    the signal (USR2, sigusr1, HUP, 12 ...) requests
                            a numbered snapshot. The handler only writes a
                            byte to a pipe; the same background thread
                            dumps. Snapshot numbers are shared with the
@@ -165,6 +167,13 @@
                            PREFIX.trace.json (see OUTPUT).
    A set-uid or set-gid program ignores all of these (secure_getenv), and
    TMPDIR: it records with the defaults.
+   Each variable is read once, at start-up (before main). Yes/no values
+   take 0/1, off/on, no/yes, false/true in any case; numbers are whole and
+   not negative; signals are names with or without SIG in any case, or
+   numbers. Empty is unset. A value not understood gets one stderr line
+   naming it and what is accepted, and the default is used:
+     diagnose.h: DIAGNOSE_MAX_PATHS=-5 is negative; accepted: a whole
+     number from 1 to 1048574; using 1048574
 
    ==========================================================================
    OUTPUT
@@ -629,7 +638,7 @@ typedef struct diag__path {
    of this header in the process with the same DIAG__ABI key shares one
    runtime, allocated once and never freed (see "copies"). */
 static pthread_once_t diag__once = PTHREAD_ONCE_INIT;
-struct diag__copy;
+struct diag__copy_info;
 struct diag__agent_state;
 typedef struct diag__runtime {
     pthread_key_t key;
@@ -646,6 +655,9 @@ typedef struct diag__runtime {
     int said_invalid;           /* atomic: warned once */
     uint64_t slow_ns;           /* DIAGNOSE_SLOW_NS; 0: no slow-poll lint */
     int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
+    int quiet, svg;             /* DIAGNOSE_QUIET, DIAGNOSE_SVG, read at start-up */
+    const char *out;            /* DIAGNOSE_OUT or "diagnose", as given */
+    char *start_dir;            /* working directory at start-up and '/', for a relative out; or NULL */
     pthread_mutex_t lock;       /* diag__lock */
     /* A thread whose table could not be allocated: full stack, so every begin
        takes the slow path, which counts the poll as unmeasured. Never written. */
@@ -653,10 +665,10 @@ typedef struct diag__runtime {
     struct diag__agent_state *agent; /* diag__agent */
     int use_tsc;                /* read-only: diag__use_tsc of every copy */
     uint64_t slow_ticks;        /* atomic: the calibrated diag__slow_ticks, once slow_exact */
-    struct diag__copy *copies;  /* the copies in the process now, newest first */
-    const struct diag__copy *key_owner; /* whose diag__thread_exit the key calls; NULL: no key */
-    const struct diag__copy *fork_owner;  /* the copy whose fork handlers take the lock */
-    const struct diag__copy *fork_locker; /* the copy whose fork handlers hold it now */
+    struct diag__copy_info *copies; /* the copies in the process now, newest first */
+    const struct diag__copy_info *key_owner; /* whose diag__thread_exit the key calls; NULL: no key */
+    const struct diag__copy_info *fork_owner;  /* the copy whose fork handlers take the lock */
+    const struct diag__copy_info *fork_locker; /* the copy whose fork handlers hold it now */
     struct diag__registry *registry;      /* where copies found this runtime; NULL: nowhere */
     unsigned registry_index;              /* this runtime's entry there */
     uint64_t names_epoch;       /* atomic: +1 when a leaving copy's names leave the index */
@@ -665,14 +677,14 @@ typedef struct diag__runtime {
 
 /* What the runtime needs of a copy's own code, so that when the copy
    leaves, what pointed into its code can move to one that stays. */
-typedef struct diag__copy {
-    struct diag__copy *next;     /* in diag__g.copies */
+typedef struct diag__copy_info {
+    struct diag__copy_info *next; /* in diag__g.copies */
     void (*thread_exit)(void *); /* the key's destructor */
     void (*tls_clear)(void);     /* forgets this copy's diag__tls of the calling thread */
     void *(*agent_main)(void *);
     void (*agent_signal)(int);
     int in_executable;           /* never unloaded: it leaves only at exit */
-} diag__copy;
+} diag__copy_info;
 
 /* Until start-up finds the runtime (and forever with DIAGNOSE=0), a zeroed
    one of this copy's own: the paths that run while off read only zeros. */
@@ -760,11 +772,178 @@ static const char *diag__getenv(const char *name)
 #endif
 }
 
-static int diag__env_is(const char *name, const char *value)
+/* ---- settings: every DIAGNOSE_* variable parsed one way ------------------ */
+
+/* Each variable is read once, at start-up, by one of these. Unset or empty
+   means the default, silently; a value not understood gets one stderr line,
+   "diagnose.h: NAME=VALUE <problem>; accepted: <what>; using <default>"
+   (or "ignored" when the default is off), and the default is used. */
+
+/* The one line for a refused value. */
+static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
+                                  const char *fallback)
+{
+    fprintf(stderr, "diagnose.h: %s=%s %s; accepted: %s; %s%s\n", name, value, problem, accepted,
+            fallback ? "using " : "ignored", fallback ? fallback : "");
+}
+
+/* The variable's value, or NULL when it is unset or empty. */
+static const char *diag__setting_text(const char *name)
 {
     const char *v = diag__getenv(name);
-    return v != NULL && strcmp(v, value) == 0;
+    return v != NULL && *v != '\0' ? v : NULL;
 }
+
+static int diag__same_word(const char *a, const char *b) /* ASCII, any case */
+{
+    for (; *a && *b; a++, b++)
+        if ((*a | 0x20) != (*b | 0x20)) return 0;
+    return *a == *b;
+}
+
+/* A yes/no: 0/1, off/on, no/yes, false/true in any case; otherwise fallback. */
+static int diag__setting_bool(const char *name, int fallback)
+{
+    static const char *const words[][2] = { { "0", "1" }, { "off", "on" }, { "no", "yes" }, { "false", "true" } };
+    const char *v = diag__setting_text(name);
+    size_t i;
+    if (v == NULL) return fallback;
+    for (i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (diag__same_word(v, words[i][0])) return 0;
+        if (diag__same_word(v, words[i][1])) return 1;
+    }
+    diag__setting_refused(name, v, "is not understood", "0/1, off/on, no/yes, false/true (any case)",
+                          fallback ? "1" : "0");
+    return fallback;
+}
+
+/* A whole number from min to max (max UINT64_MAX: no maximum); a sign,
+   blanks or anything else refused; otherwise fallback. */
+static uint64_t diag__setting_uint(const char *name, uint64_t fallback, uint64_t min, uint64_t max)
+{
+    const char *v = diag__setting_text(name), *p, *problem = NULL;
+    char accepted[96], using_text[24];
+    uint64_t n = 0;
+    if (v == NULL) return fallback;
+    for (p = v; *p >= '0' && *p <= '9'; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (n > (UINT64_MAX - digit) / 10) break; /* past 2^64 - 1 */
+        n = n * 10 + digit;
+    }
+    if (*v == '-' && v[1] >= '0' && v[1] <= '9') problem = "is negative";
+    else if (p == v || (*p != '\0' && (*p < '0' || *p > '9'))) problem = "is not a whole number";
+    else if (*p != '\0' || n > max) problem = "is above the maximum";
+    else if (n < min) problem = "is below the minimum";
+    if (problem == NULL) return n;
+    if (max == UINT64_MAX) snprintf(accepted, sizeof accepted, "a whole number, %llu or more", (unsigned long long)min);
+    else snprintf(accepted, sizeof accepted, "a whole number from %llu to %llu", (unsigned long long)min,
+                  (unsigned long long)max);
+    snprintf(using_text, sizeof using_text, "%llu", (unsigned long long)fallback);
+    diag__setting_refused(name, v, problem, accepted, using_text);
+    return fallback;
+}
+
+/* Seconds, decimals allowed ("2", "0.25", ".5"; read the same in every
+   locale), from min to max; otherwise fallback (0: the setting is off). */
+static double diag__setting_seconds(const char *name, double fallback, double min, double max)
+{
+    const char *v = diag__setting_text(name), *p = v, *problem = NULL;
+    char accepted[96], using_text[32];
+    double seconds = 0;
+    int digits = 0;
+    if (v == NULL) return fallback;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) seconds = seconds * 10 + (*p - '0');
+    if (*p == '.') {
+        double scale = 1;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++) seconds += (*p - '0') * (scale /= 10);
+    }
+    if (*v == '-' && (v[1] == '.' || (v[1] >= '0' && v[1] <= '9'))) problem = "is negative";
+    else if (digits == 0 || *p != '\0') problem = "is not a number of seconds";
+    else if (seconds < min) problem = "is below the minimum";
+    else if (seconds > max) problem = "is above the maximum";
+    if (problem == NULL) return seconds;
+    snprintf(accepted, sizeof accepted, "seconds from %g to %g, decimals allowed", min, max);
+    snprintf(using_text, sizeof using_text, "%g", fallback);
+    diag__setting_refused(name, v, problem, accepted, fallback > 0 ? using_text : NULL);
+    return fallback;
+}
+
+/* A signal to catch: a name with or without SIG in any case (USR1, sigusr2,
+   HUP ...) or a number; KILL and STOP refused; otherwise fallback (0: off). */
+static int diag__setting_signal(const char *name, int fallback)
+{
+    static const struct { const char *name; int signo; } names[] = {
+        { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
+        { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM }, { "CHLD", SIGCHLD }, { "CONT", SIGCONT },
+        { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN }, { "TTOU", SIGTTOU }, { "URG", SIGURG }, { "XCPU", SIGXCPU },
+        { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF }, { "WINCH", SIGWINCH },
+        { "KILL", SIGKILL }, { "STOP", SIGSTOP },
+    };
+    const char *v = diag__setting_text(name), *word = v;
+    char using_text[16];
+    int signo = 0;
+    size_t i;
+    if (v == NULL) return fallback;
+    if ((v[0] | 0x20) == 's' && (v[1] | 0x20) == 'i' && (v[2] | 0x20) == 'g') word = v + 3;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (diag__same_word(word, names[i].name)) signo = names[i].signo;
+    if (signo == 0 && *v >= '1' && *v <= '9') {
+        const char *p = v;
+        for (; *p >= '0' && *p <= '9' && signo < 1000; p++) signo = signo * 10 + (*p - '0');
+        if (*p != '\0' || signo > 64) signo = -1;
+    }
+    if (signo > 0 && signo != SIGKILL && signo != SIGSTOP) return signo;
+    snprintf(using_text, sizeof using_text, "%d", fallback);
+    diag__setting_refused(name, v, signo > 0 ? "cannot be caught" : "is not a signal",
+                          "a name with or without SIG, any case (USR1, usr2, SIGHUP, ...) or a number from 1 to 64, "
+                          "not KILL or STOP",
+                          fallback ? using_text : NULL);
+    return fallback;
+}
+
+static char *diag__copy(const char *text)
+{
+    size_t n = strlen(text) + 1;
+    char *copy = (char *)DIAG_MALLOC(n);
+    if (copy) memcpy(copy, text, n);
+    return copy;
+}
+
+/* DIAGNOSE_OUT (a copy: the program may change its environment), or
+   "diagnose". A relative prefix means the working directory at start-up:
+   that is kept, for diag__pinned_dir. */
+static void diag__setting_out(void)
+{
+    const char *v = diag__setting_text("DIAGNOSE_OUT");
+    char dir[4096];
+    size_t n;
+    diag__g.out = diag__copy(v ? v : "diagnose"); /* "diagnose" too: the copy that read it may be unloaded */
+    if (diag__g.out == NULL || diag__g.out[0] == '/' || getcwd(dir, sizeof dir - 1) == NULL) return;
+    n = strlen(dir);
+    if (dir[n - 1] != '/') dir[n++] = '/';
+    diag__g.start_dir = (char *)DIAG_MALLOC(n + 1);
+    if (diag__g.start_dir == NULL) return; /* out stays relative to the directory of the day */
+    memcpy(diag__g.start_dir, dir, n);
+    diag__g.start_dir[n] = '\0';
+}
+
+/* What to put before a relative DIAGNOSE_OUT: the start-up directory when
+   the program has changed directory since (or its directory is gone), so
+   the files land where it started; "" while it has not, so paths and
+   messages stay as the user wrote them. */
+static const char *diag__pinned_dir(void)
+{
+    char dir[4096];
+    size_t n;
+    if (diag__g.start_dir == NULL) return "";
+    if (getcwd(dir, sizeof dir - 1) == NULL) return diag__g.start_dir;
+    n = strlen(dir);
+    if (dir[n - 1] != '/') dir[n++] = '/';
+    dir[n] = '\0';
+    return strcmp(dir, diag__g.start_dir) == 0 ? "" : diag__g.start_dir;
+}
+
+/* ---- start-up ------------------------------------------------------------ */
 
 static void diag__exit_handler(void);
 static void diag__thread_exit(void *arg);
@@ -778,8 +957,8 @@ static void diag__agent_resume(void);
 static void diag__agent_forked(void);
 static diag__runtime *diag__join(int *created, int *rejoined);
 static void diag__leave(void);
-static void diag__key_move(const struct diag__copy *to);
-static const struct diag__copy *diag__copy_self(void);
+static void diag__key_move(const struct diag__copy_info *to);
+static const struct diag__copy_info *diag__copy_self(void);
 static void diag__registry_forked(void);
 static uint64_t diag__thread_number(void);
 static int diag__trace_alloc(void);
@@ -801,16 +980,6 @@ static int diag__reserve_path(void)
         diag__g.cap_paths = cap;
     }
     return 0;
-}
-
-/* A path's name outlives the copy whose code named it: a library's strings
-   go away at its dlclose. NULL when out of memory. */
-static char *diag__name_copy(const char *name)
-{
-    size_t n = strlen(name) + 1;
-    char *copy = (char *)DIAG_MALLOC(n);
-    if (copy) memcpy(copy, name, n);
-    return copy;
 }
 
 static uint32_t diag__add_path(const char *name, uint32_t parent, uint32_t depth, uint32_t flags)
@@ -842,8 +1011,7 @@ void __lsan_ignore_object(const void *p) __attribute__((weak));
    zeroed one again). */
 static int diag__runtime_new(void)
 {
-    const char *max = diag__getenv("DIAGNOSE_MAX_PATHS");
-    char *overflow = diag__name_copy("[overflow]");
+    char *overflow = diag__copy("[overflow]");
     diag__rt = (diag__runtime *)diag__alloc_zero(sizeof *diag__rt);
     if (diag__rt == NULL) {
         diag__rt = &diag__local;
@@ -855,9 +1023,10 @@ static int diag__runtime_new(void)
 #endif
     pthread_mutex_init(&diag__lock, NULL);
     /* max_paths counts the user's paths: the root and [overflow] are extra */
-    diag__g.max_paths = DIAG_MAX_PATHS - 2;
-    if (max != NULL && atol(max) >= 1 && (unsigned long)atol(max) < DIAG_MAX_PATHS - 2)
-        diag__g.max_paths = (uint32_t)atol(max);
+    diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
+    diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
+    diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
+    diag__setting_out();
     diag__use_tsc = diag__tsc_is_invariant();
     diag__g.use_tsc = diag__use_tsc;
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
@@ -887,7 +1056,7 @@ static int diag__runtime_new(void)
 static void diag__start_once(void)
 {
     int created = 0, rejoined = 0;
-    if (diag__env_is("DIAGNOSE", "0")) {
+    if (!diag__setting_bool("DIAGNOSE", 1)) {
         diag__mode = 2;
         return;
     }
@@ -973,7 +1142,7 @@ static uint32_t diag__path_of(uint32_t parent, const char *name, uint32_t flags)
     if (depth > DIAG_MAX_DEPTH) return parent;
     char *copy;
     if (diag__g.npaths - 2 >= diag__g.max_paths || diag__reserve_path() != 0 ||
-        (copy = diag__name_copy(name)) == NULL)
+        (copy = diag__copy(name)) == NULL) /* a library's strings go at its dlclose */
         return DIAG__OVERFLOW;
     if (diag__map_put(&diag__g.index, parent, name, diag__g.npaths) != 0) {
         DIAG_FREE(copy);
@@ -1104,7 +1273,7 @@ static void diag__free_table(diag__thread *t)
 static void diag__thread_exit(void *arg)
 {
     diag__thread *t = (diag__thread *)arg, **link;
-    const struct diag__copy *copy;
+    const struct diag__copy_info *copy;
     uint32_t c;
     pthread_mutex_lock(&diag__lock);
     for (link = &diag__g.threads; *link != NULL; link = &(*link)->next)
@@ -1243,13 +1412,7 @@ diag_status diag__poll_invalid(diag_future *f)
 
 static void diag__slow_start(void)
 {
-    const char *v = diag__getenv("DIAGNOSE_SLOW_NS");
-    char *end = NULL;
-    unsigned long long ns = DIAG__SLOW_DEFAULT_NS;
-    if (v != NULL && *v != '\0') {
-        ns = strtoull(v, &end, 10);
-        if (*end != '\0') ns = DIAG__SLOW_DEFAULT_NS; /* not a number: the default */
-    }
+    uint64_t ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
     diag__g.slow_ns = ns;
     if (ns == 0) return; /* lint off: the threshold stays UINT64_MAX */
     if (!diag__use_tsc) {  /* ticks are nanoseconds */
@@ -1828,12 +1991,18 @@ fail:
    gets its pid appended so it never overwrites its parent's files. */
 static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
 {
-    size_t len = 0;
+    size_t len;
     int has_pid = 0;
     char pid[24];
+    const char *dir = "";
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    if (prefix == NULL || *prefix == '\0') prefix = diag__getenv("DIAGNOSE_OUT");
-    if (prefix == NULL || *prefix == '\0') prefix = "diagnose";
+    if (prefix == NULL || *prefix == '\0') { /* the setting, pinned to the start-up directory */
+        dir = diag__pinned_dir();
+        prefix = diag__g.out ? diag__g.out : "diagnose";
+    }
+    len = strlen(dir);
+    if (len + 1 >= cap) goto too_long;
+    memcpy(out, dir, len);
     for (; *prefix; prefix++) {
         const char *piece = prefix;
         size_t n = 1;
@@ -2036,7 +2205,7 @@ struct diag__agent_state {
     int signo;            /* DIAGNOSE_SIGNAL; 0: none */
     int handling;         /* our handler is installed; the program's was old_action */
     struct sigaction old_action;
-    const struct diag__copy *owner; /* whose functions the thread and handler run */
+    const struct diag__copy_info *owner; /* whose functions the thread and handler run */
 };
 /* One per runtime: copies share the thread and the snapshot numbers. */
 #define diag__agent (*diag__g.agent)
@@ -2050,7 +2219,7 @@ static int diag__agent_alloc(void)
 }
 
 static int diag__write_svgs(const char *prefix, const diag__snapshot *snap); /* with DIAGNOSE_SVG=1 */
-static void diag__agent_run(const struct diag__copy *by);
+static void diag__agent_run(const struct diag__copy_info *by);
 
 static void diag__agent_signal(int signo)
 {
@@ -2076,11 +2245,11 @@ static void diag__agent_snapshot(int by_signal)
     snprintf(numbered, sizeof numbered, "%s.%u", prefix, n);
     if (diag__write_all(numbered, &snap, failed, sizeof failed) != 0) {
         fprintf(stderr, "diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(numbered, &snap) != 0) {
+    } else if (diag__g.svg && diag__write_svgs(numbered, &snap) != 0) {
         fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
-        if (by_signal && !diag__env_is("DIAGNOSE_QUIET", "1"))
+        if (by_signal && !diag__g.quiet)
             fprintf(stderr, "diagnose.h: wrote snapshot %s.*.folded\n", numbered);
     }
     diag__snapshot_free(&snap);
@@ -2128,20 +2297,6 @@ static void *diag__agent_main(void *arg)
     return NULL;
 }
 
-/* The signal number DIAGNOSE_SIGNAL names (USR1, SIGUSR2, or a number), or 0. */
-static int diag__agent_signo(const char *v)
-{
-    char *end;
-    long n;
-    if (strncmp(v, "SIG", 3) == 0) v += 3;
-    if (strcmp(v, "USR1") == 0) return SIGUSR1;
-    if (strcmp(v, "USR2") == 0) return SIGUSR2;
-    if (strcmp(v, "HUP") == 0) return SIGHUP;
-    n = strtol(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || n <= 0 || n >= 65 || n == SIGKILL || n == SIGSTOP) return 0;
-    return (int)n;
-}
-
 static int diag__agent_pipe(void)
 {
     int i;
@@ -2156,14 +2311,9 @@ static int diag__agent_pipe(void)
 /* Called once at start-up; does nothing unless one of the variables is set. */
 static void diag__agent_start(void)
 {
-    const char *interval = diag__getenv("DIAGNOSE_INTERVAL"), *signame = diag__getenv("DIAGNOSE_SIGNAL");
-    double seconds = interval && *interval ? strtod(interval, NULL) : 0;
-    int signo = signame && *signame ? diag__agent_signo(signame) : 0;
-    if (interval && *interval && !(seconds >= 0.001 && seconds <= 86400.0))
-        fprintf(stderr, "diagnose.h: DIAGNOSE_INTERVAL=%s is not a number of seconds; ignored\n", interval);
-    if (signame && *signame && signo == 0)
-        fprintf(stderr, "diagnose.h: DIAGNOSE_SIGNAL=%s is not a signal (USR1, USR2); ignored\n", signame);
-    if (seconds >= 0.001 && seconds <= 86400.0) diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
+    double seconds = diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400);
+    int signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
+    diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
     if (diag__agent.interval_ns == 0 && signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__agent_pipe() != 0) return;
     diag__agent.signo = signo;
@@ -2172,7 +2322,7 @@ static void diag__agent_start(void)
 
 /* Starts the thread on `by`'s diag__agent_main and points the signal at
    `by`'s handler: the copy whose code they run must stay loaded. */
-static void diag__agent_run(const struct diag__copy *by)
+static void diag__agent_run(const struct diag__copy_info *by)
 {
     sigset_t all, old;
     sigfillset(&all); /* the thread takes none of the program's signals */
@@ -2218,7 +2368,7 @@ static void diag__agent_stop(void)
    to the copy `to`, or, when none stays, stop; the program's own handler is
    then put back, unless this copy is in the executable (never unloaded,
    so a late signal still finds the handler, as at exit). */
-static void diag__agent_hand_over(const struct diag__copy *to, int in_executable)
+static void diag__agent_hand_over(const struct diag__copy_info *to, int in_executable)
 {
     if (diag__agent.owner != diag__copy_self()) return;
     diag__agent_stop();
@@ -2575,7 +2725,7 @@ static void diag__agent_slow_trace(uint64_t *rearm_at)
         snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__trace.slow_written + 1);
         if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
             diag__trace.slow_written++;
-            if (!diag__env_is("DIAGNOSE_QUIET", "1"))
+            if (!diag__g.quiet)
                 fprintf(stderr, "diagnose.h: slow poll; wrote %s\n", failed);
             return;
         }
@@ -2910,9 +3060,9 @@ static void diag__exit_handler(void)
             fprintf(stderr, "diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
-    if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(prefix, &snap) != 0)
+    if (diag__g.svg && diag__write_svgs(prefix, &snap) != 0)
         fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
-    if (!diag__env_is("DIAGNOSE_QUIET", "1")) diag__print_table(stderr, &snap, prefix);
+    if (!diag__g.quiet) diag__print_table(stderr, &snap, prefix);
     diag__report_limits(&snap);
     diag__snapshot_free(&snap);
     errno = saved_errno;
@@ -2960,10 +3110,10 @@ static void diag__tls_clear(void) { diag__tls = NULL; }
 static void *diag__agent_main(void *arg);
 static void diag__agent_signal(int signo);
 
-static diag__copy diag__self = { NULL, diag__thread_exit, diag__tls_clear, diag__agent_main, diag__agent_signal, 0 };
+static diag__copy_info diag__self = { NULL, diag__thread_exit, diag__tls_clear, diag__agent_main, diag__agent_signal, 0 };
 static diag__registry *diag__registry_at; /* this copy's view; NULL: none found or made */
 
-static const struct diag__copy *diag__copy_self(void) { return &diag__self; }
+static const struct diag__copy_info *diag__copy_self(void) { return &diag__self; }
 
 #define DIAG__TEXT(x) #x
 #define DIAG__EXPANDED(x) DIAG__TEXT(x)
@@ -2984,7 +3134,7 @@ static uint64_t diag__abi_key(void)
 {
     static const char allocator[] = DIAG__EXPANDED(DIAG_MALLOC(n) DIAG_REALLOC(p, n) DIAG_FREE(p));
     const uint64_t sizes[] = { DIAG__ABI, DIAG_MAX_DEPTH, DIAG_MAX_PATHS, sizeof(diag__runtime),
-                               sizeof(diag__thread), sizeof(diag__slot), sizeof(diag_span), sizeof(diag__copy),
+                               sizeof(diag__thread), sizeof(diag__slot), sizeof(diag_span), sizeof(diag__copy_info),
                                sizeof(struct diag__agent_state), sizeof(struct diag__trace_state),
                                sizeof(diag__ring), sizeof(diag__path) };
     return diag__fnv(diag__fnv(0xCBF29CE484222325ull, sizes, sizeof sizes), allocator, sizeof allocator);
@@ -3181,7 +3331,7 @@ static void diag__forget_names(void) {}
    cannot change, so the key is made anew; threads attached before keep
    their tables in the live list, counted by every dump, but not merged
    at their exit. The calling thread's table moves to the new key. */
-static void diag__key_move(const struct diag__copy *to)
+static void diag__key_move(const struct diag__copy_info *to)
 {
     diag__thread *mine = diag__g.key_owner ? (diag__thread *)pthread_getspecific(diag__g.key) : NULL;
     if (diag__g.key_owner) pthread_key_delete(diag__g.key);
@@ -3282,8 +3432,8 @@ static void diag__write_at_unload(void)
    once, and in the files at exit. */
 static void diag__leave(void)
 {
-    diag__copy **link;
-    const diag__copy *stays;
+    diag__copy_info **link;
+    const diag__copy_info *stays;
     int saved_errno = errno;
     if (diag__mode != 1) return;
     pthread_mutex_lock(&diag__lock);
