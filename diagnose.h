@@ -233,6 +233,15 @@
    DIAG_MAX_PATHS     hard cap on distinct paths (1048576).
    DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
    DIAG_DEBUG         abort with a message on misuse instead of ignoring it.
+
+   LIBRARIES AND PLUGINS: a shared library may define DIAGNOSE_IMPLEMENTATION
+   too. The copies in one process find each other through a mapping named
+   "diagnose.h" in /proc/self/maps (hidden visibility and RTLD_LOCAL do not
+   matter) and share one runtime: one set of files, one table, paths across
+   copies. Copies built with other versions or other DIAG_MAX_DEPTH,
+   DIAG_MAX_PATHS or allocator keep their own. A dlclose writes the files;
+   the library's data stays in them. Two copies linked statically into one
+   executable are a link error.
 */
 #ifndef DIAGNOSE_H
 #define DIAGNOSE_H

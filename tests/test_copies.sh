@@ -120,5 +120,20 @@ check "reload: one path for both loads" "prog 2
 prog;lib 6" "$(cat "$tmp/reload/diagnose.polls.folded")"
 check "reload: one summary table" 1 "$(tables "$tmp/reload/err")"
 
+# 7. Two copies linked statically into one executable: a link error.
+# shellcheck disable=SC2086
+if $CC -std=c99 $CFLAGS -I"$ROOT" -DLINKED -c "$ROOT/tests/copies_prog.c" -o "$tmp/prog.o" &&
+    $CC -std=c99 $CFLAGS -I"$ROOT" -c "$ROOT/tests/copies_lib.c" -o "$tmp/lib.o"; then
+    # shellcheck disable=SC2086
+    if $CC $CFLAGS "$tmp/prog.o" "$tmp/lib.o" -o "$tmp/static" -pthread -ldl >"$tmp/link.log" 2>&1; then
+        bad "two static copies: a link error"
+    else
+        check "two static copies: a link error naming a symbol defined twice" 1 \
+            "$(grep -c 'multiple definition of .diag' "$tmp/link.log" | awk '{print ($1 > 0)}')"
+    fi
+else
+    bad "two static copies: objects build"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
