@@ -751,6 +751,7 @@ typedef struct diag__runtime {
     struct diag__registry *registry;      /* where copies found this runtime; NULL: nowhere */
     unsigned registry_index;              /* this runtime's entry there */
     struct diag__trace_state *trace; /* diag__trace */
+    struct diag__at_state *at;       /* diag__at */
 } diag__runtime;
 
 /* What the runtime needs of a copy's own code, so that when the copy
@@ -1040,6 +1041,7 @@ static const struct diag__copy_info *diag__copy_self(void);
 static void diag__registry_forked(void);
 static uint64_t diag__thread_number(void);
 static int diag__trace_alloc(void);
+static int diag__at_alloc(void);
 static void diag__trace_start(void);
 static void diag__trace_attach(diag__thread *t);
 static void diag__trace_retire(diag__thread *t);
@@ -1126,12 +1128,13 @@ static int diag__runtime_new(void)
        go when memory for another chunk runs out */
     diag__g.hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
     if (diag__no_table == NULL || diag__g.hist[0] == NULL || diag__reserve_path() != 0 ||
-        diag__agent_alloc() != 0 || diag__trace_alloc() != 0) {
+        diag__agent_alloc() != 0 || diag__trace_alloc() != 0 || diag__at_alloc() != 0) {
         DIAG_FREE(diag__no_table);
         DIAG_FREE(diag__g.hist[0]);
         DIAG_FREE(diag__g.paths[0]);
         DIAG_FREE(diag__g.agent);
         DIAG_FREE(diag__g.trace);
+        DIAG_FREE(diag__g.at);
         DIAG_FREE(diag__rt);
         diag__rt = &diag__local;
         return -1;
@@ -3243,13 +3246,24 @@ typedef struct diag__at_span {
 
 #define DIAG__AT_BLOCK 64 /* spans allocated at once */
 
-static struct {
+struct diag__at_state {
     pthread_mutex_t lock;
     diag__at_span **slots; /* cap entries, NULL: empty */
     diag__at_span *free;
     uint32_t cap, count;
     int forks_handled;
-} diag__at = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0, 0 };
+};
+/* One per runtime: a task may be polled through one copy and dropped
+   through another (see "copies"). */
+#define diag__at (*diag__g.at)
+
+static int diag__at_alloc(void)
+{
+    diag__g.at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__g.at);
+    if (diag__g.at == NULL) return -1;
+    pthread_mutex_init(&diag__at.lock, NULL);
+    return 0;
+}
 
 static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
 
@@ -3485,6 +3499,7 @@ static uint64_t diag__abi_key(void)
     const uint64_t sizes[] = { DIAG__ABI, DIAG_MAX_DEPTH, DIAG_MAX_PATHS, sizeof(diag__runtime),
                                sizeof(diag__thread), sizeof(diag__slot), sizeof(diag_span), sizeof(diag__copy_info),
                                sizeof(struct diag__agent_state), sizeof(struct diag__trace_state),
+                               sizeof(struct diag__at_state),
                                sizeof(diag__ring), sizeof(diag__path) };
     return diag__fnv(diag__fnv(0xCBF29CE484222325ull, sizes, sizeof sizes), allocator, sizeof allocator);
 }
