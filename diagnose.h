@@ -2193,8 +2193,8 @@ static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget)
         snprintf(lines[n++], sizeof lines[0], "%llu polls, never finished (%llu run%s pending)",
                  (unsigned long long)r->polls, (unsigned long long)r->pending, r->pending == 1 ? "" : "s");
     if (r->drops > r->done && r->drops >= DIAG__LINT_DROPS)
-        snprintf(lines[n++], sizeof lines[0], "dropped %llu time%s, finished %llu", (unsigned long long)r->drops,
-                 r->drops == 1 ? "" : "s", (unsigned long long)r->done);
+        snprintf(lines[n++], sizeof lines[0], "dropped %llu times, finished %llu", (unsigned long long)r->drops,
+                 (unsigned long long)r->done);
     for (i = 0; i < n && *budget > 0; i++, --*budget) fprintf(out, "lint: %s: %s\n", r->stack, lines[i]);
     return n;
 }
