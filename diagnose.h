@@ -2490,8 +2490,11 @@ static void diag__trace_attach(diag__thread *t)
 {
     diag__ring *r;
     if (diag__trace.n == 0) return;
-    r = (diag__ring *)diag__alloc_zero(sizeof *r + ((size_t)diag__trace.n + 1) * sizeof(diag__event));
+    /* Only the header is cleared: events are read only once written, so a
+       large ring's pages are touched as the thread fills them. */
+    r = (diag__ring *)DIAG_MALLOC(sizeof *r + ((size_t)diag__trace.n + 1) * sizeof(diag__event));
     if (r == NULL) return;
+    memset(r, 0, sizeof *r);
     r->slots = diag__trace.n + 1;
     r->tid = ++diag__trace.next_tid;
     r->events = (diag__event *)(void *)(r + 1);
