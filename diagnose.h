@@ -2115,8 +2115,8 @@ static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wake
                  "%llu of %llu wakes were self-wakes (diag_wake inside its own poll): a busy loop through the executor",
                  (unsigned long long)r->self_wakes, (unsigned long long)(r->wakes > r->self_wakes ? r->wakes : r->self_wakes));
     if (r->orphans)
-        snprintf(lines[n++], sizeof lines[0], "%llu open run%s outlived the run%s they began in (orphaned: forgotten, never dropped?)",
-                 (unsigned long long)r->orphans, r->orphans == 1 ? "" : "s", r->orphans == 1 ? "" : "s");
+        snprintf(lines[n++], sizeof lines[0], "%llu open %s outlived the run%s began in (orphaned: forgotten, never dropped?)",
+                 (unsigned long long)r->orphans, r->orphans == 1 ? "run" : "runs", r->orphans == 1 ? " it" : "s they");
     /* only where every poll starts a run or follows a wake: then a run's
        last woken poll is its last poll */
     if (r->lost && wakes && r->polls <= r->wakes + r->started) {
@@ -2180,8 +2180,8 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     for (i = 0; i < snap->count; i++) order[i] = &snap->rows[i];
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     qsort(order, snap->count, sizeof *order, diag__compare_busy);
-    fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
-            "runs", "open", "drops", "b/w");
+    fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
+            "runs", "drops", "b/w");
     if (sched) fprintf(out, " %6s", "sched");
     fputs("  path\n", out);
     for (i = 0; i < snap->count && i < DIAG__TABLE_ROWS; i++) {
@@ -2195,9 +2195,8 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
         diag__format_ns(t[5], sizeof t[5], r->max);
         if (r->wall) snprintf(ratio, sizeof ratio, "%.0f%%", 100.0 * (double)r->busy / (double)r->wall);
         else snprintf(ratio, sizeof ratio, "-");
-        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5llu %5llu %5s", (unsigned long long)r->polls, t[0], t[1],
-                t[2], t[3], t[4], t[5], (unsigned long long)r->started, (unsigned long long)r->pending,
-                (unsigned long long)r->drops, ratio);
+        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5llu %5s", (unsigned long long)r->polls, t[0], t[1],
+                t[2], t[3], t[4], t[5], (unsigned long long)r->started, (unsigned long long)r->drops, ratio);
         if (sched) { /* mean delay per wake; "-" for a path never woken */
             if (r->wakes) diag__format_ns(t[6], sizeof t[6], r->sched / r->wakes);
             else snprintf(t[6], sizeof t[6], "-");
@@ -2208,7 +2207,7 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     if (snap->count > DIAG__TABLE_ROWS)
         fprintf(out, "(%lu more paths in the folded files)\n", (unsigned long)(snap->count - DIAG__TABLE_ROWS));
     fputs("busy: self time in polls; wall: time from first poll to READY or drop; b/w: busy/wall\n", out);
-    fputs("runs: started (first polls); open: not yet READY or dropped\n", out);
+    fputs("runs: started; the ones not finished or dropped are still open\n", out);
     if (sched) fputs("sched: mean time from diag_wake to the next poll\n", out);
     diag__print_lints(out, order, snap->count, sched);
     diag__print_pending(out, snap, prefix);
