@@ -160,6 +160,9 @@
                            Neither variable set: no thread, no handler.
                            The thread stops at exit, before the final
                            files; a forked child takes no snapshots.
+   DIAGNOSE_TRACE=n        flight recorder: each thread keeps its last n
+                           polls (1 to 16777216; unset or 0: off) for
+                           PREFIX.trace.json (see OUTPUT).
    A set-uid or set-gid program ignores all of these (secure_getenv), and
    TMPDIR: it records with the defaults.
 
@@ -183,6 +186,23 @@
    If the files cannot be written at exit, one line on stderr says why and
    they go to $TMPDIR (or /tmp) instead. The exit code never changes.
 
+   PREFIX.trace.json (with DIAGNOSE_TRACE=n), written by every dump next to
+   the folded files: a Chrome trace, {"traceEvents": [...]}, one event a
+   line, for speedscope and ui.perfetto.dev. Per thread, one "ph": "M"
+   thread_name event ("NAME TID": the thread's name and its number) and one
+   "ph": "X" event per poll of its last n, oldest first: name = the polled
+   future's frame, ts and dur in microseconds (three decimals) since
+   start-up, pid, tid (numbered 1, 2, ... in the order threads first poll),
+   args {"path": "<folded stack>"}. Nested polls nest exactly on their tid.
+   Folded polls (deeper than DIAG_MAX_DEPTH) are not recorded. A thread's
+   ring outlives it: the rings of the 16 most recently exited threads are
+   kept. After diag_reset only polls that end later are written; a forked
+   child starts empty. A dump while threads poll holds whole events only.
+   A slow poll (DIAGNOSE_SLOW_NS) makes the snapshot thread (started for
+   this) write PREFIX.slow.N.trace.json at once, N = 1, 2, ...: the slow
+   poll is its thread's last event; at most one such file a second and 100
+   in all; one line on stderr names each unless DIAGNOSE_QUIET=1.
+
    COSTS: two timestamp reads and a few adds to thread-local memory per
    poll; about 470 bytes per path per thread that polls it; the first run
    of a span at a new calling context does one hash look-up. The slow-poll
@@ -190,6 +210,9 @@
    process also reads the clock twice (the threshold is then calibrated).
    DIAGNOSE_INTERVAL / DIAGNOSE_SIGNAL cost one sleeping thread and, per
    snapshot, the time of a diag_dump, off the program's threads.
+   DIAGNOSE_TRACE=n: 24 bytes per event, (n + 1) * 24 + 56 bytes per thread
+   allocated once when it first polls; four stores per poll (make bench:
+   "trace ring on"); off, one never-taken branch per poll.
 
    ==========================================================================
    CONFIGURATION (#define before the #include)
@@ -361,8 +384,26 @@ typedef struct diag__runs {
     uint32_t index, taken, total; /* taken: records taken since the cursor was at head */
 } diag__runs;
 
+/* One recorded poll of the flight recorder (DIAGNOSE_TRACE): 24 bytes. */
+typedef struct diag__event {
+    uint64_t start, dur; /* ticks */
+    uint32_t path;
+} diag__event;
+
+/* A thread's ring of its last n polls, n + 1 slots: the one being written
+   never holds an event a reader keeps (see the flight recorder section). */
+typedef struct diag__ring {
+    uint64_t done;          /* events written; atomic, published with release */
+    uint32_t pos, slots;    /* the next slot (owner only); n + 1 */
+    uint64_t tid;           /* the trace's thread number */
+    char name[16];          /* the thread's name */
+    struct diag__ring *next; /* exited threads' rings, newest first */
+    diag__event *events;    /* right after this header, same allocation */
+} diag__ring;
+
 typedef struct diag__thread {
     uint32_t depth;
+    diag__ring *ring; /* NULL unless DIAGNOSE_TRACE: here, next to depth, in the line every poll reads */
     diag__frame stack[DIAG_MAX_DEPTH];
     diag__slot *dir[DIAG__DIR]; /* chunks of slots by path; published with release */
     diag__slot **base;          /* reset baselines, same shape; under the lock */
@@ -388,6 +429,7 @@ void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 void diag__slow_poll(diag__slot *slot, uint64_t ticks);
 void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
 void diag__wake_noted(diag_span *s, uint64_t now);
+void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
 diag_status diag__poll_invalid(diag_future *f);
 
 static inline int diag__on(void)
@@ -515,6 +557,7 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     DIAG__ADD(slot->poll_ticks, dt);
     if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
     diag__hist_add(slot, dt);
+    if (DIAG__UNLIKELY(t->ring != NULL)) diag__ring_put(t->ring, fr->path, fr->start, dt);
     if (DIAG__UNLIKELY(dt >= DIAG__LOAD(diag__slow_ticks))) diag__slow_poll(slot, dt);
     if (status == DIAG_READY && s->path != 0) {
         DIAG__ADD(slot->wall, now - s->run_start);
@@ -747,6 +790,12 @@ static void diag__runs_park(diag__thread *t);
 static void diag__live_forked(void);
 static void diag__agent_start(void);
 static void diag__agent_forked(void);
+static void diag__trace_start(void);
+static void diag__trace_attach(diag__thread *t);
+static void diag__trace_retire(diag__thread *t);
+static void diag__trace_slow(void);
+static int diag__trace_slow_wanted(void);
+static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap);
 static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32_t path);
 
 static int diag__reserve_path(void)
@@ -799,6 +848,7 @@ static void diag__start_once(void)
     atexit(diag__exit_handler);
     diag__slow_start();
     diag__live_start();
+    diag__trace_start();
     __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
     diag__agent_start();
 }
@@ -907,6 +957,7 @@ diag__thread *diag__attach(void)
     t->next = diag__g.threads;
     diag__g.threads = t;
     diag__runs_adopt(t);
+    diag__trace_attach(t);
     pthread_mutex_unlock(&diag__lock);
     pthread_setspecific(diag__g.key, t);
     diag__tls = t;
@@ -999,6 +1050,7 @@ static void diag__thread_exit(void *arg)
     diag__g.retired.folded += t->folded;
     diag__g.nretired++;
     diag__runs_park(t);
+    diag__trace_retire(t);
     pthread_mutex_unlock(&diag__lock);
     diag__free_table(t);
     diag__tls = NULL;
@@ -1147,7 +1199,10 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     double ns_per_tick;
     if (__atomic_load_n(&diag__g.slow_exact, __ATOMIC_ACQUIRE)) {
         /* a poll that read the early threshold can land here after it changed */
-        if (ticks >= DIAG__LOAD(diag__slow_ticks)) DIAG__ADD(slot->slow, 1);
+        if (ticks >= DIAG__LOAD(diag__slow_ticks)) {
+            DIAG__ADD(slot->slow, 1);
+            diag__trace_slow();
+        }
         return;
     }
     diag__clock_pair(&now, &mono);
@@ -1157,7 +1212,10 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
         DIAG__STORE(diag__slow_ticks, (uint64_t)((double)diag__g.slow_ns / ns_per_tick) + 1);
         __atomic_store_n(&diag__g.slow_exact, 1, __ATOMIC_RELEASE);
     }
-    if ((double)ticks * ns_per_tick >= (double)diag__g.slow_ns) DIAG__ADD(slot->slow, 1);
+    if ((double)ticks * ns_per_tick >= (double)diag__g.slow_ns) {
+        DIAG__ADD(slot->slow, 1);
+        diag__trace_slow();
+    }
 }
 
 /* ---- live: records of the open runs ------------------------------------- */
@@ -2059,7 +2117,8 @@ static int diag__write_pending(const char *prefix, const diag__snapshot *snap, c
 static int diag__write_all(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
 {
     if (diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap) != 0) return -1;
-    return diag__write_pending(prefix, snap, failed_path, cap);
+    if (diag__write_pending(prefix, snap, failed_path, cap) != 0) return -1;
+    return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
 }
 
 int diag_dump(const char *prefix)
@@ -2274,21 +2333,30 @@ static int diag__agent_timeout(uint64_t next_at)
     return next_at > now ? (int)((next_at - now + 999999u) / 1000000u) : 0;
 }
 
+static void diag__agent_slow_trace(uint64_t *rearm_at);
+static int diag__agent_slow_timeout(int timeout, uint64_t rearm_at);
+
 static void *diag__agent_main(void *arg)
 {
-    uint64_t next_at = diag__clock_ns() + diag__agent.interval_ns;
+    uint64_t next_at = diag__clock_ns() + diag__agent.interval_ns, rearm_at = 0;
     struct pollfd p;
     char bytes[64];
     (void)arg;
     p.fd = diag__agent.pipe[0];
     p.events = POLLIN;
     while (!__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) {
-        int n = poll(&p, 1, diag__agent_timeout(next_at));
-        int requested = 0;
+        int n = poll(&p, 1, diag__agent_slow_timeout(diag__agent_timeout(next_at), rearm_at));
+        int requested = 0, slow = 0;
+        ssize_t got, i;
         if (n < 0 && errno != EINTR) break;
         if (n > 0) /* many signals in a burst make one snapshot */
-            while (read(p.fd, bytes, sizeof bytes) > 0) requested = 1;
+            while ((got = read(p.fd, bytes, sizeof bytes)) > 0)
+                for (i = 0; i < got; i++) {
+                    if (bytes[i] == 't') slow = 1; /* a slow poll, DIAGNOSE_TRACE */
+                    else requested = 1;
+                }
         if (__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) break;
+        if (slow || rearm_at) diag__agent_slow_trace(&rearm_at);
         if (requested) diag__agent_snapshot(1);
         if (diag__agent.interval_ns && diag__clock_ns() >= next_at) {
             diag__agent_snapshot(0);
@@ -2335,7 +2403,7 @@ static void diag__agent_start(void)
     if (signame && *signame && signo == 0)
         fprintf(stderr, "diagnose.h: DIAGNOSE_SIGNAL=%s is not a signal (USR1, USR2); ignored\n", signame);
     if (seconds >= 0.001 && seconds <= 86400.0) diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
-    if (diag__agent.interval_ns == 0 && signo == 0) return;
+    if (diag__agent.interval_ns == 0 && signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__agent_pipe() != 0) return;
     sigfillset(&all); /* the thread takes none of the program's signals */
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -2376,6 +2444,346 @@ static void diag__agent_forked(void)
     close(fd);
     close(diag__agent.pipe[0]);
     diag__agent.pipe[0] = -1;
+}
+
+/* ---- flight recorder: per-thread rings of the last polls, PREFIX.trace.json */
+
+/* DIAGNOSE_TRACE=n gives every thread a ring of its last n polls, written
+   as a Chrome trace (speedscope, Perfetto) by every dump and, after a slow
+   poll, by the snapshot thread. The owner writes an event's fields with
+   release stores, then publishes `done` (release). A reader copies the
+   last n events below `done` (acquire) and reads `done` again: event j's
+   slot is next written by event j + n + 1, which stores after `done`
+   became j + n + 1, so every event j >= done - n it copied is whole. */
+#define DIAG__TRACE_MAX 16777216u /* events per thread */
+#define DIAG__TRACE_EXITED 16     /* exited threads whose rings are kept */
+#define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
+#define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
+
+static struct {
+    uint32_t n;            /* DIAGNOSE_TRACE; 0: off */
+    uint64_t next_tid;     /* under the lock */
+    diag__ring *exited;    /* newest first, at most DIAG__TRACE_EXITED; under the lock */
+    unsigned nexited;
+    int slow_busy;         /* atomic: a slow-poll trace is requested or was written < 1 s ago */
+    unsigned slow_written; /* the snapshot thread's count, N in PREFIX.slow.N.trace.json */
+} diag__trace;
+
+static void diag__trace_start(void)
+{
+    const char *v = diag__getenv("DIAGNOSE_TRACE");
+    char *end = NULL;
+    unsigned long n;
+    if (v == NULL || *v == '\0') return;
+    n = strtoul(v, &end, 10);
+    if (*end != '\0' || *v == '-' || n > DIAG__TRACE_MAX) {
+        fprintf(stderr, "diagnose.h: DIAGNOSE_TRACE=%s is not a number of polls (0 to %u); no trace\n", v,
+                DIAG__TRACE_MAX);
+        return;
+    }
+    diag__trace.n = (uint32_t)n;
+}
+
+static int diag__trace_slow_wanted(void) { return diag__trace.n != 0 && diag__g.slow_ns != 0; }
+
+static void diag__thread_name(diag__ring *r)
+{
+#if defined(__GLIBC__)
+    char name[16];
+    if (pthread_getname_np(pthread_self(), name, sizeof name) == 0) memcpy(r->name, name, sizeof name);
+#else
+    (void)r;
+#endif
+}
+
+/* Under the lock, when thread t gets its table. Without memory the thread
+   is simply not recorded. */
+static void diag__trace_attach(diag__thread *t)
+{
+    diag__ring *r;
+    if (diag__trace.n == 0) return;
+    r = (diag__ring *)diag__alloc_zero(sizeof *r + ((size_t)diag__trace.n + 1) * sizeof(diag__event));
+    if (r == NULL) return;
+    r->slots = diag__trace.n + 1;
+    r->tid = ++diag__trace.next_tid;
+    r->events = (diag__event *)(void *)(r + 1);
+    diag__thread_name(r);
+    t->ring = r;
+}
+
+/* Under the lock, when thread t exits: its ring joins the exited ones;
+   past DIAG__TRACE_EXITED the oldest is freed. */
+static void diag__trace_retire(diag__thread *t)
+{
+    diag__ring *r = t->ring, **link;
+    unsigned kept = 0;
+    if (r == NULL) return;
+    t->ring = NULL;
+    diag__thread_name(r); /* threads are often named after they start */
+    r->next = diag__trace.exited;
+    diag__trace.exited = r;
+    for (link = &diag__trace.exited; *link != NULL && ++kept <= DIAG__TRACE_EXITED; link = &(*link)->next) {
+    }
+    while (*link != NULL) {
+        diag__ring *old = *link;
+        *link = old->next;
+        DIAG_FREE(old);
+    }
+}
+
+void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur)
+{
+    diag__event *e = &r->events[r->pos];
+    __atomic_store_n(&e->start, start, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->dur, dur, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->path, path, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->done, DIAG__LOAD(r->done) + 1, __ATOMIC_RELEASE);
+    r->pos = r->pos + 1 == r->slots ? 0 : r->pos + 1;
+}
+
+/* Copies ring r's whole events, oldest first, into out (room for n);
+   returns how many. */
+static size_t diag__ring_copy(const diag__ring *r, diag__event *out)
+{
+    uint64_t n = r->slots - 1, done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE), first, j;
+    size_t count = 0, skip;
+    first = done > n ? done - n : 0;
+    for (j = first; j < done; j++) {
+        const diag__event *e = &r->events[j % r->slots];
+        out[count].start = __atomic_load_n(&e->start, __ATOMIC_ACQUIRE);
+        out[count].dur = __atomic_load_n(&e->dur, __ATOMIC_ACQUIRE);
+        out[count++].path = __atomic_load_n(&e->path, __ATOMIC_ACQUIRE);
+    }
+    done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
+    skip = done > n + first ? (size_t)(done - n - first) : 0; /* overwritten while copied */
+    if (skip >= count) return 0;
+    memmove(out, out + skip, (count - skip) * sizeof *out);
+    return count - skip;
+}
+
+/* What a trace file is made of, copied under the lock. */
+typedef struct diag__trace_thread {
+    uint64_t tid;
+    char name[16];
+    size_t first, count; /* its events in diag__trace_copy's events */
+} diag__trace_thread;
+
+typedef struct diag__trace_copy {
+    diag__event *events;
+    diag__trace_thread *threads;
+    size_t nthreads;
+    char *stacks;    /* folded stack of every path, at offsets[path] */
+    size_t *offsets;
+    uint64_t origin, reset_at; /* ticks */
+} diag__trace_copy;
+
+static void diag__trace_copy_free(diag__trace_copy *c)
+{
+    DIAG_FREE(c->events);
+    DIAG_FREE(c->threads);
+    DIAG_FREE(c->stacks);
+    DIAG_FREE(c->offsets);
+}
+
+static void diag__trace_copy_ring(diag__trace_copy *c, const diag__ring *r, size_t *used)
+{
+    diag__trace_thread *th = &c->threads[c->nthreads++];
+    th->tid = r->tid;
+    memcpy(th->name, r->name, sizeof th->name);
+    th->first = *used;
+    th->count = diag__ring_copy(r, c->events + *used);
+    *used += th->count;
+}
+
+static int diag__trace_take(diag__trace_copy *c)
+{
+    diag__buf text = { NULL, 0, 0, 0 };
+    const diag__thread *t;
+    const diag__ring *r;
+    size_t rings = 0, used = 0;
+    memset(c, 0, sizeof *c);
+    pthread_mutex_lock(&diag__lock);
+    for (t = diag__g.threads; t != NULL; t = t->next) rings += t->ring != NULL;
+    for (r = diag__trace.exited; r != NULL; r = r->next) rings++;
+    c->events = (diag__event *)DIAG_MALLOC((rings * diag__trace.n + 1) * sizeof *c->events);
+    c->threads = (diag__trace_thread *)DIAG_MALLOC((rings + 1) * sizeof *c->threads);
+    c->offsets = (size_t *)DIAG_MALLOC(diag__g.npaths * sizeof *c->offsets);
+    if (c->events == NULL || c->threads == NULL || c->offsets == NULL ||
+        diag__stacks(&text, c->offsets, diag__g.npaths) != 0) {
+        pthread_mutex_unlock(&diag__lock);
+        DIAG_FREE(text.data);
+        diag__trace_copy_free(c);
+        errno = ENOMEM;
+        return -1;
+    }
+    c->stacks = text.data;
+    for (t = diag__g.threads; t != NULL; t = t->next)
+        if (t->ring) diag__trace_copy_ring(c, t->ring, &used);
+    for (r = diag__trace.exited; r != NULL; r = r->next) diag__trace_copy_ring(c, r, &used);
+    c->origin = diag__g.tsc0;
+    c->reset_at = diag__g.reset_at;
+    pthread_mutex_unlock(&diag__lock);
+    return 0;
+}
+
+/* ns as microseconds with three decimals: exact, so nesting survives. */
+static void diag__buf_us(diag__buf *b, uint64_t ns)
+{
+    char frac[4];
+    diag__buf_u64(b, ns / 1000);
+    frac[0] = '.';
+    frac[1] = (char)('0' + ns / 100 % 10);
+    frac[2] = (char)('0' + ns / 10 % 10);
+    frac[3] = (char)('0' + ns % 10);
+    diag__buf_put(b, frac, 4);
+}
+
+/* "pid": P, "tid": T */
+static void diag__trace_ids(diag__buf *b, uint64_t tid)
+{
+    diag__buf_str(b, "\"pid\": ");
+    diag__buf_u64(b, (uint64_t)getpid());
+    diag__buf_str(b, ", \"tid\": ");
+    diag__buf_u64(b, tid);
+}
+
+/* An "M" event naming the process (tid 0) or a thread. Names are
+   sanitized (see diag__sanitize), so they need no JSON escapes. */
+static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const char *name)
+{
+    char safe[DIAG__NAME_MAX + 1];
+    diag__sanitize(name, 0, safe);
+    diag__buf_str(b, "{\"ph\": \"M\", \"name\": \"");
+    diag__buf_str(b, what);
+    diag__buf_str(b, "\", ");
+    diag__trace_ids(b, tid);
+    diag__buf_str(b, ", \"args\": {\"name\": \"");
+    diag__buf_str(b, safe);
+    if (tid) {
+        diag__buf_put(b, " ", 1); /* a thread's number, so that equal names stay apart */
+        diag__buf_u64(b, tid);
+    }
+    diag__buf_str(b, "\"}},\n");
+}
+
+/* One "X" event. Start and end are each rounded to ns from the origin, and
+   dur is their difference: a child, inside its parent in ticks, stays
+   inside it in the file. */
+static void diag__trace_event(diag__buf *b, const diag__trace_copy *c, uint64_t tid, const diag__event *e,
+                              double ns_per_tick)
+{
+    const char *stack = c->stacks + c->offsets[e->path], *frame = strrchr(stack, ';');
+    uint64_t from = e->start > c->origin ? e->start - c->origin : 0;
+    uint64_t start = diag__to_ns(from, ns_per_tick), end = diag__to_ns(from + e->dur, ns_per_tick);
+    diag__buf_str(b, "{\"ph\": \"X\", \"name\": \"");
+    diag__buf_str(b, frame ? frame + 1 : stack);
+    diag__buf_str(b, "\", \"ts\": ");
+    diag__buf_us(b, start);
+    diag__buf_str(b, ", \"dur\": ");
+    diag__buf_us(b, end - start);
+    diag__buf_str(b, ", ");
+    diag__trace_ids(b, tid);
+    diag__buf_str(b, ", \"args\": {\"path\": \"");
+    diag__buf_str(b, stack);
+    diag__buf_str(b, "\"}},\n");
+}
+
+static void diag__trace_json(diag__buf *b, const diag__trace_copy *c, double ns_per_tick)
+{
+    size_t i, k;
+    diag__buf_str(b, "{\"traceEvents\": [\n");
+#if defined(__GLIBC__)
+    diag__trace_meta(b, "process_name", 0, program_invocation_short_name);
+#else
+    diag__trace_meta(b, "process_name", 0, "process");
+#endif
+    for (i = 0; i < c->nthreads; i++) {
+        const diag__trace_thread *th = &c->threads[i];
+        diag__trace_meta(b, "thread_name", th->tid, th->name[0] ? th->name : "thread");
+        for (k = th->first; k < th->first + th->count; k++) /* after a reset: the polls that ended since */
+            if (c->events[k].start + c->events[k].dur >= c->reset_at)
+                diag__trace_event(b, c, th->tid, &c->events[k], ns_per_tick);
+    }
+    b->len -= 2; /* the last ",\n": there is always the process's event */
+    diag__buf_str(b, "\n]}\n");
+}
+
+/* Writes PREFIX.trace.json when DIAGNOSE_TRACE is set; on failure names
+   the file in failed_path and returns -1 with errno set. */
+static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap)
+{
+    diag__trace_copy c;
+    diag__buf b = { NULL, 0, 0, 0 };
+    int rc;
+    if (diag__trace.n == 0) return 0;
+    snprintf(failed_path, cap, "%s.trace.json", prefix);
+    if (diag__trace_take(&c) != 0) return -1;
+    diag__trace_json(&b, &c, ns_per_tick);
+    diag__trace_copy_free(&c);
+    if (b.failed) {
+        DIAG_FREE(b.data);
+        errno = ENOMEM;
+        return -1;
+    }
+    rc = diag__write_file(failed_path, b.data, b.len);
+    DIAG_FREE(b.data);
+    return rc;
+}
+
+/* On the polling thread, after a slow poll: one byte to the snapshot
+   thread, unless a slow-poll trace is already on its way or less than a
+   second old. */
+static void diag__trace_slow(void)
+{
+    int fd = __atomic_load_n(&diag__agent.pipe[1], __ATOMIC_RELAXED);
+    char byte = 't';
+    if (!diag__trace_slow_wanted() || fd < 0 || DIAG__LOAD(diag__trace.slow_busy) ||
+        __atomic_exchange_n(&diag__trace.slow_busy, 1, __ATOMIC_ACQ_REL))
+        return;
+    if (write(fd, &byte, 1) < 0) {
+        /* pipe full: the thread is awake anyway, but will not see the 't' */
+        __atomic_store_n(&diag__trace.slow_busy, 0, __ATOMIC_RELEASE);
+    }
+}
+
+/* On the snapshot thread: writes PREFIX.slow.N.trace.json at once (the
+   slow poll is then its thread's newest event), then lets a slow poll ask
+   again DIAG__TRACE_SLOW_GAP_NS later. */
+static void diag__agent_slow_trace(uint64_t *rearm_at)
+{
+    char prefix[4096], numbered[4200], failed[4300];
+    if (*rearm_at) {
+        if (diag__clock_ns() < *rearm_at) return;
+        *rearm_at = 0;
+        __atomic_store_n(&diag__trace.slow_busy, 0, __ATOMIC_RELEASE);
+        return;
+    }
+    if (diag__trace.slow_written == DIAG__TRACE_SLOW_MAX) {
+        fprintf(stderr, "diagnose.h: %u slow-poll traces written; no more\n", DIAG__TRACE_SLOW_MAX);
+        return; /* slow_busy stays set: polls stop asking */
+    }
+    *rearm_at = diag__clock_ns() + DIAG__TRACE_SLOW_GAP_NS;
+    snprintf(numbered, sizeof numbered, "(prefix)");
+    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) == 0) {
+        snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__trace.slow_written + 1);
+        if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
+            diag__trace.slow_written++;
+            if (!diag__env_is("DIAGNOSE_QUIET", "1"))
+                fprintf(stderr, "diagnose.h: slow poll; wrote %s\n", failed);
+            return;
+        }
+    }
+    fprintf(stderr, "diagnose.h: cannot write %s.trace.json: %s\n", numbered, strerror(errno));
+}
+
+/* The poll timeout of the snapshot thread, shortened to wake at rearm_at. */
+static int diag__agent_slow_timeout(int timeout, uint64_t rearm_at)
+{
+    uint64_t now = diag__clock_ns();
+    int ms;
+    if (rearm_at == 0) return timeout;
+    ms = rearm_at > now ? (int)((rearm_at - now + 999999u) / 1000000u) : 0;
+    return timeout < 0 || ms < timeout ? ms : timeout;
 }
 
 /* ---- output: flame graph SVG --------------------------------------------- */

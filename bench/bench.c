@@ -7,6 +7,8 @@
        bench memory     peak RSS growth over 10 million polls (10 sites)
        bench paths      first poll of a new path, dump of 100,000 paths
        bench clock      timestamp-counter calibration error over 1 s
+       bench trace      poll cost with the flight recorder on and off
+                        (run with DIAGNOSE_TRACE set)
 
    Each mode prints rows of the table bench/run.sh shows: case, ns per
    operation, the figure compared, its target and PASS or MISS. Built twice
@@ -486,6 +488,62 @@ static void clock_error(void)
     row(diag__use_tsc ? "TSC calibration vs CLOCK_MONOTONIC, 1 s" : "clock: clock_gettime (no invariant TSC)",
         diag__ns_per_tick(), figure, "< 0.1%", err < 0.001 && err > -0.001);
 }
+
+/* ---- flight recorder ------------------------------------------------------ */
+
+/* The same diagnosed chain polled with this thread's ring on and off
+   (the ring pointer put back or taken away before each repetition), so
+   both run in one process, interleaved, on the same tables. */
+static diag__ring *trace_ring;
+
+__attribute__((noinline)) static void loop_ring_on(diag_future *f, long n)
+{
+    diag__tls->ring = trace_ring;
+    loop_diag(f, n);
+}
+
+__attribute__((noinline)) static void loop_ring_off(diag_future *f, long n)
+{
+    diag__tls->ring = NULL;
+    loop_diag(f, n);
+    diag__tls->ring = trace_ring;
+}
+
+static void trace_at(int depth)
+{
+    static node nodes[2][DEPTH];
+    bench_case cases[2];
+    char name[80], figure[40];
+    double extra;
+    int c;
+    for (c = 0; c < 2; c++) {
+        cases[c].loop = c ? loop_ring_on : loop_ring_off;
+        cases[c].top = chain(nodes[c], depth, diag_node_poll, 1);
+        cases[c].ops = POLLS / depth;
+    }
+    measure(cases, 2);
+    extra = per_poll(&cases[1]) - per_poll(&cases[0]);
+    snprintf(name, sizeof name, "trace ring off, %d level%s (reference)", depth, depth > 1 ? "s" : "");
+    row(name, per_poll(&cases[0]), "", "", -1);
+    snprintf(name, sizeof name, "trace ring on (DIAGNOSE_TRACE=%u), %d level%s", diag__trace.n, depth,
+             depth > 1 ? "s" : "");
+    snprintf(figure, sizeof figure, "extra %+.2f ns", extra);
+    row(name, per_poll(&cases[1]), figure, "<= 5 ns", extra <= 5.0);
+}
+
+static void trace(void)
+{
+    diag_span warm = DIAG_SPAN_INIT("warm"); /* attach this thread: its ring */
+    diag_span_begin(&warm);
+    diag_span_end(&warm, DIAG_READY);
+    trace_ring = diag__tls->ring;
+    if (trace_ring == NULL) {
+        fprintf(stderr, "bench trace: run with DIAGNOSE_TRACE=n\n");
+        exit(2);
+    }
+    trace_at(1);
+    trace_at(DEPTH);
+}
 #endif /* !DIAGNOSE_DISABLE */
 
 int main(int argc, char **argv)
@@ -497,9 +555,10 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "memory") == 0) memory();
     else if (strcmp(mode, "paths") == 0) paths();
     else if (strcmp(mode, "clock") == 0) clock_error();
+    else if (strcmp(mode, "trace") == 0) trace();
 #endif
     else {
-        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock\n", argv[0]);
+        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock|trace\n", argv[0]);
         return 2;
     }
     return misses ? 1 : 0;

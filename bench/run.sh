@@ -18,7 +18,7 @@ mkdir -p "$OUT"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export DIAGNOSE_OUT="$work/out" DIAGNOSE_QUIET=1
-unset DIAGNOSE DIAGNOSE_MAX_PATHS DIAGNOSE_SVG DIAGNOSE_INTERVAL DIAGNOSE_SIGNAL
+unset DIAGNOSE DIAGNOSE_MAX_PATHS DIAGNOSE_SVG DIAGNOSE_INTERVAL DIAGNOSE_SIGNAL DIAGNOSE_TRACE
 rt=()
 if [ "${BENCH_NO_RT:-0}" != 1 ] && chrt -f 1 true 2>/dev/null; then rt=(chrt -f 1); fi
 bin=$(cd "$OUT" && pwd)
@@ -41,6 +41,7 @@ log="$work/table"
     "${rt[@]}" "$bin/bench" memory
     "${rt[@]}" "$bin/bench" paths
     "${rt[@]}" "$bin/bench" clock
+    DIAGNOSE_TRACE=4096 DIAGNOSE_SLOW_NS=0 "${rt[@]}" "$bin/bench" trace
 } | tee "$log"
 echo
 echo "stable load (bench/stable_load.c, 5 runs of the same seeded load):"
