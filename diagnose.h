@@ -69,8 +69,9 @@
                     wake to the next poll is the path's scheduling delay
                     (written to PREFIX.sched.folded). Any thread may call it.
    diag_dump(prefix)
-                    Writes the folded files now, as a snapshot; counting goes
-                    on. prefix NULL: DIAGNOSE_OUT or "diagnose". Returns 0, or
+                    Writes the folded files now, as a snapshot, and the
+                    pending files (see OUTPUT); counting goes on. Never
+                    waits for polls running on other threads. prefix NULL: DIAGNOSE_OUT or "diagnose". Returns 0, or
                     -1 with errno set (nothing is printed). Thread-safe.
    diag_write_svg(prefix)
                     Writes PREFIX.<metric>.svg for each folded file: a
@@ -124,7 +125,20 @@
    <path>: <what>" (so a slow child flags its parents too):
      - polls of DIAGNOSE_SLOW_NS (1 ms) or more, counted exactly per path;
      - 100 polls or more, runs still pending and none finished;
-     - more drops than finished runs (cancelled more often than not).
+     - more drops than finished runs (cancelled more often than not);
+     - 20 self-wakes or more, and most wakes are self-wakes: diag_wake(f)
+       while f's own poll runs on that thread (also from a poll nested in
+       it) asks to be polled again at once, a busy loop;
+     - orphans: open runs whose parent run (the run they began inside)
+       ended: nothing will poll them;
+     - lost wakes: open runs not running, not woken since their last woken
+       poll began (or since their first poll), for DIAGNOSE_STUCK_S or
+       more, in a program that calls diag_wake; judged only on paths whose
+       polls all start a run or follow a wake (other polls are not timed
+       per run), and not while the run it began inside is open;
+     - a poll still running at the dump after DIAGNOSE_SLOW_NS or more.
+   The table's runs column counts runs started in the window; runs not
+   finished or dropped are still open.
    Paths deeper than DIAG_MAX_DEPTH frames are folded into their deepest
    frame and reported once at exit. Past DIAGNOSE_MAX_PATHS distinct paths
    (or when memory runs out) new paths are counted in one "[overflow]" path.
@@ -160,6 +174,9 @@
                            Neither variable set: no thread, no handler.
                            The thread stops at exit, before the final
                            files; a forked child takes no snapshots.
+   DIAGNOSE_STUCK_S=s      an open run this many seconds old is stuck
+                           (default 10; decimals allowed): marked in
+                           PREFIX.pending.txt and used by the lost-wake lint.
    DIAGNOSE_TRACE=n        flight recorder: each thread keeps its last n
                            polls (1 to 16777216; unset or 0: off) for
                            PREFIX.trace.json (see OUTPUT).
@@ -180,11 +197,30 @@
 
    Every line matches ^[^ ;]+(;[^ ;]+)* [0-9]+$ and is valid UTF-8 whatever
    the names were; each path appears once (threads merged), lines sorted
-   bytewise, the same paths in every file. Files are written to a temporary
+   bytewise, the same paths in the polls, busy, wall and sched files (the
+   pending files list only paths with open runs). Files are written to a temporary
    name and renamed into place. A forked child writes its own files when it
    exits normally; if the prefix has no "%p" the child's pid is appended.
    If the files cannot be written at exit, one line on stderr says why and
    they go to $TMPDIR (or /tmp) instead. The exit code never changes.
+
+   PREFIX.pending.folded and PREFIX.pending.txt, written by every dump
+   (diag_dump, numbered snapshots, exit) when runs are open, removed by a
+   dump that finds none: what is stuck right now. A run is open from its
+   first poll until READY or drop. pending.folded: one line per path with
+   open runs, how many, in the grammar above. pending.txt, the same paths
+   oldest first, one line each:
+
+       main;fetch: 3 open, oldest 12.4s, running 2.10s, stuck
+
+   oldest: age of the oldest open run (from its first poll, across
+   diag_reset and fork); running: a poll of that path runs now on some
+   thread, for that long at most; stuck: the oldest is DIAGNOSE_STUCK_S
+   old or more. Ages are written as the table writes durations. With
+   DIAGNOSE_SVG=1, also PREFIX.pending.svg. The summary at exit ends with
+   these lines, each after "pending: " (25 at most, then a count). A run
+   that begins or ends during a dump may be listed or not; counts of a
+   quiet moment are exact.
 
    PREFIX.trace.json (with DIAGNOSE_TRACE=n), written by every dump next to
    the folded files: a Chrome trace, {"traceEvents": [...]}, one event a
@@ -210,6 +246,10 @@
    process also reads the clock twice (the threshold is then calibrated).
    DIAGNOSE_INTERVAL / DIAGNOSE_SIGNAL cost one sleeping thread and, per
    snapshot, the time of a diag_dump, off the program's threads.
+   Per run (not per poll): a 56-byte record taken at its first poll from
+   its thread's records (reused; they grow when a quarter or less are
+   free, and are never freed) and freed at its end by one store. An
+   effective wake (one that makes f runnable) makes one call.
    DIAGNOSE_TRACE=n: 24 bytes per event, (n + 1) * 24 + 56 bytes per thread
    allocated once when it first polls; four stores per poll (make bench:
    "trace ring on"); off, one never-taken branch per poll.
