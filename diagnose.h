@@ -151,9 +151,11 @@
    ENVIRONMENT
    ==========================================================================
    DIAGNOSE=0              record nothing: no files, no table.
-   DIAGNOSE_OUT=prefix     output prefix (default "diagnose", in the working
-                           directory); "%p" becomes the process id. Ignored
-                           in set-uid programs.
+   DIAGNOSE_OUT=prefix     output prefix (default "diagnose"); "%p" becomes
+                           the process id. A relative prefix (and the
+                           default) is taken from the working directory at
+                           start-up, even after a chdir; an explicit
+                           diag_dump(prefix) from the one at the call.
    DIAGNOSE_QUIET=1        write the files but not the table.
    DIAGNOSE_SVG=1          at exit, also write the flame graphs of
                            diag_write_svg next to the folded files.
@@ -166,7 +168,7 @@
                            and PREFIX.N.*.svg with DIAGNOSE_SVG=1),
                            N = 1, 2, 3 ...; each holds everything since the
                            start or the last diag_reset, like diag_dump.
-   DIAGNOSE_SIGNAL=USR2    the signal (USR1, USR2, HUP or a number) requests
+   DIAGNOSE_SIGNAL=USR2    the signal (USR2, sigusr1, HUP, 12 ...) requests
                            a numbered snapshot. The handler only writes a
                            byte to a pipe; the same background thread
                            dumps. Snapshot numbers are shared with the
@@ -182,6 +184,13 @@
                            PREFIX.trace.json (see OUTPUT).
    A set-uid or set-gid program ignores all of these (secure_getenv), and
    TMPDIR: it records with the defaults.
+   Each variable is read once, at start-up (before main). Yes/no values
+   take 0/1, off/on, no/yes, false/true in any case; numbers are whole and
+   not negative; signals are names with or without SIG in any case, or
+   numbers. Empty is unset. A value not understood gets one stderr line
+   naming it and what is accepted, and the default is used:
+     diagnose.h: DIAGNOSE_MAX_PATHS=-5 is negative; accepted: a whole
+     number from 1 to 1048574; using 1048574
 
    ==========================================================================
    OUTPUT
@@ -728,6 +737,9 @@ static struct {
     int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
     diag__run_chunk *parked;    /* records of threads that exited, for the next new thread */
     uint64_t stuck_ns;          /* DIAGNOSE_STUCK_S: an open run this old is stuck */
+    int quiet, svg;             /* DIAGNOSE_QUIET, DIAGNOSE_SVG, read at start-up */
+    const char *out;            /* DIAGNOSE_OUT or "diagnose", as given */
+    char *start_dir;            /* working directory at start-up and '/', for a relative out; or NULL */
 } diag__g;
 
 /* A thread whose table could not be allocated: full stack, so every begin
@@ -812,11 +824,178 @@ static const char *diag__getenv(const char *name)
 #endif
 }
 
-static int diag__env_is(const char *name, const char *value)
+/* ---- settings: every DIAGNOSE_* variable parsed one way ------------------ */
+
+/* Each variable is read once, at start-up, by one of these. Unset or empty
+   means the default, silently; a value not understood gets one stderr line,
+   "diagnose.h: NAME=VALUE <problem>; accepted: <what>; using <default>"
+   (or "ignored" when the default is off), and the default is used. */
+
+/* The one line for a refused value. */
+static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
+                                  const char *fallback)
+{
+    fprintf(stderr, "diagnose.h: %s=%s %s; accepted: %s; %s%s\n", name, value, problem, accepted,
+            fallback ? "using " : "ignored", fallback ? fallback : "");
+}
+
+/* The variable's value, or NULL when it is unset or empty. */
+static const char *diag__setting_text(const char *name)
 {
     const char *v = diag__getenv(name);
-    return v != NULL && strcmp(v, value) == 0;
+    return v != NULL && *v != '\0' ? v : NULL;
 }
+
+static int diag__same_word(const char *a, const char *b) /* ASCII, any case */
+{
+    for (; *a && *b; a++, b++)
+        if ((*a | 0x20) != (*b | 0x20)) return 0;
+    return *a == *b;
+}
+
+/* A yes/no: 0/1, off/on, no/yes, false/true in any case; otherwise fallback. */
+static int diag__setting_bool(const char *name, int fallback)
+{
+    static const char *const words[][2] = { { "0", "1" }, { "off", "on" }, { "no", "yes" }, { "false", "true" } };
+    const char *v = diag__setting_text(name);
+    size_t i;
+    if (v == NULL) return fallback;
+    for (i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (diag__same_word(v, words[i][0])) return 0;
+        if (diag__same_word(v, words[i][1])) return 1;
+    }
+    diag__setting_refused(name, v, "is not understood", "0/1, off/on, no/yes, false/true (any case)",
+                          fallback ? "1" : "0");
+    return fallback;
+}
+
+/* A whole number from min to max (max UINT64_MAX: no maximum); a sign,
+   blanks or anything else refused; otherwise fallback. */
+static uint64_t diag__setting_uint(const char *name, uint64_t fallback, uint64_t min, uint64_t max)
+{
+    const char *v = diag__setting_text(name), *p, *problem = NULL;
+    char accepted[96], using_text[24];
+    uint64_t n = 0;
+    if (v == NULL) return fallback;
+    for (p = v; *p >= '0' && *p <= '9'; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (n > (UINT64_MAX - digit) / 10) break; /* past 2^64 - 1 */
+        n = n * 10 + digit;
+    }
+    if (*v == '-' && v[1] >= '0' && v[1] <= '9') problem = "is negative";
+    else if (p == v || (*p != '\0' && (*p < '0' || *p > '9'))) problem = "is not a whole number";
+    else if (*p != '\0' || n > max) problem = "is above the maximum";
+    else if (n < min) problem = "is below the minimum";
+    if (problem == NULL) return n;
+    if (max == UINT64_MAX) snprintf(accepted, sizeof accepted, "a whole number, %llu or more", (unsigned long long)min);
+    else snprintf(accepted, sizeof accepted, "a whole number from %llu to %llu", (unsigned long long)min,
+                  (unsigned long long)max);
+    snprintf(using_text, sizeof using_text, "%llu", (unsigned long long)fallback);
+    diag__setting_refused(name, v, problem, accepted, using_text);
+    return fallback;
+}
+
+/* Seconds, decimals allowed ("2", "0.25", ".5"; read the same in every
+   locale), from min to max; otherwise fallback (0: the setting is off). */
+static double diag__setting_seconds(const char *name, double fallback, double min, double max)
+{
+    const char *v = diag__setting_text(name), *p = v, *problem = NULL;
+    char accepted[96], using_text[32];
+    double seconds = 0;
+    int digits = 0;
+    if (v == NULL) return fallback;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) seconds = seconds * 10 + (*p - '0');
+    if (*p == '.') {
+        double scale = 1;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++) seconds += (*p - '0') * (scale /= 10);
+    }
+    if (*v == '-' && (v[1] == '.' || (v[1] >= '0' && v[1] <= '9'))) problem = "is negative";
+    else if (digits == 0 || *p != '\0') problem = "is not a number of seconds";
+    else if (seconds < min) problem = "is below the minimum";
+    else if (seconds > max) problem = "is above the maximum";
+    if (problem == NULL) return seconds;
+    snprintf(accepted, sizeof accepted, "seconds from %g to %g, decimals allowed", min, max);
+    snprintf(using_text, sizeof using_text, "%g", fallback);
+    diag__setting_refused(name, v, problem, accepted, fallback > 0 ? using_text : NULL);
+    return fallback;
+}
+
+/* A signal to catch: a name with or without SIG in any case (USR1, sigusr2,
+   HUP ...) or a number; KILL and STOP refused; otherwise fallback (0: off). */
+static int diag__setting_signal(const char *name, int fallback)
+{
+    static const struct { const char *name; int signo; } names[] = {
+        { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
+        { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM }, { "CHLD", SIGCHLD }, { "CONT", SIGCONT },
+        { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN }, { "TTOU", SIGTTOU }, { "URG", SIGURG }, { "XCPU", SIGXCPU },
+        { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF }, { "WINCH", SIGWINCH },
+        { "KILL", SIGKILL }, { "STOP", SIGSTOP },
+    };
+    const char *v = diag__setting_text(name), *word = v;
+    char using_text[16];
+    int signo = 0;
+    size_t i;
+    if (v == NULL) return fallback;
+    if ((v[0] | 0x20) == 's' && (v[1] | 0x20) == 'i' && (v[2] | 0x20) == 'g') word = v + 3;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (diag__same_word(word, names[i].name)) signo = names[i].signo;
+    if (signo == 0 && *v >= '1' && *v <= '9') {
+        const char *p = v;
+        for (; *p >= '0' && *p <= '9' && signo < 1000; p++) signo = signo * 10 + (*p - '0');
+        if (*p != '\0' || signo > 64) signo = -1;
+    }
+    if (signo > 0 && signo != SIGKILL && signo != SIGSTOP) return signo;
+    snprintf(using_text, sizeof using_text, "%d", fallback);
+    diag__setting_refused(name, v, signo > 0 ? "cannot be caught" : "is not a signal",
+                          "a name with or without SIG, any case (USR1, usr2, SIGHUP, ...) or a number from 1 to 64, "
+                          "not KILL or STOP",
+                          fallback ? using_text : NULL);
+    return fallback;
+}
+
+static char *diag__copy(const char *text)
+{
+    size_t n = strlen(text) + 1;
+    char *copy = (char *)DIAG_MALLOC(n);
+    if (copy) memcpy(copy, text, n);
+    return copy;
+}
+
+/* DIAGNOSE_OUT (a copy: the program may change its environment), or
+   "diagnose". A relative prefix means the working directory at start-up:
+   that is kept, for diag__pinned_dir. */
+static void diag__setting_out(void)
+{
+    const char *v = diag__setting_text("DIAGNOSE_OUT");
+    char dir[4096];
+    size_t n;
+    diag__g.out = v ? diag__copy(v) : "diagnose";
+    if (diag__g.out == NULL || diag__g.out[0] == '/' || getcwd(dir, sizeof dir - 1) == NULL) return;
+    n = strlen(dir);
+    if (dir[n - 1] != '/') dir[n++] = '/';
+    diag__g.start_dir = (char *)DIAG_MALLOC(n + 1);
+    if (diag__g.start_dir == NULL) return; /* out stays relative to the directory of the day */
+    memcpy(diag__g.start_dir, dir, n);
+    diag__g.start_dir[n] = '\0';
+}
+
+/* What to put before a relative DIAGNOSE_OUT: the start-up directory when
+   the program has changed directory since (or its directory is gone), so
+   the files land where it started; "" while it has not, so paths and
+   messages stay as the user wrote them. */
+static const char *diag__pinned_dir(void)
+{
+    char dir[4096];
+    size_t n;
+    if (diag__g.start_dir == NULL) return "";
+    if (getcwd(dir, sizeof dir - 1) == NULL) return diag__g.start_dir;
+    n = strlen(dir);
+    if (dir[n - 1] != '/') dir[n++] = '/';
+    dir[n] = '\0';
+    return strcmp(dir, diag__g.start_dir) == 0 ? "" : diag__g.start_dir;
+}
+
+/* ---- start-up ------------------------------------------------------------ */
 
 static void diag__exit_handler(void);
 static void diag__thread_exit(void *arg);
@@ -862,15 +1041,15 @@ static uint32_t diag__add_path(const char *name, uint32_t parent, uint32_t depth
 
 static void diag__start_once(void)
 {
-    const char *max = diag__getenv("DIAGNOSE_MAX_PATHS");
-    if (diag__env_is("DIAGNOSE", "0")) {
+    if (!diag__setting_bool("DIAGNOSE", 1)) {
         diag__mode = 2;
         return;
     }
     /* max_paths counts the user's paths: the root and [overflow] are extra */
-    diag__g.max_paths = DIAG_MAX_PATHS - 2;
-    if (max != NULL && atol(max) >= 1 && (unsigned long)atol(max) < DIAG_MAX_PATHS - 2)
-        diag__g.max_paths = (uint32_t)atol(max);
+    diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
+    diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
+    diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
+    diag__setting_out();
     diag__use_tsc = diag__tsc_is_invariant();
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
     diag__g.reset_at = diag__g.tsc0;
@@ -1216,13 +1395,7 @@ diag_status diag__poll_invalid(diag_future *f)
 
 static void diag__slow_start(void)
 {
-    const char *v = diag__getenv("DIAGNOSE_SLOW_NS");
-    char *end = NULL;
-    unsigned long long ns = DIAG__SLOW_DEFAULT_NS;
-    if (v != NULL && *v != '\0') {
-        ns = strtoull(v, &end, 10);
-        if (*end != '\0') ns = DIAG__SLOW_DEFAULT_NS; /* not a number: the default */
-    }
+    uint64_t ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
     diag__g.slow_ns = ns;
     if (ns == 0) return; /* lint off: the threshold stays UINT64_MAX */
     if (!diag__use_tsc) {  /* ticks are nanoseconds */
@@ -1271,14 +1444,7 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
    lost wake. */
 static void diag__live_start(void)
 {
-    const char *v = diag__getenv("DIAGNOSE_STUCK_S");
-    double seconds = DIAG__STUCK_DEFAULT_S;
-    if (v != NULL && *v != '\0') {
-        char *end = NULL;
-        double d = strtod(v, &end);
-        if (*end == '\0' && d >= 0.001 && d <= 1e6) seconds = d;
-        else fprintf(stderr, "diagnose.h: DIAGNOSE_STUCK_S=%s is not a number of seconds; using 10\n", v);
-    }
+    double seconds = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
     diag__g.stuck_ns = (uint64_t)(seconds * 1e9);
 }
 
@@ -2085,12 +2251,18 @@ fail:
    gets its pid appended so it never overwrites its parent's files. */
 static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
 {
-    size_t len = 0;
+    size_t len;
     int has_pid = 0;
     char pid[24];
+    const char *dir = "";
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    if (prefix == NULL || *prefix == '\0') prefix = diag__getenv("DIAGNOSE_OUT");
-    if (prefix == NULL || *prefix == '\0') prefix = "diagnose";
+    if (prefix == NULL || *prefix == '\0') { /* the setting, pinned to the start-up directory */
+        dir = diag__pinned_dir();
+        prefix = diag__g.out ? diag__g.out : "diagnose";
+    }
+    len = strlen(dir);
+    if (len + 1 >= cap) goto too_long;
+    memcpy(out, dir, len);
     for (; *prefix; prefix++) {
         const char *piece = prefix;
         size_t n = 1;
@@ -2354,11 +2526,11 @@ static void diag__agent_snapshot(int by_signal)
     snprintf(numbered, sizeof numbered, "%s.%u", prefix, n);
     if (diag__write_all(numbered, &snap, failed, sizeof failed) != 0) {
         fprintf(stderr, "diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(numbered, &snap) != 0) {
+    } else if (diag__g.svg && diag__write_svgs(numbered, &snap) != 0) {
         fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
-        if (by_signal && !diag__env_is("DIAGNOSE_QUIET", "1"))
+        if (by_signal && !diag__g.quiet)
             fprintf(stderr, "diagnose.h: wrote snapshot %s.*.folded\n", numbered);
     }
     diag__snapshot_free(&snap);
@@ -2406,20 +2578,6 @@ static void *diag__agent_main(void *arg)
     return NULL;
 }
 
-/* The signal number DIAGNOSE_SIGNAL names (USR1, SIGUSR2, or a number), or 0. */
-static int diag__agent_signo(const char *v)
-{
-    char *end;
-    long n;
-    if (strncmp(v, "SIG", 3) == 0) v += 3;
-    if (strcmp(v, "USR1") == 0) return SIGUSR1;
-    if (strcmp(v, "USR2") == 0) return SIGUSR2;
-    if (strcmp(v, "HUP") == 0) return SIGHUP;
-    n = strtol(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || n <= 0 || n >= 65 || n == SIGKILL || n == SIGSTOP) return 0;
-    return (int)n;
-}
-
 static int diag__agent_pipe(void)
 {
     int i;
@@ -2434,15 +2592,10 @@ static int diag__agent_pipe(void)
 /* Called once at start-up; does nothing unless one of the variables is set. */
 static void diag__agent_start(void)
 {
-    const char *interval = diag__getenv("DIAGNOSE_INTERVAL"), *signame = diag__getenv("DIAGNOSE_SIGNAL");
-    double seconds = interval && *interval ? strtod(interval, NULL) : 0;
-    int signo = signame && *signame ? diag__agent_signo(signame) : 0;
+    double seconds = diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400);
+    int signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
     sigset_t all, old;
-    if (interval && *interval && !(seconds >= 0.001 && seconds <= 86400.0))
-        fprintf(stderr, "diagnose.h: DIAGNOSE_INTERVAL=%s is not a number of seconds; ignored\n", interval);
-    if (signame && *signame && signo == 0)
-        fprintf(stderr, "diagnose.h: DIAGNOSE_SIGNAL=%s is not a signal (USR1, USR2); ignored\n", signame);
-    if (seconds >= 0.001 && seconds <= 86400.0) diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
+    diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
     if (diag__agent.interval_ns == 0 && signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__agent_pipe() != 0) return;
     sigfillset(&all); /* the thread takes none of the program's signals */
@@ -2808,7 +2961,7 @@ static void diag__agent_slow_trace(uint64_t *rearm_at)
         snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__trace.slow_written + 1);
         if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
             diag__trace.slow_written++;
-            if (!diag__env_is("DIAGNOSE_QUIET", "1"))
+            if (!diag__g.quiet)
                 fprintf(stderr, "diagnose.h: slow poll; wrote %s\n", failed);
             return;
         }
@@ -3273,9 +3426,9 @@ static void diag__exit_handler(void)
             fprintf(stderr, "diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
-    if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(prefix, &snap) != 0)
+    if (diag__g.svg && diag__write_svgs(prefix, &snap) != 0)
         fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
-    if (!diag__env_is("DIAGNOSE_QUIET", "1")) diag__print_table(stderr, &snap, prefix);
+    if (!diag__g.quiet) diag__print_table(stderr, &snap, prefix);
     diag__report_limits(&snap);
     diag__snapshot_free(&snap);
     errno = saved_errno;

@@ -652,6 +652,20 @@ static void test_nothing_open_at_exit(void)
     free(err);
 }
 
+/* A value not understood: one line on stderr, and the default (10 s). */
+static void test_bad_stuck_setting(void)
+{
+    const char *d = tt_tempdir();
+    const char *env[] = { "DIAGNOSE_QUIET=", "DIAGNOSE_OUT=out", "DIAGNOSE_STUCK_S=soon", NULL };
+    char *err;
+    CHECK_EQ(tt_spawn(d, "nothing", env), 0);
+    err = stderr_of(d);
+    CHECK(err && strncmp(err, "diagnose.h: DIAGNOSE_STUCK_S=soon is not a number of seconds; ", 62) == 0);
+    CHECK(err && strstr(err, "; using 10\n") != NULL);
+    CHECK(err && strstr(strstr(err, "STUCK") + 1, "STUCK") == NULL); /* said once */
+    free(err);
+}
+
 #endif
 
 int main(int argc, char **argv)
@@ -675,6 +689,7 @@ int main(int argc, char **argv)
     RUN(test_lost_wakes);
     RUN(test_exit_summary_ends_with_pending_lines);
     RUN(test_nothing_open_at_exit);
+    RUN(test_bad_stuck_setting);
     return test_summary();
 #endif
 }
