@@ -42,6 +42,7 @@ log="$work/table"
     "${rt[@]}" "$bin/bench" paths
     "${rt[@]}" "$bin/bench" clock
     DIAGNOSE_TRACE=4096 DIAGNOSE_SLOW_NS=0 "${rt[@]}" "$bin/bench" trace
+    "${rt[@]}" "$bin/bench" runs
 } | tee "$log"
 echo
 echo "stable load (bench/stable_load.c, 5 runs of the same seeded load):"
