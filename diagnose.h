@@ -244,9 +244,10 @@
    kept. After diag_reset only polls that end later are written; a forked
    child starts empty. A dump while threads poll holds whole events only.
    A slow poll (DIAGNOSE_SLOW_NS) makes the snapshot thread (started for
-   this) write PREFIX.slow.N.trace.json at once, N = 1, 2, ...: the slow
-   poll is its thread's last event; at most one such file a second and 100
-   in all; one line on stderr names each unless DIAGNOSE_QUIET=1.
+   this) write PREFIX.slow.N.trace.json, N = 1, 2, ...: when the outermost
+   poll around it ends (so the whole nest is in), or 100 ms after the slow
+   poll if that is sooner; at most one such file a second and 100 in all;
+   one line on stderr names each unless DIAGNOSE_QUIET=1.
 
    COSTS: two timestamp reads and a few adds to thread-local memory per
    poll; about 470 bytes per path per thread that polls it; the first run
@@ -2545,30 +2546,41 @@ static int diag__agent_timeout(uint64_t next_at)
     return next_at > now ? (int)((next_at - now + 999999u) / 1000000u) : 0;
 }
 
-static void diag__agent_slow_trace(uint64_t *rearm_at);
-static int diag__agent_slow_timeout(int timeout, uint64_t rearm_at);
+static void diag__agent_slow(int asked);
+static int diag__agent_slow_timeout(int timeout);
+
+/* Reads all the pipe holds; returns 1 if a snapshot was requested. *slow:
+   2 if a slow poll asked with 't', else 1 if with 'w' (see DIAG__SLOW_*). */
+static int diag__agent_drain(int fd, int *slow)
+{
+    char bytes[64];
+    ssize_t got;
+    int requested = 0;
+    while ((got = read(fd, bytes, sizeof bytes)) > 0) {
+        ssize_t i;
+        for (i = 0; i < got; i++) {
+            if (bytes[i] == 't') *slow = 2;
+            else if (bytes[i] == 'w') *slow = *slow ? *slow : 1;
+            else requested = 1;
+        }
+    }
+    return requested;
+}
 
 static void *diag__agent_main(void *arg)
 {
-    uint64_t next_at = diag__clock_ns() + diag__agent.interval_ns, rearm_at = 0;
+    uint64_t next_at = diag__clock_ns() + diag__agent.interval_ns;
     struct pollfd p;
-    char bytes[64];
     (void)arg;
     p.fd = diag__agent.pipe[0];
     p.events = POLLIN;
     while (!__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) {
-        int n = poll(&p, 1, diag__agent_slow_timeout(diag__agent_timeout(next_at), rearm_at));
+        int n = poll(&p, 1, diag__agent_slow_timeout(diag__agent_timeout(next_at)));
         int requested = 0, slow = 0;
-        ssize_t got, i;
         if (n < 0 && errno != EINTR) break;
-        if (n > 0) /* many signals in a burst make one snapshot */
-            while ((got = read(p.fd, bytes, sizeof bytes)) > 0)
-                for (i = 0; i < got; i++) {
-                    if (bytes[i] == 't') slow = 1; /* a slow poll, DIAGNOSE_TRACE */
-                    else requested = 1;
-                }
+        if (n > 0) requested = diag__agent_drain(p.fd, &slow); /* many signals in a burst make one snapshot */
         if (__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) break;
-        if (slow || rearm_at) diag__agent_slow_trace(&rearm_at);
+        diag__agent_slow(slow);
         if (requested) diag__agent_snapshot(1);
         if (diag__agent.interval_ns && diag__clock_ns() >= next_at) {
             diag__agent_snapshot(0);
@@ -2658,23 +2670,22 @@ static struct {
     uint64_t next_tid;     /* under the lock */
     diag__ring *exited;    /* newest first, at most DIAG__TRACE_EXITED; under the lock */
     unsigned nexited;
-    int slow_busy;         /* atomic: a slow-poll trace is requested or was written < 1 s ago */
-    unsigned slow_written; /* the snapshot thread's count, N in PREFIX.slow.N.trace.json */
+    int slow_state;        /* atomic: DIAG__SLOW_* */
+    unsigned slow_written; /* the snapshot thread's: N in PREFIX.slow.N.trace.json, */
+    uint64_t write_at, rearm_at; /* when to write one, when to take requests again (ns) */
 } diag__trace;
+
+/* A slow poll inside other polls asks with 'w' (NESTED): its parents are
+   as slow, so the outermost one's end soon asks with 't' (ASKED), and the
+   trace holds the whole nest; the snapshot thread waits for that at most
+   DIAG__TRACE_NEST_NS, for outer polls that never end. After writing, the
+   state stays ASKED for DIAG__TRACE_SLOW_GAP_NS: polls do not ask. */
+enum { DIAG__SLOW_IDLE, DIAG__SLOW_NESTED, DIAG__SLOW_ASKED };
+#define DIAG__TRACE_NEST_NS 100000000u
 
 static void diag__trace_start(void)
 {
-    const char *v = diag__getenv("DIAGNOSE_TRACE");
-    char *end = NULL;
-    unsigned long n;
-    if (v == NULL || *v == '\0') return;
-    n = strtoul(v, &end, 10);
-    if (*end != '\0' || *v == '-' || n > DIAG__TRACE_MAX) {
-        fprintf(stderr, "diagnose.h: DIAGNOSE_TRACE=%s is not a number of polls (0 to %u); no trace\n", v,
-                DIAG__TRACE_MAX);
-        return;
-    }
-    diag__trace.n = (uint32_t)n;
+    diag__trace.n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
 }
 
 static int diag__trace_slow_wanted(void) { return diag__trace.n != 0 && diag__g.slow_ns != 0; }
@@ -2924,40 +2935,54 @@ static int diag__trace_write(const char *prefix, double ns_per_tick, char *faile
 }
 
 /* On the polling thread, after a slow poll: one byte to the snapshot
-   thread, unless a slow-poll trace is already on its way or less than a
-   second old. */
+   thread, unless it already has the request (see DIAG__SLOW_*). */
 static void diag__trace_slow(void)
 {
     int fd = __atomic_load_n(&diag__agent.pipe[1], __ATOMIC_RELAXED);
-    char byte = 't';
-    if (!diag__trace_slow_wanted() || fd < 0 || DIAG__LOAD(diag__trace.slow_busy) ||
-        __atomic_exchange_n(&diag__trace.slow_busy, 1, __ATOMIC_ACQ_REL))
+    int outermost = diag__tls == NULL || diag__tls->depth == 0;
+    int want = outermost ? DIAG__SLOW_ASKED : DIAG__SLOW_NESTED;
+    int state = __atomic_load_n(&diag__trace.slow_state, __ATOMIC_RELAXED);
+    char byte = outermost ? 't' : 'w';
+    if (!diag__trace_slow_wanted() || fd < 0 || state >= want ||
+        !__atomic_compare_exchange_n(&diag__trace.slow_state, &state, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return;
-    if (write(fd, &byte, 1) < 0) {
-        /* pipe full: the thread is awake anyway, but will not see the 't' */
-        __atomic_store_n(&diag__trace.slow_busy, 0, __ATOMIC_RELEASE);
-    }
+    if (write(fd, &byte, 1) < 0) /* pipe full: this request is lost, the next slow poll asks again */
+        __atomic_store_n(&diag__trace.slow_state, state, __ATOMIC_RELEASE);
 }
 
-/* On the snapshot thread: writes PREFIX.slow.N.trace.json at once (the
-   slow poll is then its thread's newest event), then lets a slow poll ask
-   again DIAG__TRACE_SLOW_GAP_NS later. */
-static void diag__agent_slow_trace(uint64_t *rearm_at)
+static void diag__agent_slow_write(void);
+
+/* On the snapshot thread, each time it wakes; asked: 2 for a 't', 1 for a
+   'w', else 0. Writes PREFIX.slow.N.trace.json when the outermost slow
+   poll ended or DIAG__TRACE_NEST_NS after a nested one. */
+static void diag__agent_slow(int asked)
 {
-    char prefix[4096], numbered[4200], failed[4300];
-    if (*rearm_at) {
-        if (diag__clock_ns() < *rearm_at) return;
-        *rearm_at = 0;
-        __atomic_store_n(&diag__trace.slow_busy, 0, __ATOMIC_RELEASE);
-        return;
+    uint64_t now = diag__clock_ns();
+    if (diag__trace.rearm_at) {
+        if (now < diag__trace.rearm_at) return;
+        diag__trace.rearm_at = 0;
+        __atomic_store_n(&diag__trace.slow_state, DIAG__SLOW_IDLE, __ATOMIC_RELEASE);
     }
+    if (asked == 1 && diag__trace.write_at == 0) diag__trace.write_at = now + DIAG__TRACE_NEST_NS;
+    if (asked != 2 && (diag__trace.write_at == 0 || now < diag__trace.write_at)) return;
+    diag__trace.write_at = 0;
+    __atomic_store_n(&diag__trace.slow_state, DIAG__SLOW_ASKED, __ATOMIC_RELEASE); /* no asking meanwhile */
     if (diag__trace.slow_written == DIAG__TRACE_SLOW_MAX) {
         fprintf(stderr, "diagnose.h: %u slow-poll traces written; no more\n", DIAG__TRACE_SLOW_MAX);
-        return; /* slow_busy stays set: polls stop asking */
+        diag__trace.slow_written++; /* said once; the state stays ASKED: polls stop asking */
+        return;
     }
-    *rearm_at = diag__clock_ns() + DIAG__TRACE_SLOW_GAP_NS;
+    if (diag__trace.slow_written > DIAG__TRACE_SLOW_MAX) return;
+    diag__trace.rearm_at = now + DIAG__TRACE_SLOW_GAP_NS;
+    diag__agent_slow_write();
+}
+
+static void diag__agent_slow_write(void)
+{
+    char prefix[4096], numbered[4200];
     snprintf(numbered, sizeof numbered, "(prefix)");
     if (diag__resolve_prefix(NULL, prefix, sizeof prefix) == 0) {
+        char failed[4300];
         snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__trace.slow_written + 1);
         if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
             diag__trace.slow_written++;
@@ -2969,13 +2994,14 @@ static void diag__agent_slow_trace(uint64_t *rearm_at)
     fprintf(stderr, "diagnose.h: cannot write %s.trace.json: %s\n", numbered, strerror(errno));
 }
 
-/* The poll timeout of the snapshot thread, shortened to wake at rearm_at. */
-static int diag__agent_slow_timeout(int timeout, uint64_t rearm_at)
+/* The poll timeout of the snapshot thread, shortened to wake when a
+   slow-poll trace is due or requests are taken again. */
+static int diag__agent_slow_timeout(int timeout)
 {
-    uint64_t now = diag__clock_ns();
+    uint64_t now = diag__clock_ns(), at = diag__trace.write_at ? diag__trace.write_at : diag__trace.rearm_at;
     int ms;
-    if (rearm_at == 0) return timeout;
-    ms = rearm_at > now ? (int)((rearm_at - now + 999999u) / 1000000u) : 0;
+    if (at == 0) return timeout;
+    ms = at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
     return timeout < 0 || ms < timeout ? ms : timeout;
 }
 

@@ -224,9 +224,16 @@ static int child_counts(void)
     diag_future *o = task_init(&outer, "outer", 200 * US);
     pthread_t th;
     int k;
+    uint64_t t0;
+    FILE *f;
     outer.child = task_init(&inner, "inner", 300 * US);
     inner.ready = 1;
+    t0 = tt_now_ns();
     for (k = 0; k < 10; k++) diag_poll(o, NULL);
+    f = fopen("elapsed.txt", "w"); /* the test's clock around the polls, for the parent */
+    if (f == NULL) return 1;
+    fprintf(f, "%llu\n", (unsigned long long)(tt_now_ns() - t0));
+    fclose(f);
     pthread_create(&th, NULL, worker_main, NULL);
     pthread_join(th, NULL);
     return diag_dump("out") == 0 ? 0 : 1;
@@ -290,6 +297,37 @@ static int child_slow(void)
     diag_poll(s, NULL);
     if (!wait_for("out.slow.2.trace.json", 900 * MS)) return 4;
     return tt_exists("out.slow.3.trace.json") ? 5 : 0;
+}
+
+/* A slow poll of `inner` (3 ms) inside `outer`: the file is written when
+   outer's poll ends, and holds both, nested. */
+static int child_slow_nested(void)
+{
+    struct task outer, inner;
+    diag_future *o = task_init(&outer, "outer", 0);
+    outer.child = task_init(&inner, "inner", 3 * MS);
+    diag_poll(o, NULL);
+    return wait_for("out.slow.1.trace.json", 900 * MS) ? 0 : 2;
+}
+
+/* A poll that does not end soon: inside it, the file still comes, about
+   100 ms after its slow child, without the open outer poll. */
+static diag_status never_ending_poll(diag_future *self, void *cx)
+{
+    struct task inner;
+    uint64_t t0;
+    (void)self;
+    diag_poll(task_init(&inner, "inner", 3 * MS), cx);
+    t0 = tt_now_ns();
+    if (!wait_for("out.slow.1.trace.json", 900 * MS)) return DIAG_PENDING;
+    /* the snapshot thread first waited 100 ms for this poll to end */
+    return tt_now_ns() - t0 >= 90 * MS ? DIAG_READY : DIAG_PENDING;
+}
+
+static int child_slow_open(void)
+{
+    diag_future outer = DIAG_FUTURE_INIT(never_ending_poll);
+    return diag_poll(DIAGNOSE_AS(&outer, "outer"), NULL) == DIAG_READY ? 0 : 2;
 }
 
 static int child_reset(void)
@@ -360,6 +398,7 @@ static const tt_child children[] = {
     { "counts", child_counts }, { "wrap", child_wrap },   { "exited", child_exited },
     { "slow", child_slow },     { "reset", child_reset }, { "fork", child_fork },
     { "bad", child_bad },       { "concurrent", child_concurrent },
+    { "slow_nested", child_slow_nested }, { "slow_open", child_slow_open },
 };
 
 /* ---- tests ---------------------------------------------------------------- */
@@ -382,7 +421,7 @@ static void test_counts_nesting_and_exited_thread(void)
 {
     const char *env[] = { "DIAGNOSE_TRACE=1000", NULL };
     unsigned long long main_tid, worker_tid;
-    char *busy;
+    char *busy, *elapsed;
     char path[300];
     CHECK_EQ(tt_spawn(fresh_dir(), "counts", env), 0);
     snprintf(path, sizeof path, "%s/out.trace.json", dir);
@@ -405,11 +444,18 @@ static void test_counts_nesting_and_exited_thread(void)
     CHECK_RANGE(sum_dur(&tr, "outer;inner"), tt_value(busy, "outer;inner") - 11, tt_value(busy, "outer;inner") + 11);
     CHECK_RANGE(sum_dur(&tr, "outer") - sum_dur(&tr, "outer;inner"), tt_value(busy, "outer") - 21,
                 tt_value(busy, "outer") + 21);
-    /* and against the spins: 300 us per inner poll, 500 us per outer one
+    /* and against the test's clock: at least the spins, 300 us per inner
+       poll and 500 us per outer one, at most the time around all the polls
        (2% for the calibration) */
-    CHECK_RANGE(sum_dur(&tr, "outer;inner"), 10 * 300 * US * 0.98, 10 * 300 * US * 1.02 + 10 * MS);
-    CHECK_RANGE(sum_dur(&tr, "outer"), 10 * 500 * US * 0.98, 10 * 500 * US * 1.02 + 20 * MS);
+    elapsed = tt_readf("%s/elapsed.txt", dir);
+    CHECK(elapsed != NULL);
+    if (elapsed) {
+        double around = (double)strtoull(elapsed, NULL, 10) * 1.02;
+        CHECK_RANGE(sum_dur(&tr, "outer;inner"), 10 * 300 * US * 0.98, around - 10 * 200 * US);
+        CHECK_RANGE(sum_dur(&tr, "outer"), 10 * 500 * US * 0.98, around);
+    }
     free(busy);
+    free(elapsed);
 }
 
 static void test_ring_keeps_the_last_n(void)
@@ -461,6 +507,29 @@ static void test_slow_poll_writes_a_trace(void)
     free(err);
 }
 
+static void test_slow_nested_poll_waits_for_its_parent(void)
+{
+    const char *env[] = { "DIAGNOSE_TRACE=100", "DIAGNOSE_SLOW_NS=2000000", "DIAGNOSE_OUT=out", NULL };
+    char path[300];
+    CHECK_EQ(tt_spawn(fresh_dir(), "slow_nested", env), 0);
+    snprintf(path, sizeof path, "%s/out.slow.1.trace.json", dir);
+    CHECK(read_trace(&tr, path));
+    CHECK_EQ(count_events(&tr, 0, "outer"), 1);
+    CHECK_EQ(count_events(&tr, 0, "outer;inner"), 1);
+    CHECK(nesting_holds(&tr));
+}
+
+static void test_slow_poll_in_an_open_poll(void)
+{
+    const char *env[] = { "DIAGNOSE_TRACE=100", "DIAGNOSE_SLOW_NS=2000000", "DIAGNOSE_OUT=out", NULL };
+    char path[300];
+    CHECK_EQ(tt_spawn(fresh_dir(), "slow_open", env), 0);
+    snprintf(path, sizeof path, "%s/out.slow.1.trace.json", dir);
+    CHECK(read_trace(&tr, path));
+    CHECK_EQ(count_events(&tr, 0, "outer"), 0); /* still open when written */
+    CHECK_EQ(count_events(&tr, 0, "outer;inner"), 1);
+}
+
 static void test_reset_empties_the_trace(void)
 {
     const char *env[] = { "DIAGNOSE_TRACE=100", NULL };
@@ -493,7 +562,8 @@ static void test_bad_value_is_named(void)
     snprintf(path, sizeof path, "%s/out.polls.folded", dir);
     CHECK(tt_exists(path));
     err = tt_readf("%s/stderr.txt", dir);
-    CHECK_STR(err, "diagnose.h: DIAGNOSE_TRACE=lots is not a number of polls (0 to 16777216); no trace\n");
+    CHECK_STR(err, "diagnose.h: DIAGNOSE_TRACE=lots is not a whole number; accepted: a whole number from 0 to "
+                   "16777216; using 0\n");
     free(err);
 }
 
@@ -532,6 +602,8 @@ int main(int argc, char **argv)
     RUN(test_ring_keeps_the_last_n);
     RUN(test_exited_threads_kept_up_to_16);
     RUN(test_slow_poll_writes_a_trace);
+    RUN(test_slow_nested_poll_waits_for_its_parent);
+    RUN(test_slow_poll_in_an_open_poll);
     RUN(test_reset_empties_the_trace);
     RUN(test_fork_child_starts_empty);
     RUN(test_bad_value_is_named);
