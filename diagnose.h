@@ -250,7 +250,9 @@
    one line on stderr names each unless DIAGNOSE_QUIET=1.
 
    COSTS: two timestamp reads and a few adds to thread-local memory per
-   poll; about 470 bytes per path per thread that polls it; the first run
+   poll; about 140 bytes per path per thread that polls it (35 more per
+   path for the process, and a histogram row of 248 shared by all threads
+   once a path has been polled 256 times in one bucket); the first run
    of a span at a new calling context does one hash look-up. The slow-poll
    lint is one compare per poll; a slow poll in the first 10 ms of the
    process also reads the clock twice (the threshold is then calibrated).
@@ -258,8 +260,9 @@
    snapshot, the time of a diag_dump, off the program's threads.
    Per run (not per poll): a 56-byte record taken at its first poll from
    its thread's records (reused; they grow when a quarter or less are
-   free, and are never freed) and freed at its end by one store. An
-   effective wake (one that makes f runnable) makes one call.
+   free, and are never freed) and freed at its end by one store; a
+   diag_span holds one pointer to it. An effective wake (one that makes f
+   runnable) makes one call; a self-wake adds one to a process-wide count.
    DIAGNOSE_TRACE=n: 24 bytes per event, (n + 1) * 24 + 56 bytes per thread
    allocated once when it first polls; four stores per poll (make bench:
    "trace ring on"); off, one never-taken branch per poll.
@@ -371,7 +374,7 @@ void diag_span_cancel(diag_span *s);
 #define DIAG__CHUNK_BITS 8
 #define DIAG__CHUNK (1u << DIAG__CHUNK_BITS)
 #define DIAG__DIR ((DIAG_MAX_PATHS + DIAG__CHUNK - 1) / DIAG__CHUNK)
-#define DIAG__HIST 32 /* log2 buckets of poll time in ticks */
+#define DIAG__HIST 31 /* log2 buckets of poll time in ticks: [0,4), [4,8) ... [2^31,inf) */
 #define DIAG__ROOT 0u
 #define DIAG__OVERFLOW 1u
 #define DIAG__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -382,17 +385,20 @@ void diag_span_cancel(diag_span *s);
    exact add, and another thread can read the counter safely at any time. */
 #define DIAG__ADD(x, v) DIAG__STORE(x, DIAG__LOAD(x) + (v))
 
-/* Counters of one path on one thread, in ticks. Runs start and end on any
-   thread, so open_runs and open_start_sum are only right summed over all
-   threads: pending wall at time T = open_runs * T - open_start_sum.
-   last: 1 + the ticks of the latest poll, whose bucket is not yet in hist
-   (0: none); whoever reads hist adds it (see diag__hist_add). The fields
-   every poll writes come first, to share as few cache lines as they can. */
+/* Counters of one path on one thread, in ticks: 128 bytes, the fields every
+   poll writes in the first 64. Runs start and end on any thread, so
+   open_runs and open_start_sum are only right summed over all threads:
+   pending wall at time T = open_runs * T - open_start_sum.
+   hist[1 + b]: polls in bucket b, modulo 256; each 256th is added to the
+   path's shared histogram instead (diag__hist_spill), so a slot stays small
+   however many threads poll the path. hist[0]: 1 + the bucket of the latest
+   poll, not yet counted (0: none); whoever reads hist adds it (see
+   diag__hist_add). */
 typedef struct diag__slot {
-    uint64_t polls, busy, poll_ticks, max, last, wall, open_runs, open_start_sum, done;
+    uint64_t polls, busy, poll_ticks, max;
+    uint8_t hist[1 + DIAG__HIST];
+    uint64_t wall, open_runs, open_start_sum, done;
     uint64_t drops, wakes, sched, slow; /* slow: polls of DIAGNOSE_SLOW_NS or more */
-    uint64_t hist[DIAG__HIST];
-    uint64_t self_wakes; /* diag_wake during the path's own poll on this thread */
 } diag__slot;
 
 typedef struct diag__frame {
@@ -402,8 +408,10 @@ typedef struct diag__frame {
     uint32_t path;
 } diag__frame;
 
+/* (parent, name) -> path, open addressing; an entry is a path id (0: empty),
+   whose key is read from the path table. */
 typedef struct diag__map {
-    struct diag__map_entry *entries;
+    uint32_t *entries;
     uint32_t cap, count;
 } diag__map;
 
@@ -479,6 +487,7 @@ void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 void diag__slow_poll(diag__slot *slot, uint64_t ticks);
 void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
 void diag__wake_noted(diag_span *s, uint64_t now);
+void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket);
 void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
 diag_status diag__poll_invalid(diag_future *f);
 
@@ -503,22 +512,28 @@ static inline diag__slot *diag__slot_at(diag__thread *t, uint32_t path)
     return &chunk[path & (DIAG__CHUNK - 1)];
 }
 
+/* Bucket b holds [2^(b+1), 2^(b+2)) ticks; the first also 0 to 3, the last
+   everything from 2^31 up. */
 static inline unsigned diag__bucket(uint64_t ticks)
 {
-    unsigned b = 63u - (unsigned)__builtin_clzll(ticks | 1u);
+    unsigned b = 62u - (unsigned)__builtin_clzll(ticks | 2u);
     return b < DIAG__HIST ? b : DIAG__HIST - 1;
 }
 
 /* The histogram lags one poll behind: a poll's bucket is counted at the
-   next poll of its slot, and readers count the one in `last` themselves.
+   next poll of its slot, and readers count the one in hist[0] themselves.
    Counting it at once means a store to an address computed from the
    timestamp just read, which held the next timestamp read back: it cost
-   about 10 ns a poll, a third of the whole poll (bench/, x86-64). */
-static inline void diag__hist_add(diag__slot *slot, uint64_t dt)
+   about 10 ns a poll, a third of the whole poll (bench/, x86-64). With
+   nothing pending hist[0] is 0, so the add lands on hist[0] itself and is
+   overwritten: no branch. */
+static inline void diag__hist_add(diag__thread *t, uint32_t path, diag__slot *slot, uint64_t dt)
 {
-    uint64_t last = DIAG__LOAD(slot->last);
-    DIAG__STORE(slot->last, dt + 1);
-    if (DIAG__LIKELY(last != 0)) DIAG__ADD(slot->hist[diag__bucket(last - 1)], 1);
+    unsigned last = DIAG__LOAD(slot->hist[0]);
+    uint8_t n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
+    if (DIAG__UNLIKELY(n == 0)) diag__hist_spill(t, path, slot, last - 1); /* first: a reader may count 256 twice, never none */
+    DIAG__STORE(slot->hist[last], n);
+    DIAG__STORE(slot->hist[0], (uint8_t)(1u + diag__bucket(dt)));
 }
 
 static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned flags)
@@ -606,7 +621,7 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     DIAG__ADD(slot->busy, self);
     DIAG__ADD(slot->poll_ticks, dt);
     if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
-    diag__hist_add(slot, dt);
+    diag__hist_add(t, fr->path, slot, dt);
     if (DIAG__UNLIKELY(t->ring != NULL)) diag__ring_put(t->ring, fr->path, fr->start, dt);
     if (DIAG__UNLIKELY(dt >= DIAG__LOAD(diag__slow_ticks))) diag__slow_poll(slot, dt);
     if (status == DIAG_READY && s->path != 0) {
@@ -708,11 +723,6 @@ int diag__mode;
 int diag__use_tsc;
 uint64_t diag__slow_ticks = UINT64_MAX;
 
-struct diag__map_entry {
-    const char *name;
-    uint32_t parent, path;
-};
-
 typedef struct diag__path {
     const char *name;
     uint32_t parent, depth, flags;
@@ -725,8 +735,8 @@ static struct {
     pthread_key_t key;
     uint64_t tsc0, mono0;       /* clock origin, for calibration (read-only) */
     uint64_t reset_at;          /* ticks of the last reset or fork */
-    diag__path *paths;
-    uint32_t npaths, cap_paths, max_paths;
+    diag__path *paths[DIAG__DIR]; /* chunks, never moved: read without the lock */
+    uint32_t npaths, max_paths;
     diag__map index;            /* (parent, name) -> path */
     diag__thread *threads;      /* live threads */
     diag__thread retired;       /* merged tables of threads that exited */
@@ -738,9 +748,14 @@ static struct {
     int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
     diag__run_chunk *parked;    /* records of threads that exited, for the next new thread */
     uint64_t stuck_ns;          /* DIAGNOSE_STUCK_S: an open run this old is stuck */
+    uint64_t *self_wakes[DIAG__DIR]; /* chunks of self-wake counts by path; atomic */
+    uint64_t *self_wakes_base;  /* their values at the last reset, npaths then; under the lock */
+    uint32_t nself_wakes_base;
     int quiet, svg;             /* DIAGNOSE_QUIET, DIAGNOSE_SVG, read at start-up */
     const char *out;            /* DIAGNOSE_OUT or "diagnose", as given */
     char *start_dir;            /* working directory at start-up and '/', for a relative out; or NULL */
+    uint64_t *hist[DIAG__DIR];  /* chunks of paths' shared histograms; atomic */
+    uint64_t *hist_base[DIAG__DIR]; /* their values at the last reset */
 } diag__g;
 
 /* A thread whose table could not be allocated: full stack, so every begin
@@ -1018,21 +1033,27 @@ static int diag__trace_slow_wanted(void);
 static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap);
 static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32_t path);
 
+/* The path table is in chunks that never move, so a thread's cache can
+   read the key of a path it was given (under the lock) without the lock. */
+static diag__path *diag__path_at(uint32_t path)
+{
+    return &__atomic_load_n(&diag__g.paths[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE)[path & (DIAG__CHUNK - 1)];
+}
+
 static int diag__reserve_path(void)
 {
-    if (diag__g.npaths == diag__g.cap_paths) {
-        uint32_t cap = diag__g.cap_paths ? diag__g.cap_paths * 2 : 256;
-        diag__path *p = (diag__path *)DIAG_REALLOC(diag__g.paths, cap * sizeof *p);
-        if (p == NULL) return -1;
-        diag__g.paths = p;
-        diag__g.cap_paths = cap;
+    uint32_t c = diag__g.npaths >> DIAG__CHUNK_BITS;
+    if (diag__g.paths[c] == NULL) {
+        diag__path *chunk = (diag__path *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+        if (chunk == NULL) return -1;
+        __atomic_store_n(&diag__g.paths[c], chunk, __ATOMIC_RELEASE);
     }
     return 0;
 }
 
 static uint32_t diag__add_path(const char *name, uint32_t parent, uint32_t depth, uint32_t flags)
 {
-    diag__path *p = &diag__g.paths[diag__g.npaths];
+    diag__path *p = &diag__g.paths[diag__g.npaths >> DIAG__CHUNK_BITS][diag__g.npaths & (DIAG__CHUNK - 1)];
     p->name = name;
     p->parent = parent;
     p->depth = depth;
@@ -1055,7 +1076,10 @@ static void diag__start_once(void)
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
     diag__g.reset_at = diag__g.tsc0;
     diag__no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__no_table);
-    if (diag__no_table == NULL || diag__reserve_path() != 0 ||
+    /* the first chunk of shared histograms holds [overflow]'s, where counts
+       go when memory for another chunk runs out */
+    diag__g.hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+    if (diag__no_table == NULL || diag__g.hist[0] == NULL || diag__reserve_path() != 0 ||
         pthread_key_create(&diag__g.key, diag__thread_exit) != 0) {
         fputs("diagnose.h: out of memory at start-up; profiling is off\n", stderr);
         diag__mode = 2;
@@ -1090,40 +1114,45 @@ static uint32_t diag__hash(uint32_t parent, const char *name)
     return (uint32_t)(h >> 32);
 }
 
+/* 4 bytes an entry, at most 3/4 full: the per-thread caches are most of
+   the memory a path costs besides its slots. */
 static uint32_t diag__map_get(const diag__map *m, uint32_t parent, const char *name)
 {
     uint32_t i;
     if (m->cap == 0) return 0;
     for (i = diag__hash(parent, name) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        const struct diag__map_entry *e = &m->entries[i];
-        if (e->path == 0) return 0;
-        if (e->name == name && e->parent == parent) return e->path;
+        uint32_t path = m->entries[i];
+        const diag__path *key;
+        if (path == 0) return 0;
+        key = diag__path_at(path);
+        if (key->name == name && key->parent == parent) return path;
     }
 }
 
 static void diag__map_insert(diag__map *m, uint32_t parent, const char *name, uint32_t path)
 {
     uint32_t i = diag__hash(parent, name) & (m->cap - 1);
-    while (m->entries[i].path != 0) i = (i + 1) & (m->cap - 1);
-    m->entries[i].name = name;
-    m->entries[i].parent = parent;
-    m->entries[i].path = path;
+    while (m->entries[i] != 0) i = (i + 1) & (m->cap - 1);
+    m->entries[i] = path;
     m->count++;
 }
 
-/* Returns -1 when the table must grow and cannot; it then stays as it was. */
+/* Returns -1 when the table must grow and cannot; it then stays as it was.
+   path's key (parent, name) need not be in the path table yet. */
 static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32_t path)
 {
-    if ((m->count + 1) * 2 > m->cap) {
+    if ((m->count + 1) * 4 > m->cap * 3) {
         diag__map bigger;
         uint32_t i;
         bigger.cap = m->cap ? m->cap * 2 : 64;
         bigger.count = 0;
-        bigger.entries = (struct diag__map_entry *)diag__alloc_zero(bigger.cap * sizeof *bigger.entries);
+        bigger.entries = (uint32_t *)diag__alloc_zero(bigger.cap * sizeof *bigger.entries);
         if (bigger.entries == NULL) return -1;
         for (i = 0; i < m->cap; i++)
-            if (m->entries[i].path != 0)
-                diag__map_insert(&bigger, m->entries[i].parent, m->entries[i].name, m->entries[i].path);
+            if (m->entries[i] != 0) {
+                const diag__path *key = diag__path_at(m->entries[i]);
+                diag__map_insert(&bigger, key->parent, key->name, m->entries[i]);
+            }
         DIAG_FREE(m->entries);
         *m = bigger;
     }
@@ -1134,7 +1163,7 @@ static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32
 /* Under the lock. Folds at DIAG_MAX_DEPTH, overflows at the path cap. */
 static uint32_t diag__path_of(uint32_t parent, const char *name, uint32_t flags)
 {
-    uint32_t depth = diag__g.paths[parent].depth + 1;
+    uint32_t depth = diag__path_at(parent)->depth + 1;
     uint32_t path = diag__map_get(&diag__g.index, parent, name);
     if (path != 0) return path;
     if (parent == DIAG__OVERFLOW) return DIAG__OVERFLOW;
@@ -1152,12 +1181,78 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
         pthread_mutex_lock(&diag__lock);
         path = diag__path_of(parent, s->name, s->flags);
         pthread_mutex_unlock(&diag__lock);
-        diag__map_put(&t->cache, parent, s->name, path); /* a full cache only costs speed */
+        /* The key of an entry is its path's: a context folded into its
+           parent or counted in [overflow] is looked up again next time. A
+           full cache only costs speed. */
+        if (diag__path_at(path)->name == s->name && diag__path_at(path)->parent == parent)
+            diag__map_put(&t->cache, parent, s->name, path);
     }
     if (path == parent && parent != DIAG__OVERFLOW) DIAG__ADD(t->folded, 1);
     s->last_parent = parent;
     s->last_path = path;
     return path;
+}
+
+/* ---- shared histograms: where the slots' byte counters spill ------------- */
+
+/* Path's row (DIAG__HIST counts) in the chunked table dir (diag__g.hist, or
+   diag__g.hist_base), the chunk allocated on first use; NULL when memory
+   runs out. Any thread, with or without the lock. */
+static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path)
+{
+    uint64_t **at = &dir[path >> DIAG__CHUNK_BITS];
+    uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
+    if (chunk == NULL) {
+        uint64_t *fresh = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+        if (fresh == NULL) return NULL;
+        if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            chunk = fresh;
+        else
+            DIAG_FREE(fresh); /* another thread's came first: chunk is it */
+    }
+    return chunk + (size_t)(path & (DIAG__CHUNK - 1)) * DIAG__HIST;
+}
+
+/* A slot's byte counter of bucket is about to wrap: its 256 polls move to
+   the path's shared row. Once per 256 polls of a bucket, off the poll path.
+   Out of memory, they count in [overflow] (its row exists from start-up). */
+void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket)
+{
+    const diag__slot *chunk = t->dir[path >> DIAG__CHUNK_BITS];
+    uint64_t *row;
+    if (chunk == NULL || slot != &chunk[path & (DIAG__CHUNK - 1)]) path = DIAG__OVERFLOW; /* the fallback slot */
+    row = diag__hist_row(diag__g.hist, path);
+    if (row == NULL) row = diag__hist_row(diag__g.hist, DIAG__OVERFLOW);
+    __atomic_fetch_add(&row[bucket], 256, __ATOMIC_RELAXED);
+}
+
+/* Adds the poll a slot's hist[0] holds to hist (delta 1), or takes it away
+   (delta -1, for a baseline): see diag__hist_add. */
+static void diag__hist_last(uint64_t *hist, unsigned last, uint64_t delta)
+{
+    if (last != 0) hist[last - 1] += delta;
+}
+
+/* Moves the byte counters of chunk c of a thread's slots (or of their
+   baselines, into diag__g.hist_base) to the shared rows, so that the
+   table can join the retired one by plain adds. Under the lock. */
+static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
+{
+    uint32_t i;
+    unsigned h;
+    if (chunk == NULL) return;
+    for (i = 0; i < DIAG__CHUNK; i++) {
+        uint8_t *bytes = chunk[i].hist;
+        uint64_t add[DIAG__HIST], *row, any = 0;
+        for (h = 0; h < DIAG__HIST; h++) any |= add[h] = bytes[1 + h];
+        if (any == 0 && bytes[0] == 0) continue;
+        diag__hist_last(add, bytes[0], 1);
+        row = diag__hist_row(dir, c * DIAG__CHUNK + i);
+        if (row == NULL) row = diag__hist_row(dir, DIAG__OVERFLOW);
+        if (row == NULL) continue; /* no memory even for that: these counts are lost */
+        for (h = 0; h < DIAG__HIST; h++) __atomic_fetch_add(&row[h], add[h], __ATOMIC_RELAXED);
+        memset(bytes, 0, sizeof chunk[i].hist);
+    }
 }
 
 /* ---- per-thread tables ---------------------------------------------------- */
@@ -1192,17 +1287,10 @@ diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
     return &chunk[path & (DIAG__CHUNK - 1)];
 }
 
-/* Adds the poll a slot's `last` holds to hist (delta 1), or takes it away
-   (delta -1, for a baseline): see diag__hist_add. */
-static void diag__hist_last(uint64_t *hist, uint64_t last, uint64_t delta)
-{
-    if (last != 0) hist[diag__bucket(last - 1)] += delta;
-}
-
-/* Adds slot b into a: used when a thread's table joins the retired one. */
+/* Adds slot b into a: used when a thread's table joins the retired one
+   (the histograms went to the shared rows: diag__hist_flush). */
 static void diag__slot_merge(diag__slot *a, const diag__slot *b)
 {
-    int i;
     a->polls += b->polls;
     a->busy += b->busy;
     a->poll_ticks += b->poll_ticks;
@@ -1215,9 +1303,6 @@ static void diag__slot_merge(diag__slot *a, const diag__slot *b)
     a->wakes += b->wakes;
     a->sched += b->sched;
     a->slow += b->slow;
-    a->self_wakes += b->self_wakes;
-    for (i = 0; i < DIAG__HIST; i++) a->hist[i] += b->hist[i];
-    diag__hist_last(a->hist, b->last, 1); /* a keeps its own last */
 }
 
 /* Moves chunk c of src into dst[c], adding where dst already has one. */
@@ -1259,6 +1344,10 @@ static void diag__thread_exit(void *arg)
             *link = t->next;
             break;
         }
+    for (c = 0; c < DIAG__DIR; c++) {
+        diag__hist_flush(diag__g.hist, t->dir[c], c);
+        if (t->base) diag__hist_flush(diag__g.hist_base, t->base[c], c);
+    }
     if (t->base != NULL && diag__g.retired.base == NULL) {
         diag__g.retired.base = t->base;
         t->base = NULL;
@@ -1518,6 +1607,42 @@ void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
     DIAG__STORE(s->run, r);
 }
 
+/* Self-wakes are counted per path for the whole process, not in the
+   slots: they are rare next to polls, and a slot stays 128 bytes. */
+static void diag__self_wake(uint32_t path)
+{
+    uint64_t **at = &diag__g.self_wakes[path >> DIAG__CHUNK_BITS];
+    uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
+    if (chunk == NULL) {
+        uint64_t *fresh = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * sizeof *fresh);
+        if (fresh == NULL) return; /* not counted */
+        if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) chunk = fresh;
+        else DIAG_FREE(fresh);
+    }
+    __atomic_fetch_add(&chunk[path & (DIAG__CHUNK - 1)], 1, __ATOMIC_RELAXED);
+}
+
+/* Self-wakes of path since the last reset. Under the lock. */
+static uint64_t diag__self_wakes(uint32_t path)
+{
+    const uint64_t *chunk = __atomic_load_n(&diag__g.self_wakes[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
+    uint64_t n = chunk ? __atomic_load_n(&chunk[path & (DIAG__CHUNK - 1)], __ATOMIC_RELAXED) : 0;
+    return n - (path < diag__g.nself_wakes_base ? diag__g.self_wakes_base[path] : 0);
+}
+
+/* Under the lock, at a reset: the baseline of the self-wake counts. */
+static int diag__live_reset(void)
+{
+    uint32_t p, n = diag__g.npaths;
+    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__g.self_wakes_base, (n ? n : 1) * sizeof *base);
+    if (base == NULL) return -1;
+    diag__g.self_wakes_base = base;
+    diag__g.nself_wakes_base = 0; /* diag__self_wakes reads no baseline while it is being written */
+    for (p = 0; p < n; p++) base[p] = diag__self_wakes(p);
+    diag__g.nself_wakes_base = n;
+    return 0;
+}
+
 /* A wake that made s runnable: its time goes to the run's record, and a
    wake from inside s's own poll on this thread counts as a self-wake. */
 void diag__wake_noted(diag_span *s, uint64_t now)
@@ -1529,7 +1654,7 @@ void diag__wake_noted(diag_span *s, uint64_t now)
     if (t == NULL || t == diag__no_table) return;
     for (i = t->depth; i-- > 0;)
         if (t->stack[i].span == s) {
-            DIAG__ADD(t->stack[i].slot->self_wakes, 1);
+            diag__self_wake(t->stack[i].path);
             return;
         }
 }
@@ -1587,7 +1712,7 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
         if (t->base[c] == NULL) return -1;
         for (i = 0; i < DIAG__CHUNK; i++) {
             diag__slot *live = &chunk[i], *base = &t->base[c][i];
-            int h;
+            unsigned h;
             base->polls = DIAG__LOAD(live->polls);
             base->busy = DIAG__LOAD(live->busy);
             base->poll_ticks = DIAG__LOAD(live->poll_ticks);
@@ -1598,12 +1723,25 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             base->wakes = DIAG__LOAD(live->wakes);
             base->sched = DIAG__LOAD(live->sched);
             base->slow = DIAG__LOAD(live->slow);
-            base->self_wakes = DIAG__LOAD(live->self_wakes);
             base->open_runs = DIAG__LOAD(live->open_runs); /* runs started since = done + drops + open - this */
-            base->last = DIAG__LOAD(live->last);
-            for (h = 0; h < DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
+            for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
             DIAG__STORE(live->max, 0); /* a racing poll may put its own time back: still a real poll */
         }
+    }
+    return 0;
+}
+
+/* The shared histograms' baseline: a copy of them. */
+static int diag__reset_hists(uint32_t nchunks)
+{
+    uint32_t c, i;
+    if (diag__hist_row(diag__g.hist_base, DIAG__OVERFLOW) == NULL) return -1; /* see diag__hist_flush */
+    for (c = 0; c < nchunks; c++) {
+        uint64_t *live = __atomic_load_n(&diag__g.hist[c], __ATOMIC_ACQUIRE), *base;
+        if (live == NULL && diag__g.hist_base[c] == NULL) continue;
+        base = diag__hist_row(diag__g.hist_base, c * DIAG__CHUNK);
+        if (base == NULL) return -1;
+        for (i = 0; i < DIAG__CHUNK * DIAG__HIST; i++) base[i] = live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0;
     }
     return 0;
 }
@@ -1613,9 +1751,10 @@ static int diag__reset_locked(void)
     uint32_t nchunks = (diag__g.npaths + DIAG__CHUNK - 1) / DIAG__CHUNK;
     uint64_t now = diag__now();
     diag__thread *t;
-    int rc = diag__reset_table(&diag__g.retired, nchunks, now);
+    int rc = diag__reset_hists(nchunks) != 0 || diag__reset_table(&diag__g.retired, nchunks, now) != 0 ? -1 : 0;
     for (t = diag__g.threads; t != NULL; t = t->next)
         if (diag__reset_table(t, nchunks, now) != 0) rc = -1;
+    if (diag__live_reset() != 0) rc = -1;
     diag__g.reset_at = now;
     __atomic_store_n(&diag__g.unmeasured, 0, __ATOMIC_RELAXED);
     return rc;
@@ -1800,13 +1939,29 @@ typedef struct diag__total {
     uint64_t live_open, live_oldest, live_running, orphans, lost; /* diag__live_read; ticks */
 } diag__total;
 
-/* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist. */
+/* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist.
+   A thread's part can be below its baseline (its bytes wrapped since, into
+   the shared rows): the sum over threads and shared rows is right. */
 static void diag__add_hist(uint64_t *hist, const diag__slot *s, const diag__slot *b)
 {
-    int h;
-    for (h = 0; h < DIAG__HIST; h++) hist[h] += DIAG__LOAD(s->hist[h]) - (b ? b->hist[h] : 0);
-    diag__hist_last(hist, DIAG__LOAD(s->last), 1);
-    if (b) diag__hist_last(hist, b->last, (uint64_t)-1);
+    unsigned h;
+    for (h = 0; h < DIAG__HIST; h++) hist[h] += (uint64_t)DIAG__LOAD(s->hist[1 + h]) - (b ? b->hist[1 + h] : 0u);
+    diag__hist_last(hist, DIAG__LOAD(s->hist[0]), 1);
+    if (b) diag__hist_last(hist, b->hist[0], (uint64_t)-1);
+}
+
+/* Adds the shared rows, less their baselines, to hists (DIAG__HIST per path). */
+static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
+{
+    uint32_t c, i;
+    for (c = 0; c * DIAG__CHUNK < npaths; c++) {
+        const uint64_t *live = __atomic_load_n(&diag__g.hist[c], __ATOMIC_ACQUIRE), *base = diag__g.hist_base[c];
+        uint32_t n = npaths - c * DIAG__CHUNK < DIAG__CHUNK ? npaths - c * DIAG__CHUNK : DIAG__CHUNK;
+        if (live == NULL && base == NULL) continue;
+        for (i = 0; i < n * DIAG__HIST; i++)
+            hists[(size_t)c * DIAG__CHUNK * DIAG__HIST + i] +=
+                (live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0) - (base ? base[i] : 0);
+    }
 }
 
 /* Adds thread t's table to the totals, and to hists (DIAG__HIST per path)
@@ -1837,7 +1992,6 @@ static void diag__add_table(diag__total *tot, uint64_t *hists, const diag__threa
         o->slow += DIAG__LOAD(s->slow) - (b ? b->slow : 0);
         o->open_runs += DIAG__LOAD(s->open_runs);
         o->start_sum += DIAG__LOAD(s->open_start_sum);
-        o->self_wakes += DIAG__LOAD(s->self_wakes) - (b ? b->self_wakes : 0);
         o->open_base += b ? b->open_runs : 0;
         max = DIAG__LOAD(s->max);
         if (max > o->max) o->max = max;
@@ -1855,7 +2009,7 @@ static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
     offsets[0] = 0;
     diag__buf_put(text, "", 1);
     for (p = 1; p < npaths; p++) {
-        const diag__path *path = &diag__g.paths[p];
+        const diag__path *path = diag__path_at(p);
         size_t len = diag__sanitize(path->name, (path->flags & DIAG__NAME_DERIVED) != 0, frame);
         size_t parent_len = path->parent == DIAG__ROOT ? 0 : strlen(text->data + offsets[path->parent]);
         if (diag__buf_reserve(text, parent_len + len + 2) != 0) return -1;
@@ -2063,6 +2217,7 @@ static void diag__live_read(diag__total *tot, uint32_t npaths, double ns_per_tic
 {
     diag__live L;
     diag__thread *t;
+    uint32_t p;
     memset(&L, 0, sizeof L);
     L.tot = tot;
     L.npaths = npaths;
@@ -2073,6 +2228,7 @@ static void diag__live_read(diag__total *tot, uint32_t npaths, double ns_per_tic
     for (t = diag__g.threads; t != NULL; t = t->next)
         diag__live_records(&L, __atomic_load_n(&t->runs.head, __ATOMIC_ACQUIRE));
     diag__live_records(&L, diag__g.parked);
+    for (p = 0; p < npaths; p++) tot[p].self_wakes = diag__self_wakes(p);
     DIAG_FREE(L.running);
 }
 
@@ -2124,6 +2280,7 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
             snap->folded += DIAG__LOAD(t->folded);
             snap->threads++;
         }
+        if (snap->hists) diag__add_shared_hists(snap->hists, npaths);
         now = diag__now();
         if (diag__add_open_runs(tot, npaths, now, attempt == 7) || attempt == 7) break;
         memset(tot, 0, npaths * sizeof *tot);
@@ -2132,7 +2289,7 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     }
     diag__live_read(tot, npaths, snap->ns_per_tick);
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
-    for (p = 2; p < npaths; p++) child_wall[diag__g.paths[p].parent] += tot[p].wall;
+    for (p = 2; p < npaths; p++) child_wall[diag__path_at(p)->parent] += tot[p].wall;
     for (p = 1, out = 0; p < npaths; p++) {
         if (tot[p].polls == 0 && tot[p].wall == 0 && tot[p].live_open == 0) continue;
         lines[out].stack = text.data + offsets[p];
@@ -2176,7 +2333,7 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
     for (h = 0; h < DIAG__HIST; h++) {
         seen += r->hist[h];
         if (seen >= want) { /* the last bucket is open-ended: its bound is the maximum */
-            uint64_t bound = h + 1 < DIAG__HIST ? diag__to_ns(((uint64_t)2 << h) - 1, snap->ns_per_tick) : r->max;
+            uint64_t bound = h + 1 < DIAG__HIST ? diag__to_ns(((uint64_t)4 << h) - 1, snap->ns_per_tick) : r->max;
             return bound < r->max ? bound : r->max;
         }
     }

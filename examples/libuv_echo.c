@@ -44,10 +44,16 @@
 #include <string.h>
 #include <uv.h>
 
+#ifndef CLIENTS /* -DCLIENTS=n etc. change the load (make bench does) */
 #define CLIENTS 4
+#endif
+#ifndef MESSAGES
 #define MESSAGES 5
+#endif
 #define MESSAGE_SIZE 64
+#ifndef THINK_MS
 #define THINK_MS 2
+#endif
 #define HANG_MS 1500 /* --silent-client: how long the loop waits for it */
 
 static uv_loop_t *loop;
