@@ -487,6 +487,17 @@ static inline void diag_span_wake(diag_span *s)
     DIAG__STORE(s->woke_at, now ? now : 1);
 }
 
+#ifdef __cplusplus
+/* A poll that an exception leaves ends as one that returned PENDING: counted,
+   busy until the unwinding, its frame popped; its run stays open, for the
+   owner to poll again or drop. The exception goes on unchanged. On the
+   normal path the destructor sees NULL and compiles to nothing. */
+struct diag__poll_guard {
+    diag_span *span;
+    ~diag__poll_guard() { if (span) diag_span_end(span, DIAG_PENDING); }
+};
+#endif
+
 /* The measured poll, out of line: diag_poll then stays a few loads and a
    tail call when the future is unmarked or recording is off, instead of
    saving registers for a measurement it does not make. */
@@ -495,7 +506,15 @@ __attribute__((noinline, unused)) static diag_status diag__poll_measured(diag_fu
     diag_status status;
     if (!diag__on()) return f->poll(f, cx);
     diag_span_begin(&f->span);
+#ifdef __cplusplus
+    {
+        diag__poll_guard unwinding = { &f->span };
+        status = f->poll(f, cx);
+        unwinding.span = NULL;
+    }
+#else
     status = f->poll(f, cx);
+#endif
     diag_span_end(&f->span, status);
     return status;
 }
@@ -536,6 +555,7 @@ static inline void diag_wake(diag_future *f)
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -595,6 +615,8 @@ static struct {
     int said_invalid;           /* atomic: warned once */
     uint64_t slow_ns;           /* DIAGNOSE_SLOW_NS; 0: no slow-poll lint */
     int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
+    uint64_t open_at_thread_end; /* polls not ended when their thread exited */
+    int said_unwound;           /* atomic: warned once of frames a later end unwound */
 } diag__g;
 
 /* A thread whose table could not be allocated: full stack, so every begin
@@ -668,6 +690,81 @@ static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
     return diag__round((double)ticks * ns_per_tick);
 }
 
+/* ---- stderr: every line the library writes ------------------------------- */
+
+/* Writes text to stderr with SIGPIPE blocked on this thread, so a closed
+   pipe (prog 2>&1 | head, a log collector that died) neither kills the
+   program nor changes its exit code. The SIGPIPE this write raised is taken
+   back; one that was pending before stays the program's, and so does its
+   disposition. EPIPE or any other error ends the text quietly. write(2),
+   not stdio: no lock of the program's stderr, no buffer, at exit too. */
+static void diag__stderr_write(const char *text, size_t len)
+{
+    sigset_t pipe_only, old, pending;
+    struct timespec zero = { 0, 0 };
+    int saved = errno, was_pending, broken = 0;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, text, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            broken = n < 0 && errno == EPIPE;
+            break;
+        }
+        text += n;
+        len -= (size_t)n;
+    }
+    if (broken && !was_pending)
+        while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+}
+
+/* printf to stderr through diag__stderr_write; one line at a time. */
+__attribute__((format(printf, 1, 2))) static void diag__warn(const char *format, ...)
+{
+    char line[8192];
+    va_list ap;
+    int n;
+    va_start(ap, format);
+    n = vsnprintf(line, sizeof line, format, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof line) { /* cut: still a whole line */
+        n = (int)sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    diag__stderr_write(line, (size_t)n);
+}
+
+/* ---- inside diagnose.h: what an exit from a signal handler interrupts ---- */
+
+/* Marks the library's work that takes a lock or allocates (dumps, reset,
+   new paths, thread tables, start-up). A signal handler that calls exit()
+   while its thread is inside such work must not dump again at exit: the
+   lock is held by that same thread, the snapshot half built, malloc maybe
+   half way. The exit handler checks the mark and skips its dump. Kept to
+   these functions, the one place that knows where the mark lives. */
+static __thread unsigned diag__inside_depth;
+
+static void diag__inside_enter(void)
+{
+    diag__inside_depth++;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* marked before the work starts */
+}
+
+static void diag__inside_leave(void)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the work is done before the mark goes */
+    diag__inside_depth--;
+}
+
+static int diag__inside(void) { return diag__inside_depth != 0; }
+
 /* ---- start-up and environment ------------------------------------------- */
 
 static const char *diag__getenv(const char *name)
@@ -734,7 +831,7 @@ static void diag__start_once(void)
     diag__no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__no_table);
     if (diag__no_table == NULL || diag__reserve_path() != 0 ||
         pthread_key_create(&diag__g.key, diag__thread_exit) != 0) {
-        fputs("diagnose.h: out of memory at start-up; profiling is off\n", stderr);
+        diag__warn("diagnose.h: out of memory at start-up; profiling is off\n");
         diag__mode = 2;
         return;
     }
@@ -750,7 +847,9 @@ static void diag__start_once(void)
 
 int diag__start(void)
 {
+    diag__inside_enter();
     pthread_once(&diag__once, diag__start_once);
+    diag__inside_leave();
     return diag__mode == 1;
 }
 
@@ -824,10 +923,12 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
 {
     uint32_t path = diag__map_get(&t->cache, parent, s->name);
     if (path == 0) {
+        diag__inside_enter();
         pthread_mutex_lock(&diag__lock);
         path = diag__path_of(parent, s->name, s->flags);
         pthread_mutex_unlock(&diag__lock);
         diag__map_put(&t->cache, parent, s->name, path); /* a full cache only costs speed */
+        diag__inside_leave();
     }
     if (path == parent && parent != DIAG__OVERFLOW) DIAG__ADD(t->folded, 1);
     s->last_parent = parent;
@@ -837,7 +938,7 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
 
 /* ---- per-thread tables ---------------------------------------------------- */
 
-diag__thread *diag__attach(void)
+static diag__thread *diag__attach_table(void)
 {
     diag__thread *t = (diag__thread *)diag__alloc_zero(sizeof *t);
     diag__slot *first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
@@ -857,9 +958,21 @@ diag__thread *diag__attach(void)
     return t;
 }
 
+diag__thread *diag__attach(void)
+{
+    diag__thread *t;
+    diag__inside_enter(); /* it allocates and takes the lock */
+    t = diag__attach_table();
+    diag__inside_leave();
+    return t;
+}
+
 diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
 {
-    diag__slot *chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+    diag__slot *chunk;
+    diag__inside_enter();
+    chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+    diag__inside_leave();
     if (chunk == NULL) return &t->dir[0][DIAG__OVERFLOW];
     __atomic_store_n(&t->dir[path >> DIAG__CHUNK_BITS], chunk, __ATOMIC_RELEASE);
     return &chunk[path & (DIAG__CHUNK - 1)];
@@ -925,6 +1038,7 @@ static void diag__thread_exit(void *arg)
 {
     diag__thread *t = (diag__thread *)arg, **link;
     uint32_t c;
+    diag__inside_enter();
     pthread_mutex_lock(&diag__lock);
     for (link = &diag__g.threads; *link != NULL; link = &(*link)->next)
         if (*link == t) {
@@ -940,17 +1054,89 @@ static void diag__thread_exit(void *arg)
         if (t->base) diag__chunk_merge(diag__g.retired.base, t->base, c);
     }
     diag__g.retired.folded += t->folded;
+    __atomic_fetch_add(&diag__g.open_at_thread_end, t->depth, __ATOMIC_RELAXED);
     diag__g.nretired++;
     pthread_mutex_unlock(&diag__lock);
     diag__free_table(t);
     diag__tls = NULL;
+    diag__inside_leave();
+}
+
+/* ---- non-local exits: polls left by longjmp -------------------------------- */
+
+/* A poll that longjmp leaves never reaches its diag_span_end: its frame
+   stays on the thread's stack, and every later poll there would be counted
+   under it. diag_drop of the future the landing site abandons unwinds the
+   stack to where it was before that poll. A diag_span_end that finds its
+   span below the top unwinds the frames above it, and says so once. (In
+   C++, an exception ends each poll it leaves: see diag__poll_guard.) */
+
+/* Ends the top frame's poll now, as a poll that returned PENDING. Reads
+   only the thread's own memory: the future of a frame that a longjmp left
+   may have lived on the stack it discarded, so its run stays open. */
+static void diag__frame_abandon(diag__thread *t, uint64_t now)
+{
+    diag__frame *fr = &t->stack[--t->depth];
+    diag__slot *slot = fr->slot;
+    uint64_t dt = now > fr->start ? now - fr->start : 0;
+    if (t->depth) t->stack[t->depth - 1].child += dt;
+    DIAG__ADD(slot->polls, 1);
+    DIAG__ADD(slot->busy, dt > fr->child ? dt - fr->child : 0);
+    DIAG__ADD(slot->poll_ticks, dt);
+    if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
+    diag__hist_add(slot, dt);
+    if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
+}
+
+/* Ends the polls above depth `depth`, innermost first; returns how many. */
+static size_t diag__sanitize(const char *name, int derived, char *out);
+
+static uint32_t diag__unwind_to(diag__thread *t, uint32_t depth)
+{
+    uint64_t now = diag__now();
+    uint32_t n = t->depth - depth;
+    while (t->depth > depth) diag__frame_abandon(t, now);
+    return n;
+}
+
+/* diag_drop of a future whose poll is open on this thread: a longjmp left
+   it. The stack goes back to where it was before its outermost open poll,
+   which ends now with every poll above it. */
+static void diag__drop_unwind(diag__thread *t, const diag_span *s)
+{
+    uint32_t i;
+    for (i = 0; i < t->depth; i++)
+        if (t->stack[i].span == s) {
+            diag__unwind_to(t, i);
+            return;
+        }
+}
+
+/* A diag_span_end whose span is on the stack below the top: the polls
+   above it were left without their end. Ends them now and leaves s on
+   top; returns 0 if s is not on the stack. Not at DIAG_MAX_DEPTH, where
+   a poll folded into the deepest frame legitimately ends unmatched. */
+static int diag__end_unwind(diag__thread *t, const diag_span *s)
+{
+    uint32_t i = t->depth, n;
+    if (t->depth >= DIAG_MAX_DEPTH) return 0;
+    while (i > 0 && t->stack[i - 1].span != s) i--;
+    if (i == 0) return 0;
+    n = diag__unwind_to(t, i);
+    if (__atomic_exchange_n(&diag__g.said_unwound, 1, __ATOMIC_RELAXED) == 0) {
+        char name[DIAG__NAME_MAX + 1];
+        diag__sanitize(s->name, (s->flags & DIAG__NAME_DERIVED) != 0, name);
+        diag__warn("diagnose.h: diag_span_end of %s found %u poll%s above it never ended (left by longjmp?); "
+                   "ended %s now\n", name, n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+    }
+    return 1;
 }
 
 /* ---- slow paths of the poll ---------------------------------------------- */
 
 static void diag__say_once(int *flag, const char *message)
 {
-    if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) fputs(message, stderr);
+    if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) diag__stderr_write(message, strlen(message));
 }
 
 /* Nested deeper than DIAG_MAX_DEPTH: the poll counts in the deepest frame,
@@ -979,6 +1165,10 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
 {
     diag__slot *slot;
     uint64_t now;
+    if (t != NULL && t->depth > 0 && diag__end_unwind(t, s)) {
+        diag_span_end(s, status);
+        return;
+    }
     if (status != DIAG_READY || s->path == 0) return;
     if (t == NULL || t == diag__no_table) {
         s->path = 0;
@@ -986,7 +1176,7 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
     }
 #ifdef DIAG_DEBUG
     if (t->depth < DIAG_MAX_DEPTH) {
-        fprintf(stderr, "diagnose.h: diag_span_end of '%s' without its diag_span_begin\n", s->name);
+        diag__warn("diagnose.h: diag_span_end of '%s' without its diag_span_begin\n", s->name);
         abort();
     }
 #endif
@@ -1022,6 +1212,7 @@ void diag_span_cancel(diag_span *s)
         s->path = 0;
         return;
     }
+    if (t->depth) diag__drop_unwind(t, s);
     slot = diag__slot_at(t, s->path);
     now = diag__now();
     DIAG__ADD(slot->wall, now > s->run_start ? now - s->run_start : 0);
@@ -1034,7 +1225,7 @@ void diag_span_cancel(diag_span *s)
 diag_status diag__poll_invalid(diag_future *f)
 {
 #ifdef DIAG_DEBUG
-    fprintf(stderr, "diagnose.h: diag_poll of %s\n", f ? "a future with a NULL poll function" : "a NULL future");
+    diag__warn("diagnose.h: diag_poll of %s\n", f ? "a future with a NULL poll function" : "a NULL future");
     abort();
 #else
     (void)f;
@@ -1096,6 +1287,38 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     if ((double)ticks * ns_per_tick >= (double)diag__g.slow_ns) DIAG__ADD(slot->slow, 1);
 }
 
+/* ---- one dump at a time ----------------------------------------------------- */
+
+/* Every writer of files (diag_dump, diag_write_svg, a numbered snapshot,
+   the exit dump) holds this from its snapshot to its last rename: the
+   files of a prefix come from one snapshot, the last dump to finish wins,
+   and no two dumps ever share a temporary file. */
+static pthread_mutex_t diag__dump_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/* Set on the thread that runs the exit dump, and only there: a lock that
+   another thread holds is waited for until this time (CLOCK_REALTIME ns),
+   then given up, so that exit never blocks for good. 0: no limit. */
+static __thread uint64_t diag__exit_deadline;
+#define DIAG__EXIT_WAIT_NS 1000000000u
+
+static uint64_t diag__realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
+   returns 0 when locked, ETIMEDOUT when given up. */
+static int diag__lock_or_give_up(pthread_mutex_t *m)
+{
+    struct timespec until;
+    if (diag__exit_deadline == 0) return pthread_mutex_lock(m);
+    until.tv_sec = (time_t)(diag__exit_deadline / 1000000000u);
+    until.tv_nsec = (long)(diag__exit_deadline % 1000000000u);
+    return pthread_mutex_timedlock(m, &until);
+}
+
 /* ---- reset: baselines subtracted by every later dump ---------------------- */
 
 /* Every counter is a sum, so a window is "now minus the baseline". Wall is
@@ -1152,9 +1375,11 @@ int diag_reset(void)
 {
     int rc;
     if (!diag__on()) return 0;
+    diag__inside_enter();
     pthread_mutex_lock(&diag__lock);
     rc = diag__reset_locked();
     pthread_mutex_unlock(&diag__lock);
+    diag__inside_leave();
     if (rc != 0) errno = ENOMEM;
     return rc;
 }
@@ -1164,6 +1389,7 @@ int diag_reset(void)
 static void diag__fork_child(void)
 {
     pthread_mutex_init(&diag__lock, NULL);
+    pthread_mutex_init(&diag__dump_lock, NULL); /* a dump of another thread may have held it */
     diag__g.forked = 1;
     diag__g.exit_done = 0;
     diag__reset_locked();
@@ -1475,7 +1701,10 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     int attempt;
     memset(snap, 0, sizeof *snap);
     snap->ns_per_tick = diag__ns_per_tick();
-    pthread_mutex_lock(&diag__lock);
+    if (diag__lock_or_give_up(&diag__lock) != 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
     npaths = diag__g.npaths;
     now = diag__now();
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
@@ -1711,9 +1940,15 @@ int diag_dump(const char *prefix)
     int rc;
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    if (diag__snapshot_read(&snap, 0) != 0) return -1;
-    rc = diag__write_all(resolved, &snap, failed, sizeof failed);
-    diag__snapshot_free(&snap);
+    diag__inside_enter();
+    pthread_mutex_lock(&diag__dump_lock);
+    rc = diag__snapshot_read(&snap, 0);
+    if (rc == 0) {
+        rc = diag__write_all(resolved, &snap, failed, sizeof failed);
+        diag__snapshot_free(&snap);
+    }
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__inside_leave();
     return rc;
 }
 
@@ -1836,7 +2071,8 @@ static struct {
     int stop;             /* atomic: the thread should end */
     uint64_t interval_ns; /* 0: no timer */
     unsigned next;        /* number of the last snapshot written */
-} diag__agent = { 0, 0, { -1, -1 }, 0, 0, 0 };
+    int finished;         /* atomic: the thread has ended (it can then be joined at once) */
+} diag__agent = { 0, 0, { -1, -1 }, 0, 0, 0, 0 };
 
 static int diag__write_svgs(const char *prefix, const diag__snapshot *snap); /* with DIAGNOSE_SVG=1 */
 
@@ -1851,25 +2087,36 @@ static void diag__agent_signal(int signo)
     errno = saved;
 }
 
+static void diag__agent_snapshot_locked(int by_signal);
+
 /* Writes snapshot number next + 1; a failure is reported on stderr. */
 static void diag__agent_snapshot(int by_signal)
+{
+    diag__inside_enter();
+    pthread_mutex_lock(&diag__dump_lock);
+    diag__agent_snapshot_locked(by_signal);
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__inside_leave();
+}
+
+static void diag__agent_snapshot_locked(int by_signal)
 {
     char prefix[4096], numbered[4200], failed[4300];
     diag__snapshot snap;
     unsigned n = diag__agent.next + 1;
     if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
-        fprintf(stderr, "diagnose.h: snapshot %u not written: %s\n", n, strerror(errno));
+        diag__warn("diagnose.h: snapshot %u not written: %s\n", n, strerror(errno));
         return;
     }
     snprintf(numbered, sizeof numbered, "%s.%u", prefix, n);
     if (diag__write_all(numbered, &snap, failed, sizeof failed) != 0) {
-        fprintf(stderr, "diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+        diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
     } else if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(numbered, &snap) != 0) {
-        fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
+        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
         if (by_signal && !diag__env_is("DIAGNOSE_QUIET", "1"))
-            fprintf(stderr, "diagnose.h: wrote snapshot %s.*.folded\n", numbered);
+            diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
     }
     diag__snapshot_free(&snap);
 }
@@ -1904,6 +2151,7 @@ static void *diag__agent_main(void *arg)
             while (next_at <= diag__clock_ns()) next_at += diag__agent.interval_ns; /* skip missed ticks */
         }
     }
+    __atomic_store_n(&diag__agent.finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -1940,9 +2188,9 @@ static void diag__agent_start(void)
     int signo = signame && *signame ? diag__agent_signo(signame) : 0;
     sigset_t all, old;
     if (interval && *interval && !(seconds >= 0.001 && seconds <= 86400.0))
-        fprintf(stderr, "diagnose.h: DIAGNOSE_INTERVAL=%s is not a number of seconds; ignored\n", interval);
+        diag__warn("diagnose.h: DIAGNOSE_INTERVAL=%s is not a number of seconds; ignored\n", interval);
     if (signame && *signame && signo == 0)
-        fprintf(stderr, "diagnose.h: DIAGNOSE_SIGNAL=%s is not a signal (USR1, USR2); ignored\n", signame);
+        diag__warn("diagnose.h: DIAGNOSE_SIGNAL=%s is not a signal (USR1, USR2); ignored\n", signame);
     if (seconds >= 0.001 && seconds <= 86400.0) diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
     if (diag__agent.interval_ns == 0 && signo == 0) return;
     if (diag__agent_pipe() != 0) return;
@@ -1961,8 +2209,11 @@ static void diag__agent_start(void)
 }
 
 /* At exit: the thread finishes the snapshot it may be writing and ends. The
-   pipe stays open, so a late signal writes to it harmlessly. */
-static void diag__agent_stop(void)
+   pipe stays open, so a late signal writes to it harmlessly. It is waited
+   for until `deadline` (CLOCK_REALTIME ns; 0: not at all): a snapshot can
+   wait on a lock that another thread, or the interrupted exiting one,
+   holds. A thread not joined ends with the process. */
+static void diag__agent_stop(uint64_t deadline)
 {
     char byte = 's';
     if (!diag__agent.running) return;
@@ -1970,8 +2221,13 @@ static void diag__agent_stop(void)
     if (write(diag__agent.pipe[1], &byte, 1) < 0) {
         /* pipe full: the thread wakes up anyway */
     }
-    pthread_join(diag__agent.thread, NULL);
     diag__agent.running = 0;
+    while (!__atomic_load_n(&diag__agent.finished, __ATOMIC_ACQUIRE)) {
+        struct timespec ms = { 0, 1000000 };
+        if (diag__realtime_ns() >= deadline) return;
+        nanosleep(&ms, NULL);
+    }
+    pthread_join(diag__agent.thread, NULL);
 }
 
 /* The child of fork() has no agent thread; it takes no snapshots, and its
@@ -2260,9 +2516,15 @@ int diag_write_svg(const char *prefix)
     int rc;
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    if (diag__snapshot_read(&snap, 0) != 0) return -1;
-    rc = diag__write_svgs(resolved, &snap);
-    diag__snapshot_free(&snap);
+    diag__inside_enter();
+    pthread_mutex_lock(&diag__dump_lock);
+    rc = diag__snapshot_read(&snap, 0);
+    if (rc == 0) {
+        rc = diag__write_svgs(resolved, &snap);
+        diag__snapshot_free(&snap);
+    }
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__inside_leave();
     return rc;
 }
 
@@ -2271,22 +2533,74 @@ int diag_write_svg(const char *prefix)
 static void diag__report_limits(const diag__snapshot *snap)
 {
     if (snap->folded)
-        fprintf(stderr, "diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
+        diag__warn("diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
                 (unsigned long long)snap->folded, DIAG_MAX_DEPTH);
     if (snap->unmeasured)
-        fprintf(stderr, "diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
+        diag__warn("diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
                 (unsigned long long)snap->unmeasured);
+}
+
+/* The table in one write (see diag__stderr_write), built in memory. */
+static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *prefix)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL) {
+        diag__warn("diagnose.h: out of memory for the summary table\n");
+        return;
+    }
+    diag__print_table(out, snap, prefix);
+    if (fclose(out) == 0) diag__stderr_write(text, len);
+    free(text); /* open_memstream's buffer comes from malloc, whatever DIAG_MALLOC is */
+}
+
+/* A signal handler called exit() while its thread was inside diagnose.h:
+   the lock may be this thread's own and malloc half way, so no dump; one
+   line, written without a lock or an allocation. */
+static void diag__exit_interrupted(void)
+{
+    static const char line[] =
+        "diagnose.h: exit() interrupted diagnose.h on the same thread (from a signal handler?); no profile written\n";
+    diag__agent_stop(0);
+    diag__stderr_write(line, sizeof line - 1);
+}
+
+/* Polls that never returned: on this thread at exit (exit() inside a poll,
+   or a poll left by longjmp without diag_drop), or on threads that ended. */
+static void diag__report_open_polls(void)
+{
+    const diag__thread *t = diag__tls;
+    uint64_t ended = __atomic_load_n(&diag__g.open_at_thread_end, __ATOMIC_RELAXED);
+    if (t != NULL && t != diag__no_table && t->depth > 0)
+        diag__warn("diagnose.h: %u poll%s had not returned at exit on the exiting thread (exit inside a poll, "
+                   "or a longjmp out of it without diag_drop)\n", t->depth, t->depth == 1 ? "" : "s");
+    if (ended)
+        diag__warn("diagnose.h: %llu poll%s had not returned when their thread ended (a longjmp out of them "
+                   "without diag_drop?)\n", (unsigned long long)ended, ended == 1 ? "" : "s");
 }
 
 static void diag__exit_handler(void)
 {
     char prefix[4096], failed[4200];
     diag__snapshot snap;
-    int saved_errno = errno;
+    int saved_errno = errno, locked;
     if (diag__mode != 1 || __atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) return;
-    diag__agent_stop(); /* its last snapshot is done before the final files */
-    if (diag__snapshot_take(&snap) != 0) {
-        fputs("diagnose.h: out of memory at exit; no profile written\n", stderr);
+    if (diag__inside()) {
+        diag__exit_interrupted();
+        errno = saved_errno;
+        return;
+    }
+    diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
+    diag__agent_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
+    locked = diag__lock_or_give_up(&diag__dump_lock) == 0;
+    if (!locked || diag__snapshot_take(&snap) != 0) {
+        if (!locked || errno == ETIMEDOUT)
+            diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
+        else
+            diag__warn("diagnose.h: out of memory at exit; no profile written\n");
+        if (locked) pthread_mutex_unlock(&diag__dump_lock);
+        diag__exit_deadline = 0;
         errno = saved_errno;
         return;
     }
@@ -2297,17 +2611,20 @@ static void diag__exit_handler(void)
         int reason = errno;
         snprintf(fallback, sizeof fallback, "%s/diagnose.%ld", dir && *dir ? dir : "/tmp", (long)getpid());
         if (diag__write_all(fallback, &snap, prefix, sizeof prefix) == 0) {
-            fprintf(stderr, "diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
+            diag__warn("diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
                     fallback);
             snprintf(prefix, sizeof prefix, "%s", fallback);
         } else {
-            fprintf(stderr, "diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
+            diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
     if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(prefix, &snap) != 0)
-        fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
-    if (!diag__env_is("DIAGNOSE_QUIET", "1")) diag__print_table(stderr, &snap, prefix);
+        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__exit_deadline = 0;
+    if (!diag__env_is("DIAGNOSE_QUIET", "1")) diag__print_table_to_stderr(&snap, prefix);
     diag__report_limits(&snap);
+    diag__report_open_polls();
     diag__snapshot_free(&snap);
     errno = saved_errno;
 }
