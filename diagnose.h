@@ -71,7 +71,9 @@
    diag_dump(prefix)
                     Writes the folded files now, as a snapshot; counting goes
                     on. prefix NULL: DIAGNOSE_OUT or "diagnose". Returns 0, or
-                    -1 with errno set (nothing is printed). Thread-safe.
+                    -1 with errno set (nothing is printed). Thread-safe:
+                    dumps run one at a time (a call may wait for another),
+                    so the files of a prefix come from one snapshot.
    diag_write_svg(prefix)
                     Writes PREFIX.<metric>.svg for each folded file: a
                     self-contained interactive flame graph (hover shows name,
@@ -95,6 +97,17 @@
    An end without its begin counts nothing (DIAG_DEBUG: aborts if it would
    end a run). A future that polls itself counts every nested poll in its
    run's path; the run ends at the first READY.
+
+   NON-LOCAL EXITS (README: Non-local exits and signals)
+   C++: a poll that an exception leaves ends as if it returned PENDING:
+   counted, busy until the unwinding, its run still open (poll it again or
+   drop it). The exception goes on unchanged. C: after a longjmp out of
+   polls, diag_drop(f) of the outermost future whose poll was left, on the
+   same thread, ends that poll and every poll above it, and drops f's run;
+   the futures above keep their runs open until dropped. With neither, the
+   polls stay open and the thread's later polls count under them; a
+   diag_span_end that finds its poll below the top ends the ones above
+   (one warning), and exit names the polls still open.
 
    ==========================================================================
    WHAT IS MEASURED
@@ -182,6 +195,10 @@
    exits normally; if the prefix has no "%p" the child's pid is appended.
    If the files cannot be written at exit, one line on stderr says why and
    they go to $TMPDIR (or /tmp) instead. The exit code never changes.
+   Nothing written to stderr raises SIGPIPE (a closed pipe ends the text).
+   At exit, a lock another thread holds is waited for 1 s at most; an
+   exit() from a signal handler that interrupts diagnose.h on its own
+   thread writes no files. Either case says so in one line.
 
    COSTS: two timestamp reads and a few adds to thread-local memory per
    poll; about 470 bytes per path per thread that polls it; the first run
@@ -352,6 +369,7 @@ diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
 uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
 void diag__begin_too_deep(diag__thread *t, diag_span *s);
 void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
+void diag__poll_unwound(diag_span *s);
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 void diag__slow_poll(diag__slot *slot, uint64_t ticks);
 diag_status diag__poll_invalid(diag_future *f);
@@ -491,10 +509,12 @@ static inline void diag_span_wake(diag_span *s)
 /* A poll that an exception leaves ends as one that returned PENDING: counted,
    busy until the unwinding, its frame popped; its run stays open, for the
    owner to poll again or drop. The exception goes on unchanged. On the
-   normal path the destructor sees NULL and compiles to nothing. */
+   normal path the destructor sees NULL and compiles to nothing. The end
+   for the unwinding is out of line: a second call of diag_span_end would
+   keep the compiler from inlining the first. */
 struct diag__poll_guard {
     diag_span *span;
-    ~diag__poll_guard() { if (span) diag_span_end(span, DIAG_PENDING); }
+    ~diag__poll_guard() { if (span) diag__poll_unwound(span); }
 };
 #endif
 
@@ -1113,9 +1133,11 @@ static void diag__drop_unwind(diag__thread *t, const diag_span *s)
 }
 
 /* A diag_span_end whose span is on the stack below the top: the polls
-   above it were left without their end. Ends them now and leaves s on
-   top; returns 0 if s is not on the stack. Not at DIAG_MAX_DEPTH, where
-   a poll folded into the deepest frame legitimately ends unmatched. */
+   above it were left without their end. Ends them now, and s's poll as
+   PENDING (the caller ends its run if it said READY); returns 0 if s is
+   not on the stack. Not at DIAG_MAX_DEPTH, where a poll folded into the
+   deepest frame legitimately ends unmatched. (Not diag_span_end itself:
+   a second call of it would keep the compiler from inlining the first.) */
 static int diag__end_unwind(diag__thread *t, const diag_span *s)
 {
     uint32_t i = t->depth, n;
@@ -1123,6 +1145,7 @@ static int diag__end_unwind(diag__thread *t, const diag_span *s)
     while (i > 0 && t->stack[i - 1].span != s) i--;
     if (i == 0) return 0;
     n = diag__unwind_to(t, i);
+    diag__unwind_to(t, i - 1);
     if (__atomic_exchange_n(&diag__g.said_unwound, 1, __ATOMIC_RELAXED) == 0) {
         char name[DIAG__NAME_MAX + 1];
         diag__sanitize(s->name, (s->flags & DIAG__NAME_DERIVED) != 0, name);
@@ -1130,6 +1153,15 @@ static int diag__end_unwind(diag__thread *t, const diag_span *s)
                    "ended %s now\n", name, n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
     }
     return 1;
+}
+
+/* The end of a poll that a C++ exception leaves: diag_span_end(s,
+   DIAG_PENDING), out of line (see diag__poll_guard). */
+void diag__poll_unwound(diag_span *s)
+{
+    diag__thread *t = diag__tls;
+    if (t != NULL && t->depth > 0 && t->stack[t->depth - 1].span == s) diag__frame_abandon(t, diag__now());
+    else diag__end_unmatched(t, s, DIAG_PENDING);
 }
 
 /* ---- slow paths of the poll ---------------------------------------------- */
@@ -1165,17 +1197,15 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
 {
     diag__slot *slot;
     uint64_t now;
-    if (t != NULL && t->depth > 0 && diag__end_unwind(t, s)) {
-        diag_span_end(s, status);
-        return;
-    }
+    int unwound = t != NULL && t->depth > 0 && diag__end_unwind(t, s);
+    (void)unwound; /* read with DIAG_DEBUG only */
     if (status != DIAG_READY || s->path == 0) return;
     if (t == NULL || t == diag__no_table) {
         s->path = 0;
         return;
     }
 #ifdef DIAG_DEBUG
-    if (t->depth < DIAG_MAX_DEPTH) {
+    if (!unwound && t->depth < DIAG_MAX_DEPTH) {
         diag__warn("diagnose.h: diag_span_end of '%s' without its diag_span_begin\n", s->name);
         abort();
     }
