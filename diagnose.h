@@ -150,9 +150,11 @@
    ENVIRONMENT
    ==========================================================================
    DIAGNOSE=0              record nothing: no files, no table.
-   DIAGNOSE_OUT=prefix     output prefix (default "diagnose", in the working
-                           directory); "%p" becomes the process id. Ignored
-                           in set-uid programs.
+   DIAGNOSE_OUT=prefix     output prefix (default "diagnose"); "%p" becomes
+                           the process id. A relative prefix (and the
+                           default) is taken from the working directory at
+                           start-up, even after a chdir; an explicit
+                           diag_dump(prefix) from the one at the call.
    DIAGNOSE_QUIET=1        write the files but not the table.
    DIAGNOSE_SVG=1          at exit, also write the flame graphs of
                            diag_write_svg next to the folded files.
@@ -165,7 +167,7 @@
                            and PREFIX.N.*.svg with DIAGNOSE_SVG=1),
                            N = 1, 2, 3 ...; each holds everything since the
                            start or the last diag_reset, like diag_dump.
-   DIAGNOSE_SIGNAL=USR2    the signal (USR1, USR2, HUP or a number) requests
+   DIAGNOSE_SIGNAL=USR2    the signal (USR2, sigusr1, HUP, 12 ...) requests
                            a numbered snapshot. The handler only writes a
                            byte to a pipe; the same background thread
                            dumps. Snapshot numbers are shared with the
@@ -173,8 +175,18 @@
                            Neither variable set: no thread, no handler.
                            The thread stops at exit, before the final
                            files; a forked child takes no snapshots.
+   DIAGNOSE_TRACE=n        flight recorder: each thread keeps its last n
+                           polls (1 to 16777216; unset or 0: off) for
+                           PREFIX.trace.json (see OUTPUT).
    A set-uid or set-gid program ignores all of these (secure_getenv), and
    TMPDIR: it records with the defaults.
+   Each variable is read once, at start-up (before main). Yes/no values
+   take 0/1, off/on, no/yes, false/true in any case; numbers are whole and
+   not negative; signals are names with or without SIG in any case, or
+   numbers. Empty is unset. A value not understood gets one stderr line
+   naming it and what is accepted, and the default is used:
+     diagnose.h: DIAGNOSE_MAX_PATHS=-5 is negative; accepted: a whole
+     number from 1 to 1048574; using 1048574
 
    ==========================================================================
    OUTPUT
@@ -200,13 +212,36 @@
    exit() from a signal handler that interrupts diagnose.h on its own
    thread writes no files. Either case says so in one line.
 
+   PREFIX.trace.json (with DIAGNOSE_TRACE=n), written by every dump next to
+   the folded files: a Chrome trace, {"traceEvents": [...]}, one event a
+   line, for speedscope and ui.perfetto.dev. Per thread, one "ph": "M"
+   thread_name event ("NAME TID": the thread's name and its number) and one
+   "ph": "X" event per poll of its last n, oldest first: name = the polled
+   future's frame, ts and dur in microseconds (three decimals) since
+   start-up, pid, tid (numbered 1, 2, ... in the order threads first poll),
+   args {"path": "<folded stack>"}. Nested polls nest exactly on their tid.
+   Folded polls (deeper than DIAG_MAX_DEPTH) are not recorded. A thread's
+   ring outlives it: the rings of the 16 most recently exited threads are
+   kept. After diag_reset only polls that end later are written; a forked
+   child starts empty. A dump while threads poll holds whole events only.
+   A slow poll (DIAGNOSE_SLOW_NS) makes the snapshot thread (started for
+   this) write PREFIX.slow.N.trace.json, N = 1, 2, ...: when the outermost
+   poll around it ends (so the whole nest is in), or 100 ms after the slow
+   poll if that is sooner; at most one such file a second and 100 in all;
+   one line on stderr names each unless DIAGNOSE_QUIET=1.
+
    COSTS: two timestamp reads and a few adds to thread-local memory per
-   poll; about 470 bytes per path per thread that polls it; the first run
+   poll; about 140 bytes per path per thread that polls it (35 more per
+   path for the process, and a histogram row of 248 shared by all threads
+   once a path has been polled 256 times in one bucket); the first run
    of a span at a new calling context does one hash look-up. The slow-poll
    lint is one compare per poll; a slow poll in the first 10 ms of the
    process also reads the clock twice (the threshold is then calibrated).
    DIAGNOSE_INTERVAL / DIAGNOSE_SIGNAL cost one sleeping thread and, per
    snapshot, the time of a diag_dump, off the program's threads.
+   DIAGNOSE_TRACE=n: 24 bytes per event, (n + 1) * 24 + 56 bytes per thread
+   allocated once when it first polls; four stores per poll (make bench:
+   "trace ring on"); off, one never-taken branch per poll.
 
    ==========================================================================
    CONFIGURATION (#define before the #include)
@@ -312,7 +347,7 @@ void diag_span_cancel(diag_span *s);
 #define DIAG__CHUNK_BITS 8
 #define DIAG__CHUNK (1u << DIAG__CHUNK_BITS)
 #define DIAG__DIR ((DIAG_MAX_PATHS + DIAG__CHUNK - 1) / DIAG__CHUNK)
-#define DIAG__HIST 32 /* log2 buckets of poll time in ticks */
+#define DIAG__HIST 31 /* log2 buckets of poll time in ticks: [0,4), [4,8) ... [2^31,inf) */
 #define DIAG__ROOT 0u
 #define DIAG__OVERFLOW 1u
 #define DIAG__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -323,16 +358,20 @@ void diag_span_cancel(diag_span *s);
    exact add, and another thread can read the counter safely at any time. */
 #define DIAG__ADD(x, v) DIAG__STORE(x, DIAG__LOAD(x) + (v))
 
-/* Counters of one path on one thread, in ticks. Runs start and end on any
-   thread, so open_runs and open_start_sum are only right summed over all
-   threads: pending wall at time T = open_runs * T - open_start_sum.
-   last: 1 + the ticks of the latest poll, whose bucket is not yet in hist
-   (0: none); whoever reads hist adds it (see diag__hist_add). The fields
-   every poll writes come first, to share as few cache lines as they can. */
+/* Counters of one path on one thread, in ticks: 128 bytes, the fields every
+   poll writes in the first 64. Runs start and end on any thread, so
+   open_runs and open_start_sum are only right summed over all threads:
+   pending wall at time T = open_runs * T - open_start_sum.
+   hist[1 + b]: polls in bucket b, modulo 256; each 256th is added to the
+   path's shared histogram instead (diag__hist_spill), so a slot stays small
+   however many threads poll the path. hist[0]: 1 + the bucket of the latest
+   poll, not yet counted (0: none); whoever reads hist adds it (see
+   diag__hist_add). */
 typedef struct diag__slot {
-    uint64_t polls, busy, poll_ticks, max, last, wall, open_runs, open_start_sum, done;
+    uint64_t polls, busy, poll_ticks, max;
+    uint8_t hist[1 + DIAG__HIST];
+    uint64_t wall, open_runs, open_start_sum, done;
     uint64_t drops, wakes, sched, slow; /* slow: polls of DIAGNOSE_SLOW_NS or more */
-    uint64_t hist[DIAG__HIST];
 } diag__slot;
 
 typedef struct diag__frame {
@@ -342,13 +381,33 @@ typedef struct diag__frame {
     uint32_t path;
 } diag__frame;
 
+/* (parent, name) -> path, open addressing; an entry is a path id (0: empty),
+   whose key is read from the path table. */
 typedef struct diag__map {
-    struct diag__map_entry *entries;
+    uint32_t *entries;
     uint32_t cap, count;
 } diag__map;
 
+/* One recorded poll of the flight recorder (DIAGNOSE_TRACE): 24 bytes. */
+typedef struct diag__event {
+    uint64_t start, dur; /* ticks */
+    uint32_t path;
+} diag__event;
+
+/* A thread's ring of its last n polls, n + 1 slots: the one being written
+   never holds an event a reader keeps (see the flight recorder section). */
+typedef struct diag__ring {
+    uint64_t done;          /* events written; atomic, published with release */
+    uint32_t pos, slots;    /* the next slot (owner only); n + 1 */
+    uint64_t tid;           /* the trace's thread number */
+    char name[16];          /* the thread's name */
+    struct diag__ring *next; /* exited threads' rings, newest first */
+    diag__event *events;    /* right after this header, same allocation */
+} diag__ring;
+
 typedef struct diag__thread {
     uint32_t depth;
+    diag__ring *ring; /* NULL unless DIAGNOSE_TRACE: here, next to depth, in the line every poll reads */
     diag__frame stack[DIAG_MAX_DEPTH];
     diag__slot *dir[DIAG__DIR]; /* chunks of slots by path; published with release */
     diag__slot **base;          /* reset baselines, same shape; under the lock */
@@ -372,6 +431,8 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
 void diag__poll_unwound(diag_span *s);
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 void diag__slow_poll(diag__slot *slot, uint64_t ticks);
+void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket);
+void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
 diag_status diag__poll_invalid(diag_future *f);
 
 static inline int diag__on(void)
@@ -395,22 +456,28 @@ static inline diag__slot *diag__slot_at(diag__thread *t, uint32_t path)
     return &chunk[path & (DIAG__CHUNK - 1)];
 }
 
+/* Bucket b holds [2^(b+1), 2^(b+2)) ticks; the first also 0 to 3, the last
+   everything from 2^31 up. */
 static inline unsigned diag__bucket(uint64_t ticks)
 {
-    unsigned b = 63u - (unsigned)__builtin_clzll(ticks | 1u);
+    unsigned b = 62u - (unsigned)__builtin_clzll(ticks | 2u);
     return b < DIAG__HIST ? b : DIAG__HIST - 1;
 }
 
 /* The histogram lags one poll behind: a poll's bucket is counted at the
-   next poll of its slot, and readers count the one in `last` themselves.
+   next poll of its slot, and readers count the one in hist[0] themselves.
    Counting it at once means a store to an address computed from the
    timestamp just read, which held the next timestamp read back: it cost
-   about 10 ns a poll, a third of the whole poll (bench/, x86-64). */
-static inline void diag__hist_add(diag__slot *slot, uint64_t dt)
+   about 10 ns a poll, a third of the whole poll (bench/, x86-64). With
+   nothing pending hist[0] is 0, so the add lands on hist[0] itself and is
+   overwritten: no branch. */
+static inline void diag__hist_add(diag__thread *t, uint32_t path, diag__slot *slot, uint64_t dt)
 {
-    uint64_t last = DIAG__LOAD(slot->last);
-    DIAG__STORE(slot->last, dt + 1);
-    if (DIAG__LIKELY(last != 0)) DIAG__ADD(slot->hist[diag__bucket(last - 1)], 1);
+    unsigned last = DIAG__LOAD(slot->hist[0]);
+    uint8_t n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
+    if (DIAG__UNLIKELY(n == 0)) diag__hist_spill(t, path, slot, last - 1); /* first: a reader may count 256 twice, never none */
+    DIAG__STORE(slot->hist[last], n);
+    DIAG__STORE(slot->hist[0], (uint8_t)(1u + diag__bucket(dt)));
 }
 
 static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned flags)
@@ -486,7 +553,8 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     DIAG__ADD(slot->busy, self);
     DIAG__ADD(slot->poll_ticks, dt);
     if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
-    diag__hist_add(slot, dt);
+    diag__hist_add(t, fr->path, slot, dt);
+    if (DIAG__UNLIKELY(t->ring != NULL)) diag__ring_put(t->ring, fr->path, fr->start, dt);
     if (DIAG__UNLIKELY(dt >= DIAG__LOAD(diag__slow_ticks))) diag__slow_poll(slot, dt);
     if (status == DIAG_READY && s->path != 0) {
         DIAG__ADD(slot->wall, now - s->run_start);
@@ -607,11 +675,6 @@ int diag__mode;
 int diag__use_tsc;
 uint64_t diag__slow_ticks = UINT64_MAX;
 
-struct diag__map_entry {
-    const char *name;
-    uint32_t parent, path;
-};
-
 typedef struct diag__path {
     const char *name;
     uint32_t parent, depth, flags;
@@ -624,8 +687,8 @@ static struct {
     pthread_key_t key;
     uint64_t tsc0, mono0;       /* clock origin, for calibration (read-only) */
     uint64_t reset_at;          /* ticks of the last reset or fork */
-    diag__path *paths;
-    uint32_t npaths, cap_paths, max_paths;
+    diag__path *paths[DIAG__DIR]; /* chunks, never moved: read without the lock */
+    uint32_t npaths, max_paths;
     diag__map index;            /* (parent, name) -> path */
     diag__thread *threads;      /* live threads */
     diag__thread retired;       /* merged tables of threads that exited */
@@ -635,6 +698,11 @@ static struct {
     int said_invalid;           /* atomic: warned once */
     uint64_t slow_ns;           /* DIAGNOSE_SLOW_NS; 0: no slow-poll lint */
     int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
+    int quiet, svg;             /* DIAGNOSE_QUIET, DIAGNOSE_SVG, read at start-up */
+    const char *out;            /* DIAGNOSE_OUT or "diagnose", as given */
+    char *start_dir;            /* working directory at start-up and '/', for a relative out; or NULL */
+    uint64_t *hist[DIAG__DIR];  /* chunks of paths' shared histograms; atomic */
+    uint64_t *hist_base[DIAG__DIR]; /* their values at the last reset */
     uint64_t open_at_thread_end; /* polls not ended when their thread exited */
     int said_unwound;           /* atomic: warned once of frames a later end unwound */
 } diag__g;
@@ -796,11 +864,178 @@ static const char *diag__getenv(const char *name)
 #endif
 }
 
-static int diag__env_is(const char *name, const char *value)
+/* ---- settings: every DIAGNOSE_* variable parsed one way ------------------ */
+
+/* Each variable is read once, at start-up, by one of these. Unset or empty
+   means the default, silently; a value not understood gets one stderr line,
+   "diagnose.h: NAME=VALUE <problem>; accepted: <what>; using <default>"
+   (or "ignored" when the default is off), and the default is used. */
+
+/* The one line for a refused value. */
+static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
+                                  const char *fallback)
+{
+    diag__warn("diagnose.h: %s=%s %s; accepted: %s; %s%s\n", name, value, problem, accepted,
+            fallback ? "using " : "ignored", fallback ? fallback : "");
+}
+
+/* The variable's value, or NULL when it is unset or empty. */
+static const char *diag__setting_text(const char *name)
 {
     const char *v = diag__getenv(name);
-    return v != NULL && strcmp(v, value) == 0;
+    return v != NULL && *v != '\0' ? v : NULL;
 }
+
+static int diag__same_word(const char *a, const char *b) /* ASCII, any case */
+{
+    for (; *a && *b; a++, b++)
+        if ((*a | 0x20) != (*b | 0x20)) return 0;
+    return *a == *b;
+}
+
+/* A yes/no: 0/1, off/on, no/yes, false/true in any case; otherwise fallback. */
+static int diag__setting_bool(const char *name, int fallback)
+{
+    static const char *const words[][2] = { { "0", "1" }, { "off", "on" }, { "no", "yes" }, { "false", "true" } };
+    const char *v = diag__setting_text(name);
+    size_t i;
+    if (v == NULL) return fallback;
+    for (i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (diag__same_word(v, words[i][0])) return 0;
+        if (diag__same_word(v, words[i][1])) return 1;
+    }
+    diag__setting_refused(name, v, "is not understood", "0/1, off/on, no/yes, false/true (any case)",
+                          fallback ? "1" : "0");
+    return fallback;
+}
+
+/* A whole number from min to max (max UINT64_MAX: no maximum); a sign,
+   blanks or anything else refused; otherwise fallback. */
+static uint64_t diag__setting_uint(const char *name, uint64_t fallback, uint64_t min, uint64_t max)
+{
+    const char *v = diag__setting_text(name), *p, *problem = NULL;
+    char accepted[96], using_text[24];
+    uint64_t n = 0;
+    if (v == NULL) return fallback;
+    for (p = v; *p >= '0' && *p <= '9'; p++) {
+        unsigned digit = (unsigned)(*p - '0');
+        if (n > (UINT64_MAX - digit) / 10) break; /* past 2^64 - 1 */
+        n = n * 10 + digit;
+    }
+    if (*v == '-' && v[1] >= '0' && v[1] <= '9') problem = "is negative";
+    else if (p == v || (*p != '\0' && (*p < '0' || *p > '9'))) problem = "is not a whole number";
+    else if (*p != '\0' || n > max) problem = "is above the maximum";
+    else if (n < min) problem = "is below the minimum";
+    if (problem == NULL) return n;
+    if (max == UINT64_MAX) snprintf(accepted, sizeof accepted, "a whole number, %llu or more", (unsigned long long)min);
+    else snprintf(accepted, sizeof accepted, "a whole number from %llu to %llu", (unsigned long long)min,
+                  (unsigned long long)max);
+    snprintf(using_text, sizeof using_text, "%llu", (unsigned long long)fallback);
+    diag__setting_refused(name, v, problem, accepted, using_text);
+    return fallback;
+}
+
+/* Seconds, decimals allowed ("2", "0.25", ".5"; read the same in every
+   locale), from min to max; otherwise fallback (0: the setting is off). */
+static double diag__setting_seconds(const char *name, double fallback, double min, double max)
+{
+    const char *v = diag__setting_text(name), *p = v, *problem = NULL;
+    char accepted[96], using_text[32];
+    double seconds = 0;
+    int digits = 0;
+    if (v == NULL) return fallback;
+    for (; *p >= '0' && *p <= '9'; p++, digits++) seconds = seconds * 10 + (*p - '0');
+    if (*p == '.') {
+        double scale = 1;
+        for (p++; *p >= '0' && *p <= '9'; p++, digits++) seconds += (*p - '0') * (scale /= 10);
+    }
+    if (*v == '-' && (v[1] == '.' || (v[1] >= '0' && v[1] <= '9'))) problem = "is negative";
+    else if (digits == 0 || *p != '\0') problem = "is not a number of seconds";
+    else if (seconds < min) problem = "is below the minimum";
+    else if (seconds > max) problem = "is above the maximum";
+    if (problem == NULL) return seconds;
+    snprintf(accepted, sizeof accepted, "seconds from %g to %g, decimals allowed", min, max);
+    snprintf(using_text, sizeof using_text, "%g", fallback);
+    diag__setting_refused(name, v, problem, accepted, fallback > 0 ? using_text : NULL);
+    return fallback;
+}
+
+/* A signal to catch: a name with or without SIG in any case (USR1, sigusr2,
+   HUP ...) or a number; KILL and STOP refused; otherwise fallback (0: off). */
+static int diag__setting_signal(const char *name, int fallback)
+{
+    static const struct { const char *name; int signo; } names[] = {
+        { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
+        { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM }, { "CHLD", SIGCHLD }, { "CONT", SIGCONT },
+        { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN }, { "TTOU", SIGTTOU }, { "URG", SIGURG }, { "XCPU", SIGXCPU },
+        { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF }, { "WINCH", SIGWINCH },
+        { "KILL", SIGKILL }, { "STOP", SIGSTOP },
+    };
+    const char *v = diag__setting_text(name), *word = v;
+    char using_text[16];
+    int signo = 0;
+    size_t i;
+    if (v == NULL) return fallback;
+    if ((v[0] | 0x20) == 's' && (v[1] | 0x20) == 'i' && (v[2] | 0x20) == 'g') word = v + 3;
+    for (i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (diag__same_word(word, names[i].name)) signo = names[i].signo;
+    if (signo == 0 && *v >= '1' && *v <= '9') {
+        const char *p = v;
+        for (; *p >= '0' && *p <= '9' && signo < 1000; p++) signo = signo * 10 + (*p - '0');
+        if (*p != '\0' || signo > 64) signo = -1;
+    }
+    if (signo > 0 && signo != SIGKILL && signo != SIGSTOP) return signo;
+    snprintf(using_text, sizeof using_text, "%d", fallback);
+    diag__setting_refused(name, v, signo > 0 ? "cannot be caught" : "is not a signal",
+                          "a name with or without SIG, any case (USR1, usr2, SIGHUP, ...) or a number from 1 to 64, "
+                          "not KILL or STOP",
+                          fallback ? using_text : NULL);
+    return fallback;
+}
+
+static char *diag__copy(const char *text)
+{
+    size_t n = strlen(text) + 1;
+    char *copy = (char *)DIAG_MALLOC(n);
+    if (copy) memcpy(copy, text, n);
+    return copy;
+}
+
+/* DIAGNOSE_OUT (a copy: the program may change its environment), or
+   "diagnose". A relative prefix means the working directory at start-up:
+   that is kept, for diag__pinned_dir. */
+static void diag__setting_out(void)
+{
+    const char *v = diag__setting_text("DIAGNOSE_OUT");
+    char dir[4096];
+    size_t n;
+    diag__g.out = v ? diag__copy(v) : "diagnose";
+    if (diag__g.out == NULL || diag__g.out[0] == '/' || getcwd(dir, sizeof dir - 1) == NULL) return;
+    n = strlen(dir);
+    if (dir[n - 1] != '/') dir[n++] = '/';
+    diag__g.start_dir = (char *)DIAG_MALLOC(n + 1);
+    if (diag__g.start_dir == NULL) return; /* out stays relative to the directory of the day */
+    memcpy(diag__g.start_dir, dir, n);
+    diag__g.start_dir[n] = '\0';
+}
+
+/* What to put before a relative DIAGNOSE_OUT: the start-up directory when
+   the program has changed directory since (or its directory is gone), so
+   the files land where it started; "" while it has not, so paths and
+   messages stay as the user wrote them. */
+static const char *diag__pinned_dir(void)
+{
+    char dir[4096];
+    size_t n;
+    if (diag__g.start_dir == NULL) return "";
+    if (getcwd(dir, sizeof dir - 1) == NULL) return diag__g.start_dir;
+    n = strlen(dir);
+    if (dir[n - 1] != '/') dir[n++] = '/';
+    dir[n] = '\0';
+    return strcmp(dir, diag__g.start_dir) == 0 ? "" : diag__g.start_dir;
+}
+
+/* ---- start-up ------------------------------------------------------------ */
 
 static void diag__exit_handler(void);
 static void diag__thread_exit(void *arg);
@@ -810,23 +1045,35 @@ static void diag__fork_child(void);
 static void diag__slow_start(void);
 static void diag__agent_start(void);
 static void diag__agent_forked(void);
+static void diag__trace_start(void);
+static void diag__trace_attach(diag__thread *t);
+static void diag__trace_retire(diag__thread *t);
+static void diag__trace_slow(void);
+static int diag__trace_slow_wanted(void);
+static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap);
 static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32_t path);
+
+/* The path table is in chunks that never move, so a thread's cache can
+   read the key of a path it was given (under the lock) without the lock. */
+static diag__path *diag__path_at(uint32_t path)
+{
+    return &__atomic_load_n(&diag__g.paths[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE)[path & (DIAG__CHUNK - 1)];
+}
 
 static int diag__reserve_path(void)
 {
-    if (diag__g.npaths == diag__g.cap_paths) {
-        uint32_t cap = diag__g.cap_paths ? diag__g.cap_paths * 2 : 256;
-        diag__path *p = (diag__path *)DIAG_REALLOC(diag__g.paths, cap * sizeof *p);
-        if (p == NULL) return -1;
-        diag__g.paths = p;
-        diag__g.cap_paths = cap;
+    uint32_t c = diag__g.npaths >> DIAG__CHUNK_BITS;
+    if (diag__g.paths[c] == NULL) {
+        diag__path *chunk = (diag__path *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+        if (chunk == NULL) return -1;
+        __atomic_store_n(&diag__g.paths[c], chunk, __ATOMIC_RELEASE);
     }
     return 0;
 }
 
 static uint32_t diag__add_path(const char *name, uint32_t parent, uint32_t depth, uint32_t flags)
 {
-    diag__path *p = &diag__g.paths[diag__g.npaths];
+    diag__path *p = &diag__g.paths[diag__g.npaths >> DIAG__CHUNK_BITS][diag__g.npaths & (DIAG__CHUNK - 1)];
     p->name = name;
     p->parent = parent;
     p->depth = depth;
@@ -836,20 +1083,23 @@ static uint32_t diag__add_path(const char *name, uint32_t parent, uint32_t depth
 
 static void diag__start_once(void)
 {
-    const char *max = diag__getenv("DIAGNOSE_MAX_PATHS");
-    if (diag__env_is("DIAGNOSE", "0")) {
+    if (!diag__setting_bool("DIAGNOSE", 1)) {
         diag__mode = 2;
         return;
     }
     /* max_paths counts the user's paths: the root and [overflow] are extra */
-    diag__g.max_paths = DIAG_MAX_PATHS - 2;
-    if (max != NULL && atol(max) >= 1 && (unsigned long)atol(max) < DIAG_MAX_PATHS - 2)
-        diag__g.max_paths = (uint32_t)atol(max);
+    diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
+    diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
+    diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
+    diag__setting_out();
     diag__use_tsc = diag__tsc_is_invariant();
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
     diag__g.reset_at = diag__g.tsc0;
     diag__no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__no_table);
-    if (diag__no_table == NULL || diag__reserve_path() != 0 ||
+    /* the first chunk of shared histograms holds [overflow]'s, where counts
+       go when memory for another chunk runs out */
+    diag__g.hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+    if (diag__no_table == NULL || diag__g.hist[0] == NULL || diag__reserve_path() != 0 ||
         pthread_key_create(&diag__g.key, diag__thread_exit) != 0) {
         diag__warn("diagnose.h: out of memory at start-up; profiling is off\n");
         diag__mode = 2;
@@ -861,6 +1111,7 @@ static void diag__start_once(void)
     pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
     atexit(diag__exit_handler);
     diag__slow_start();
+    diag__trace_start();
     __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
     diag__agent_start();
 }
@@ -884,40 +1135,45 @@ static uint32_t diag__hash(uint32_t parent, const char *name)
     return (uint32_t)(h >> 32);
 }
 
+/* 4 bytes an entry, at most 3/4 full: the per-thread caches are most of
+   the memory a path costs besides its slots. */
 static uint32_t diag__map_get(const diag__map *m, uint32_t parent, const char *name)
 {
     uint32_t i;
     if (m->cap == 0) return 0;
     for (i = diag__hash(parent, name) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
-        const struct diag__map_entry *e = &m->entries[i];
-        if (e->path == 0) return 0;
-        if (e->name == name && e->parent == parent) return e->path;
+        uint32_t path = m->entries[i];
+        const diag__path *key;
+        if (path == 0) return 0;
+        key = diag__path_at(path);
+        if (key->name == name && key->parent == parent) return path;
     }
 }
 
 static void diag__map_insert(diag__map *m, uint32_t parent, const char *name, uint32_t path)
 {
     uint32_t i = diag__hash(parent, name) & (m->cap - 1);
-    while (m->entries[i].path != 0) i = (i + 1) & (m->cap - 1);
-    m->entries[i].name = name;
-    m->entries[i].parent = parent;
-    m->entries[i].path = path;
+    while (m->entries[i] != 0) i = (i + 1) & (m->cap - 1);
+    m->entries[i] = path;
     m->count++;
 }
 
-/* Returns -1 when the table must grow and cannot; it then stays as it was. */
+/* Returns -1 when the table must grow and cannot; it then stays as it was.
+   path's key (parent, name) need not be in the path table yet. */
 static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32_t path)
 {
-    if ((m->count + 1) * 2 > m->cap) {
+    if ((m->count + 1) * 4 > m->cap * 3) {
         diag__map bigger;
         uint32_t i;
         bigger.cap = m->cap ? m->cap * 2 : 64;
         bigger.count = 0;
-        bigger.entries = (struct diag__map_entry *)diag__alloc_zero(bigger.cap * sizeof *bigger.entries);
+        bigger.entries = (uint32_t *)diag__alloc_zero(bigger.cap * sizeof *bigger.entries);
         if (bigger.entries == NULL) return -1;
         for (i = 0; i < m->cap; i++)
-            if (m->entries[i].path != 0)
-                diag__map_insert(&bigger, m->entries[i].parent, m->entries[i].name, m->entries[i].path);
+            if (m->entries[i] != 0) {
+                const diag__path *key = diag__path_at(m->entries[i]);
+                diag__map_insert(&bigger, key->parent, key->name, m->entries[i]);
+            }
         DIAG_FREE(m->entries);
         *m = bigger;
     }
@@ -928,7 +1184,7 @@ static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32
 /* Under the lock. Folds at DIAG_MAX_DEPTH, overflows at the path cap. */
 static uint32_t diag__path_of(uint32_t parent, const char *name, uint32_t flags)
 {
-    uint32_t depth = diag__g.paths[parent].depth + 1;
+    uint32_t depth = diag__path_at(parent)->depth + 1;
     uint32_t path = diag__map_get(&diag__g.index, parent, name);
     if (path != 0) return path;
     if (parent == DIAG__OVERFLOW) return DIAG__OVERFLOW;
@@ -947,13 +1203,82 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
         pthread_mutex_lock(&diag__lock);
         path = diag__path_of(parent, s->name, s->flags);
         pthread_mutex_unlock(&diag__lock);
-        diag__map_put(&t->cache, parent, s->name, path); /* a full cache only costs speed */
+        /* The key of an entry is its path's: a context folded into its
+           parent or counted in [overflow] is looked up again next time. A
+           full cache only costs speed. */
+        if (diag__path_at(path)->name == s->name && diag__path_at(path)->parent == parent)
+            diag__map_put(&t->cache, parent, s->name, path);
         diag__inside_leave();
     }
     if (path == parent && parent != DIAG__OVERFLOW) DIAG__ADD(t->folded, 1);
     s->last_parent = parent;
     s->last_path = path;
     return path;
+}
+
+/* ---- shared histograms: where the slots' byte counters spill ------------- */
+
+/* Path's row (DIAG__HIST counts) in the chunked table dir (diag__g.hist, or
+   diag__g.hist_base), the chunk allocated on first use; NULL when memory
+   runs out. Any thread, with or without the lock. */
+static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path)
+{
+    uint64_t **at = &dir[path >> DIAG__CHUNK_BITS];
+    uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
+    if (chunk == NULL) {
+        uint64_t *fresh;
+        diag__inside_enter(); /* also from the poll path: see diag__exit_interrupted */
+        fresh = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+        diag__inside_leave();
+        if (fresh == NULL) return NULL;
+        if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            chunk = fresh;
+        else
+            DIAG_FREE(fresh); /* another thread's came first: chunk is it */
+    }
+    return chunk + (size_t)(path & (DIAG__CHUNK - 1)) * DIAG__HIST;
+}
+
+/* A slot's byte counter of bucket is about to wrap: its 256 polls move to
+   the path's shared row. Once per 256 polls of a bucket, off the poll path.
+   Out of memory, they count in [overflow] (its row exists from start-up). */
+void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket)
+{
+    const diag__slot *chunk = t->dir[path >> DIAG__CHUNK_BITS];
+    uint64_t *row;
+    if (chunk == NULL || slot != &chunk[path & (DIAG__CHUNK - 1)]) path = DIAG__OVERFLOW; /* the fallback slot */
+    row = diag__hist_row(diag__g.hist, path);
+    if (row == NULL) row = diag__hist_row(diag__g.hist, DIAG__OVERFLOW);
+    __atomic_fetch_add(&row[bucket], 256, __ATOMIC_RELAXED);
+}
+
+/* Adds the poll a slot's hist[0] holds to hist (delta 1), or takes it away
+   (delta -1, for a baseline): see diag__hist_add. */
+static void diag__hist_last(uint64_t *hist, unsigned last, uint64_t delta)
+{
+    if (last != 0) hist[last - 1] += delta;
+}
+
+/* Moves the byte counters of chunk c of a thread's slots (or of their
+   baselines, into diag__g.hist_base) to the shared rows, so that the
+   table can join the retired one by plain adds. Under the lock. */
+static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
+{
+    uint32_t i;
+    unsigned h;
+    if (chunk == NULL) return;
+    for (i = 0; i < DIAG__CHUNK; i++) {
+        uint8_t *bytes = chunk[i].hist;
+        uint64_t add[DIAG__HIST], *row, any = 0;
+        for (h = 0; h < DIAG__HIST; h++) any |= add[h] = bytes[1 + h];
+        if (any == 0 && bytes[0] == 0) continue;
+        diag__hist_last(add, bytes[0], 1);
+        row = diag__hist_row(dir, c * DIAG__CHUNK + i);
+        if (row == NULL) row = diag__hist_row(dir, DIAG__OVERFLOW);
+        if (row == NULL) continue; /* no memory even for that: these counts are lost */
+        for (h = 0; h < DIAG__HIST; h++) __atomic_fetch_add(&row[h], add[h], __ATOMIC_RELAXED);
+        memset(bytes, 0, sizeof chunk[i].hist);
+    }
 }
 
 /* ---- per-thread tables ---------------------------------------------------- */
@@ -972,6 +1297,7 @@ static diag__thread *diag__attach_table(void)
     pthread_mutex_lock(&diag__lock);
     t->next = diag__g.threads;
     diag__g.threads = t;
+    diag__trace_attach(t);
     pthread_mutex_unlock(&diag__lock);
     pthread_setspecific(diag__g.key, t);
     diag__tls = t;
@@ -998,17 +1324,10 @@ diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
     return &chunk[path & (DIAG__CHUNK - 1)];
 }
 
-/* Adds the poll a slot's `last` holds to hist (delta 1), or takes it away
-   (delta -1, for a baseline): see diag__hist_add. */
-static void diag__hist_last(uint64_t *hist, uint64_t last, uint64_t delta)
-{
-    if (last != 0) hist[diag__bucket(last - 1)] += delta;
-}
-
-/* Adds slot b into a: used when a thread's table joins the retired one. */
+/* Adds slot b into a: used when a thread's table joins the retired one
+   (the histograms went to the shared rows: diag__hist_flush). */
 static void diag__slot_merge(diag__slot *a, const diag__slot *b)
 {
-    int i;
     a->polls += b->polls;
     a->busy += b->busy;
     a->poll_ticks += b->poll_ticks;
@@ -1021,8 +1340,6 @@ static void diag__slot_merge(diag__slot *a, const diag__slot *b)
     a->wakes += b->wakes;
     a->sched += b->sched;
     a->slow += b->slow;
-    for (i = 0; i < DIAG__HIST; i++) a->hist[i] += b->hist[i];
-    diag__hist_last(a->hist, b->last, 1); /* a keeps its own last */
 }
 
 /* Moves chunk c of src into dst[c], adding where dst already has one. */
@@ -1065,6 +1382,10 @@ static void diag__thread_exit(void *arg)
             *link = t->next;
             break;
         }
+    for (c = 0; c < DIAG__DIR; c++) {
+        diag__hist_flush(diag__g.hist, t->dir[c], c);
+        if (t->base) diag__hist_flush(diag__g.hist_base, t->base[c], c);
+    }
     if (t->base != NULL && diag__g.retired.base == NULL) {
         diag__g.retired.base = t->base;
         t->base = NULL;
@@ -1076,6 +1397,7 @@ static void diag__thread_exit(void *arg)
     diag__g.retired.folded += t->folded;
     __atomic_fetch_add(&diag__g.open_at_thread_end, t->depth, __ATOMIC_RELAXED);
     diag__g.nretired++;
+    diag__trace_retire(t);
     pthread_mutex_unlock(&diag__lock);
     diag__free_table(t);
     diag__tls = NULL;
@@ -1104,7 +1426,8 @@ static void diag__frame_abandon(diag__thread *t, uint64_t now)
     DIAG__ADD(slot->busy, dt > fr->child ? dt - fr->child : 0);
     DIAG__ADD(slot->poll_ticks, dt);
     if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
-    diag__hist_add(slot, dt);
+    diag__hist_add(t, fr->path, slot, dt);
+    if (t->ring != NULL) diag__ring_put(t->ring, fr->path, fr->start, dt);
     if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
 }
 
@@ -1281,13 +1604,7 @@ diag_status diag__poll_invalid(diag_future *f)
 
 static void diag__slow_start(void)
 {
-    const char *v = diag__getenv("DIAGNOSE_SLOW_NS");
-    char *end = NULL;
-    unsigned long long ns = DIAG__SLOW_DEFAULT_NS;
-    if (v != NULL && *v != '\0') {
-        ns = strtoull(v, &end, 10);
-        if (*end != '\0') ns = DIAG__SLOW_DEFAULT_NS; /* not a number: the default */
-    }
+    uint64_t ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
     diag__g.slow_ns = ns;
     if (ns == 0) return; /* lint off: the threshold stays UINT64_MAX */
     if (!diag__use_tsc) {  /* ticks are nanoseconds */
@@ -1304,7 +1621,10 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     double ns_per_tick;
     if (__atomic_load_n(&diag__g.slow_exact, __ATOMIC_ACQUIRE)) {
         /* a poll that read the early threshold can land here after it changed */
-        if (ticks >= DIAG__LOAD(diag__slow_ticks)) DIAG__ADD(slot->slow, 1);
+        if (ticks >= DIAG__LOAD(diag__slow_ticks)) {
+            DIAG__ADD(slot->slow, 1);
+            diag__trace_slow();
+        }
         return;
     }
     diag__clock_pair(&now, &mono);
@@ -1314,7 +1634,10 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
         DIAG__STORE(diag__slow_ticks, (uint64_t)((double)diag__g.slow_ns / ns_per_tick) + 1);
         __atomic_store_n(&diag__g.slow_exact, 1, __ATOMIC_RELEASE);
     }
-    if ((double)ticks * ns_per_tick >= (double)diag__g.slow_ns) DIAG__ADD(slot->slow, 1);
+    if ((double)ticks * ns_per_tick >= (double)diag__g.slow_ns) {
+        DIAG__ADD(slot->slow, 1);
+        diag__trace_slow();
+    }
 }
 
 /* ---- one dump at a time ----------------------------------------------------- */
@@ -1369,7 +1692,7 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
         if (t->base[c] == NULL) return -1;
         for (i = 0; i < DIAG__CHUNK; i++) {
             diag__slot *live = &chunk[i], *base = &t->base[c][i];
-            int h;
+            unsigned h;
             base->polls = DIAG__LOAD(live->polls);
             base->busy = DIAG__LOAD(live->busy);
             base->poll_ticks = DIAG__LOAD(live->poll_ticks);
@@ -1380,10 +1703,24 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             base->wakes = DIAG__LOAD(live->wakes);
             base->sched = DIAG__LOAD(live->sched);
             base->slow = DIAG__LOAD(live->slow);
-            base->last = DIAG__LOAD(live->last);
-            for (h = 0; h < DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
+            for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
             DIAG__STORE(live->max, 0); /* a racing poll may put its own time back: still a real poll */
         }
+    }
+    return 0;
+}
+
+/* The shared histograms' baseline: a copy of them. */
+static int diag__reset_hists(uint32_t nchunks)
+{
+    uint32_t c, i;
+    if (diag__hist_row(diag__g.hist_base, DIAG__OVERFLOW) == NULL) return -1; /* see diag__hist_flush */
+    for (c = 0; c < nchunks; c++) {
+        uint64_t *live = __atomic_load_n(&diag__g.hist[c], __ATOMIC_ACQUIRE), *base;
+        if (live == NULL && diag__g.hist_base[c] == NULL) continue;
+        base = diag__hist_row(diag__g.hist_base, c * DIAG__CHUNK);
+        if (base == NULL) return -1;
+        for (i = 0; i < DIAG__CHUNK * DIAG__HIST; i++) base[i] = live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0;
     }
     return 0;
 }
@@ -1393,7 +1730,7 @@ static int diag__reset_locked(void)
     uint32_t nchunks = (diag__g.npaths + DIAG__CHUNK - 1) / DIAG__CHUNK;
     uint64_t now = diag__now();
     diag__thread *t;
-    int rc = diag__reset_table(&diag__g.retired, nchunks, now);
+    int rc = diag__reset_hists(nchunks) != 0 || diag__reset_table(&diag__g.retired, nchunks, now) != 0 ? -1 : 0;
     for (t = diag__g.threads; t != NULL; t = t->next)
         if (diag__reset_table(t, nchunks, now) != 0) rc = -1;
     diag__g.reset_at = now;
@@ -1577,13 +1914,29 @@ typedef struct diag__total {
     uint64_t slow, open_runs, start_sum; /* of open runs: gauges, no baseline */
 } diag__total;
 
-/* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist. */
+/* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist.
+   A thread's part can be below its baseline (its bytes wrapped since, into
+   the shared rows): the sum over threads and shared rows is right. */
 static void diag__add_hist(uint64_t *hist, const diag__slot *s, const diag__slot *b)
 {
-    int h;
-    for (h = 0; h < DIAG__HIST; h++) hist[h] += DIAG__LOAD(s->hist[h]) - (b ? b->hist[h] : 0);
-    diag__hist_last(hist, DIAG__LOAD(s->last), 1);
-    if (b) diag__hist_last(hist, b->last, (uint64_t)-1);
+    unsigned h;
+    for (h = 0; h < DIAG__HIST; h++) hist[h] += (uint64_t)DIAG__LOAD(s->hist[1 + h]) - (b ? b->hist[1 + h] : 0u);
+    diag__hist_last(hist, DIAG__LOAD(s->hist[0]), 1);
+    if (b) diag__hist_last(hist, b->hist[0], (uint64_t)-1);
+}
+
+/* Adds the shared rows, less their baselines, to hists (DIAG__HIST per path). */
+static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
+{
+    uint32_t c, i;
+    for (c = 0; c * DIAG__CHUNK < npaths; c++) {
+        const uint64_t *live = __atomic_load_n(&diag__g.hist[c], __ATOMIC_ACQUIRE), *base = diag__g.hist_base[c];
+        uint32_t n = npaths - c * DIAG__CHUNK < DIAG__CHUNK ? npaths - c * DIAG__CHUNK : DIAG__CHUNK;
+        if (live == NULL && base == NULL) continue;
+        for (i = 0; i < n * DIAG__HIST; i++)
+            hists[(size_t)c * DIAG__CHUNK * DIAG__HIST + i] +=
+                (live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0) - (base ? base[i] : 0);
+    }
 }
 
 /* Adds thread t's table to the totals, and to hists (DIAG__HIST per path)
@@ -1630,7 +1983,7 @@ static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
     offsets[0] = 0;
     diag__buf_put(text, "", 1);
     for (p = 1; p < npaths; p++) {
-        const diag__path *path = &diag__g.paths[p];
+        const diag__path *path = diag__path_at(p);
         size_t len = diag__sanitize(path->name, (path->flags & DIAG__NAME_DERIVED) != 0, frame);
         size_t parent_len = path->parent == DIAG__ROOT ? 0 : strlen(text->data + offsets[path->parent]);
         if (diag__buf_reserve(text, parent_len + len + 2) != 0) return -1;
@@ -1766,6 +2119,7 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
             snap->folded += DIAG__LOAD(t->folded);
             snap->threads++;
         }
+        if (snap->hists) diag__add_shared_hists(snap->hists, npaths);
         now = diag__now();
         if (diag__add_open_runs(tot, npaths, now, attempt == 7) || attempt == 7) break;
         memset(tot, 0, npaths * sizeof *tot);
@@ -1773,7 +2127,7 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
         sched_yield(); /* a writer preempted between its two stores must run first */
     }
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
-    for (p = 2; p < npaths; p++) child_wall[diag__g.paths[p].parent] += tot[p].wall;
+    for (p = 2; p < npaths; p++) child_wall[diag__path_at(p)->parent] += tot[p].wall;
     for (p = 1, out = 0; p < npaths; p++) {
         if (tot[p].polls == 0 && tot[p].wall == 0) continue;
         lines[out].stack = text.data + offsets[p];
@@ -1817,7 +2171,7 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
     for (h = 0; h < DIAG__HIST; h++) {
         seen += r->hist[h];
         if (seen >= want) { /* the last bucket is open-ended: its bound is the maximum */
-            uint64_t bound = h + 1 < DIAG__HIST ? diag__to_ns(((uint64_t)2 << h) - 1, snap->ns_per_tick) : r->max;
+            uint64_t bound = h + 1 < DIAG__HIST ? diag__to_ns(((uint64_t)4 << h) - 1, snap->ns_per_tick) : r->max;
             return bound < r->max ? bound : r->max;
         }
     }
@@ -1891,12 +2245,18 @@ fail:
    gets its pid appended so it never overwrites its parent's files. */
 static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
 {
-    size_t len = 0;
+    size_t len;
     int has_pid = 0;
     char pid[24];
+    const char *dir = "";
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
-    if (prefix == NULL || *prefix == '\0') prefix = diag__getenv("DIAGNOSE_OUT");
-    if (prefix == NULL || *prefix == '\0') prefix = "diagnose";
+    if (prefix == NULL || *prefix == '\0') { /* the setting, pinned to the start-up directory */
+        dir = diag__pinned_dir();
+        prefix = diag__g.out ? diag__g.out : "diagnose";
+    }
+    len = strlen(dir);
+    if (len + 1 >= cap) goto too_long;
+    memcpy(out, dir, len);
     for (; *prefix; prefix++) {
         const char *piece = prefix;
         size_t n = 1;
@@ -1960,7 +2320,8 @@ static int diag__write_metrics(const char *prefix, const char *ext, diag__writer
 
 static int diag__write_all(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
 {
-    return diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap);
+    if (diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap) != 0) return -1;
+    return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
 }
 
 int diag_dump(const char *prefix)
@@ -2141,11 +2502,11 @@ static void diag__agent_snapshot_locked(int by_signal)
     snprintf(numbered, sizeof numbered, "%s.%u", prefix, n);
     if (diag__write_all(numbered, &snap, failed, sizeof failed) != 0) {
         diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(numbered, &snap) != 0) {
+    } else if (diag__g.svg && diag__write_svgs(numbered, &snap) != 0) {
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
-        if (by_signal && !diag__env_is("DIAGNOSE_QUIET", "1"))
+        if (by_signal && !diag__g.quiet)
             diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
     }
     diag__snapshot_free(&snap);
@@ -2160,21 +2521,41 @@ static int diag__agent_timeout(uint64_t next_at)
     return next_at > now ? (int)((next_at - now + 999999u) / 1000000u) : 0;
 }
 
+static void diag__agent_slow(int asked);
+static int diag__agent_slow_timeout(int timeout);
+
+/* Reads all the pipe holds; returns 1 if a snapshot was requested. *slow:
+   2 if a slow poll asked with 't', else 1 if with 'w' (see DIAG__SLOW_*). */
+static int diag__agent_drain(int fd, int *slow)
+{
+    char bytes[64];
+    ssize_t got;
+    int requested = 0;
+    while ((got = read(fd, bytes, sizeof bytes)) > 0) {
+        ssize_t i;
+        for (i = 0; i < got; i++) {
+            if (bytes[i] == 't') *slow = 2;
+            else if (bytes[i] == 'w') *slow = *slow ? *slow : 1;
+            else requested = 1;
+        }
+    }
+    return requested;
+}
+
 static void *diag__agent_main(void *arg)
 {
     uint64_t next_at = diag__clock_ns() + diag__agent.interval_ns;
     struct pollfd p;
-    char bytes[64];
     (void)arg;
     p.fd = diag__agent.pipe[0];
     p.events = POLLIN;
     while (!__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) {
-        int n = poll(&p, 1, diag__agent_timeout(next_at));
-        int requested = 0;
+        int n = poll(&p, 1, diag__agent_slow_timeout(diag__agent_timeout(next_at)));
+        int requested = 0, slow = 0;
         if (n < 0 && errno != EINTR) break;
-        if (n > 0) /* many signals in a burst make one snapshot */
-            while (read(p.fd, bytes, sizeof bytes) > 0) requested = 1;
+        if (n > 0) requested = diag__agent_drain(p.fd, &slow); /* many signals in a burst make one snapshot */
         if (__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) break;
+        diag__agent_slow(slow);
         if (requested) diag__agent_snapshot(1);
         if (diag__agent.interval_ns && diag__clock_ns() >= next_at) {
             diag__agent_snapshot(0);
@@ -2183,20 +2564,6 @@ static void *diag__agent_main(void *arg)
     }
     __atomic_store_n(&diag__agent.finished, 1, __ATOMIC_RELEASE);
     return NULL;
-}
-
-/* The signal number DIAGNOSE_SIGNAL names (USR1, SIGUSR2, or a number), or 0. */
-static int diag__agent_signo(const char *v)
-{
-    char *end;
-    long n;
-    if (strncmp(v, "SIG", 3) == 0) v += 3;
-    if (strcmp(v, "USR1") == 0) return SIGUSR1;
-    if (strcmp(v, "USR2") == 0) return SIGUSR2;
-    if (strcmp(v, "HUP") == 0) return SIGHUP;
-    n = strtol(v, &end, 10);
-    if (*v == '\0' || *end != '\0' || n <= 0 || n >= 65 || n == SIGKILL || n == SIGSTOP) return 0;
-    return (int)n;
 }
 
 static int diag__agent_pipe(void)
@@ -2213,16 +2580,11 @@ static int diag__agent_pipe(void)
 /* Called once at start-up; does nothing unless one of the variables is set. */
 static void diag__agent_start(void)
 {
-    const char *interval = diag__getenv("DIAGNOSE_INTERVAL"), *signame = diag__getenv("DIAGNOSE_SIGNAL");
-    double seconds = interval && *interval ? strtod(interval, NULL) : 0;
-    int signo = signame && *signame ? diag__agent_signo(signame) : 0;
+    double seconds = diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400);
+    int signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
     sigset_t all, old;
-    if (interval && *interval && !(seconds >= 0.001 && seconds <= 86400.0))
-        diag__warn("diagnose.h: DIAGNOSE_INTERVAL=%s is not a number of seconds; ignored\n", interval);
-    if (signame && *signame && signo == 0)
-        diag__warn("diagnose.h: DIAGNOSE_SIGNAL=%s is not a signal (USR1, USR2); ignored\n", signame);
-    if (seconds >= 0.001 && seconds <= 86400.0) diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
-    if (diag__agent.interval_ns == 0 && signo == 0) return;
+    diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
+    if (diag__agent.interval_ns == 0 && signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__agent_pipe() != 0) return;
     sigfillset(&all); /* the thread takes none of the program's signals */
     pthread_sigmask(SIG_BLOCK, &all, &old);
@@ -2271,6 +2633,363 @@ static void diag__agent_forked(void)
     close(fd);
     close(diag__agent.pipe[0]);
     diag__agent.pipe[0] = -1;
+}
+
+/* ---- flight recorder: per-thread rings of the last polls, PREFIX.trace.json */
+
+/* DIAGNOSE_TRACE=n gives every thread a ring of its last n polls, written
+   as a Chrome trace (speedscope, Perfetto) by every dump and, after a slow
+   poll, by the snapshot thread. The owner writes an event's fields with
+   release stores, then publishes `done` (release). A reader copies the
+   last n events below `done` (acquire) and reads `done` again: event j's
+   slot is next written by event j + n + 1, which stores after `done`
+   became j + n + 1, so every event j >= done - n it copied is whole. */
+#define DIAG__TRACE_MAX 16777216u /* events per thread */
+#define DIAG__TRACE_EXITED 16     /* exited threads whose rings are kept */
+#define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
+#define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
+
+static struct {
+    uint32_t n;            /* DIAGNOSE_TRACE; 0: off */
+    uint64_t next_tid;     /* under the lock */
+    diag__ring *exited;    /* newest first, at most DIAG__TRACE_EXITED; under the lock */
+    unsigned nexited;
+    int slow_state;        /* atomic: DIAG__SLOW_* */
+    unsigned slow_written; /* the snapshot thread's: N in PREFIX.slow.N.trace.json, */
+    uint64_t write_at, rearm_at; /* when to write one, when to take requests again (ns) */
+} diag__trace;
+
+/* A slow poll inside other polls asks with 'w' (NESTED): its parents are
+   as slow, so the outermost one's end soon asks with 't' (ASKED), and the
+   trace holds the whole nest; the snapshot thread waits for that at most
+   DIAG__TRACE_NEST_NS, for outer polls that never end. After writing, the
+   state stays ASKED for DIAG__TRACE_SLOW_GAP_NS: polls do not ask. */
+enum { DIAG__SLOW_IDLE, DIAG__SLOW_NESTED, DIAG__SLOW_ASKED };
+#define DIAG__TRACE_NEST_NS 100000000u
+
+static void diag__trace_start(void)
+{
+    diag__trace.n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
+}
+
+static int diag__trace_slow_wanted(void) { return diag__trace.n != 0 && diag__g.slow_ns != 0; }
+
+static void diag__thread_name(diag__ring *r)
+{
+#if defined(__GLIBC__)
+    char name[16];
+    if (pthread_getname_np(pthread_self(), name, sizeof name) == 0) memcpy(r->name, name, sizeof name);
+#else
+    (void)r;
+#endif
+}
+
+/* Under the lock, when thread t gets its table. Without memory the thread
+   is simply not recorded. */
+static void diag__trace_attach(diag__thread *t)
+{
+    diag__ring *r;
+    if (diag__trace.n == 0) return;
+    r = (diag__ring *)diag__alloc_zero(sizeof *r + ((size_t)diag__trace.n + 1) * sizeof(diag__event));
+    if (r == NULL) return;
+    r->slots = diag__trace.n + 1;
+    r->tid = ++diag__trace.next_tid;
+    r->events = (diag__event *)(void *)(r + 1);
+    diag__thread_name(r);
+    t->ring = r;
+}
+
+/* Under the lock, when thread t exits: its ring joins the exited ones;
+   past DIAG__TRACE_EXITED the oldest is freed. */
+static void diag__trace_retire(diag__thread *t)
+{
+    diag__ring *r = t->ring, **link;
+    unsigned kept = 0;
+    if (r == NULL) return;
+    t->ring = NULL;
+    diag__thread_name(r); /* threads are often named after they start */
+    r->next = diag__trace.exited;
+    diag__trace.exited = r;
+    for (link = &diag__trace.exited; *link != NULL && ++kept <= DIAG__TRACE_EXITED; link = &(*link)->next) {
+    }
+    while (*link != NULL) {
+        diag__ring *old = *link;
+        *link = old->next;
+        DIAG_FREE(old);
+    }
+}
+
+void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur)
+{
+    diag__event *e = &r->events[r->pos];
+    __atomic_store_n(&e->start, start, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->dur, dur, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->path, path, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->done, DIAG__LOAD(r->done) + 1, __ATOMIC_RELEASE);
+    r->pos = r->pos + 1 == r->slots ? 0 : r->pos + 1;
+}
+
+/* Copies ring r's whole events, oldest first, into out (room for n);
+   returns how many. */
+static size_t diag__ring_copy(const diag__ring *r, diag__event *out)
+{
+    uint64_t n = r->slots - 1, done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE), first, j;
+    size_t count = 0, skip;
+    first = done > n ? done - n : 0;
+    for (j = first; j < done; j++) {
+        const diag__event *e = &r->events[j % r->slots];
+        out[count].start = __atomic_load_n(&e->start, __ATOMIC_ACQUIRE);
+        out[count].dur = __atomic_load_n(&e->dur, __ATOMIC_ACQUIRE);
+        out[count++].path = __atomic_load_n(&e->path, __ATOMIC_ACQUIRE);
+    }
+    done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
+    skip = done > n + first ? (size_t)(done - n - first) : 0; /* overwritten while copied */
+    if (skip >= count) return 0;
+    memmove(out, out + skip, (count - skip) * sizeof *out);
+    return count - skip;
+}
+
+/* What a trace file is made of, copied under the lock. */
+typedef struct diag__trace_thread {
+    uint64_t tid;
+    char name[16];
+    size_t first, count; /* its events in diag__trace_copy's events */
+} diag__trace_thread;
+
+typedef struct diag__trace_copy {
+    diag__event *events;
+    diag__trace_thread *threads;
+    size_t nthreads;
+    char *stacks;    /* folded stack of every path, at offsets[path] */
+    size_t *offsets;
+    uint64_t origin, reset_at; /* ticks */
+} diag__trace_copy;
+
+static void diag__trace_copy_free(diag__trace_copy *c)
+{
+    DIAG_FREE(c->events);
+    DIAG_FREE(c->threads);
+    DIAG_FREE(c->stacks);
+    DIAG_FREE(c->offsets);
+}
+
+static void diag__trace_copy_ring(diag__trace_copy *c, const diag__ring *r, size_t *used)
+{
+    diag__trace_thread *th = &c->threads[c->nthreads++];
+    th->tid = r->tid;
+    memcpy(th->name, r->name, sizeof th->name);
+    th->first = *used;
+    th->count = diag__ring_copy(r, c->events + *used);
+    *used += th->count;
+}
+
+static int diag__trace_take(diag__trace_copy *c)
+{
+    diag__buf text = { NULL, 0, 0, 0 };
+    const diag__thread *t;
+    const diag__ring *r;
+    size_t rings = 0, used = 0;
+    memset(c, 0, sizeof *c);
+    if (diag__lock_or_give_up(&diag__lock) != 0) { /* at exit: 1 s at most */
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    for (t = diag__g.threads; t != NULL; t = t->next) rings += t->ring != NULL;
+    for (r = diag__trace.exited; r != NULL; r = r->next) rings++;
+    c->events = (diag__event *)DIAG_MALLOC((rings * diag__trace.n + 1) * sizeof *c->events);
+    c->threads = (diag__trace_thread *)DIAG_MALLOC((rings + 1) * sizeof *c->threads);
+    c->offsets = (size_t *)DIAG_MALLOC(diag__g.npaths * sizeof *c->offsets);
+    if (c->events == NULL || c->threads == NULL || c->offsets == NULL ||
+        diag__stacks(&text, c->offsets, diag__g.npaths) != 0) {
+        pthread_mutex_unlock(&diag__lock);
+        DIAG_FREE(text.data);
+        diag__trace_copy_free(c);
+        errno = ENOMEM;
+        return -1;
+    }
+    c->stacks = text.data;
+    for (t = diag__g.threads; t != NULL; t = t->next)
+        if (t->ring) diag__trace_copy_ring(c, t->ring, &used);
+    for (r = diag__trace.exited; r != NULL; r = r->next) diag__trace_copy_ring(c, r, &used);
+    c->origin = diag__g.tsc0;
+    c->reset_at = diag__g.reset_at;
+    pthread_mutex_unlock(&diag__lock);
+    return 0;
+}
+
+/* ns as microseconds with three decimals: exact, so nesting survives. */
+static void diag__buf_us(diag__buf *b, uint64_t ns)
+{
+    char frac[4];
+    diag__buf_u64(b, ns / 1000);
+    frac[0] = '.';
+    frac[1] = (char)('0' + ns / 100 % 10);
+    frac[2] = (char)('0' + ns / 10 % 10);
+    frac[3] = (char)('0' + ns % 10);
+    diag__buf_put(b, frac, 4);
+}
+
+/* "pid": P, "tid": T */
+static void diag__trace_ids(diag__buf *b, uint64_t tid)
+{
+    diag__buf_str(b, "\"pid\": ");
+    diag__buf_u64(b, (uint64_t)getpid());
+    diag__buf_str(b, ", \"tid\": ");
+    diag__buf_u64(b, tid);
+}
+
+/* An "M" event naming the process (tid 0) or a thread. Names are
+   sanitized (see diag__sanitize), so they need no JSON escapes. */
+static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const char *name)
+{
+    char safe[DIAG__NAME_MAX + 1];
+    diag__sanitize(name, 0, safe);
+    diag__buf_str(b, "{\"ph\": \"M\", \"name\": \"");
+    diag__buf_str(b, what);
+    diag__buf_str(b, "\", ");
+    diag__trace_ids(b, tid);
+    diag__buf_str(b, ", \"args\": {\"name\": \"");
+    diag__buf_str(b, safe);
+    if (tid) {
+        diag__buf_put(b, " ", 1); /* a thread's number, so that equal names stay apart */
+        diag__buf_u64(b, tid);
+    }
+    diag__buf_str(b, "\"}},\n");
+}
+
+/* One "X" event. Start and end are each rounded to ns from the origin, and
+   dur is their difference: a child, inside its parent in ticks, stays
+   inside it in the file. */
+static void diag__trace_event(diag__buf *b, const diag__trace_copy *c, uint64_t tid, const diag__event *e,
+                              double ns_per_tick)
+{
+    const char *stack = c->stacks + c->offsets[e->path], *frame = strrchr(stack, ';');
+    uint64_t from = e->start > c->origin ? e->start - c->origin : 0;
+    uint64_t start = diag__to_ns(from, ns_per_tick), end = diag__to_ns(from + e->dur, ns_per_tick);
+    diag__buf_str(b, "{\"ph\": \"X\", \"name\": \"");
+    diag__buf_str(b, frame ? frame + 1 : stack);
+    diag__buf_str(b, "\", \"ts\": ");
+    diag__buf_us(b, start);
+    diag__buf_str(b, ", \"dur\": ");
+    diag__buf_us(b, end - start);
+    diag__buf_str(b, ", ");
+    diag__trace_ids(b, tid);
+    diag__buf_str(b, ", \"args\": {\"path\": \"");
+    diag__buf_str(b, stack);
+    diag__buf_str(b, "\"}},\n");
+}
+
+static void diag__trace_json(diag__buf *b, const diag__trace_copy *c, double ns_per_tick)
+{
+    size_t i, k;
+    diag__buf_str(b, "{\"traceEvents\": [\n");
+#if defined(__GLIBC__)
+    diag__trace_meta(b, "process_name", 0, program_invocation_short_name);
+#else
+    diag__trace_meta(b, "process_name", 0, "process");
+#endif
+    for (i = 0; i < c->nthreads; i++) {
+        const diag__trace_thread *th = &c->threads[i];
+        diag__trace_meta(b, "thread_name", th->tid, th->name[0] ? th->name : "thread");
+        for (k = th->first; k < th->first + th->count; k++) /* after a reset: the polls that ended since */
+            if (c->events[k].start + c->events[k].dur >= c->reset_at)
+                diag__trace_event(b, c, th->tid, &c->events[k], ns_per_tick);
+    }
+    b->len -= 2; /* the last ",\n": there is always the process's event */
+    diag__buf_str(b, "\n]}\n");
+}
+
+/* Writes PREFIX.trace.json when DIAGNOSE_TRACE is set; on failure names
+   the file in failed_path and returns -1 with errno set. */
+static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap)
+{
+    diag__trace_copy c;
+    diag__buf b = { NULL, 0, 0, 0 };
+    int rc;
+    if (diag__trace.n == 0) return 0;
+    snprintf(failed_path, cap, "%s.trace.json", prefix);
+    if (diag__trace_take(&c) != 0) return -1;
+    diag__trace_json(&b, &c, ns_per_tick);
+    diag__trace_copy_free(&c);
+    if (b.failed) {
+        DIAG_FREE(b.data);
+        errno = ENOMEM;
+        return -1;
+    }
+    rc = diag__write_file(failed_path, b.data, b.len);
+    DIAG_FREE(b.data);
+    return rc;
+}
+
+/* On the polling thread, after a slow poll: one byte to the snapshot
+   thread, unless it already has the request (see DIAG__SLOW_*). */
+static void diag__trace_slow(void)
+{
+    int fd = __atomic_load_n(&diag__agent.pipe[1], __ATOMIC_RELAXED);
+    int outermost = diag__tls == NULL || diag__tls->depth == 0;
+    int want = outermost ? DIAG__SLOW_ASKED : DIAG__SLOW_NESTED;
+    int state = __atomic_load_n(&diag__trace.slow_state, __ATOMIC_RELAXED);
+    char byte = outermost ? 't' : 'w';
+    if (!diag__trace_slow_wanted() || fd < 0 || state >= want ||
+        !__atomic_compare_exchange_n(&diag__trace.slow_state, &state, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return;
+    if (write(fd, &byte, 1) < 0) /* pipe full: this request is lost, the next slow poll asks again */
+        __atomic_store_n(&diag__trace.slow_state, state, __ATOMIC_RELEASE);
+}
+
+static void diag__agent_slow_write(void);
+
+/* On the snapshot thread, each time it wakes; asked: 2 for a 't', 1 for a
+   'w', else 0. Writes PREFIX.slow.N.trace.json when the outermost slow
+   poll ended or DIAG__TRACE_NEST_NS after a nested one. */
+static void diag__agent_slow(int asked)
+{
+    uint64_t now = diag__clock_ns();
+    if (diag__trace.rearm_at) {
+        if (now < diag__trace.rearm_at) return;
+        diag__trace.rearm_at = 0;
+        __atomic_store_n(&diag__trace.slow_state, DIAG__SLOW_IDLE, __ATOMIC_RELEASE);
+    }
+    if (asked == 1 && diag__trace.write_at == 0) diag__trace.write_at = now + DIAG__TRACE_NEST_NS;
+    if (asked != 2 && (diag__trace.write_at == 0 || now < diag__trace.write_at)) return;
+    diag__trace.write_at = 0;
+    __atomic_store_n(&diag__trace.slow_state, DIAG__SLOW_ASKED, __ATOMIC_RELEASE); /* no asking meanwhile */
+    if (diag__trace.slow_written == DIAG__TRACE_SLOW_MAX) {
+        diag__warn("diagnose.h: %u slow-poll traces written; no more\n", DIAG__TRACE_SLOW_MAX);
+        diag__trace.slow_written++; /* said once; the state stays ASKED: polls stop asking */
+        return;
+    }
+    if (diag__trace.slow_written > DIAG__TRACE_SLOW_MAX) return;
+    diag__trace.rearm_at = now + DIAG__TRACE_SLOW_GAP_NS;
+    diag__agent_slow_write();
+}
+
+static void diag__agent_slow_write(void)
+{
+    char prefix[4096], numbered[4200];
+    snprintf(numbered, sizeof numbered, "(prefix)");
+    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) == 0) {
+        char failed[4300];
+        snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__trace.slow_written + 1);
+        if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
+            diag__trace.slow_written++;
+            if (!diag__g.quiet)
+                diag__warn("diagnose.h: slow poll; wrote %s\n", failed);
+            return;
+        }
+    }
+    diag__warn("diagnose.h: cannot write %s.trace.json: %s\n", numbered, strerror(errno));
+}
+
+/* The poll timeout of the snapshot thread, shortened to wake when a
+   slow-poll trace is due or requests are taken again. */
+static int diag__agent_slow_timeout(int timeout)
+{
+    uint64_t now = diag__clock_ns(), at = diag__trace.write_at ? diag__trace.write_at : diag__trace.rearm_at;
+    int ms;
+    if (at == 0) return timeout;
+    ms = at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
+    return timeout < 0 || ms < timeout ? ms : timeout;
 }
 
 /* ---- output: flame graph SVG --------------------------------------------- */
@@ -2648,11 +3367,11 @@ static void diag__exit_handler(void)
             diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
-    if (diag__env_is("DIAGNOSE_SVG", "1") && diag__write_svgs(prefix, &snap) != 0)
+    if (diag__g.svg && diag__write_svgs(prefix, &snap) != 0)
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
     pthread_mutex_unlock(&diag__dump_lock);
     diag__exit_deadline = 0;
-    if (!diag__env_is("DIAGNOSE_QUIET", "1")) diag__print_table_to_stderr(&snap, prefix);
+    if (!diag__g.quiet) diag__print_table_to_stderr(&snap, prefix);
     diag__report_limits(&snap);
     diag__report_open_polls();
     diag__snapshot_free(&snap);

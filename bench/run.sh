@@ -14,22 +14,58 @@ mkdir -p "$OUT"
 "$CC" -std=c99 -O2 $WARN -I. bench/bench.c -o "$OUT/bench" -pthread -lm || exit 1
 "$CC" -std=c99 -O2 $WARN -I. -DDIAGNOSE_DISABLE bench/bench.c -o "$OUT/bench.disabled" -pthread -lm || exit 1
 "$CC" -std=c99 -O2 $WARN -I. bench/stable_load.c -o "$OUT/stable_load" -pthread -lm || exit 1
+# The libuv echo example as a real workload: many clients, no think time.
+echo_load="-DCLIENTS=50 -DMESSAGES=200 -DTHINK_MS=0"
+echo_requests=$((50 * 200))
+have_uv=0
+if pkg-config --exists libuv 2>/dev/null; then
+    uv=$(pkg-config --cflags --libs libuv)
+    "$CC" -std=c99 -O2 $WARN -I. $echo_load examples/libuv_echo.c -o "$OUT/echo" $uv -pthread -lm &&
+        "$CC" -std=c99 -O2 $WARN -I. $echo_load -DDIAGNOSE_DISABLE examples/libuv_echo.c -o "$OUT/echo.disabled" \
+            $uv -pthread -lm && have_uv=1
+fi
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export DIAGNOSE_OUT="$work/out" DIAGNOSE_QUIET=1
-unset DIAGNOSE DIAGNOSE_MAX_PATHS DIAGNOSE_SVG DIAGNOSE_INTERVAL DIAGNOSE_SIGNAL
+unset DIAGNOSE DIAGNOSE_MAX_PATHS DIAGNOSE_SVG DIAGNOSE_INTERVAL DIAGNOSE_SIGNAL DIAGNOSE_TRACE
 rt=()
 if [ "${BENCH_NO_RT:-0}" != 1 ] && chrt -f 1 true 2>/dev/null; then rt=(chrt -f 1); fi
 bin=$(cd "$OUT" && pwd)
 
 cpu=$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')
-echo "machine: ${cpu:-unknown CPU}, $(nproc) CPUs; $("$CC" --version | head -n 1); -O2"
+read -r vendor target < <("$bin/bench" vendor)
+echo "machine: ${cpu:-unknown CPU} (vendor $vendor: extra/floor target <= $target), $(nproc) CPUs;" \
+    "$("$CC" --version | head -n 1); -O2"
 echo "scheduling: ${rt[*]:-normal (not real-time)}"
 echo
 printf '%-46s %9s  %-22s %-18s %s\n' case ns/op figure target result
 printf '%s\n' "$(printf '%.0s-' {1..104})"
 log="$work/table"
+
+# The echo workload: CPU time (user + system) per request, with the library
+# recording, with DIAGNOSE=0 and compiled out; the three runs of a round
+# back to back, 7 rounds, the median of each.
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+echo_workload() {
+    local i on=() off=() out=() m_on m_off m_out
+    for i in 1 2 3 4 5 6 7; do
+        on+=("$("${rt[@]}" "$bin/bench" cpu "$bin/echo")")
+        off+=("$(DIAGNOSE=0 "${rt[@]}" "$bin/bench" cpu "$bin/echo")")
+        out+=("$("${rt[@]}" "$bin/bench" cpu "$bin/echo.disabled")")
+    done
+    m_on=$(printf '%s\n' "${on[@]}" | median)
+    m_off=$(printf '%s\n' "${off[@]}" | median)
+    m_out=$(printf '%s\n' "${out[@]}" | median)
+    awk -v on="$m_on" -v off="$m_off" -v out="$m_out" -v n="$echo_requests" 'BEGIN {
+        f = "%-46s %9.0f  %-22s %-18s %s\n"
+        printf f, "libuv echo, compiled out: CPU ns per request", out * 1e9 / n, "", "", ""
+        printf f, "libuv echo, DIAGNOSE=0: CPU ns per request", off * 1e9 / n,
+            sprintf("%+.1f%% vs compiled out", (off / out - 1) * 100), "", ""
+        printf f, "libuv echo, recording: CPU ns per request", on * 1e9 / n,
+            sprintf("%+.1f%% vs compiled out", (on / out - 1) * 100), "", ""
+    }'
+}
 {
     "${rt[@]}" "$bin/bench" overhead
     DIAGNOSE=0 "${rt[@]}" "$bin/bench" overhead
@@ -40,7 +76,12 @@ log="$work/table"
     "${rt[@]}" "$bin/bench" threads
     "${rt[@]}" "$bin/bench" memory
     "${rt[@]}" "$bin/bench" paths
+    "${rt[@]}" "$bin/bench" scale 1 20000
+    "${rt[@]}" "$bin/bench" scale 64 20000
+    "${rt[@]}" "$bin/bench" scale 16 100000
     "${rt[@]}" "$bin/bench" clock
+    DIAGNOSE_TRACE=4096 DIAGNOSE_SLOW_NS=0 "${rt[@]}" "$bin/bench" trace
+    if [ "$have_uv" = 1 ]; then echo_workload; fi
 } | tee "$log"
 echo
 echo "stable load (bench/stable_load.c, 5 runs of the same seeded load):"

@@ -39,10 +39,16 @@
 #include <string.h>
 #include <uv.h>
 
+#ifndef CLIENTS /* -DCLIENTS=n etc. change the load (make bench does) */
 #define CLIENTS 4
+#endif
+#ifndef MESSAGES
 #define MESSAGES 5
+#endif
 #define MESSAGE_SIZE 64
+#ifndef THINK_MS
 #define THINK_MS 2
+#endif
 
 static uv_loop_t *loop;
 static uv_tcp_t server;

@@ -54,15 +54,15 @@ static diag_status node_poll(diag_future *self, void *cx)
     return DIAG_READY;
 }
 
+TT_BEFORE_START(exit_dump_elsewhere) { tt_quiet_exit_dump(); }
+
 int main(int argc, char **argv)
 {
     long inputs = argc > 1 ? atol(argv[1]) : 20000, i;
     char out[DIAG__NAME_MAX + 1], again[DIAG__NAME_MAX + 1], prefix[300];
     int bad = 0, dumps = 0;
     rng_state = 0x9E3779B97F4A7C15ull ^ (uint64_t)(argc > 2 ? atol(argv[2]) : 1);
-    setenv("DIAGNOSE_QUIET", "1", 1);
     snprintf(prefix, sizeof prefix, "%s/fuzz", tt_tempdir());
-    setenv("DIAGNOSE_OUT", prefix, 1);
     printf("[ RUN  ] fuzz_names (%ld inputs)\n", inputs);
     for (i = 0; i < inputs && bad < 5; i++) {
         char *name = random_name();

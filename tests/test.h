@@ -109,7 +109,7 @@ TT_FN void tt_children(int argc, char **argv, const tt_child *table, size_t n)
 }
 
 /* Runs child `name` with extra environment entries (NULL-terminated list of
-   "K=V"; "K=" alone unsets K) in directory dir, stderr to dir/stderr.txt.
+   "K=V"; "K=" sets K empty, which diagnose.h reads as unset; "K" unsets K) in directory dir, stderr to dir/stderr.txt.
    Returns the exit status, 128+signal if killed, -1 if it could not run. */
 TT_FN int tt_spawn(const char *dir, const char *name, const char *const *env)
 {
@@ -133,7 +133,7 @@ TT_FN int tt_spawn(const char *dir, const char *name, const char *const *env)
             if (klen >= sizeof key) klen = sizeof key - 1;
             memcpy(key, *env, klen);
             key[klen] = '\0';
-            if (eq && eq[1]) setenv(key, eq + 1, 1);
+            if (eq) setenv(key, eq + 1, 1);
             else unsetenv(key);
         }
         if (chdir(dir) != 0) _exit(126);
@@ -196,15 +196,26 @@ TT_FN const char *tt_tempdir(void)
     return dir;
 }
 
+/* diagnose.h reads its settings once, as it starts before main (its
+   constructor). A test program makes its own in a constructor that runs
+   before that one: TT_BEFORE_START(name) { setenv(...); }. setenv without
+   overwriting keeps what tt_spawn gave a child. */
+#define TT_BEFORE_START(name) __attribute__((constructor(102))) static void name(void)
+
+/* No summary table at the exit of a test program, unless it was given one. */
+TT_BEFORE_START(tt_quiet_by_default) { setenv("DIAGNOSE_QUIET", "1", 0); }
+
 /* The program's own dump at exit goes, without a table, into a fresh
    temporary directory: tests that do not look at it keep stderr clean and
-   write nothing into the working directory. */
+   write nothing into the working directory. Call it in TT_BEFORE_START. */
 TT_FN void tt_quiet_exit_dump(void)
 {
     static char out[300];
-    snprintf(out, sizeof out, "%s/at-exit", tt_tempdir());
-    setenv("DIAGNOSE_OUT", out, 1);
-    setenv("DIAGNOSE_QUIET", "1", 1);
+    if (getenv("DIAGNOSE_OUT") == NULL) {
+        snprintf(out, sizeof out, "%s/at-exit", tt_tempdir());
+        setenv("DIAGNOSE_OUT", out, 0);
+    }
+    setenv("DIAGNOSE_QUIET", "1", 0);
 }
 
 /* The whole file, NUL-terminated, or NULL (errno set). Caller frees. */

@@ -224,13 +224,14 @@ static void test_killed_while_dumping_leaves_whole_files(void)
     CHECK_EQ(whole, checked);
 }
 
+TT_BEFORE_START(exit_dump_elsewhere) { tt_quiet_exit_dump(); }
+
 int main(int argc, char **argv)
 {
     /* return from main is only itself in main */
     if (argc == 3 && strcmp(argv[1], "--child") == 0 && strcmp(argv[2], "return_from_main") == 0)
         return return_from_main();
     TEST_CHILDREN(argc, argv, children);
-    tt_quiet_exit_dump();
     RUN(test_exit_from_another_thread);
     RUN(test_return_from_main);
     RUN(test_dump_then_exit_shows_final_state);

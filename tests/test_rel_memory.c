@@ -17,6 +17,8 @@ static void rel_free(void *p);
 
 #ifdef DIAGNOSE_DISABLE
 /* These tests read the implementation's internals: nothing to build. */
+TT_BEFORE_START(exit_dump_elsewhere) { tt_quiet_exit_dump(); }
+
 int main(void) { return 0; }
 #else
 #include <pthread.h>
@@ -213,7 +215,6 @@ static void test_max_paths_cap(void)
 int main(int argc, char **argv)
 {
     TEST_CHILDREN(argc, argv, children);
-    tt_quiet_exit_dump();
     RUN(test_failing_allocator_overflows);
     RUN(test_intermittent_failures_keep_runs_balanced);
     RUN(test_thread_without_table);

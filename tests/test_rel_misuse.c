@@ -7,6 +7,8 @@
 
 #ifdef DIAGNOSE_DISABLE
 /* These tests read the implementation's internals: nothing to build. */
+TT_BEFORE_START(exit_dump_elsewhere) { tt_quiet_exit_dump(); }
+
 int main(void) { return 0; }
 #else
 struct counter { diag_future base; int n, ready_at, self_depth; };
@@ -161,7 +163,6 @@ static void test_span_end_without_begin(void)
 int main(int argc, char **argv)
 {
     TEST_CHILDREN(argc, argv, children);
-    tt_quiet_exit_dump();
     RUN(test_null_future_and_null_poll_fn);
     RUN(test_drop_outside_a_run);
     RUN(test_mark_twice);

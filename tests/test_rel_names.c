@@ -185,10 +185,11 @@ static void test_depth_reported_once_at_exit(void)
     free(err);
 }
 
+TT_BEFORE_START(exit_dump_elsewhere) { tt_quiet_exit_dump(); }
+
 int main(int argc, char **argv)
 {
     TEST_CHILDREN(argc, argv, children);
-    tt_quiet_exit_dump();
     RUN(test_bad_names_make_valid_lines);
     RUN(test_bad_names_nested);
     RUN(test_derived_names);

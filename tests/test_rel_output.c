@@ -374,10 +374,11 @@ static void test_setuid_ignores_diagnose_out(void)
     free(polls);
 }
 
+TT_BEFORE_START(exit_dump_elsewhere) { tt_quiet_exit_dump(); }
+
 int main(int argc, char **argv)
 {
     TEST_CHILDREN(argc, argv, children);
-    tt_quiet_exit_dump();
     RUN(test_reader_never_sees_half_a_file);
     RUN(test_symlink_is_replaced_not_followed);
     RUN(test_dump_to_missing_directory);

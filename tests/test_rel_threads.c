@@ -266,9 +266,10 @@ static void test_dump_while_polling(void)
     }
 }
 
+TT_BEFORE_START(exit_dump_elsewhere) { tt_quiet_exit_dump(); }
+
 int main(void)
 {
-    tt_quiet_exit_dump();
     RUN(test_migrating_futures_counted_exactly);
     RUN(test_exited_thread_keeps_counts);
     RUN(test_dump_while_polling);

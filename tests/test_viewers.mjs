@@ -5,6 +5,8 @@
 //     svg FILE.svg FILE.folded        the built-in flame graph ('-': stdin)
 //     speedscope RELEASE_DIR FILE.folded   speedscope's release on a file
 //     png FILE.svg OUT.png            a picture of an SVG, for the README
+//     trace RELEASE_DIR FILE.trace.json    speedscope on a DIAGNOSE_TRACE file
+//     trace-png RELEASE_DIR FILE.trace.json OUT.png   its timeline, for the README
 //
 // The jobs share one browser and run at once; each prints its [   OK ] /
 // [ FAIL ] lines in order. playwright-core is loaded from $VIEWERS_NODE
@@ -256,6 +258,99 @@ async function testSpeedscope(t, browser, releaseDir, file) {
   }
 }
 
+// ---- speedscope on a trace file (DIAGNOSE_TRACE) ----
+
+// What the file says per thread: its name, and per frame (speedscope's key:
+// name and the JSON of args) the time it is on the stack (total) and the
+// time it is on top (self), in ns, from the X events' exact microseconds.
+function readTrace(file) {
+  const events = JSON.parse(fs.readFileSync(file, 'utf8')).traceEvents;
+  const threads = new Map();
+  const thread = (tid) => threads.get(tid) || threads.set(tid, { name: '', polls: [] }).get(tid);
+  for (const e of events) {
+    if (e.ph === 'M' && e.name === 'thread_name') thread(e.tid).name = e.args.name;
+    if (e.ph === 'X') thread(e.tid).polls.push({ key: `${e.name} ${JSON.stringify(e.args)}`, path: e.args.path,
+      start: Math.round(e.ts * 1000), end: Math.round(e.ts * 1000) + Math.round(e.dur * 1000) });
+  }
+  for (const th of threads.values()) {
+    th.frames = new Map();
+    for (const p of th.polls) {
+      const f = th.frames.get(p.key) || th.frames.set(p.key, { total: 0, self: 0 }).get(p.key);
+      const children = th.polls.filter((c) => c.path.startsWith(p.path + ';') && !c.path.slice(p.path.length + 1).includes(';') &&
+        c.start >= p.start && c.end <= p.end);
+      f.total += p.end - p.start;
+      f.self += p.end - p.start - children.reduce((s, c) => s + c.end - c.start, 0);
+    }
+  }
+  return threads;
+}
+
+// "1.01s" / "33.67ms" / "500.00µs" in ns, and half a unit of its last digit.
+function parseTime(text) {
+  const m = /^([\d.]+)(ns|µs|ms|s)$/.exec(text);
+  if (!m) return null;
+  const unit = { ns: 1, 'µs': 1e3, ms: 1e6, s: 1e9 }[m[2]];
+  const decimals = (m[1].split('.')[1] || '').length;
+  return { ns: Number(m[1]) * unit, half: (0.5 * unit) / 10 ** decimals };
+}
+
+async function testTrace(t, browser, releaseDir, file) {
+  const server = await serve(releaseDir, path.dirname(path.resolve(file)));
+  const port = server.address().port;
+  try {
+    const before = t.failed;
+    const name = path.basename(file);
+    const threads = readTrace(file);
+    check(t, threads.size >= 1, `${name}: has threads`);
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`http://127.0.0.1:${port}/index.html#profileURL=/profile/${encodeURIComponent(name)}&view=sandwich`);
+    await page.waitForFunction(() => /Symbol Name/.test(document.body.innerText), null, { timeout: 20000 });
+    const text = await page.evaluate(() => document.body.innerText);
+    // speedscope opens the first thread; its name comes from the M event
+    const [tid, th] = [...threads].sort((a, b) => a[0] - b[0])[0];
+    check(t, text.includes(`${th.name} (tid ${tid})`), `${name}: the profile is named "${th.name} (tid ${tid})"`);
+    // "1.01s (96%)  1.01s (96%)  concat {"path":"main;concat"}"
+    const rows = new Map();
+    const re = /([\d.]+(?:ns|µs|ms|s)) \([<\d.]+%\)\s+([\d.]+(?:ns|µs|ms|s)) \([<\d.]+%\)\s+(.+)/g;
+    for (let m; (m = re.exec(text));) rows.set(m[3].trim(), { total: parseTime(m[1]), self: parseTime(m[2]) });
+    check(t, rows.size === th.frames.size, `${name}: speedscope lists ${rows.size} frames, the file has ${th.frames.size}: ${[...rows.keys()]}`);
+    for (const [key, want] of th.frames) {
+      const r = rows.get(key);
+      if (!check(t, r, `${name}: speedscope lists ${key}`)) continue;
+      // as exact as speedscope prints them (3 or 4 digits); +1 ns per poll
+      // for speedscope's float sums of microseconds
+      const slack = th.polls.length * 1e-3;
+      check(t, Math.abs(r.total.ns - want.total) <= r.total.half + slack,
+        `${name}: ${key} total ${r.total.ns} ns shown, file says ${want.total} ns`);
+      check(t, Math.abs(r.self.ns - want.self) <= r.self.half + slack,
+        `${name}: ${key} self ${r.self.ns} ns shown, file says ${want.self} ns`);
+    }
+    check(t, errors.length === 0, `no page errors: ${errors}`);
+    await page.close();
+    report(t, `speedscope shows ${name}: every frame of thread ${tid} with the file's total and self time`, before);
+  } finally {
+    server.close();
+  }
+}
+
+// The timeline of a trace file in speedscope's "Time Order" view.
+async function tracePng(t, browser, releaseDir, file, out) {
+  const server = await serve(releaseDir, path.dirname(path.resolve(file)));
+  try {
+    const page = await browser.newPage({ viewport: { width: 1200, height: 200 } });
+    await page.goto(`http://127.0.0.1:${server.address().port}/index.html#profileURL=/profile/${encodeURIComponent(path.basename(file))}&view=time-ordered`);
+    await page.waitForFunction(() => /Time Order/.test(document.body.innerText), null, { timeout: 20000 });
+    await page.waitForTimeout(1000); // the flame chart draws on the next frames
+    await page.screenshot({ path: out });
+    await page.close();
+    t.out.push(`wrote ${out}`);
+  } finally {
+    server.close();
+  }
+}
+
 // ---- a picture, for the README ----
 
 async function png(t, browser, svgFile, out) {
@@ -266,8 +361,8 @@ async function png(t, browser, svgFile, out) {
   t.out.push(`wrote ${out}`);
 }
 
-const arity = { svg: 2, speedscope: 2, png: 2 };
-const run = { svg: testSvg, speedscope: testSpeedscope, png };
+const arity = { svg: 2, speedscope: 2, png: 2, trace: 2, 'trace-png': 3 };
+const run = { svg: testSvg, speedscope: testSpeedscope, png, trace: testTrace, 'trace-png': tracePng };
 const jobs = [];
 for (let argv = process.argv.slice(2); argv.length;) {
   const mode = argv.shift();

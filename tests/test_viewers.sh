@@ -6,6 +6,8 @@
 #     hover and click-to-zoom;
 #   - speedscope (npm package) loading the demo's folded files: every frame
 #     with the total and self the file says;
+#   - speedscope loading the demo's timeline (DIAGNOSE_TRACE): every frame
+#     with the total and self time the trace file says;
 #   - examples/diff_folded.sh: byte-exact two-column output.
 # Installs Debian's chromium and nodejs when missing, and speedscope and
 # playwright-core (to drive Chromium) into $BUILD/node.
@@ -84,6 +86,16 @@ if make --no-print-directory -s BUILD="$BUILD" "$BUILD/examples/demo" >"$tmp/mak
         jobs+=(svg "$tmp/demo/diagnose.$m.svg" "$tmp/demo/diagnose.$m.folded")
         jobs+=(speedscope "$NODE_DIR/node_modules/speedscope/dist/release" "$tmp/demo/diagnose.$m.folded")
     done
+    # the timeline: the demo's 8441 polls fit in the ring
+    mkdir -p "$tmp/trace"
+    (cd "$tmp/trace" && DIAGNOSE_TRACE=10000 DIAGNOSE_SLOW_NS=0 DIAGNOSE_QUIET=1 "$demo" >/dev/null 2>&1)
+    if [ "$(grep -c '"ph": "X"' "$tmp/trace/diagnose.trace.json" 2>/dev/null)" = 8441 ]; then
+        ok "DIAGNOSE_TRACE=10000: the demo's trace holds all its 8441 polls"
+    else
+        fail "DIAGNOSE_TRACE=10000: the demo's trace holds all its 8441 polls"
+        status=1
+    fi
+    jobs+=(trace "$NODE_DIR/node_modules/speedscope/dist/release" "$tmp/trace/diagnose.trace.json")
 else
     cat "$tmp/make.log"
     fail "viewers: make $BUILD/examples/demo"
