@@ -98,6 +98,25 @@
    end a run). A future that polls itself counts every nested poll in its
    run's path; the run ends at the first READY.
 
+   CALL-STYLE ASYNC (protothreads, async.h, Contiki: one call is one poll)
+   DIAG_CALL(s, call, done)
+                    Evaluates call as one poll of the span s (diag_span *)
+                    and has call's value; when that value == done, the run
+                    ends (READY). An expression: each argument is evaluated
+                    once. Compiled out, it is just call.
+   diag_span_at(task, name)
+                    The span of the task at this address, for a struct with
+                    no room for one: made on first use (name, static
+                    lifetime), released when its run ends through DIAG_CALL
+                    or diag_drop_at. Thread-safe: one hash look-up under a
+                    mutex per call. A NULL task, DIAGNOSE=0 or no memory:
+                    an unmeasured span.
+   DIAG_CALL_AT(task, name, call, done)
+                    DIAG_CALL(diag_span_at(task, name), call, done):
+                        while (DIAG_CALL_AT(&t, "fetch", fetch(&t), DONE) != DONE) ...
+   diag_drop_at(task)
+                    The task is abandoned: a drop, and its span is released.
+
    NON-LOCAL EXITS (README: Non-local exits and signals)
    C++: a poll that an exception leaves ends as if it returned PENDING:
    counted, busy until the unwinding, its run still open (poll it again or
@@ -335,6 +354,17 @@ static inline void diag_span_begin(diag_span *s) { (void)s; }
 static inline void diag_span_end(diag_span *s, diag_status status) { (void)s; (void)status; }
 static inline void diag_span_cancel(diag_span *s) { (void)s; }
 static inline void diag_span_wake(diag_span *s) { (void)s; }
+/* call-style async, compiled out: the call alone */
+static inline diag_span *diag_span_at(const void *task, const char *name)
+{
+    static diag_span unmeasured;
+    (void)task;
+    (void)name;
+    return &unmeasured;
+}
+static inline void diag_drop_at(const void *task) { (void)task; }
+#define DIAG_CALL(s, call, done) ((void)(s), (void)sizeof(done), (call))
+#define DIAG_CALL_AT(task, name, call, done) ((void)(task), (void)(name), (void)sizeof(done), (call))
 
 #else /* !DIAGNOSE_DISABLE */
 
@@ -623,6 +653,34 @@ static inline void diag_wake(diag_future *f)
 {
     if (f) diag_span_wake(&f->span);
 }
+
+/* ---- call-style async: one call of a function is one poll --------------- */
+
+#define DIAG__SPAN_AT 2u /* span flag: owned by the diag_span_at table */
+diag_span *diag_span_at(const void *task, const char *name);
+void diag_drop_at(const void *task);
+void diag__at_release(diag_span *s);
+
+static inline void diag__call_end(diag_span *s, int done)
+{
+    diag_span_end(s, done ? DIAG_READY : DIAG_PENDING);
+    if (done && DIAG__UNLIKELY(s->flags & DIAG__SPAN_AT)) diag__at_release(s);
+}
+
+/* A statement expression, so that the call's value keeps its type; the
+   locals get a number of their own (__COUNTER__), so that a DIAG_CALL in
+   the call of another shadows nothing. */
+#define DIAG__CAT2(a, b) a##b
+#define DIAG__CAT(a, b) DIAG__CAT2(a, b)
+#define DIAG__CALL(s, call, done, n)                                                                       \
+    __extension__({                                                                                        \
+        diag_span *DIAG__CAT(diag__call_s, n) = (s);                                                       \
+        __typeof__(call) DIAG__CAT(diag__call_r, n) = (diag_span_begin(DIAG__CAT(diag__call_s, n)), (call)); \
+        diag__call_end(DIAG__CAT(diag__call_s, n), DIAG__CAT(diag__call_r, n) == (done));                \
+        DIAG__CAT(diag__call_r, n);                                                                        \
+    })
+#define DIAG_CALL(s, call, done) DIAG__CALL(s, call, done, __COUNTER__)
+#define DIAG_CALL_AT(task, name, call, done) DIAG_CALL(diag_span_at((task), (name)), call, done)
 
 #endif /* DIAGNOSE_DISABLE */
 
@@ -2890,10 +2948,12 @@ static void diag__trace_json(diag__buf *b, const diag__trace_copy *c, double ns_
 #endif
     for (i = 0; i < c->nthreads; i++) {
         const diag__trace_thread *th = &c->threads[i];
+        size_t first = th->first, end = th->first + th->count;
+        /* after a reset (or in a forked child): the polls that ended since */
+        while (first < end && c->events[first].start + c->events[first].dur < c->reset_at) first++;
+        if (first == end) continue; /* no polls: no thread in the file */
         diag__trace_meta(b, "thread_name", th->tid, th->name[0] ? th->name : "thread");
-        for (k = th->first; k < th->first + th->count; k++) /* after a reset: the polls that ended since */
-            if (c->events[k].start + c->events[k].dur >= c->reset_at)
-                diag__trace_event(b, c, th->tid, &c->events[k], ns_per_tick);
+        for (k = first; k < end; k++) diag__trace_event(b, c, th->tid, &c->events[k], ns_per_tick);
     }
     b->len -= 2; /* the last ",\n": there is always the process's event */
     diag__buf_str(b, "\n]}\n");
@@ -3275,6 +3335,160 @@ int diag_write_svg(const char *prefix)
     pthread_mutex_unlock(&diag__dump_lock);
     diag__inside_leave();
     return rc;
+}
+
+/* ---- spans by address: diag_span_at -------------------------------------- */
+
+/* A task whose struct has no room for a span (a third-party struct) gets
+   one here, keyed by its address: an open-addressing table (linear probing,
+   at most half full, deletion by backward shift) of pointers to spans.
+   Spans are allocated in blocks and never freed or moved, since a poll in
+   progress holds its span's address; a released one goes on a free list.
+   One mutex guards it all: a look-up is a hash and a probe or two under an
+   uncontended lock (make bench: "DIAG_CALL_AT"). */
+typedef struct diag__at_span {
+    diag_span span; /* first: a diag_span * of the table is a diag__at_span * */
+    const void *task;
+    struct diag__at_span *next_free;
+} diag__at_span;
+
+#define DIAG__AT_BLOCK 64 /* spans allocated at once */
+
+static struct {
+    pthread_mutex_t lock;
+    diag__at_span **slots; /* cap entries, NULL: empty */
+    diag__at_span *free;
+    uint32_t cap, count;
+    int forks_handled;
+} diag__at = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0, 0 };
+
+static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
+
+/* Marked as library work (see diag__inside_enter): it may allocate. */
+static void diag__at_lock(void)
+{
+    diag__inside_enter();
+    pthread_mutex_lock(&diag__at.lock);
+}
+static void diag__at_unlock(void)
+{
+    pthread_mutex_unlock(&diag__at.lock);
+    diag__inside_leave();
+}
+
+static uint32_t diag__at_home(const void *task, uint32_t cap)
+{
+    return (uint32_t)(((uint64_t)(uintptr_t)task * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+/* The slot holding task, or the empty slot where it would go. */
+static uint32_t diag__at_find(const void *task)
+{
+    uint32_t i = diag__at_home(task, diag__at.cap);
+    while (diag__at.slots[i] != NULL && diag__at.slots[i]->task != task) i = (i + 1) & (diag__at.cap - 1);
+    return i;
+}
+
+/* Room for one more entry, growing the table to stay at most half full. */
+static int diag__at_room(void)
+{
+    diag__at_span **old = diag__at.slots;
+    uint32_t old_cap = diag__at.cap, cap = old_cap ? old_cap * 2 : 64, i;
+    if ((diag__at.count + 1) * 2 <= old_cap) return 1;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    diag__at.slots = (diag__at_span **)diag__alloc_zero(cap * sizeof *old);
+    if (diag__at.slots == NULL) {
+        diag__at.slots = old;
+        return 0;
+    }
+    diag__at.cap = cap;
+    for (i = 0; i < old_cap; i++)
+        if (old[i] != NULL) diag__at.slots[diag__at_find(old[i]->task)] = old[i];
+    DIAG_FREE(old);
+    return 1;
+}
+
+static diag__at_span *diag__at_new(void)
+{
+    diag__at_span *a = diag__at.free;
+    if (a == NULL) {
+        diag__at_span *block = (diag__at_span *)DIAG_MALLOC(DIAG__AT_BLOCK * sizeof *block);
+        int i;
+        if (block == NULL) return NULL;
+        for (i = DIAG__AT_BLOCK - 1; i >= 0; i--) {
+            block[i].next_free = a;
+            a = &block[i];
+        }
+    }
+    diag__at.free = a->next_free;
+    return a;
+}
+
+/* Empties slot i; moves later entries of its probe run back into the gap. */
+static void diag__at_remove(uint32_t i)
+{
+    uint32_t mask = diag__at.cap - 1, j = i;
+    diag__at.slots[i] = NULL;
+    diag__at.count--;
+    for (;;) {
+        uint32_t home;
+        j = (j + 1) & mask;
+        if (diag__at.slots[j] == NULL) return;
+        home = diag__at_home(diag__at.slots[j]->task, diag__at.cap);
+        if (((j - home) & mask) >= ((j - i) & mask)) { /* the gap lies on its probe run */
+            diag__at.slots[i] = diag__at.slots[j];
+            diag__at.slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+diag_span *diag_span_at(const void *task, const char *name)
+{
+    diag__at_span *a = NULL;
+    if (task == NULL || !diag__on()) return &diag__at_unmeasured;
+    diag__at_lock();
+    if (!diag__at.forks_handled) { /* a fork while a thread holds the lock must not inherit it locked */
+        diag__at.forks_handled = pthread_atfork(diag__at_lock, diag__at_unlock, diag__at_unlock) == 0;
+    }
+    if (diag__at.cap) a = diag__at.slots[diag__at_find(task)];
+    if (a == NULL && diag__at_room() && (a = diag__at_new()) != NULL) {
+        diag_span_init(&a->span, name);
+        a->span.flags = DIAG__SPAN_AT;
+        a->task = task;
+        diag__at.slots[diag__at_find(task)] = a;
+        diag__at.count++;
+    }
+    diag__at_unlock();
+    return a ? &a->span : &diag__at_unmeasured;
+}
+
+/* The span's run ended: it leaves the table (unless another task took its
+   place already) and goes on the free list. */
+void diag__at_release(diag_span *s)
+{
+    diag__at_span *a = (diag__at_span *)s;
+    uint32_t i;
+    diag__at_lock();
+    i = diag__at_find(a->task);
+    if (diag__at.slots[i] == a) {
+        diag__at_remove(i);
+        a->next_free = diag__at.free;
+        diag__at.free = a;
+    }
+    diag__at_unlock();
+}
+
+void diag_drop_at(const void *task)
+{
+    diag__at_span *a = NULL;
+    if (task == NULL || diag__mode != 1) return;
+    diag__at_lock();
+    if (diag__at.cap) a = diag__at.slots[diag__at_find(task)];
+    diag__at_unlock();
+    if (a == NULL) return;
+    diag_span_cancel(&a->span);
+    diag__at_release(&a->span);
 }
 
 /* ---- exit ----------------------------------------------------------------- */

@@ -14,6 +14,8 @@
        bench clock      timestamp-counter calibration error over 1 s
        bench trace      poll cost with the flight recorder on and off
                         (run with DIAGNOSE_TRACE set)
+       bench call       call-style async: DIAG_CALL, and DIAG_CALL_AT's
+                        look-up of a span by the task's address
 
    Each mode prints rows of the table bench/run.sh shows: case, ns per
    operation, the figure compared, its target and PASS or MISS. Built twice
@@ -701,6 +703,74 @@ static void trace(void)
     trace_at(1);
     trace_at(DEPTH);
 }
+
+/* ---- call-style async ------------------------------------------------------- */
+
+/* One call of a stackless async function is one poll: the same trivial
+   call made bare, through DIAG_CALL with the task's own span, and through
+   DIAG_CALL_AT (the span looked up by the task's address, with 1000 other
+   tasks in the table). The task never says done, so DIAG_CALL_AT is the
+   steady-state look-up; "one call per run" adds the span's acquire and
+   release each call. The task pointer travels as the case's `top`. */
+typedef struct call_task {
+    diag_span span;
+    uint64_t count;
+    int done_every; /* 0: never done */
+} call_task;
+
+__attribute__((noinline)) static int call_step(call_task *t)
+{
+    t->count++;
+    return t->done_every && t->count % (uint64_t)t->done_every == 0;
+}
+
+__attribute__((noinline)) static void loop_call_bare(diag_future *f, long n)
+{
+    long i;
+    for (i = 0; i < n; i++) call_step((call_task *)(void *)f);
+}
+
+__attribute__((noinline)) static void loop_call_span(diag_future *f, long n)
+{
+    call_task *t = (call_task *)(void *)f;
+    long i;
+    for (i = 0; i < n; i++) DIAG_CALL(&t->span, call_step(t), 1);
+}
+
+__attribute__((noinline)) static void loop_call_at(diag_future *f, long n)
+{
+    call_task *t = (call_task *)(void *)f;
+    long i;
+    for (i = 0; i < n; i++) DIAG_CALL_AT(t, "call_at", call_step(t), 1);
+}
+
+static void call_style(void)
+{
+    static call_task tasks[4], others[1000];
+    loop_fn loops[4] = { loop_call_bare, loop_call_span, loop_call_at, loop_call_at };
+    bench_case cases[4];
+    char figure[40];
+    double bare, span;
+    int c, i;
+    for (i = 0; i < 1000; i++) DIAG_CALL_AT(&others[i], "other", call_step(&others[i]), 1); /* pending */
+    for (c = 0; c < 4; c++) {
+        diag_span_init(&tasks[c].span, "call");
+        tasks[c].done_every = c == 3 ? 1 : 0;
+        cases[c].loop = loops[c];
+        cases[c].top = (diag_future *)(void *)&tasks[c];
+        cases[c].ops = POLLS;
+    }
+    measure(cases, 4);
+    bare = per_poll(&cases[0]);
+    span = per_poll(&cases[1]);
+    row("call-style: bare call (reference)", bare, "", "", -1);
+    snprintf(figure, sizeof figure, "extra %.2f ns", span - bare);
+    row("DIAG_CALL, the task's own span", span, figure, "", -1);
+    snprintf(figure, sizeof figure, "look-up %.2f ns", per_poll(&cases[2]) - span);
+    row("DIAG_CALL_AT, span by address", per_poll(&cases[2]), figure, "", -1);
+    snprintf(figure, sizeof figure, "vs DIAG_CALL +%.2f ns", per_poll(&cases[3]) - span);
+    row("DIAG_CALL_AT, one call per run", per_poll(&cases[3]), figure, "", -1);
+}
 #endif /* !DIAGNOSE_DISABLE */
 
 /* ---- CPU time of a command ------------------------------------------------ */
@@ -744,9 +814,10 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "clock") == 0) clock_error();
     else if (strcmp(mode, "scale") == 0 && argc == 4) scale(atoi(argv[2]), atoi(argv[3]));
     else if (strcmp(mode, "trace") == 0) trace();
+    else if (strcmp(mode, "call") == 0) call_style();
 #endif
     else {
-        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock|trace|scale THREADS PATHS\n", argv[0]);
+        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock|trace|call|scale THREADS PATHS\n", argv[0]);
         return 2;
     }
     return misses ? 1 : 0;

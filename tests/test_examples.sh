@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Runs each adapter example (join_select, protothreads, spans, libuv_echo) in
-# a temporary directory with DIAGNOSE_OUT and checks its dump: the exact
-# polls file and drops that follow from the example's fixed schedule, busy
-# and wall against the sleeps and spins the example does, its stdout, and
-# that it also builds and runs with DIAGNOSE_DISABLE (then writing nothing).
+# Runs each adapter example (join_select, protothreads, stackless, spans,
+# libuv_echo) in a temporary directory with DIAGNOSE_OUT and checks its
+# dump: the exact polls file and drops that follow from the example's fixed
+# schedule, busy and wall against the sleeps and spins the example does, its
+# stdout, and that it also builds and runs with DIAGNOSE_DISABLE (then
+# writing nothing).
 # Installs libuv1-dev when it is missing (as root, with apt-get).
 set -u
 cd "$(dirname "$0")/.."
@@ -157,6 +158,32 @@ done after 13 ticks"'
         '"$(cat "$TMP/$n.disabled/stdout.txt")" == "$(cat "$D/stdout.txt")"'
 }
 
+# ---- stackless: four fetches of one async function, spans kept by address ----
+test_stackless() {
+    local n=stackless tick=500000
+    run $n || return
+    check "$n polls: one per tick while alive, parse 3 per reply" '"$(cat "$D/out.polls.folded")" == "fetch 31
+fetch;parse 9"'
+    check "$n drops: only the abandoned fetch" \
+        '$(drops "$D/stderr.txt" fetch) == 1 && $(drops "$D/stderr.txt" "fetch;parse") == 0'
+    check "$n stdout is the fixed schedule" '"$(cat "$D/stdout.txt")" == "tick  4: fetch 0 parsed 3 chunks
+tick  6: fetch 1 parsed 3 chunks
+tick  8: fetch 2 parsed 3 chunks
+tick 10: fetch 3 abandoned
+done after 11 ticks"'
+    local b="$D/out.busy.folded" w="$D/out.wall.folded"
+    check "$n busy: 9 parses of a 50us chunk" \
+        '$(value $b fetch\;parse) -ge 405000 && $(value $b fetch\;parse) -le $(value $w fetch\;parse)'
+    # each fetch's run: from tick 0 to its end (ticks 4, 6, 8) or its drop
+    # (tick 10), so 4 + 6 + 8 + 10 sleeps; each parse spans 2 sleeps
+    check "$n wall: four runs at once, each its own" \
+        '$(subtree $w fetch) -ge $(slack $((28 * tick))) && $(subtree $w fetch) -le $((4 * ELAPSED)) &&
+         $(value $w fetch\;parse) -ge $(slack $((6 * tick)))'
+    disabled $n ""
+    check "$n with DIAGNOSE_DISABLE prints the same schedule" \
+        '"$(cat "$TMP/$n.disabled/stdout.txt")" == "$(cat "$D/stdout.txt")"'
+}
+
 # ---- spans: callback jobs, a disk thread, one job cancelled ----
 test_spans() {
     local n=spans disk=300000
@@ -229,6 +256,7 @@ server;conn;write 40"'
 
 test_join_select
 test_protothreads
+test_stackless
 test_spans
 test_libuv_echo
 [ $failures -eq 0 ]

@@ -330,6 +330,17 @@ static int child_slow_open(void)
     return diag_poll(DIAGNOSE_AS(&outer, "outer"), NULL) == DIAG_READY ? 0 : 2;
 }
 
+/* No diag_dump: the numbered snapshot (DIAGNOSE_INTERVAL) and the dump
+   at exit write the trace too. */
+static int child_snapshots(void)
+{
+    struct task t;
+    diag_future *f = task_init(&t, "ticked", 0);
+    int k;
+    for (k = 0; k < 3; k++) diag_poll(f, NULL);
+    return wait_for("out.1.trace.json", 2000 * MS) ? 0 : 2;
+}
+
 static int child_reset(void)
 {
     struct task a, b;
@@ -340,19 +351,37 @@ static int child_reset(void)
     return diag_dump("out") == 0 ? 0 : 1;
 }
 
+/* A thread of the parent, alive (and holding its ring) at the fork. */
+static int other_polled, other_may_end;
+
+static void *other_thread(void *arg)
+{
+    struct task t;
+    (void)arg;
+    diag_poll(task_init(&t, "other", 0), NULL);
+    __atomic_store_n(&other_polled, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&other_may_end, __ATOMIC_ACQUIRE)) tt_sleep_ns(1 * MS);
+    return NULL;
+}
+
 static int child_fork(void)
 {
     struct task a, b;
     pid_t pid;
+    pthread_t th;
     int status;
     char name[64];
     diag_poll(task_init(&a, "parent", 0), NULL);
+    pthread_create(&th, NULL, other_thread, NULL);
+    while (!__atomic_load_n(&other_polled, __ATOMIC_ACQUIRE)) tt_sleep_ns(1 * MS);
     pid = fork();
     if (pid == 0) {
         diag_poll(task_init(&b, "in_child", 0), NULL);
         _exit(diag_dump("child") == 0 ? 0 : 1);
     }
     waitpid(pid, &status, 0);
+    __atomic_store_n(&other_may_end, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
     snprintf(name, sizeof name, "child.%ld.trace.json", (long)pid); /* a forked child's prefix */
     if (rename(name, "child.trace.json") != 0) return 1;
     return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
@@ -399,6 +428,7 @@ static const tt_child children[] = {
     { "slow", child_slow },     { "reset", child_reset }, { "fork", child_fork },
     { "bad", child_bad },       { "concurrent", child_concurrent },
     { "slow_nested", child_slow_nested }, { "slow_open", child_slow_open },
+    { "snapshots", child_snapshots },
 };
 
 /* ---- tests ---------------------------------------------------------------- */
@@ -530,6 +560,19 @@ static void test_slow_poll_in_an_open_poll(void)
     CHECK_EQ(count_events(&tr, 0, "outer;inner"), 1);
 }
 
+static void test_snapshots_and_exit_write_it(void)
+{
+    const char *env[] = { "DIAGNOSE_TRACE=100", "DIAGNOSE_INTERVAL=0.05", "DIAGNOSE_OUT=out", NULL };
+    char path[300];
+    CHECK_EQ(tt_spawn(fresh_dir(), "snapshots", env), 0);
+    snprintf(path, sizeof path, "%s/out.1.trace.json", dir);
+    CHECK(read_trace(&tr, path));
+    CHECK_EQ(count_events(&tr, 0, "ticked"), 3);
+    snprintf(path, sizeof path, "%s/out.trace.json", dir);
+    CHECK(read_trace(&tr, path));
+    CHECK_EQ(count_events(&tr, 0, "ticked"), 3);
+}
+
 static void test_reset_empties_the_trace(void)
 {
     const char *env[] = { "DIAGNOSE_TRACE=100", NULL };
@@ -539,6 +582,7 @@ static void test_reset_empties_the_trace(void)
     CHECK(read_trace(&tr, path));
     CHECK_EQ(count_events(&tr, 0, "before"), 0);
     CHECK_EQ(count_events(&tr, 0, "after"), 4);
+    CHECK_EQ(tr.threads, 1);
 }
 
 static void test_fork_child_starts_empty(void)
@@ -549,7 +593,9 @@ static void test_fork_child_starts_empty(void)
     snprintf(path, sizeof path, "%s/child.trace.json", dir);
     CHECK(read_trace(&tr, path));
     CHECK_EQ(count_events(&tr, 0, "parent"), 0);
+    CHECK_EQ(count_events(&tr, 0, "other"), 0);
     CHECK_EQ(count_events(&tr, 0, "in_child"), 1);
+    CHECK_EQ(tr.threads, 1); /* the parent's other thread is not in the child */
 }
 
 static void test_bad_value_is_named(void)
@@ -604,6 +650,7 @@ int main(int argc, char **argv)
     RUN(test_slow_poll_writes_a_trace);
     RUN(test_slow_nested_poll_waits_for_its_parent);
     RUN(test_slow_poll_in_an_open_poll);
+    RUN(test_snapshots_and_exit_write_it);
     RUN(test_reset_empties_the_trace);
     RUN(test_fork_child_starts_empty);
     RUN(test_bad_value_is_named);
