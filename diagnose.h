@@ -1719,6 +1719,21 @@ static uint64_t diag__realtime_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Set when the exit dump waits for diag__dump_lock: other dumps then wait
+   for it, or a thread dumping in a loop could take the lock back each time
+   first (mutexes are not fair) until the exit dump gives up. */
+static int diag__exit_waiting;
+
+/* Takes diag__dump_lock, after the exit dump if one is waiting. */
+static void diag__dump_lock_take(void)
+{
+    while (__atomic_load_n(&diag__exit_waiting, __ATOMIC_ACQUIRE)) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL); /* the exit ends the process, this thread too */
+    }
+    pthread_mutex_lock(&diag__dump_lock);
+}
+
 /* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
    returns 0 when locked, ETIMEDOUT when given up. */
 static int diag__lock_or_give_up(pthread_mutex_t *m)
@@ -1815,6 +1830,7 @@ static void diag__fork_child(void)
 {
     pthread_mutex_init(&diag__lock, NULL);
     pthread_mutex_init(&diag__dump_lock, NULL); /* a dump of another thread may have held it */
+    diag__exit_waiting = 0;
     diag__g.forked = 1;
     diag__g.exit_done = 0;
     diag__reset_locked();
@@ -2390,7 +2406,7 @@ int diag_dump(const char *prefix)
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
     diag__inside_enter();
-    pthread_mutex_lock(&diag__dump_lock);
+    diag__dump_lock_take();
     rc = diag__snapshot_read(&snap, 0);
     if (rc == 0) {
         rc = diag__write_all(resolved, &snap, failed, sizeof failed);
@@ -2542,7 +2558,7 @@ static void diag__agent_snapshot_locked(int by_signal);
 static void diag__agent_snapshot(int by_signal)
 {
     diag__inside_enter();
-    pthread_mutex_lock(&diag__dump_lock);
+    diag__dump_lock_take();
     diag__agent_snapshot_locked(by_signal);
     pthread_mutex_unlock(&diag__dump_lock);
     diag__inside_leave();
@@ -3326,7 +3342,7 @@ int diag_write_svg(const char *prefix)
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
     diag__inside_enter();
-    pthread_mutex_lock(&diag__dump_lock);
+    diag__dump_lock_take();
     rc = diag__snapshot_read(&snap, 0);
     if (rc == 0) {
         rc = diag__write_svgs(resolved, &snap);
@@ -3556,6 +3572,7 @@ static void diag__exit_handler(void)
     }
     diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
     diag__agent_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
+    __atomic_store_n(&diag__exit_waiting, 1, __ATOMIC_RELEASE);
     locked = diag__lock_or_give_up(&diag__dump_lock) == 0;
     if (!locked || diag__snapshot_take(&snap) != 0) {
         if (!locked || errno == ETIMEDOUT)
