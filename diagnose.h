@@ -69,11 +69,13 @@
                     wake to the next poll is the path's scheduling delay
                     (written to PREFIX.sched.folded). Any thread may call it.
    diag_dump(prefix)
-                    Writes the folded files now, as a snapshot; counting goes
-                    on. prefix NULL: DIAGNOSE_OUT or "diagnose". Returns 0, or
-                    -1 with errno set (nothing is printed). Thread-safe:
-                    dumps run one at a time (a call may wait for another),
-                    so the files of a prefix come from one snapshot.
+                    Writes the folded files now, as a snapshot, and the
+                    pending files (see OUTPUT); counting goes on. Never
+                    waits for polls running on other threads. prefix NULL:
+                    DIAGNOSE_OUT or "diagnose". Returns 0, or -1 with errno
+                    set (nothing is printed). Thread-safe: dumps run one at
+                    a time (a call may wait for another), so the files of a
+                    prefix come from one snapshot.
    diag_write_svg(prefix)
                     Writes PREFIX.<metric>.svg for each folded file: a
                     self-contained interactive flame graph (hover shows name,
@@ -159,7 +161,20 @@
      - polls of DIAGNOSE_SLOW_NS (1 ms) or more, counted exactly per path;
      - 100 polls or more, runs still pending and none finished;
      - 3 drops or more, and more drops than finished runs (cancelled
-       more often than not; one abandoned run is no pattern).
+       more often than not; one abandoned run is no pattern);
+     - 20 self-wakes or more, and most wakes are self-wakes: diag_wake(f)
+       while f's own poll runs on that thread (also from a poll nested in
+       it) asks to be polled again at once, a busy loop;
+     - orphans: open runs whose parent run (the run they began inside)
+       ended: nothing will poll them;
+     - lost wakes: open runs not running, not woken since their last woken
+       poll began (or since their first poll), for DIAGNOSE_STUCK_S or
+       more, in a program that calls diag_wake; judged only on paths whose
+       polls all start a run or follow a wake (other polls are not timed
+       per run), and not while the run it began inside is open;
+     - a poll still running at the dump after DIAGNOSE_SLOW_NS or more.
+   The table's runs column counts runs started in the window; runs not
+   finished or dropped are still open.
    Paths deeper than DIAG_MAX_DEPTH frames are folded into their deepest
    frame and reported once at exit. Past DIAGNOSE_MAX_PATHS distinct paths
    (or when memory runs out) new paths are counted in one "[overflow]" path;
@@ -198,6 +213,9 @@
                            Neither variable set: no thread, no handler.
                            The thread stops at exit, before the final
                            files; a forked child takes no snapshots.
+   DIAGNOSE_STUCK_S=s      an open run this many seconds old is stuck
+                           (default 10; decimals allowed): marked in
+                           PREFIX.pending.txt and used by the lost-wake lint.
    DIAGNOSE_TRACE=n        flight recorder: each thread keeps its last n
                            polls (1 to 16777216; unset or 0: off) for
                            PREFIX.trace.json (see OUTPUT).
@@ -225,7 +243,8 @@
 
    Every line matches ^[^ ;]+(;[^ ;]+)* [0-9]+$ and is valid UTF-8 whatever
    the names were; each path appears once (threads merged), lines sorted
-   bytewise, the same paths in every file. Files are written to a temporary
+   bytewise, the same paths in the polls, busy, wall and sched files (the
+   pending files list only paths with open runs). Files are written to a temporary
    name and renamed into place. A forked child writes its own files when it
    exits normally; if the prefix has no "%p" the child's pid is appended.
    If the files cannot be written at exit, one line on stderr says why and
@@ -234,6 +253,24 @@
    At exit, a lock another thread holds is waited for 1 s at most; an
    exit() from a signal handler that interrupts diagnose.h on its own
    thread writes no files. Either case says so in one line.
+
+   PREFIX.pending.folded and PREFIX.pending.txt, written by every dump
+   (diag_dump, numbered snapshots, exit) when runs are open, removed by a
+   dump that finds none: what is stuck right now. A run is open from its
+   first poll until READY or drop. pending.folded: one line per path with
+   open runs, how many, in the grammar above. pending.txt, the same paths
+   oldest first, one line each:
+
+       main;fetch: 3 open, oldest 12.4s, running 2.10s, stuck
+
+   oldest: age of the oldest open run (from its first poll, across
+   diag_reset and fork); running: a poll of that path runs now on some
+   thread, for that long at most; stuck: the oldest is DIAGNOSE_STUCK_S
+   old or more. Ages are written as the table writes durations. With
+   DIAGNOSE_SVG=1, also PREFIX.pending.svg. The summary at exit ends with
+   these lines, each after "pending: " (25 at most, then a count). A run
+   that begins or ends during a dump may be listed or not; counts of a
+   quiet moment are exact.
 
    PREFIX.trace.json (with DIAGNOSE_TRACE=n), written by every dump next to
    the folded files: a Chrome trace, {"traceEvents": [...]}, one event a
@@ -262,6 +299,11 @@
    process also reads the clock twice (the threshold is then calibrated).
    DIAGNOSE_INTERVAL / DIAGNOSE_SIGNAL cost one sleeping thread and, per
    snapshot, the time of a diag_dump, off the program's threads.
+   Per run (not per poll): a 56-byte record taken at its first poll from
+   its thread's records (reused; they grow when a quarter or less are
+   free, and are never freed) and freed at its end by one store; a
+   diag_span holds one pointer to it. An effective wake (one that makes f
+   runnable) makes one call; a self-wake adds one to a process-wide count.
    DIAGNOSE_TRACE=n: 24 bytes per event, (n + 1) * 24 + 56 bytes per thread
    allocated once when it first polls; four stores per poll (make bench:
    "trace ring on"); off, one never-taken branch per poll.
@@ -276,6 +318,15 @@
    DIAG_MAX_PATHS     hard cap on distinct paths (1048576).
    DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
    DIAG_DEBUG         abort with a message on misuse instead of ignoring it.
+
+   LIBRARIES AND PLUGINS: a shared library may define DIAGNOSE_IMPLEMENTATION
+   too. The copies in one process find each other through a mapping named
+   "diagnose.h" in /proc/self/maps (hidden visibility and RTLD_LOCAL do not
+   matter) and share one runtime: one set of files, one table, paths across
+   copies. Copies built with other versions or other DIAG_MAX_DEPTH,
+   DIAG_MAX_PATHS or allocator keep their own. A dlclose writes the files;
+   the library's data stays in them. Two copies linked statically into one
+   executable are a link error.
 */
 #ifndef DIAGNOSE_H
 #define DIAGNOSE_H
@@ -315,6 +366,8 @@ typedef enum diag_status { DIAG_PENDING = 0, DIAG_READY = 1 } diag_status;
 typedef struct diag_future diag_future;
 typedef diag_status (*diag_poll_fn)(diag_future *self, void *cx);
 
+struct diag__run;
+
 /* Measurement state of one task. Private fields: read the doc block. */
 typedef struct diag_span {
     const char *name;   /* frame name; NULL: not measured */
@@ -323,6 +376,7 @@ typedef struct diag_span {
     uint32_t path;      /* path of the current run; 0: not in a run */
     uint32_t last_parent, last_path; /* the last path resolved, by parent */
     uint32_t flags;
+    struct diag__run *run; /* record of the open run, read by dumps; NULL: none */
 } diag_span;
 
 struct diag_future {
@@ -330,7 +384,7 @@ struct diag_future {
     diag_span span;
 };
 
-#define DIAG_SPAN_INIT(name) { (name), 0, 0, 0, 0, 0, 0 }
+#define DIAG_SPAN_INIT(name) { (name), 0, 0, 0, 0, 0, 0, 0 }
 #define DIAG_FUTURE_INIT(fn) { (fn), DIAG_SPAN_INIT(0) }
 
 /* DIAG_SPAN_INIT at run time, for a span in allocated memory. */
@@ -422,6 +476,33 @@ typedef struct diag__map {
     uint32_t cap, count;
 } diag__map;
 
+/* An open run, for dumps to list with its age. The thread where the run
+   begins takes a free record (span NULL) and publishes span with release;
+   the run's end, on any thread, frees it with one store. Records never
+   move and are never freed, so a dump reads them while threads poll. */
+typedef struct diag__run {
+    diag_span *span;          /* NULL: free */
+    struct diag__run *parent; /* record of the run this one began inside, or NULL */
+    uint64_t parent_start;    /* that run's start: tells a reused parent record */
+    uint64_t start;           /* ticks of the run's first poll */
+    uint64_t polled;          /* ticks of the last poll that followed a wake (or start) */
+    uint64_t woke;            /* ticks of the latest wake, 0: never woken */
+    uint32_t path;
+} diag__run;
+
+typedef struct diag__run_chunk {
+    struct diag__run_chunk *next; /* appended by the owner with release */
+    diag__run *runs;
+    uint32_t count;
+} diag__run_chunk;
+
+/* A thread's records: head and the chunks' next links are read by dumps;
+   the rest only by the owner, which looks for a free record from cursor on. */
+typedef struct diag__runs {
+    diag__run_chunk *head, *tail, *cursor;
+    uint32_t index, taken, total; /* taken: records taken since the cursor was at head */
+} diag__runs;
+
 /* One recorded poll of the flight recorder (DIAGNOSE_TRACE): 24 bytes. */
 typedef struct diag__event {
     uint64_t start, dur; /* ticks */
@@ -448,6 +529,7 @@ typedef struct diag__thread {
     diag__map cache;            /* (parent, name) -> path, this thread only */
     uint64_t folded;            /* runs or polls folded at DIAG_MAX_DEPTH; atomic, never reset */
     struct diag__thread *next;
+    diag__runs runs;            /* records of the runs that began on this thread */
 } diag__thread;
 
 extern __thread diag__thread *diag__tls;
@@ -465,6 +547,8 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
 void diag__poll_unwound(diag_span *s);
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 void diag__slow_poll(diag__slot *slot, uint64_t ticks);
+void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
+void diag__wake_noted(diag_span *s, uint64_t now);
 void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket);
 void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
 diag_status diag__poll_invalid(diag_future *f);
@@ -557,14 +641,25 @@ static inline void diag_span_begin(diag_span *s)
         s->run_start = now;
         DIAG__ADD(fr->slot->open_runs, 1);
         DIAG__ADD(fr->slot->open_start_sum, now);
+        diag__run_open(t, s, path, now);
     }
     woke = DIAG__LOAD(s->woke_at);
     if (DIAG__UNLIKELY(woke != 0)) diag__woken(fr->slot, s, now, woke);
-    fr->span = s;
-    fr->path = path;
-    fr->start = now;
+    /* Dumps read the stack for the polls running now (plain moves on x86) */
+    DIAG__STORE(fr->start, now);
+    DIAG__STORE(fr->span, s);
+    DIAG__STORE(fr->path, path);
     fr->child = 0;
-    t->depth++;
+    __atomic_store_n(&t->depth, t->depth + 1, __ATOMIC_RELEASE);
+}
+
+/* The run's end frees its record: one store (see diag__run). */
+static inline void diag__run_close(diag_span *s)
+{
+    struct diag__run *r = s->run;
+    if (r == NULL) return;
+    __atomic_store_n(&r->span, (diag_span *)NULL, __ATOMIC_RELEASE);
+    DIAG__STORE(s->run, (struct diag__run *)NULL);
 }
 
 static inline void diag_span_end(diag_span *s, diag_status status)
@@ -578,7 +673,8 @@ static inline void diag_span_end(diag_span *s, diag_status status)
         return;
     }
     now = diag__now();
-    fr = &t->stack[--t->depth];
+    DIAG__STORE(t->depth, t->depth - 1);
+    fr = &t->stack[t->depth];
     dt = now > fr->start ? now - fr->start : 0;
     self = dt > fr->child ? dt - fr->child : 0;
     if (t->depth) t->stack[t->depth - 1].child += dt;
@@ -596,6 +692,7 @@ static inline void diag_span_end(diag_span *s, diag_status status)
         DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
         DIAG__ADD(slot->done, 1);
         s->path = 0;
+        diag__run_close(s);
     }
 }
 
@@ -605,6 +702,7 @@ static inline void diag_span_wake(diag_span *s)
     if (s->name == NULL || diag__mode != 1 || DIAG__LOAD(s->woke_at) != 0) return;
     now = diag__now();
     DIAG__STORE(s->woke_at, now ? now : 1);
+    diag__wake_noted(s, now);
 }
 
 #ifdef __cplusplus
@@ -714,6 +812,10 @@ static inline void diag__call_end(diag_span *s, int done)
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__)
+#include <link.h>
+#include <sys/mman.h>
+#endif
 
 #if !defined(CLOCK_MONOTONIC) || !defined(O_NOFOLLOW)
 #error "diagnose.h: the implementation needs POSIX. Put #define DIAGNOSE_IMPLEMENTATION and #include \"diagnose.h\" before other includes, or compile with -D_GNU_SOURCE."
@@ -742,10 +844,13 @@ typedef struct diag__path {
     uint32_t parent, depth, flags;
 } diag__path;
 
-/* Process-wide state, guarded by diag__lock except where marked. */
-static pthread_mutex_t diag__lock = PTHREAD_MUTEX_INITIALIZER;
+/* Process-wide state, guarded by diag__lock except where marked. Every copy
+   of this header in the process with the same DIAG__ABI key shares one
+   runtime, allocated once and never freed (see "copies"). */
 static pthread_once_t diag__once = PTHREAD_ONCE_INIT;
-static struct {
+struct diag__copy_info;
+struct diag__agent_state;
+typedef struct diag__runtime {
     pthread_key_t key;
     uint64_t tsc0, mono0;       /* clock origin, for calibration (read-only) */
     uint64_t reset_at;          /* ticks of the last reset or fork */
@@ -760,23 +865,62 @@ static struct {
     int said_invalid;           /* atomic: warned once */
     uint64_t slow_ns;           /* DIAGNOSE_SLOW_NS; 0: no slow-poll lint */
     int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
+    diag__run_chunk *parked;    /* records of threads that exited, for the next new thread */
+    uint64_t stuck_ns;          /* DIAGNOSE_STUCK_S: an open run this old is stuck */
+    uint64_t *self_wakes[DIAG__DIR]; /* chunks of self-wake counts by path; atomic */
+    uint64_t *self_wakes_base;  /* their values at the last reset, npaths then; under the lock */
+    uint32_t nself_wakes_base;
     int quiet, svg;             /* DIAGNOSE_QUIET, DIAGNOSE_SVG, read at start-up */
     const char *out;            /* DIAGNOSE_OUT or "diagnose", as given */
     char *start_dir;            /* working directory at start-up and '/', for a relative out; or NULL */
     uint64_t *hist[DIAG__DIR];  /* chunks of paths' shared histograms; atomic */
     uint64_t *hist_base[DIAG__DIR]; /* their values at the last reset */
     int overflow_why;           /* atomic: DIAG__OVERFLOW_CAP | DIAG__OVERFLOW_MEMORY, why [overflow] has polls */
+    pthread_mutex_t lock;       /* diag__lock */
+    /* A thread whose table could not be allocated: full stack, so every begin
+       takes the slow path, which counts the poll as unmeasured. Never written. */
+    diag__thread *no_table;
+    struct diag__agent_state *agent; /* diag__agent */
+    int use_tsc;                /* read-only: diag__use_tsc of every copy */
+    uint64_t slow_ticks;        /* atomic: the calibrated diag__slow_ticks, once slow_exact */
+    struct diag__copy_info *copies; /* the copies in the process now, newest first */
+    const struct diag__copy_info *key_owner; /* whose diag__thread_exit the key calls; NULL: no key */
+    const struct diag__copy_info *fork_owner;  /* the copy whose fork handlers take the lock */
+    const struct diag__copy_info *fork_locker; /* the copy whose fork handlers hold it now */
+    struct diag__registry *registry;      /* where copies found this runtime; NULL: nowhere */
+    unsigned registry_index;              /* this runtime's entry there */
+    struct diag__trace_state *trace; /* diag__trace */
+    struct diag__at_state *at;       /* diag__at */
     uint64_t open_at_thread_end; /* polls not ended when their thread exited */
     int said_unwound;           /* atomic: warned once of frames a later end unwound */
-} diag__g;
+    pthread_mutex_t dump_lock;  /* diag__dump_lock */
+    int exit_waiting;           /* atomic: diag__exit_waiting */
+} diag__runtime;
+
+/* What the runtime needs of a copy's own code, so that when the copy
+   leaves, what pointed into its code can move to one that stays. */
+typedef struct diag__copy_info {
+    struct diag__copy_info *next; /* in diag__g.copies */
+    void (*thread_exit)(void *); /* the key's destructor */
+    void (*tls_clear)(void);     /* forgets this copy's diag__tls of the calling thread */
+    void *(*agent_main)(void *);
+    void (*agent_signal)(int);
+    int in_executable;           /* never unloaded: it leaves only at exit */
+} diag__copy_info;
+
+/* Until start-up finds the runtime (and forever with DIAGNOSE=0), a zeroed
+   one of this copy's own: the paths that run while off read only zeros. */
+static diag__runtime diag__local;
+static diag__runtime *diag__rt = &diag__local;
+#define diag__g (*diag__rt)
+#define diag__lock (diag__g.lock)
+#define diag__dump_lock (diag__g.dump_lock)
+#define diag__exit_waiting (diag__g.exit_waiting)
+#define diag__no_table (diag__g.no_table)
 
 #define DIAG__OVERFLOW_CAP 1    /* new paths past DIAGNOSE_MAX_PATHS */
 #define DIAG__OVERFLOW_MEMORY 2 /* new paths or slots found no memory */
 #define DIAG__OVERFLOWED(why) __atomic_fetch_or(&diag__g.overflow_why, (why), __ATOMIC_RELAXED)
-
-/* A thread whose table could not be allocated: full stack, so every begin
-   takes the slow path, which counts the poll as unmeasured. Never written. */
-static diag__thread *diag__no_table;
 
 static void *diag__alloc_zero(size_t size)
 {
@@ -1076,7 +1220,7 @@ static void diag__setting_out(void)
     const char *v = diag__setting_text("DIAGNOSE_OUT");
     char dir[4096];
     size_t n;
-    diag__g.out = v ? diag__copy(v) : "diagnose";
+    diag__g.out = diag__copy(v ? v : "diagnose"); /* "diagnose" too: the copy that read it may be unloaded */
     if (diag__g.out == NULL || diag__g.out[0] == '/' || getcwd(dir, sizeof dir - 1) == NULL) return;
     n = strlen(dir);
     if (dir[n - 1] != '/') dir[n++] = '/';
@@ -1106,12 +1250,26 @@ static const char *diag__pinned_dir(void)
 
 static void diag__exit_handler(void);
 static void diag__thread_exit(void *arg);
-static void diag__fork_prepare(void) { pthread_mutex_lock(&diag__lock); }
-static void diag__fork_parent(void) { pthread_mutex_unlock(&diag__lock); }
+static void diag__fork_prepare(void);
+static void diag__fork_parent(void);
 static void diag__fork_child(void);
 static void diag__slow_start(void);
+static int diag__agent_alloc(void);
+static void diag__live_start(void);
+static void diag__runs_adopt(diag__thread *t);
+static void diag__runs_park(diag__thread *t);
+static void diag__live_forked(void);
 static void diag__agent_start(void);
+static void diag__agent_resume(void);
 static void diag__agent_forked(void);
+static diag__runtime *diag__join(int *created, int *rejoined);
+static void diag__leave(void);
+static void diag__key_move(const struct diag__copy_info *to);
+static const struct diag__copy_info *diag__copy_self(void);
+static void diag__registry_forked(void);
+static uint64_t diag__thread_number(void);
+static int diag__trace_alloc(void);
+static int diag__at_alloc(void);
 static void diag__trace_start(void);
 static void diag__trace_attach(diag__thread *t);
 static void diag__trace_retire(diag__thread *t);
@@ -1125,6 +1283,14 @@ static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32
 static diag__path *diag__path_at(uint32_t path)
 {
     return &__atomic_load_n(&diag__g.paths[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE)[path & (DIAG__CHUNK - 1)];
+}
+
+/* A path's name is its key; it changes (under the lock) when the library
+   that held the string is unloaded (see diag__keep_names), so threads
+   that look up without the lock read it atomically. */
+static const char *diag__path_name(uint32_t path)
+{
+    return __atomic_load_n(&diag__path_at(path)->name, __ATOMIC_RELAXED);
 }
 
 static int diag__reserve_path(void)
@@ -1148,18 +1314,42 @@ static uint32_t diag__add_path(const char *name, uint32_t parent, uint32_t depth
     return diag__g.npaths++;
 }
 
-static void diag__start_once(void)
+#if defined(__SANITIZE_ADDRESS__)
+#define DIAG__LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DIAG__LSAN 1
+#endif
+#endif
+#ifdef DIAG__LSAN
+/* The runtime is never freed, and once every copy's library is unloaded
+   only the registry's mapping points at it, which LeakSanitizer does not
+   read: it is told so. */
+void __lsan_ignore_object(const void *p) __attribute__((weak));
+#endif
+
+/* A new runtime, made by the first copy that starts (see "copies"); sets
+   diag__rt. Returns -1 when out of memory (diag__rt is then this copy's
+   zeroed one again). */
+static int diag__runtime_new(void)
 {
-    if (!diag__setting_bool("DIAGNOSE", 1)) {
-        diag__mode = 2;
-        return;
+    diag__rt = (diag__runtime *)diag__alloc_zero(sizeof *diag__rt);
+    if (diag__rt == NULL) {
+        diag__rt = &diag__local;
+        return -1;
     }
+#ifdef DIAG__LSAN
+    if (__lsan_ignore_object) __lsan_ignore_object(diag__rt);
+#endif
+    pthread_mutex_init(&diag__lock, NULL);
+    pthread_mutex_init(&diag__dump_lock, NULL);
     /* max_paths counts the user's paths: the root and [overflow] are extra */
     diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
     diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
     diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
     diag__setting_out();
     diag__use_tsc = diag__tsc_is_invariant();
+    diag__g.use_tsc = diag__use_tsc;
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
     diag__g.reset_at = diag__g.tsc0;
     diag__no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__no_table);
@@ -1167,20 +1357,47 @@ static void diag__start_once(void)
        go when memory for another chunk runs out */
     diag__g.hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
     if (diag__no_table == NULL || diag__g.hist[0] == NULL || diag__reserve_path() != 0 ||
-        pthread_key_create(&diag__g.key, diag__thread_exit) != 0) {
+        diag__agent_alloc() != 0 || diag__trace_alloc() != 0 || diag__at_alloc() != 0) {
+        DIAG_FREE(diag__no_table);
+        DIAG_FREE(diag__g.hist[0]);
+        DIAG_FREE(diag__g.paths[0]);
+        DIAG_FREE(diag__g.agent);
+        DIAG_FREE(diag__g.trace);
+        DIAG_FREE(diag__g.at);
+        DIAG_FREE(diag__rt);
+        diag__rt = &diag__local;
+        return -1;
+    }
+    diag__key_move(diag__copy_self()); /* no key: threads are then counted, not merged at exit */
+    diag__add_path(NULL, DIAG__ROOT, 0, 0);
+    diag__add_path("[overflow]", DIAG__ROOT, 1, 0);
+    diag__no_table->depth = DIAG_MAX_DEPTH;
+    diag__slow_start();
+    diag__g.slow_ticks = diag__slow_ticks;
+    diag__live_start();
+    diag__trace_start();
+    return 0;
+}
+
+static void diag__start_once(void)
+{
+    int created = 0, rejoined = 0;
+    if (!diag__setting_bool("DIAGNOSE", 1)) {
+        diag__mode = 2;
+        return;
+    }
+    if (diag__join(&created, &rejoined) == NULL) {
         diag__warn("diagnose.h: out of memory at start-up; profiling is off\n");
         diag__mode = 2;
         return;
     }
-    diag__add_path(NULL, DIAG__ROOT, 0, 0);
-    diag__add_path("[overflow]", DIAG__ROOT, 1, 0);
-    diag__no_table->depth = DIAG_MAX_DEPTH;
+    diag__use_tsc = diag__g.use_tsc;
+    diag__slow_ticks = DIAG__LOAD(diag__g.slow_ticks);
     pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
-    atexit(diag__exit_handler);
-    diag__slow_start();
-    diag__trace_start();
+    atexit(diag__leave);
     __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
-    diag__agent_start();
+    if (created) diag__agent_start();
+    else if (rejoined) diag__agent_resume();
 }
 
 int diag__start(void)
@@ -1213,7 +1430,7 @@ static uint32_t diag__map_get(const diag__map *m, uint32_t parent, const char *n
         const diag__path *key;
         if (path == 0) return 0;
         key = diag__path_at(path);
-        if (key->name == name && key->parent == parent) return path;
+        if (diag__path_name(path) == name && key->parent == parent) return path;
     }
 }
 
@@ -1239,7 +1456,7 @@ static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32
         for (i = 0; i < m->cap; i++)
             if (m->entries[i] != 0) {
                 const diag__path *key = diag__path_at(m->entries[i]);
-                diag__map_insert(&bigger, key->parent, key->name, m->entries[i]);
+                diag__map_insert(&bigger, key->parent, diag__path_name(m->entries[i]), m->entries[i]);
             }
         DIAG_FREE(m->entries);
         *m = bigger;
@@ -1278,7 +1495,7 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
         /* The key of an entry is its path's: a context folded into its
            parent or counted in [overflow] is looked up again next time. A
            full cache only costs speed. */
-        if (diag__path_at(path)->name == s->name && diag__path_at(path)->parent == parent)
+        if (diag__path_name(path) == s->name && diag__path_at(path)->parent == parent)
             diag__map_put(&t->cache, parent, s->name, path);
         diag__inside_leave();
     }
@@ -1357,8 +1574,17 @@ static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
 
 static diag__thread *diag__attach_table(void)
 {
-    diag__thread *t = (diag__thread *)diag__alloc_zero(sizeof *t);
-    diag__slot *first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
+    diag__thread *t;
+    diag__slot *first;
+    pthread_mutex_lock(&diag__lock);
+    t = diag__g.key_owner ? (diag__thread *)pthread_getspecific(diag__g.key) : NULL;
+    pthread_mutex_unlock(&diag__lock);
+    if (t != NULL) { /* another copy attached this thread: frames stack across copies */
+        diag__tls = t;
+        return t;
+    }
+    t = (diag__thread *)diag__alloc_zero(sizeof *t);
+    first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
     if (t == NULL || first == NULL) {
         DIAG_FREE(t);
         DIAG_FREE(first);
@@ -1369,9 +1595,10 @@ static diag__thread *diag__attach_table(void)
     pthread_mutex_lock(&diag__lock);
     t->next = diag__g.threads;
     diag__g.threads = t;
+    if (diag__g.key_owner) pthread_setspecific(diag__g.key, t);
+    diag__runs_adopt(t);
     diag__trace_attach(t);
     pthread_mutex_unlock(&diag__lock);
-    pthread_setspecific(diag__g.key, t);
     diag__tls = t;
     return t;
 }
@@ -1449,6 +1676,7 @@ static void diag__free_table(diag__thread *t)
 static void diag__thread_exit(void *arg)
 {
     diag__thread *t = (diag__thread *)arg, **link;
+    const struct diag__copy_info *copy;
     uint32_t c;
     diag__inside_enter();
     pthread_mutex_lock(&diag__lock);
@@ -1472,7 +1700,9 @@ static void diag__thread_exit(void *arg)
     diag__g.retired.folded += t->folded;
     __atomic_fetch_add(&diag__g.open_at_thread_end, t->depth, __ATOMIC_RELAXED);
     diag__g.nretired++;
+    diag__runs_park(t);
     diag__trace_retire(t);
+    for (copy = diag__g.copies; copy != NULL; copy = copy->next) copy->tls_clear(); /* every copy's diag__tls */
     pthread_mutex_unlock(&diag__lock);
     diag__free_table(t);
     diag__tls = NULL;
@@ -1493,9 +1723,13 @@ static void diag__thread_exit(void *arg)
    may have lived on the stack it discarded, so its run stays open. */
 static void diag__frame_abandon(diag__thread *t, uint64_t now)
 {
-    diag__frame *fr = &t->stack[--t->depth];
-    diag__slot *slot = fr->slot;
-    uint64_t dt = now > fr->start ? now - fr->start : 0;
+    diag__frame *fr;
+    diag__slot *slot;
+    uint64_t dt;
+    DIAG__STORE(t->depth, t->depth - 1); /* dumps read the stack: see diag_span_end */
+    fr = &t->stack[t->depth];
+    slot = fr->slot;
+    dt = now > fr->start ? now - fr->start : 0;
     if (t->depth) t->stack[t->depth - 1].child += dt;
     DIAG__ADD(slot->polls, 1);
     DIAG__ADD(slot->busy, dt > fr->child ? dt - fr->child : 0);
@@ -1583,6 +1817,7 @@ void diag__begin_too_deep(diag__thread *t, diag_span *s)
         s->run_start = diag__now();
         DIAG__ADD(top->slot->open_runs, 1);
         DIAG__ADD(top->slot->open_start_sum, s->run_start);
+        diag__run_open(t, s, s->path, s->run_start);
     }
     DIAG__ADD(top->slot->polls, 1);
     DIAG__ADD(t->folded, 1);
@@ -1600,6 +1835,7 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
     if (status != DIAG_READY || s->path == 0) return;
     if (t == NULL || t == diag__no_table) {
         s->path = 0;
+        diag__run_close(s);
         return;
     }
 #ifdef DIAG_DEBUG
@@ -1615,6 +1851,7 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
     DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
     DIAG__ADD(slot->done, 1);
     s->path = 0;
+    diag__run_close(s);
 }
 
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
@@ -1624,6 +1861,7 @@ void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
     if (__atomic_compare_exchange_n(&s->woke_at, &woke, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
         DIAG__ADD(slot->wakes, 1);
         DIAG__ADD(slot->sched, now > woke ? now - woke : 0);
+        if (s->run) DIAG__STORE(s->run->polled, now);
     }
 }
 
@@ -1638,6 +1876,7 @@ void diag_span_cancel(diag_span *s)
     t = diag__tls ? diag__tls : diag__attach();
     if (t == diag__no_table) {
         s->path = 0;
+        diag__run_close(s);
         return;
     }
     if (t->depth) diag__drop_unwind(t, s);
@@ -1648,6 +1887,7 @@ void diag_span_cancel(diag_span *s)
     DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
     DIAG__ADD(slot->drops, 1);
     s->path = 0;
+    diag__run_close(s);
 }
 
 diag_status diag__poll_invalid(diag_future *f)
@@ -1695,8 +1935,11 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     uint64_t now, mono;
     double ns_per_tick;
     if (__atomic_load_n(&diag__g.slow_exact, __ATOMIC_ACQUIRE)) {
-        /* a poll that read the early threshold can land here after it changed */
-        if (ticks >= DIAG__LOAD(diag__slow_ticks)) {
+        /* a poll that read the early threshold can land here after it
+           changed, or in a copy whose diag__slow_ticks is not yet exact */
+        uint64_t exact = DIAG__LOAD(diag__g.slow_ticks);
+        DIAG__STORE(diag__slow_ticks, exact);
+        if (ticks >= exact) {
             DIAG__ADD(slot->slow, 1);
             diag__trace_slow();
         }
@@ -1706,7 +1949,8 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     if (now <= diag__g.tsc0) return;
     ns_per_tick = (double)(mono - diag__g.mono0) / (double)(now - diag__g.tsc0);
     if (mono - diag__g.mono0 >= DIAG__CALIBRATE_NS) {
-        DIAG__STORE(diag__slow_ticks, (uint64_t)((double)diag__g.slow_ns / ns_per_tick) + 1);
+        DIAG__STORE(diag__g.slow_ticks, (uint64_t)((double)diag__g.slow_ns / ns_per_tick) + 1);
+        DIAG__STORE(diag__slow_ticks, DIAG__LOAD(diag__g.slow_ticks));
         __atomic_store_n(&diag__g.slow_exact, 1, __ATOMIC_RELEASE);
     }
     if ((double)ticks * ns_per_tick >= (double)diag__g.slow_ns) {
@@ -1718,10 +1962,10 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
 /* ---- one dump at a time ----------------------------------------------------- */
 
 /* Every writer of files (diag_dump, diag_write_svg, a numbered snapshot,
-   the exit dump) holds this from its snapshot to its last rename: the
-   files of a prefix come from one snapshot, the last dump to finish wins,
-   and no two dumps ever share a temporary file. */
-static pthread_mutex_t diag__dump_lock = PTHREAD_MUTEX_INITIALIZER;
+   the exit dump) holds diag__dump_lock (in the runtime, for all copies)
+   from its snapshot to its last rename: the files of a prefix come from
+   one snapshot, the last dump to finish wins, and no two dumps ever share
+   a temporary file. */
 
 /* Set on the thread that runs the exit dump, and only there: a lock that
    another thread holds is waited for until this time (CLOCK_REALTIME ns),
@@ -1736,10 +1980,10 @@ static uint64_t diag__realtime_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-/* Set when the exit dump waits for diag__dump_lock: other dumps then wait
-   for it, or a thread dumping in a loop could take the lock back each time
-   first (mutexes are not fair) until the exit dump gives up. */
-static int diag__exit_waiting;
+/* diag__exit_waiting is set when the exit dump waits for diag__dump_lock:
+   other dumps then wait for it, or a thread dumping in a loop could take
+   the lock back each time first (mutexes are not fair) until the exit
+   dump gives up. */
 
 /* Takes diag__dump_lock, after the exit dump if one is waiting. */
 static void diag__dump_lock_take(void)
@@ -1760,6 +2004,177 @@ static int diag__lock_or_give_up(pthread_mutex_t *m)
     until.tv_sec = (time_t)(diag__exit_deadline / 1000000000u);
     until.tv_nsec = (long)(diag__exit_deadline % 1000000000u);
     return pthread_mutex_timedlock(m, &until);
+}
+
+/* ---- live: records of the open runs ------------------------------------- */
+
+/* Each run takes a record at its first poll (per run, never per poll) so
+   that a dump can say which runs are open, since when, inside which run
+   they began and whether anything woke them: see diag__run. */
+#define DIAG__RUNS_FIRST 64u          /* records of a thread's first chunk */
+#define DIAG__STUCK_DEFAULT_S 10.0
+
+/* DIAGNOSE_STUCK_S=seconds (decimals allowed): an open run this old is
+   stuck; a run that old since its last woken poll and not woken since is a
+   lost wake. */
+static void diag__live_start(void)
+{
+    double seconds = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
+    diag__g.stuck_ns = (uint64_t)(seconds * 1e9);
+}
+
+/* A chunk of n free records, or NULL. */
+static diag__run_chunk *diag__runs_chunk(uint32_t n)
+{
+    diag__run_chunk *c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
+    if (c == NULL) return NULL;
+    c->runs = (diag__run *)(void *)(c + 1);
+    c->count = n;
+    return c;
+}
+
+/* Adds a chunk as big as all the others together, so that a thread whose
+   records stay taken looks through them a bounded number of times per run. */
+static int diag__runs_grow(diag__runs *rs)
+{
+    diag__run_chunk *c = diag__runs_chunk(rs->total > DIAG__RUNS_FIRST ? rs->total : DIAG__RUNS_FIRST);
+    if (c == NULL) return -1;
+    if (rs->tail) __atomic_store_n(&rs->tail->next, c, __ATOMIC_RELEASE);
+    else __atomic_store_n(&rs->head, c, __ATOMIC_RELEASE);
+    rs->tail = rs->cursor = c;
+    rs->index = 0;
+    rs->total += c->count;
+    return 0;
+}
+
+/* A free record of the thread's, or NULL without memory. Looks on from the
+   cursor; at the end starts over when the last pass found a quarter of the
+   records free, and grows otherwise. */
+static diag__run *diag__runs_take(diag__runs *rs)
+{
+    for (;;) {
+        while (rs->cursor != NULL) {
+            diag__run_chunk *c = rs->cursor;
+            while (rs->index < c->count) {
+                diag__run *r = &c->runs[rs->index++];
+                if (__atomic_load_n(&r->span, __ATOMIC_ACQUIRE) == NULL) {
+                    rs->taken++;
+                    return r;
+                }
+            }
+            rs->cursor = c->next;
+            rs->index = 0;
+        }
+        if (rs->head != NULL && rs->taken >= rs->total / 4) {
+            rs->cursor = rs->head;
+            rs->taken = 0;
+        } else {
+            if (diag__runs_grow(rs) != 0) return NULL;
+            rs->taken = 0;
+        }
+    }
+}
+
+/* The first poll of a run: takes a record (without memory the run is not
+   listed by dumps, and counts everywhere else). */
+void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
+{
+    diag__run *r = diag__runs_take(&t->runs), *parent = NULL;
+    if (r == NULL) return;
+    if (t->depth > 0) parent = t->stack[t->depth - 1].span->run;
+    DIAG__STORE(r->parent, parent);
+    DIAG__STORE(r->parent_start, parent ? DIAG__LOAD(parent->start) : 0);
+    DIAG__STORE(r->start, now);
+    DIAG__STORE(r->polled, now);
+    DIAG__STORE(r->woke, 0);
+    DIAG__STORE(r->path, path);
+    __atomic_store_n(&r->span, s, __ATOMIC_RELEASE);
+    DIAG__STORE(s->run, r);
+}
+
+/* Self-wakes are counted per path for the whole process, not in the
+   slots: they are rare next to polls, and a slot stays 128 bytes. */
+static void diag__self_wake(uint32_t path)
+{
+    uint64_t **at = &diag__g.self_wakes[path >> DIAG__CHUNK_BITS];
+    uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
+    if (chunk == NULL) {
+        uint64_t *fresh = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * sizeof *fresh);
+        if (fresh == NULL) return; /* not counted */
+        if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) chunk = fresh;
+        else DIAG_FREE(fresh);
+    }
+    __atomic_fetch_add(&chunk[path & (DIAG__CHUNK - 1)], 1, __ATOMIC_RELAXED);
+}
+
+/* Self-wakes of path since the last reset. Under the lock. */
+static uint64_t diag__self_wakes(uint32_t path)
+{
+    const uint64_t *chunk = __atomic_load_n(&diag__g.self_wakes[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
+    uint64_t n = chunk ? __atomic_load_n(&chunk[path & (DIAG__CHUNK - 1)], __ATOMIC_RELAXED) : 0;
+    return n - (path < diag__g.nself_wakes_base ? diag__g.self_wakes_base[path] : 0);
+}
+
+/* Under the lock, at a reset: the baseline of the self-wake counts. */
+static int diag__live_reset(void)
+{
+    uint32_t p, n = diag__g.npaths;
+    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__g.self_wakes_base, (n ? n : 1) * sizeof *base);
+    if (base == NULL) return -1;
+    diag__g.self_wakes_base = base;
+    diag__g.nself_wakes_base = 0; /* diag__self_wakes reads no baseline while it is being written */
+    for (p = 0; p < n; p++) base[p] = diag__self_wakes(p);
+    diag__g.nself_wakes_base = n;
+    return 0;
+}
+
+/* A wake that made s runnable: its time goes to the run's record, and a
+   wake from inside s's own poll on this thread counts as a self-wake. */
+void diag__wake_noted(diag_span *s, uint64_t now)
+{
+    diag__thread *t = diag__tls;
+    diag__run *r = DIAG__LOAD(s->run);
+    uint32_t i;
+    if (r != NULL) DIAG__STORE(r->woke, now ? now : 1); /* a record freed meanwhile: at worst a missed lint */
+    if (t == NULL || t == diag__no_table) return;
+    for (i = t->depth; i-- > 0;)
+        if (t->stack[i].span == s) {
+            diag__self_wake(t->stack[i].path);
+            return;
+        }
+}
+
+/* Under the lock: a thread that exits leaves its records, which runs that
+   outlive it still hold, to the next thread that starts. */
+static void diag__runs_park(diag__thread *t)
+{
+    if (t->runs.head == NULL) return;
+    __atomic_store_n(&t->runs.tail->next, diag__g.parked, __ATOMIC_RELEASE);
+    diag__g.parked = t->runs.head;
+    memset(&t->runs, 0, sizeof t->runs);
+}
+
+/* Under the lock: a new thread takes the parked records as its own. */
+static void diag__runs_adopt(diag__thread *t)
+{
+    diag__run_chunk *c = diag__g.parked;
+    if (c == NULL) return;
+    diag__g.parked = NULL;
+    t->runs.head = t->runs.cursor = c;
+    for (; c != NULL; c = c->next) {
+        t->runs.total += c->count;
+        t->runs.tail = c;
+    }
+}
+
+/* In a fork child only the forking thread exists: the polls the others
+   were running will never end, so no stack but its own is running. Their
+   runs stay open, as the child's copies of the spans say. */
+static void diag__live_forked(void)
+{
+    diag__thread *t;
+    for (t = diag__g.threads; t != NULL; t = t->next)
+        if (t != diag__tls) DIAG__STORE(t->depth, 0);
 }
 
 /* ---- reset: baselines subtracted by every later dump ---------------------- */
@@ -1793,6 +2208,7 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             base->wakes = DIAG__LOAD(live->wakes);
             base->sched = DIAG__LOAD(live->sched);
             base->slow = DIAG__LOAD(live->slow);
+            base->open_runs = DIAG__LOAD(live->open_runs); /* runs started since = done + drops + open - this */
             for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
             DIAG__STORE(live->max, 0); /* a racing poll may put its own time back: still a real poll */
         }
@@ -1823,6 +2239,7 @@ static int diag__reset_locked(void)
     int rc = diag__reset_hists(nchunks) != 0 || diag__reset_table(&diag__g.retired, nchunks, now) != 0 ? -1 : 0;
     for (t = diag__g.threads; t != NULL; t = t->next)
         if (diag__reset_table(t, nchunks, now) != 0) rc = -1;
+    if (diag__live_reset() != 0) rc = -1;
     diag__g.reset_at = now;
     __atomic_store_n(&diag__g.unmeasured, 0, __ATOMIC_RELAXED);
     return rc;
@@ -1845,12 +2262,16 @@ int diag_reset(void)
    and what the parent counted is the parent's to write. */
 static void diag__fork_child(void)
 {
+    diag__registry_forked();
+    if (diag__g.fork_locker == NULL || diag__g.fork_locker != diag__copy_self()) return;
+    diag__g.fork_locker = NULL;
     pthread_mutex_init(&diag__lock, NULL);
     pthread_mutex_init(&diag__dump_lock, NULL); /* a dump of another thread may have held it */
     diag__exit_waiting = 0;
     diag__g.forked = 1;
     diag__g.exit_done = 0;
     diag__reset_locked();
+    diag__live_forked();
     diag__agent_forked();
 }
 
@@ -1862,6 +2283,9 @@ typedef struct diag__row {
     uint64_t slow, pending; /* polls of DIAGNOSE_SLOW_NS or more; runs open now */
     uint64_t busy, poll_time, wall, self_wall, max, sched; /* ns */
     uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in snap->hists; NULL without */
+    uint64_t started, self_wakes; /* runs started in the window; wakes from the path's own poll */
+    uint64_t open, oldest, running; /* open runs listed now; ns: oldest's age, longest poll running + 1 (0: none) */
+    uint64_t orphans, lost; /* open runs whose parent run ended; not woken, polled or running for DIAGNOSE_STUCK_S */
 } diag__row;
 
 typedef struct diag__snapshot {
@@ -2003,6 +2427,8 @@ static int diag__compare_lines(const void *a, const void *b)
 typedef struct diag__total {
     uint64_t polls, busy, poll_ticks, max, wall, done, drops, wakes, sched;
     uint64_t slow, open_runs, start_sum; /* of open runs: gauges, no baseline */
+    uint64_t self_wakes, open_base; /* open_base: open runs at the window's start */
+    uint64_t live_open, live_oldest, live_running, orphans, lost; /* diag__live_read; ticks */
 } diag__total;
 
 /* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist.
@@ -2058,6 +2484,7 @@ static void diag__add_table(diag__total *tot, uint64_t *hists, const diag__threa
         o->slow += DIAG__LOAD(s->slow) - (b ? b->slow : 0);
         o->open_runs += DIAG__LOAD(s->open_runs);
         o->start_sum += DIAG__LOAD(s->open_start_sum);
+        o->open_base += b ? b->open_runs : 0;
         max = DIAG__LOAD(s->max);
         if (max > o->max) o->max = max;
         if (hists) diag__add_hist(hists + (size_t)p * DIAG__HIST, s, b);
@@ -2103,6 +2530,13 @@ static void diag__row_add(diag__row *a, const diag__row *b)
     a->slow += b->slow;
     a->pending += b->pending;
     a->max = a->max > b->max ? a->max : b->max;
+    a->started += b->started;
+    a->self_wakes += b->self_wakes;
+    a->open += b->open;
+    a->oldest = a->oldest > b->oldest ? a->oldest : b->oldest;
+    a->running = a->running > b->running ? a->running : b->running;
+    a->orphans += b->orphans;
+    a->lost += b->lost;
     if (a->hist && b->hist) {
         int h;
         for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
@@ -2157,6 +2591,137 @@ static void diag__fill_row(diag__row *r, const diag__total *t, uint64_t child_wa
     r->sched = diag__to_ns(t->sched, ns_per_tick);
     r->slow = t->slow;
     r->pending = t->open_runs;
+    r->started = t->done + t->drops + t->open_runs - t->open_base;
+    r->self_wakes = t->self_wakes;
+    r->open = t->live_open;
+    r->oldest = diag__to_ns(t->live_oldest, ns_per_tick);
+    r->running = t->live_running ? diag__to_ns(t->live_running - 1, ns_per_tick) + 1 : 0;
+    r->orphans = t->orphans;
+    r->lost = t->lost;
+}
+
+/* ---- live: the open runs and running polls at a dump ----------------------- */
+
+typedef struct diag__running {
+    const diag_span *span;
+    uint64_t start; /* ticks */
+} diag__running;
+
+typedef struct diag__live {
+    diag__total *tot;
+    uint32_t npaths;
+    uint64_t now, stuck_ticks;
+    diag__running *running; /* sorted by span */
+    size_t nrunning, cap;
+} diag__live;
+
+static int diag__compare_running(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const diag__running *)a)->span, y = (uintptr_t)((const diag__running *)b)->span;
+    return x < y ? -1 : x > y;
+}
+
+/* The polls thread t is running: a frame is taken when its start reads the
+   same before and after its other fields (a new poll at that depth writes
+   start first). A snapshot never waits for a poll. */
+static void diag__live_stack(diag__live *L, const diag__thread *t)
+{
+    uint32_t depth = __atomic_load_n(&t->depth, __ATOMIC_ACQUIRE), i;
+    if (depth > DIAG_MAX_DEPTH) depth = DIAG_MAX_DEPTH;
+    for (i = 0; i < depth; i++) {
+        const diag__frame *fr = &t->stack[i];
+        uint64_t start = __atomic_load_n(&fr->start, __ATOMIC_ACQUIRE);
+        const diag_span *span = DIAG__LOAD(fr->span);
+        uint32_t path = DIAG__LOAD(fr->path);
+        uint64_t age;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (DIAG__LOAD(fr->start) != start || path >= L->npaths) continue;
+        if (L->nrunning == L->cap) {
+            size_t cap = L->cap ? L->cap * 2 : 64;
+            diag__running *r = (diag__running *)DIAG_REALLOC(L->running, cap * sizeof *r);
+            if (r == NULL) return; /* a running poll less is listed */
+            L->running = r;
+            L->cap = cap;
+        }
+        L->running[L->nrunning].span = span;
+        L->running[L->nrunning++].start = start;
+        age = L->now > start ? L->now - start : 0;
+        if (age + 1 > L->tot[path].live_running) L->tot[path].live_running = age + 1;
+    }
+}
+
+static int diag__live_is_running(const diag__live *L, const diag_span *span)
+{
+    diag__running key;
+    key.span = span;
+    key.start = 0;
+    return L->nrunning && bsearch(&key, L->running, L->nrunning, sizeof key, diag__compare_running) != NULL;
+}
+
+/* An open run lost its wake when nothing can move it on: it is not
+   running, no diag_wake came since its last woken poll began (or since it
+   began), that was DIAGNOSE_STUCK_S ago, and no open run it began inside
+   would poll it. Whether its path is polled only after wakes (so that the
+   last woken poll is the last poll) is judged per path by diag__lint_row. */
+static int diag__live_lost(const diag__live *L, const diag__run *r, const diag_span *span, int orphan)
+{
+    uint64_t woke = DIAG__LOAD(r->woke), polled = DIAG__LOAD(r->polled);
+    if (DIAG__LOAD(r->parent) != NULL && !orphan) return 0;
+    if (woke > polled || L->now < polled || L->now - polled < L->stuck_ticks) return 0;
+    return !diag__live_is_running(L, span);
+}
+
+/* The records of one chain: a record is counted when its span and start
+   read the same before and after its other fields, so a run that begins
+   or ends during the dump is listed or not, never half. */
+static void diag__live_records(diag__live *L, const diag__run_chunk *c)
+{
+    for (; c != NULL; c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE)) {
+        uint32_t i;
+        for (i = 0; i < c->count; i++) {
+            const diag__run *r = &c->runs[i];
+            const diag_span *span = __atomic_load_n(&r->span, __ATOMIC_ACQUIRE);
+            const diag__run *parent;
+            uint64_t start, parent_start, age;
+            uint32_t path;
+            int orphan;
+            if (span == NULL) continue;
+            start = DIAG__LOAD(r->start);
+            path = DIAG__LOAD(r->path);
+            parent = DIAG__LOAD(r->parent);
+            parent_start = DIAG__LOAD(r->parent_start);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (DIAG__LOAD(r->span) != span || DIAG__LOAD(r->start) != start || path >= L->npaths) continue;
+            orphan = parent != NULL && (__atomic_load_n(&parent->span, __ATOMIC_ACQUIRE) == NULL ||
+                                        DIAG__LOAD(parent->start) != parent_start);
+            age = L->now > start ? L->now - start : 0;
+            L->tot[path].live_open++;
+            if (age > L->tot[path].live_oldest) L->tot[path].live_oldest = age;
+            L->tot[path].orphans += (uint64_t)orphan;
+            L->tot[path].lost += (uint64_t)diag__live_lost(L, r, span, orphan);
+        }
+    }
+}
+
+/* Under the lock: per path, the open runs, the oldest one's age, the
+   longest poll running now, orphans and lost wakes, into tot (ticks). */
+static void diag__live_read(diag__total *tot, uint32_t npaths, double ns_per_tick)
+{
+    diag__live L;
+    diag__thread *t;
+    uint32_t p;
+    memset(&L, 0, sizeof L);
+    L.tot = tot;
+    L.npaths = npaths;
+    L.stuck_ticks = (uint64_t)((double)diag__g.stuck_ns / ns_per_tick);
+    L.now = diag__now();
+    for (t = diag__g.threads; t != NULL; t = t->next) diag__live_stack(&L, t);
+    if (L.nrunning) qsort(L.running, L.nrunning, sizeof *L.running, diag__compare_running);
+    for (t = diag__g.threads; t != NULL; t = t->next)
+        diag__live_records(&L, __atomic_load_n(&t->runs.head, __ATOMIC_ACQUIRE));
+    diag__live_records(&L, diag__g.parked);
+    for (p = 0; p < npaths; p++) tot[p].self_wakes = diag__self_wakes(p);
+    DIAG_FREE(L.running);
 }
 
 /* Takes the lock while it reads; other threads keep polling meanwhile.
@@ -2217,10 +2782,11 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
         if (snap->hists) memset(snap->hists, 0, (size_t)npaths * DIAG__HIST * sizeof(uint64_t));
         sched_yield(); /* a writer preempted between its two stores must run first */
     }
+    diag__live_read(tot, npaths, snap->ns_per_tick);
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
     for (p = 2; p < npaths; p++) child_wall[diag__path_at(p)->parent] += tot[p].wall;
     for (p = 1, out = 0; p < npaths; p++) {
-        if (tot[p].polls == 0 && tot[p].wall == 0) continue;
+        if (tot[p].polls == 0 && tot[p].wall == 0 && tot[p].live_open == 0) continue;
         lines[out].stack = text.data + offsets[p];
         lines[out++].path = p;
     }
@@ -2272,7 +2838,8 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
 /* ---- output: folded files ------------------------------------------------ */
 
 enum { DIAG__POLLS, DIAG__BUSY, DIAG__WALL, DIAG__SCHED, DIAG__METRICS };
-static const char *const diag__metric_names[DIAG__METRICS] = { "polls", "busy", "wall", "sched" };
+#define DIAG__OPEN DIAG__METRICS /* open runs: PREFIX.pending.*, not one of the metrics */
+static const char *const diag__metric_names[DIAG__METRICS + 1] = { "polls", "busy", "wall", "sched", "pending" };
 
 static uint64_t diag__metric(const diag__row *r, int metric)
 {
@@ -2280,6 +2847,7 @@ static uint64_t diag__metric(const diag__row *r, int metric)
     case DIAG__POLLS: return r->polls;
     case DIAG__BUSY: return r->busy;
     case DIAG__WALL: return r->self_wall;
+    case DIAG__OPEN: return r->open;
     default: return r->sched;
     }
 }
@@ -2409,9 +2977,12 @@ static int diag__write_metrics(const char *prefix, const char *ext, diag__writer
     return 0;
 }
 
+static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap);
+
 static int diag__write_all(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
 {
     if (diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap) != 0) return -1;
+    if (diag__write_pending(prefix, snap, failed_path, cap) != 0) return -1;
     return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
 }
 
@@ -2460,12 +3031,42 @@ static int diag__compare_busy(const void *a, const void *b)
 #define DIAG__LINT_POLLS 100 /* "polled many times": at least this many polls */
 #define DIAG__LINT_DROPS 3   /* "dropped more often than finished": one abandoned run is no pattern */
 #define DIAG__LINT_LINES 20  /* lints printed at most; the rest are counted */
+#define DIAG__LINT_SELF_WAKES 20 /* "wakes itself": at least this many self-wakes */
+
+static void diag__print_pending(FILE *out, const diag__snapshot *snap, const char *prefix);
+
+/* Lints of what is open and running at the dump (see diag__live_read);
+   wakes: the program uses diag_wake. Returns how many lines it added. */
+static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wakes)
+{
+    unsigned n = 0;
+    char a[16];
+    if (r->self_wakes >= DIAG__LINT_SELF_WAKES && r->self_wakes * 2 > r->wakes)
+        snprintf(lines[n++], sizeof lines[0],
+                 "%llu of %llu wakes were self-wakes (diag_wake inside its own poll): a busy loop through the executor",
+                 (unsigned long long)r->self_wakes, (unsigned long long)(r->wakes > r->self_wakes ? r->wakes : r->self_wakes));
+    if (r->orphans)
+        snprintf(lines[n++], sizeof lines[0], "%llu open %s outlived the run%s began in (orphaned: forgotten, never dropped?)",
+                 (unsigned long long)r->orphans, r->orphans == 1 ? "run" : "runs", r->orphans == 1 ? " it" : "s they");
+    /* only where every poll starts a run or follows a wake: then a run's
+       last woken poll is its last poll */
+    if (r->lost && wakes && r->polls <= r->wakes + r->started) {
+        diag__format_ns(a, sizeof a, diag__g.stuck_ns);
+        snprintf(lines[n++], sizeof lines[0], "%llu open run%s not woken, polled or running for %s or more (lost wake?)",
+                 (unsigned long long)r->lost, r->lost == 1 ? "" : "s", a);
+    }
+    if (r->running && diag__g.slow_ns && r->running - 1 >= diag__g.slow_ns) {
+        diag__format_ns(a, sizeof a, r->running - 1);
+        snprintf(lines[n++], sizeof lines[0], "a poll still running at the dump had run for %s", a);
+    }
+    return n;
+}
 
 /* One line per finding, "lint: <path>: <what>"; returns the number of
    findings for row r, printing only while *budget lasts. */
-static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget)
+static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget, int wakes)
 {
-    char lines[3][200];
+    char lines[7][200];
     unsigned n = 0, i;
     if (r->slow) {
         char a[16], b[16];
@@ -2480,16 +3081,17 @@ static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget)
     if (r->drops > r->done && r->drops >= DIAG__LINT_DROPS)
         snprintf(lines[n++], sizeof lines[0], "dropped %llu times, finished %llu", (unsigned long long)r->drops,
                  (unsigned long long)r->done);
+    n += diag__lint_live(lines + n, r, wakes);
     for (i = 0; i < n && *budget > 0; i++, --*budget) fprintf(out, "lint: %s: %s\n", r->stack, lines[i]);
     return n;
 }
 
 /* Lints for every path, in the table's order (most busy first). */
-static void diag__print_lints(FILE *out, const diag__row *const *order, size_t count)
+static void diag__print_lints(FILE *out, const diag__row *const *order, size_t count, int wakes)
 {
     unsigned budget = DIAG__LINT_LINES, found = 0;
     size_t i;
-    for (i = 0; i < count; i++) found += diag__lint_row(out, order[i], &budget);
+    for (i = 0; i < count; i++) found += diag__lint_row(out, order[i], &budget, wakes);
     if (found > DIAG__LINT_LINES) fprintf(out, "(%u more lints)\n", found - DIAG__LINT_LINES);
 }
 
@@ -2523,8 +3125,8 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     for (i = 0; i < snap->count; i++) order[i] = &snap->rows[i];
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     qsort(order, snap->count, sizeof *order, diag__compare_busy);
-    fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
-            "drops", "b/w");
+    fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
+            "runs", "drops", "b/w");
     if (sched) fprintf(out, " %6s", "sched");
     fputs("  path\n", out);
     for (i = 0; i < snap->count && i < DIAG__TABLE_ROWS; i++) {
@@ -2538,8 +3140,8 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
         diag__format_ns(t[5], sizeof t[5], r->max);
         if (r->wall) snprintf(ratio, sizeof ratio, "%.0f%%", 100.0 * (double)r->busy / (double)r->wall);
         else snprintf(ratio, sizeof ratio, "-");
-        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5s", (unsigned long long)r->polls, t[0], t[1], t[2],
-                t[3], t[4], t[5], (unsigned long long)r->drops, ratio);
+        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5llu %5s", (unsigned long long)r->polls, t[0], t[1],
+                t[2], t[3], t[4], t[5], (unsigned long long)r->started, (unsigned long long)r->drops, ratio);
         if (sched) { /* mean delay per wake; "-" for a path never woken */
             if (r->wakes) diag__format_ns(t[6], sizeof t[6], r->sched / r->wakes);
             else snprintf(t[6], sizeof t[6], "-");
@@ -2550,8 +3152,10 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     if (snap->count > DIAG__TABLE_ROWS)
         fprintf(out, "(%lu more paths in the folded files)\n", (unsigned long)(snap->count - DIAG__TABLE_ROWS));
     fputs("busy: self time in polls; wall: time from first poll to READY or drop; b/w: busy/wall\n", out);
+    fputs("runs: started; the ones not finished or dropped are still open\n", out);
     if (sched) fputs("sched: mean time from diag_wake to the next poll\n", out);
-    diag__print_lints(out, order, snap->count);
+    diag__print_lints(out, order, snap->count, sched);
+    diag__print_pending(out, snap, prefix);
     DIAG_FREE(order);
 }
 
@@ -2561,17 +3165,32 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
    signal handler only writes a byte to a pipe (async-signal-safe); the
    thread does the dump, so no lock or allocation ever runs in a handler.
    Snapshots are PREFIX.N.<metric>.folded, N = 1, 2, 3 ... in this process. */
-static struct {
+struct diag__agent_state {
     pthread_t thread;
     int running;          /* the thread exists in this process */
     int pipe[2];          /* [1] written by the handler, read by the thread */
     int stop;             /* atomic: the thread should end */
     uint64_t interval_ns; /* 0: no timer */
     unsigned next;        /* number of the last snapshot written */
+    int signo;            /* DIAGNOSE_SIGNAL; 0: none */
+    int handling;         /* our handler is installed; the program's was old_action */
+    struct sigaction old_action;
+    const struct diag__copy_info *owner; /* whose functions the thread and handler run */
     int finished;         /* atomic: the thread has ended (it can then be joined at once) */
-} diag__agent = { 0, 0, { -1, -1 }, 0, 0, 0, 0 };
+};
+/* One per runtime: copies share the thread and the snapshot numbers. */
+#define diag__agent (*diag__g.agent)
+
+static int diag__agent_alloc(void)
+{
+    diag__g.agent = (struct diag__agent_state *)diag__alloc_zero(sizeof *diag__g.agent);
+    if (diag__g.agent == NULL) return -1;
+    diag__agent.pipe[0] = diag__agent.pipe[1] = -1;
+    return 0;
+}
 
 static int diag__write_svgs(const char *prefix, const diag__snapshot *snap); /* with DIAGNOSE_SVG=1 */
+static void diag__agent_run(const struct diag__copy_info *by);
 
 static void diag__agent_signal(int signo)
 {
@@ -2688,29 +3307,50 @@ static void diag__agent_start(void)
 {
     double seconds = diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400);
     int signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
-    sigset_t all, old;
     diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
     if (diag__agent.interval_ns == 0 && signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__agent_pipe() != 0) return;
+    diag__agent.signo = signo;
+    diag__agent_run(diag__copy_self());
+}
+
+/* Starts the thread on `by`'s diag__agent_main and points the signal at
+   `by`'s handler: the copy whose code they run must stay loaded. */
+static void diag__agent_run(const struct diag__copy_info *by)
+{
+    sigset_t all, old;
     sigfillset(&all); /* the thread takes none of the program's signals */
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    diag__agent.running = pthread_create(&diag__agent.thread, NULL, diag__agent_main, NULL) == 0;
+    __atomic_store_n(&diag__agent.stop, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&diag__agent.finished, 0, __ATOMIC_RELAXED);
+    diag__agent.running = pthread_create(&diag__agent.thread, NULL, by->agent_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (diag__agent.running && signo) {
+    diag__agent.owner = by;
+    if (diag__agent.running && diag__agent.signo) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = diag__agent_signal;
+        sa.sa_handler = by->agent_signal;
         sa.sa_flags = SA_RESTART;
         sigemptyset(&sa.sa_mask);
-        sigaction(signo, &sa, NULL);
+        sigaction(diag__agent.signo, &sa, diag__agent.handling ? NULL : &diag__agent.old_action);
+        diag__agent.handling = 1;
     }
 }
 
-/* At exit: the thread finishes the snapshot it may be writing and ends. The
-   pipe stays open, so a late signal writes to it harmlessly. It is waited
-   for until `deadline` (CLOCK_REALTIME ns; 0: not at all): a snapshot can
-   wait on a lock that another thread, or the interrupted exiting one,
-   holds. A thread not joined ends with the process. */
+/* A copy joins a runtime whose copies had all left: the thread and the
+   handler they stopped come back, on this copy's functions. */
+static void diag__agent_resume(void)
+{
+    if (diag__agent.running || diag__agent.pipe[0] < 0) return;
+    diag__agent_run(diag__copy_self());
+}
+
+/* The thread finishes the snapshot it may be writing and ends. The pipe
+   stays open, so a late signal writes to it harmlessly. It is waited for
+   until `deadline` (CLOCK_REALTIME ns; 0: not at all, UINT64_MAX: as long
+   as it takes): at exit a snapshot can wait on a lock that another
+   thread, or the interrupted exiting one, holds. A thread not joined ends
+   with the process. */
 static void diag__agent_stop(uint64_t deadline)
 {
     char byte = 's';
@@ -2728,12 +3368,31 @@ static void diag__agent_stop(uint64_t deadline)
     pthread_join(diag__agent.thread, NULL);
 }
 
+/* This copy leaves (see "copies"): the thread and the handler it runs move
+   to the copy `to`, or, when none stays, stop; the program's own handler is
+   then put back, unless this copy is in the executable (never unloaded,
+   so a late signal still finds the handler, as at exit). */
+static void diag__agent_hand_over(const struct diag__copy_info *to, int in_executable)
+{
+    if (diag__agent.owner != diag__copy_self()) return;
+    /* handed over: this copy's code may go; at exit: bounded */
+    diag__agent_stop(to != NULL || diag__exit_deadline == 0 ? UINT64_MAX : diag__exit_deadline);
+    diag__agent.owner = NULL;
+    if (to != NULL) {
+        diag__agent_run(to);
+    } else if (diag__agent.handling && !in_executable) {
+        sigaction(diag__agent.signo, &diag__agent.old_action, NULL);
+        diag__agent.handling = 0;
+    }
+}
+
 /* The child of fork() has no agent thread; it takes no snapshots, and its
    handler must not wake the parent's thread through the shared pipe. */
 static void diag__agent_forked(void)
 {
     int fd = diag__agent.pipe[1];
     diag__agent.running = 0;
+    diag__agent.owner = NULL;
     if (fd < 0) return;
     __atomic_store_n(&diag__agent.pipe[1], -1, __ATOMIC_RELAXED);
     close(fd);
@@ -2755,7 +3414,7 @@ static void diag__agent_forked(void)
 #define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
 #define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
 
-static struct {
+struct diag__trace_state {
     uint32_t n;            /* DIAGNOSE_TRACE; 0: off */
     uint64_t next_tid;     /* under the lock */
     diag__ring *exited;    /* newest first, at most DIAG__TRACE_EXITED; under the lock */
@@ -2763,7 +3422,15 @@ static struct {
     int slow_state;        /* atomic: DIAG__SLOW_* */
     unsigned slow_written; /* the snapshot thread's: N in PREFIX.slow.N.trace.json, */
     uint64_t write_at, rearm_at; /* when to write one, when to take requests again (ns) */
-} diag__trace;
+};
+/* One per runtime, shared by its copies (see "copies"). */
+#define diag__trace (*diag__g.trace)
+
+static int diag__trace_alloc(void)
+{
+    diag__g.trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__g.trace);
+    return diag__g.trace ? 0 : -1;
+}
 
 /* A slow poll inside other polls asks with 'w' (NESTED): its parents are
    as slow, so the outermost one's end soon asks with 't' (ASKED), and the
@@ -2802,7 +3469,7 @@ static void diag__trace_attach(diag__thread *t)
     if (r == NULL) return;
     memset(r, 0, sizeof *r);
     r->slots = diag__trace.n + 1;
-    r->tid = ++diag__trace.next_tid;
+    r->tid = diag__thread_number();
     r->events = (diag__event *)(void *)(r + 1);
     diag__thread_name(r);
     t->ring = r;
@@ -3118,8 +3785,8 @@ static int diag__agent_slow_timeout(int timeout)
 #define DIAG__SVG_BOTTOM 26u  /* px below: the hover line */
 
 /* Indexed by metric; a metric added later without a title uses its name. */
-static const char *const diag__svg_titles[DIAG__METRICS] = { "polls", "busy time", "wall time",
-                                                             "scheduling delay" };
+static const char *const diag__svg_titles[DIAG__METRICS + 1] = { "polls", "busy time", "wall time",
+                                                                 "scheduling delay", "open runs" };
 
 /* ES5, so any SVG viewer with a script engine runs it. */
 static const char *const diag__svg_script[] = {
@@ -3209,6 +3876,7 @@ static void diag__svg_escape(diag__buf *b, const char *s, size_t n)
 static void diag__svg_value(char *out, size_t cap, int metric, uint64_t v)
 {
     if (metric == DIAG__POLLS) snprintf(out, cap, "%llu poll%s", (unsigned long long)v, v == 1 ? "" : "s");
+    else if (metric == DIAG__OPEN) snprintf(out, cap, "%llu open", (unsigned long long)v);
     else diag__format_ns(out, cap, v);
 }
 
@@ -3217,11 +3885,12 @@ static void diag__svg_value(char *out, size_t cap, int metric, uint64_t v)
    flamegraph.pl's hot, wall blue, sched purple. */
 static void diag__svg_color(char *out, size_t cap, int metric, const char *name, size_t len)
 {
-    static const unsigned char range[DIAG__METRICS][6] = { /* r, r span, g, g span, b, b span */
+    static const unsigned char range[DIAG__METRICS + 1][6] = { /* r, r span, g, g span, b, b span */
         { 60, 70, 160, 70, 50, 60 },
         { 205, 50, 0, 230, 0, 55 },
         { 60, 70, 120, 80, 200, 55 },
         { 150, 70, 70, 60, 190, 60 },
+        { 200, 55, 150, 60, 0, 40 },
     };
     const unsigned char *c = range[metric];
     uint32_t h = 2166136261u;
@@ -3371,10 +4040,13 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
 }
 
 /* PREFIX.<metric>.svg for every metric that has a folded file. */
+static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap);
+
 static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
 {
     char path[4200];
-    return diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path);
+    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
+    return diag__write_pending_svg(prefix, snap);
 }
 
 int diag_write_svg(const char *prefix)
@@ -3396,6 +4068,131 @@ int diag_write_svg(const char *prefix)
     return rc;
 }
 
+/* ---- output: what is pending now (PREFIX.pending.*) ----------------------- */
+
+#define DIAG__PENDING_LINES 25 /* pending lines at the end of the summary, at most */
+
+static int diag__compare_oldest(const void *a, const void *b)
+{
+    const diag__row *x = *(const diag__row *const *)a, *y = *(const diag__row *const *)b;
+    if (x->oldest != y->oldest) return x->oldest < y->oldest ? 1 : -1;
+    return strcmp(x->stack, y->stack);
+}
+
+/* The rows with open runs, oldest first (caller frees), or NULL with *n 0
+   when there is none or no memory. */
+static const diag__row **diag__pending_rows(const diag__snapshot *snap, size_t *n)
+{
+    const diag__row **order;
+    size_t i;
+    *n = 0;
+    for (i = 0; i < snap->count; i++) *n += snap->rows[i].open != 0;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
+    if (order == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    for (i = 0, *n = 0; i < snap->count; i++)
+        if (snap->rows[i].open) order[(*n)++] = &snap->rows[i];
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    qsort(order, *n, sizeof *order, diag__compare_oldest);
+    return order;
+}
+
+/* "<path>: <n> open, oldest <age>[, running <age>][, stuck]" and a newline. */
+static void diag__pending_line(diag__buf *b, const diag__row *r)
+{
+    char age[16];
+    diag__buf_str(b, r->stack);
+    diag__buf_str(b, ": ");
+    diag__buf_u64(b, r->open);
+    diag__format_ns(age, sizeof age, r->oldest);
+    diag__buf_str(b, " open, oldest ");
+    diag__buf_str(b, age);
+    if (r->running) {
+        diag__format_ns(age, sizeof age, r->running - 1);
+        diag__buf_str(b, ", running ");
+        diag__buf_str(b, age);
+    }
+    if (r->oldest >= diag__g.stuck_ns) diag__buf_str(b, ", stuck");
+    diag__buf_put(b, "\n", 1);
+}
+
+/* Writes (or, with nothing open, removes) one PREFIX.pending.<ext> file. */
+static int diag__pending_file(const char *prefix, const char *ext, const diag__buf *b, int any, char *failed_path,
+                              size_t cap)
+{
+    snprintf(failed_path, cap, "%s.pending.%s", prefix, ext);
+    if (!any) return unlink(failed_path) == 0 || errno == ENOENT ? 0 : -1;
+    if (b->failed) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return diag__write_file(failed_path, b->data, b->len);
+}
+
+/* PREFIX.pending.folded (open runs per path, the folded grammar) and
+   PREFIX.pending.txt (the same paths for people, oldest first); a dump
+   that finds no open run removes both. */
+static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
+{
+    diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
+    size_t n, i;
+    const diag__row **order = diag__pending_rows(snap, &n);
+    int rc;
+    diag__buf_put(&folded, "", 0);
+    diag__buf_put(&text, "", 0);
+    for (i = 0; i < snap->count; i++) {
+        if (snap->rows[i].open == 0) continue;
+        diag__buf_str(&folded, snap->rows[i].stack);
+        diag__buf_put(&folded, " ", 1);
+        diag__buf_u64(&folded, snap->rows[i].open);
+        diag__buf_put(&folded, "\n", 1);
+    }
+    for (i = 0; i < n; i++) diag__pending_line(&text, order[i]);
+    if (order == NULL && folded.len) text.failed = 1; /* open runs, but no memory to order them */
+    rc = diag__pending_file(prefix, "folded", &folded, folded.len != 0, failed_path, cap);
+    if (rc == 0) rc = diag__pending_file(prefix, "txt", &text, folded.len != 0, failed_path, cap);
+    DIAG_FREE(folded.data);
+    DIAG_FREE(text.data);
+    DIAG_FREE(order);
+    return rc;
+}
+
+/* With DIAGNOSE_SVG=1: PREFIX.pending.svg, where the open runs sit. */
+static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap)
+{
+    diag__buf b = { NULL, 0, 0, 0 };
+    char path[4200];
+    size_t i;
+    int any = 0, rc;
+    for (i = 0; i < snap->count; i++) any |= snap->rows[i].open != 0;
+    if (any) {
+        diag__buf_put(&b, "", 0);
+        diag__svg_write(&b, snap, DIAG__OPEN);
+    }
+    rc = diag__pending_file(prefix, "svg", &b, any, path, sizeof path);
+    DIAG_FREE(b.data);
+    return rc;
+}
+
+/* The end of the summary: the pending lines, each after "pending: ". */
+static void diag__print_pending(FILE *out, const diag__snapshot *snap, const char *prefix)
+{
+    size_t n, i;
+    const diag__row **order = diag__pending_rows(snap, &n);
+    for (i = 0; i < n && i < DIAG__PENDING_LINES; i++) {
+        diag__buf b = { NULL, 0, 0, 0 };
+        diag__pending_line(&b, order[i]);
+        if (!b.failed) fprintf(out, "pending: %s", b.data);
+        DIAG_FREE(b.data);
+    }
+    if (n > DIAG__PENDING_LINES)
+        fprintf(out, "pending: (%lu more paths in %s.pending.txt)\n", (unsigned long)(n - DIAG__PENDING_LINES), prefix);
+    DIAG_FREE(order);
+}
+
 /* ---- spans by address: diag_span_at -------------------------------------- */
 
 /* A task whose struct has no room for a span (a third-party struct) gets
@@ -3413,13 +4210,24 @@ typedef struct diag__at_span {
 
 #define DIAG__AT_BLOCK 64 /* spans allocated at once */
 
-static struct {
+struct diag__at_state {
     pthread_mutex_t lock;
     diag__at_span **slots; /* cap entries, NULL: empty */
     diag__at_span *free;
     uint32_t cap, count;
     int forks_handled;
-} diag__at = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0, 0 };
+};
+/* One per runtime: a task may be polled through one copy and dropped
+   through another (see "copies"). */
+#define diag__at (*diag__g.at)
+
+static int diag__at_alloc(void)
+{
+    diag__g.at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__g.at);
+    if (diag__g.at == NULL) return -1;
+    pthread_mutex_init(&diag__at.lock, NULL);
+    return 0;
+}
 
 static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
 
@@ -3613,7 +4421,7 @@ static void diag__exit_handler(void)
         errno = saved_errno;
         return;
     }
-    diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
+    if (diag__exit_deadline == 0) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
     diag__agent_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
     __atomic_store_n(&diag__exit_waiting, 1, __ATOMIC_RELEASE);
     locked = diag__lock_or_give_up(&diag__dump_lock) == 0;
@@ -3649,6 +4457,402 @@ static void diag__exit_handler(void)
     diag__report_limits(&snap);
     diag__report_open_polls();
     diag__snapshot_free(&snap);
+    errno = saved_errno;
+}
+
+
+/* ---- copies: one runtime for every copy of the header in the process ---- */
+
+/* A program and the libraries it loads can each hold a copy of this
+   implementation, each with its own static variables: hidden visibility
+   and RTLD_LOCAL keep their symbols apart, so they cannot find each other
+   by name. They meet in a small mapping named "diagnose.h" (a memfd mapped
+   MAP_PRIVATE: fork copies it, exec drops it), found by its name in
+   /proc/self/maps. It holds a table of runtimes by key (diag__abi_key):
+   copies that agree on every structure they would share use one runtime,
+   so their frames stack and one table is printed; copies that disagree
+   keep their own runtimes and add their values into each other's files
+   (see diag__file_merges). Without /proc or memfd a copy keeps a runtime
+   of its own. The mapping's layout is version-stable: a later layout
+   only appends fields and raises `layout`. */
+
+#ifndef DIAG__ABI
+#define DIAG__ABI 1 /* raise whenever a structure the copies share changes */
+#endif
+#define DIAG__REGISTRY_NAME "diagnose.h"
+#define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */
+#define DIAG__REGISTRY_SIZE 8192u
+#define DIAG__REGISTRY_RUNTIMES 32
+#define DIAG__REGISTRY_PREFIXES 448
+
+typedef struct diag__registry {
+    uint64_t magic;  /* DIAG__REGISTRY_MAGIC, stored last (release) */
+    uint64_t stamp;  /* CLOCK_MONOTONIC ns at creation: of two, the older serves */
+    uint32_t layout; /* 1 */
+    uint32_t lock;   /* spin lock over the rest */
+    uint32_t nruntimes, nprefixes;
+    uint64_t threads; /* atomic: thread numbers handed out, by every runtime */
+    struct { uint64_t abi; void *runtime; } runtimes[DIAG__REGISTRY_RUNTIMES];
+    /* output prefixes written in this process: FNV-1a hash of the resolved
+       prefix, and which runtimes (bit i: runtimes[i]) wrote there */
+    struct { uint64_t hash, writers; } prefixes[DIAG__REGISTRY_PREFIXES];
+} diag__registry;
+
+static void diag__tls_clear(void) { diag__tls = NULL; }
+static void *diag__agent_main(void *arg);
+static void diag__agent_signal(int signo);
+
+static diag__copy_info diag__self = { NULL, diag__thread_exit, diag__tls_clear, diag__agent_main, diag__agent_signal, 0 };
+static diag__registry *diag__registry_at; /* this copy's view; NULL: none found or made */
+
+static const struct diag__copy_info *diag__copy_self(void) { return &diag__self; }
+
+#define DIAG__TEXT(x) #x
+#define DIAG__EXPANDED(x) DIAG__TEXT(x)
+
+static uint64_t diag__fnv(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    size_t i;
+    for (i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+    return h;
+}
+
+/* Copies share a runtime only when this key is equal: the same DIAG__ABI,
+   the same sizes of what they share (DIAG_MAX_DEPTH, DIAG_MAX_PATHS and
+   the structures), and the same allocator, since one copy frees what
+   another allocated. */
+static uint64_t diag__abi_key(void)
+{
+    static const char allocator[] = DIAG__EXPANDED(DIAG_MALLOC(n) DIAG_REALLOC(p, n) DIAG_FREE(p));
+    const uint64_t sizes[] = { DIAG__ABI, DIAG_MAX_DEPTH, DIAG_MAX_PATHS, sizeof(diag__runtime),
+                               sizeof(diag__thread), sizeof(diag__slot), sizeof(diag_span), sizeof(diag__copy_info),
+                               sizeof(struct diag__agent_state), sizeof(struct diag__trace_state),
+                               sizeof(struct diag__at_state),
+                               sizeof(diag__ring), sizeof(diag__path) };
+    return diag__fnv(diag__fnv(0xCBF29CE484222325ull, sizes, sizeof sizes), allocator, sizeof allocator);
+}
+
+#if defined(__linux__) && defined(MFD_CLOEXEC)
+/* The address of each registry in /proc/self/maps, at most cap of them;
+   returns how many. */
+static unsigned diag__registry_list(diag__registry **out, unsigned cap)
+{
+    static const char name[] = " /memfd:" DIAG__REGISTRY_NAME " (deleted)";
+    char buf[8192];
+    size_t len = 0, name_len = sizeof name - 1;
+    unsigned found = 0;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), skipping = 0;
+    if (fd < 0) return 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+        char *line = buf, *end;
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+        while ((end = (char *)memchr(line, '\n', len - (size_t)(line - buf))) != NULL) {
+            size_t line_len = (size_t)(end - line);
+            *end = '\0';
+            if (!skipping && line_len > name_len && memcmp(end - name_len, name, name_len) == 0 && found < cap) {
+                char *dash;
+                unsigned long long lo = strtoull(line, &dash, 16), hi = strtoull(dash + 1, NULL, 16);
+                if (*dash == '-' && hi - lo >= DIAG__REGISTRY_SIZE && strchr(line, ' ') &&
+                    strncmp(strchr(line, ' ') + 1, "rw", 2) == 0)
+                    out[found++] = (diag__registry *)(uintptr_t)lo;
+            }
+            skipping = 0;
+            line = end + 1;
+        }
+        len -= (size_t)(line - buf);
+        memmove(buf, line, len);
+        if (len == sizeof buf) { /* a line longer than buf: not ours */
+            len = 0;
+            skipping = 1;
+        }
+    }
+    close(fd);
+    return found;
+}
+
+/* The registry all copies use: the oldest one listed (two copies starting
+   at the same moment can each make one; both then pick the same). */
+static diag__registry *diag__registry_oldest(void)
+{
+    diag__registry *at[8], *best = NULL;
+    unsigned n = diag__registry_list(at, 8), i;
+    for (i = 0; i < n; i++) {
+        int spins = 0;
+        /* made a moment ago by another thread: its header is written next */
+        while (__atomic_load_n(&at[i]->magic, __ATOMIC_ACQUIRE) != DIAG__REGISTRY_MAGIC && spins++ < 10000)
+            sched_yield();
+        if (at[i]->magic != DIAG__REGISTRY_MAGIC || at[i]->layout < 1) continue;
+        if (best == NULL || at[i]->stamp < best->stamp || (at[i]->stamp == best->stamp && at[i] < best))
+            best = at[i];
+    }
+    return best;
+}
+
+static diag__registry *diag__registry_find(void)
+{
+    diag__registry *found = diag__registry_oldest(), *mine;
+    int fd;
+    void *p;
+    if (found != NULL) return found;
+    fd = memfd_create(DIAG__REGISTRY_NAME, MFD_CLOEXEC);
+    if (fd < 0) return NULL;
+    p = ftruncate(fd, DIAG__REGISTRY_SIZE) == 0
+            ? mmap(NULL, DIAG__REGISTRY_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)
+            : MAP_FAILED;
+    close(fd);
+    if (p == MAP_FAILED) return NULL;
+    mine = (diag__registry *)p;
+    mine->stamp = diag__clock_ns();
+    mine->layout = 1;
+    __atomic_store_n(&mine->magic, DIAG__REGISTRY_MAGIC, __ATOMIC_RELEASE);
+    found = diag__registry_oldest();
+    if (found != mine) munmap(p, DIAG__REGISTRY_SIZE);
+    return found;
+}
+#else
+static diag__registry *diag__registry_find(void) { return NULL; }
+#endif
+
+/* A thread's number in trace files: distinct across every runtime in the
+   process, since their files may be merged. */
+static uint64_t diag__thread_number(void)
+{
+    if (diag__g.registry) return __atomic_add_fetch(&diag__g.registry->threads, 1, __ATOMIC_RELAXED);
+    return ++diag__trace.next_tid;
+}
+
+static void diag__registry_lock(diag__registry *r)
+{
+    while (__atomic_exchange_n(&r->lock, 1, __ATOMIC_ACQUIRE)) sched_yield();
+}
+
+static void diag__registry_unlock(diag__registry *r) { __atomic_store_n(&r->lock, 0, __ATOMIC_RELEASE); }
+
+/* In the child of fork: the lock may have been held by a thread the child
+   does not have; and the child writes files of its own. */
+static void diag__registry_forked(void)
+{
+    if (diag__registry_at == NULL) return;
+    diag__registry_at->lock = 0;
+    diag__registry_at->nprefixes = 0;
+}
+
+#if defined(__linux__)
+typedef struct diag__object {
+    uintptr_t lo[16], hi[16]; /* its PT_LOAD segments */
+    unsigned segments, index; /* index: 0 for the executable */
+    int found;
+} diag__object;
+
+static int diag__object_visit(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    diag__object *o = (diag__object *)arg;
+    uintptr_t me = (uintptr_t)&diag__self;
+    int i;
+    (void)size;
+    o->segments = 0;
+    for (i = 0; i < info->dlpi_phnum && o->segments < 16; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = (uintptr_t)info->dlpi_addr + (uintptr_t)ph->p_vaddr;
+        if (ph->p_type != PT_LOAD) continue;
+        o->lo[o->segments] = lo;
+        o->hi[o->segments++] = lo + (uintptr_t)ph->p_memsz;
+        if (me >= lo && me < lo + (uintptr_t)ph->p_memsz) o->found = 1;
+    }
+    if (o->found) return 1;
+    o->index++;
+    return 0;
+}
+
+/* The loaded object (executable or library) that holds this copy. */
+static int diag__object_of_self(diag__object *o)
+{
+    memset(o, 0, sizeof *o);
+    dl_iterate_phdr(diag__object_visit, o);
+    return o->found;
+}
+
+static int diag__object_holds(const diag__object *o, const void *p)
+{
+    unsigned i;
+    for (i = 0; i < o->segments; i++)
+        if ((uintptr_t)p >= o->lo[i] && (uintptr_t)p < o->hi[i]) return 1;
+    return 0;
+}
+
+static int diag__in_executable(void)
+{
+    diag__object o;
+    return diag__object_of_self(&o) && o.index == 0;
+}
+
+/* Under the lock, as this copy's library goes away: paths named by
+   strings that lived in it get copies of their names. A path's name is
+   also its key in the index and the threads' caches, and a copy matches
+   no span's name: a library loaded at the same address later is never
+   taken for this one. */
+static void diag__keep_names(void)
+{
+    diag__object o;
+    uint32_t p;
+    if (diag__self.in_executable || !diag__object_of_self(&o)) return;
+    for (p = 1; p < diag__g.npaths; p++) {
+        diag__path *path = diag__path_at(p);
+        char *copy;
+        if (!diag__object_holds(&o, path->name)) continue;
+        copy = diag__copy(path->name); /* out of memory: no name ("[unnamed]") rather than a dangling one */
+        __atomic_store_n(&path->name, copy, __ATOMIC_RELAXED);
+    }
+}
+#else
+static int diag__in_executable(void) { return 0; }
+static void diag__keep_names(void) {}
+#endif
+
+/* Under the lock. Makes `to`'s diag__thread_exit the destructor of the
+   key that finds a thread's table (NULL: no key). A key's destructor
+   cannot change, so the key is made anew; threads attached before keep
+   their tables in the live list, counted by every dump, but not merged
+   at their exit. The calling thread's table moves to the new key. */
+static void diag__key_move(const struct diag__copy_info *to)
+{
+    diag__thread *mine = diag__g.key_owner ? (diag__thread *)pthread_getspecific(diag__g.key) : NULL;
+    if (diag__g.key_owner) pthread_key_delete(diag__g.key);
+    diag__g.key_owner = NULL;
+    if (to == NULL || pthread_key_create(&diag__g.key, to->thread_exit) != 0) return;
+    diag__g.key_owner = to;
+    if (mine != NULL) pthread_setspecific(diag__g.key, mine);
+}
+
+/* Under the lock: this copy is one of the runtime's copies now. */
+static void diag__copy_enter(int *rejoined)
+{
+    *rejoined = diag__g.copies == NULL && diag__g.npaths > 0; /* all copies had left */
+    if (*rejoined) diag__g.exit_done = 0;
+    diag__self.next = diag__g.copies;
+    diag__g.copies = &diag__self;
+    if (diag__g.fork_owner == NULL) diag__g.fork_owner = &diag__self;
+    /* the key's destructor lives best where it is never unloaded */
+    if (diag__g.key_owner == NULL || (diag__self.in_executable && !diag__g.key_owner->in_executable))
+        diag__key_move(&diag__self);
+}
+
+/* Finds this copy's runtime in the registry, or makes it; sets diag__rt.
+   NULL when out of memory. */
+static diag__runtime *diag__join(int *created, int *rejoined)
+{
+    uint64_t abi = diag__abi_key();
+    diag__registry *r = diag__registry_find();
+    uint32_t i;
+    diag__self.in_executable = diag__in_executable();
+    diag__registry_at = r;
+    *created = 0;
+    if (r != NULL) {
+        diag__registry_lock(r);
+        for (i = 0; i < r->nruntimes; i++)
+            if (r->runtimes[i].abi == abi) diag__rt = (diag__runtime *)r->runtimes[i].runtime;
+    }
+    if (diag__rt == &diag__local) {
+        if (diag__runtime_new() != 0) {
+            if (r != NULL) diag__registry_unlock(r);
+            return NULL;
+        }
+        *created = 1;
+        if (r != NULL && r->nruntimes < DIAG__REGISTRY_RUNTIMES) { /* a full table: a runtime of its own */
+            diag__g.registry = r;
+            diag__g.registry_index = r->nruntimes;
+            r->runtimes[r->nruntimes].abi = abi;
+            r->runtimes[r->nruntimes++].runtime = diag__rt;
+        }
+    }
+    if (r != NULL) diag__registry_unlock(r);
+    pthread_mutex_lock(&diag__lock);
+    diag__copy_enter(rejoined);
+    pthread_mutex_unlock(&diag__lock);
+    return diag__rt;
+}
+
+/* Every copy registers these; the runtime's fork_owner's take the lock. */
+static void diag__fork_prepare(void)
+{
+    if (diag__g.fork_owner != &diag__self) return;
+    pthread_mutex_lock(&diag__lock);
+    if (diag__g.fork_owner != &diag__self) { /* it changed hands meanwhile */
+        pthread_mutex_unlock(&diag__lock);
+        return;
+    }
+    diag__g.fork_locker = &diag__self;
+}
+
+static void diag__fork_parent(void)
+{
+    if (diag__g.fork_locker != &diag__self) return;
+    diag__g.fork_locker = NULL;
+    pthread_mutex_unlock(&diag__lock);
+}
+
+/* This copy's files at the unload of its library: the process's profile
+   so far, which the exit writes again. */
+static void diag__write_at_unload(void)
+{
+    char prefix[4096], failed[4200];
+    diag__snapshot snap;
+    diag__inside_enter();
+    diag__dump_lock_take();
+    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
+        diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
+    } else {
+        if (diag__write_all(prefix, &snap, failed, sizeof failed) != 0)
+            diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+        diag__snapshot_free(&snap);
+    }
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__inside_leave();
+}
+
+/* The atexit handler: this copy leaves the process, at exit or when its
+   library is unloaded (dlclose runs a library's atexit handlers). The last
+   copy to leave writes the files and the table. An earlier one hands what
+   points into its code (the key's destructor, the snapshot thread, the
+   signal handler) to a copy that stays and, unless it is in the
+   executable, writes the files: an unloaded library's data is on disk at
+   once, and in the files at exit. */
+static void diag__leave(void)
+{
+    diag__copy_info **link;
+    const diag__copy_info *stays;
+    int saved_errno = errno;
+    if (diag__mode != 1) return;
+    if (diag__inside()) { /* exit() from a handler: this thread may hold the lock */
+        if (!__atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) diag__exit_interrupted();
+        errno = saved_errno;
+        return;
+    }
+    if (diag__self.in_executable) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS; /* only at exit */
+    if (diag__lock_or_give_up(&diag__lock) != 0) {
+        diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
+        diag__exit_deadline = 0;
+        errno = saved_errno;
+        return;
+    }
+    for (link = &diag__g.copies; *link != NULL; link = &(*link)->next)
+        if (*link == &diag__self) {
+            *link = diag__self.next;
+            break;
+        }
+    stays = diag__g.copies;
+    if (diag__g.key_owner == &diag__self || stays == NULL) diag__key_move(stays);
+    if (diag__g.fork_owner == &diag__self) diag__g.fork_owner = stays;
+    diag__keep_names();
+    pthread_mutex_unlock(&diag__lock);
+    diag__agent_hand_over(stays, diag__self.in_executable);
+    if (stays == NULL) diag__exit_handler();
+    else if (!diag__self.in_executable) diag__write_at_unload();
+    diag__exit_deadline = 0;
     errno = saved_errno;
 }
 
