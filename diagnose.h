@@ -2026,7 +2026,10 @@ static void diag__live_start(void)
 /* A chunk of n free records, or NULL. */
 static diag__run_chunk *diag__runs_chunk(uint32_t n)
 {
-    diag__run_chunk *c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
+    diag__run_chunk *c;
+    diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
+    c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
+    diag__inside_leave();
     if (c == NULL) return NULL;
     c->runs = (diag__run *)(void *)(c + 1);
     c->count = n;
@@ -2099,7 +2102,10 @@ static void diag__self_wake(uint32_t path)
     uint64_t **at = &diag__g.self_wakes[path >> DIAG__CHUNK_BITS];
     uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
     if (chunk == NULL) {
-        uint64_t *fresh = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * sizeof *fresh);
+        uint64_t *fresh;
+        diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
+        fresh = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * sizeof *fresh);
+        diag__inside_leave();
         if (fresh == NULL) return; /* not counted */
         if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) chunk = fresh;
         else DIAG_FREE(fresh);
