@@ -836,19 +836,19 @@ typedef struct diag__runtime {
     uint64_t *hist[DIAG__DIR];  /* chunks of paths' shared histograms; atomic */
     uint64_t *hist_base[DIAG__DIR]; /* their values at the last reset */
     int overflow_why;           /* atomic: DIAG__OVERFLOW_CAP | DIAG__OVERFLOW_MEMORY, why [overflow] has polls */
+    int use_tsc;                /* read-only: diag__use_tsc of every copy */
     pthread_mutex_t lock;       /* diag__lock */
     /* A thread whose table could not be allocated: full stack, so every begin
        takes the slow path, which counts the poll as unmeasured. Never written. */
     diag__thread *no_table;
     struct diag__agent_state *agent; /* diag__agent */
-    int use_tsc;                /* read-only: diag__use_tsc of every copy */
     uint64_t slow_ticks;        /* atomic: the calibrated diag__slow_ticks, once slow_exact */
     struct diag__copy_info *copies; /* the copies in the process now, newest first */
     const struct diag__copy_info *key_owner; /* whose diag__thread_exit the key calls; NULL: no key */
     const struct diag__copy_info *fork_owner;  /* the copy whose fork handlers take the lock */
     const struct diag__copy_info *fork_locker; /* the copy whose fork handlers hold it now */
     struct diag__registry *registry;      /* where copies found this runtime; NULL: nowhere */
-    unsigned registry_index;              /* this runtime's entry there */
+    size_t registry_index;                /* this runtime's entry there */
     struct diag__trace_state *trace; /* diag__trace */
     struct diag__at_state *at;       /* diag__at */
     struct diag__part *parts;        /* what this runtime last wrote where others write too */
@@ -4181,6 +4181,7 @@ static unsigned diag__registry_list(diag__registry **out, unsigned cap)
                 unsigned long long lo = strtoull(line, &dash, 16), hi = strtoull(dash + 1, NULL, 16);
                 if (*dash == '-' && hi - lo >= DIAG__REGISTRY_SIZE && strchr(line, ' ') &&
                     strncmp(strchr(line, ' ') + 1, "rw", 2) == 0)
+                    /* NOLINTNEXTLINE(performance-no-int-to-ptr): an address /proc/self/maps gave */
                     out[found++] = (diag__registry *)(uintptr_t)lo;
             }
             skipping = 0;
@@ -4366,34 +4367,42 @@ static void diag__copy_enter(int *rejoined)
 
 /* Finds this copy's runtime in the registry, or makes it; sets diag__rt.
    NULL when out of memory. */
-static diag__runtime *diag__join(int *created, int *rejoined)
+/* Finds the runtime of this copy's key in r, or makes it and lists it
+   there (a full list: a runtime of its own); sets diag__rt. -1 when out
+   of memory. */
+static int diag__join_registry(diag__registry *r, int *created)
 {
     uint64_t abi = diag__abi_key();
-    diag__registry *r = diag__registry_find();
     uint32_t i;
-    diag__self.in_executable = diag__in_executable();
-    diag__registry_at = r;
-    *created = 0;
-    if (r != NULL) {
-        diag__registry_lock(r);
-        for (i = 0; i < r->nruntimes; i++)
-            if (r->runtimes[i].abi == abi) diag__rt = (diag__runtime *)r->runtimes[i].runtime;
-    }
+    diag__registry_lock(r);
+    for (i = 0; i < r->nruntimes; i++)
+        if (r->runtimes[i].abi == abi) diag__rt = (diag__runtime *)r->runtimes[i].runtime;
     if (diag__rt == &diag__local) {
         if (diag__runtime_new() != 0) {
-            if (r != NULL) diag__registry_unlock(r);
-            return NULL;
+            diag__registry_unlock(r);
+            return -1;
         }
         *created = 1;
-        if (r != NULL && r->nruntimes < DIAG__REGISTRY_RUNTIMES) { /* a full table: a runtime of its own */
+        if (r->nruntimes < DIAG__REGISTRY_RUNTIMES) {
             diag__g.registry = r;
             diag__g.registry_index = r->nruntimes;
             r->runtimes[r->nruntimes].abi = abi;
             r->runtimes[r->nruntimes++].runtime = diag__rt;
         }
     }
-    if (r != NULL && diag__g.registry == r) r->runtimes[diag__g.registry_index].live = 1;
-    if (r != NULL) diag__registry_unlock(r);
+    if (diag__g.registry == r) r->runtimes[diag__g.registry_index].live = 1;
+    diag__registry_unlock(r);
+    return 0;
+}
+
+static diag__runtime *diag__join(int *created, int *rejoined)
+{
+    diag__registry *r = diag__registry_find();
+    diag__self.in_executable = diag__in_executable();
+    diag__registry_at = r;
+    *created = 0;
+    if (r != NULL ? diag__join_registry(r, created) != 0 : diag__runtime_new() != 0) return NULL;
+    if (r == NULL) *created = 1;
     pthread_mutex_lock(&diag__lock);
     diag__copy_enter(rejoined);
     pthread_mutex_unlock(&diag__lock);
@@ -4601,15 +4610,14 @@ static size_t diag__file_entries(char *text, int m, diag__merge_entry *out)
     size_t n = 0;
     char *line = text, *end;
     while ((end = strchr(line, '\n')) != NULL) {
-        char *space, *digits;
+        char *space;
         *end = '\0';
         space = strrchr(line, ' ');
         if (space != NULL && space > line && space[1] != '\0' && strspn(space + 1, "0123456789") == strlen(space + 1)) {
             *space = '\0';
             memset(&out[n], 0, sizeof out[n]);
             out[n].stack = line;
-            digits = space + 1;
-            out[n].v[m] = strtoull(digits, NULL, 10);
+            out[n].v[m] = strtoull(space + 1, NULL, 10);
             out[n++].from = DIAG__FROM_FILE;
         }
         line = end + 1;
