@@ -122,7 +122,19 @@ check "reload: one path for both loads" "prog 2
 prog;lib 6" "$(cat "$tmp/reload/diagnose.polls.folded")"
 check "reload: one summary table" 1 "$(tables "$tmp/reload/err")"
 
-# 7. A plugin built with another version of the header (DIAG__ABI differs):
+# 7. Two plugins and no copy in the program: the one that made the runtime
+# (and runs the snapshot thread, the signal handler and the threads' exit
+# destructor) is unloaded while its thread lives; the other takes them over.
+run handover env DIAGNOSE_SIGNAL=USR2 "$bin/nocopy" handover "$bin/liba.so" "$bin/libb.so"
+check "dlclose of the first plugin: exit 0" 0 $rc
+check "dlclose of the first plugin: the signal is handled by the other" "snapshot written" "$(cat "$tmp/handover/out")"
+check "dlclose of the first plugin: the snapshot holds its data" "liba 3" \
+    "$(cat "$tmp/handover/diagnose.1.polls.folded" 2>&1)"
+check "dlclose of the first plugin: both in the files at exit" "liba 3
+libb 4" "$(cat "$tmp/handover/diagnose.polls.folded")"
+check "dlclose of the first plugin: one summary table" 1 "$(tables "$tmp/handover/err")"
+
+# 8. A plugin built with another version of the header (DIAG__ABI differs):
 # the two runtimes share no structure, so the plugin's future is not nested
 # in the program's, but they share the files, and one table holds both.
 run versions "$bin/plain" two "$bin/liba.so" "$bin/libv2.so"
@@ -140,7 +152,7 @@ check "two versions, rerun: old files are replaced, not added to" "libv2 4
 prog 1
 prog;liba 2" "$(cat "$tmp/versions/diagnose.polls.folded")"
 
-# 8. The other version unloaded while its thread lives: its files, written
+# 9. The other version unloaded while its thread lives: its files, written
 # at the unload, are added to at exit, not replaced.
 run versions_unload "$bin/plain" unload "$bin/liblonev2.so"
 check "two versions, dlclose: exit 0" 0 $rc
@@ -149,7 +161,7 @@ check "two versions, dlclose: both in the files at exit" "lib 3
 prog 1" "$(cat "$tmp/versions_unload/diagnose.polls.folded")"
 check "two versions, dlclose: one summary table" 1 "$(tables "$tmp/versions_unload/err")"
 
-# 9. Two copies linked statically into one executable: a link error.
+# 10. Two copies linked statically into one executable: a link error.
 # shellcheck disable=SC2086
 if $CC -std=c99 $CFLAGS -I"$ROOT" -DLINKED -c "$ROOT/tests/copies_prog.c" -o "$tmp/prog.o" &&
     $CC -std=c99 $CFLAGS -I"$ROOT" -c "$ROOT/tests/copies_lib.c" -o "$tmp/lib.o"; then
