@@ -77,7 +77,9 @@
                     self-contained interactive flame graph (hover shows name,
                     value and share; click zooms, "Reset zoom" or a click on
                     the background undoes it). Frames narrower than 0.1 px
-                    are left out. Same prefix, return value and thread-safety
+                    are left out. The wall graph's heading gives its total
+                    as every run's wall summed (overlapping runs add up) and
+                    the time elapsed. Same prefix, return value and thread-safety
                     as diag_dump; costs one snapshot.
    diag_reset()     Starts a fresh window: later dumps count only what
                     happens after the call (runs still open count from it).
@@ -143,10 +145,12 @@
    <path>: <what>" (so a slow child flags its parents too):
      - polls of DIAGNOSE_SLOW_NS (1 ms) or more, counted exactly per path;
      - 100 polls or more, runs still pending and none finished;
-     - more drops than finished runs (cancelled more often than not).
+     - 3 drops or more, and more drops than finished runs (cancelled
+       more often than not; one abandoned run is no pattern).
    Paths deeper than DIAG_MAX_DEPTH frames are folded into their deepest
    frame and reported once at exit. Past DIAGNOSE_MAX_PATHS distinct paths
-   (or when memory runs out) new paths are counted in one "[overflow]" path.
+   (or when memory runs out) new paths are counted in one "[overflow]" path;
+   its row in the table names the limit to raise.
 
    Clock: the timestamp counter where it is invariant (x86), calibrated
    against CLOCK_MONOTONIC at each dump over the whole run; otherwise
@@ -722,7 +726,12 @@ static struct {
     char *start_dir;            /* working directory at start-up and '/', for a relative out; or NULL */
     uint64_t *hist[DIAG__DIR];  /* chunks of paths' shared histograms; atomic */
     uint64_t *hist_base[DIAG__DIR]; /* their values at the last reset */
+    int overflow_why;           /* atomic: DIAG__OVERFLOW_CAP | DIAG__OVERFLOW_MEMORY, why [overflow] has polls */
 } diag__g;
+
+#define DIAG__OVERFLOW_CAP 1    /* new paths past DIAGNOSE_MAX_PATHS */
+#define DIAG__OVERFLOW_MEMORY 2 /* new paths or slots found no memory */
+#define DIAG__OVERFLOWED(why) __atomic_fetch_or(&diag__g.overflow_why, (why), __ATOMIC_RELAXED)
 
 /* A thread whose table could not be allocated: full stack, so every begin
    takes the slow path, which counts the poll as unmeasured. Never written. */
@@ -1129,9 +1138,14 @@ static uint32_t diag__path_of(uint32_t parent, const char *name, uint32_t flags)
     if (path != 0) return path;
     if (parent == DIAG__OVERFLOW) return DIAG__OVERFLOW;
     if (depth > DIAG_MAX_DEPTH) return parent;
-    if (diag__g.npaths - 2 >= diag__g.max_paths || diag__reserve_path() != 0 ||
-        diag__map_put(&diag__g.index, parent, name, diag__g.npaths) != 0)
+    if (diag__g.npaths - 2 >= diag__g.max_paths) {
+        DIAG__OVERFLOWED(DIAG__OVERFLOW_CAP);
         return DIAG__OVERFLOW;
+    }
+    if (diag__reserve_path() != 0 || diag__map_put(&diag__g.index, parent, name, diag__g.npaths) != 0) {
+        DIAG__OVERFLOWED(DIAG__OVERFLOW_MEMORY);
+        return DIAG__OVERFLOW;
+    }
     return diag__add_path(name, parent, depth, flags);
 }
 
@@ -1242,7 +1256,10 @@ diag__thread *diag__attach(void)
 diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
 {
     diag__slot *chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
-    if (chunk == NULL) return &t->dir[0][DIAG__OVERFLOW];
+    if (chunk == NULL) {
+        DIAG__OVERFLOWED(DIAG__OVERFLOW_MEMORY);
+        return &t->dir[0][DIAG__OVERFLOW];
+    }
     __atomic_store_n(&t->dir[path >> DIAG__CHUNK_BITS], chunk, __ATOMIC_RELEASE);
     return &chunk[path & (DIAG__CHUNK - 1)];
 }
@@ -2157,6 +2174,7 @@ static int diag__compare_busy(const void *a, const void *b)
 /* ---- output: lints, the patterns a table of sums hides -------------------- */
 
 #define DIAG__LINT_POLLS 100 /* "polled many times": at least this many polls */
+#define DIAG__LINT_DROPS 3   /* "dropped more often than finished": one abandoned run is no pattern */
 #define DIAG__LINT_LINES 20  /* lints printed at most; the rest are counted */
 
 /* One line per finding, "lint: <path>: <what>"; returns the number of
@@ -2175,9 +2193,9 @@ static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget)
     if (r->done == 0 && r->pending > 0 && r->polls >= DIAG__LINT_POLLS)
         snprintf(lines[n++], sizeof lines[0], "%llu polls, never finished (%llu run%s pending)",
                  (unsigned long long)r->polls, (unsigned long long)r->pending, r->pending == 1 ? "" : "s");
-    if (r->drops > r->done)
-        snprintf(lines[n++], sizeof lines[0], "dropped %llu time%s, finished %llu", (unsigned long long)r->drops,
-                 r->drops == 1 ? "" : "s", (unsigned long long)r->done);
+    if (r->drops > r->done && r->drops >= DIAG__LINT_DROPS)
+        snprintf(lines[n++], sizeof lines[0], "dropped %llu times, finished %llu", (unsigned long long)r->drops,
+                 (unsigned long long)r->done);
     for (i = 0; i < n && *budget > 0; i++, --*budget) fprintf(out, "lint: %s: %s\n", r->stack, lines[i]);
     return n;
 }
@@ -2189,6 +2207,20 @@ static void diag__print_lints(FILE *out, const diag__row *const *order, size_t c
     size_t i;
     for (i = 0; i < count; i++) found += diag__lint_row(out, order[i], &budget);
     if (found > DIAG__LINT_LINES) fprintf(out, "(%u more lints)\n", found - DIAG__LINT_LINES);
+}
+
+/* After the [overflow] row's name: which limit sent paths there, and what
+   to raise ("" for every other row). */
+static const char *diag__row_note(const diag__row *r, char *note, size_t cap)
+{
+    int why = __atomic_load_n(&diag__g.overflow_why, __ATOMIC_RELAXED);
+    const char *memory = why & DIAG__OVERFLOW_MEMORY ? "paths that found no memory" : "";
+    if (strcmp(r->stack, "[overflow]") != 0 || why == 0) return "";
+    if (why & DIAG__OVERFLOW_CAP)
+        snprintf(note, cap, " (new paths past DIAGNOSE_MAX_PATHS=%lu: raise it, up to %lu%s%s)",
+                 (unsigned long)diag__g.max_paths, (unsigned long)(DIAG_MAX_PATHS - 2), *memory ? "; and " : "", memory);
+    else snprintf(note, cap, " (new %s)", memory);
+    return note;
 }
 
 static void diag__print_table(FILE *out, const diag__snapshot *snap, const char *prefix)
@@ -2213,7 +2245,7 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     fputs("  path\n", out);
     for (i = 0; i < snap->count && i < DIAG__TABLE_ROWS; i++) {
         const diag__row *r = order[i];
-        char ratio[16];
+        char ratio[16], note[160];
         diag__format_ns(t[0], sizeof t[0], r->busy);
         diag__format_ns(t[1], sizeof t[1], r->wall);
         diag__format_ns(t[2], sizeof t[2], r->polls ? r->poll_time / r->polls : 0);
@@ -2229,7 +2261,7 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
             else snprintf(t[6], sizeof t[6], "-");
             fprintf(out, " %6s", t[6]);
         }
-        fprintf(out, "  %s\n", r->stack);
+        fprintf(out, "  %s%s\n", r->stack, diag__row_note(r, note, sizeof note));
     }
     if (snap->count > DIAG__TABLE_ROWS)
         fprintf(out, "(%lu more paths in the folded files)\n", (unsigned long)(snap->count - DIAG__TABLE_ROWS));
@@ -2832,6 +2864,7 @@ typedef struct diag__svg {
     diag__buf *out;
     int metric;
     uint64_t total;  /* sum of the rows' values: the full width */
+    uint64_t elapsed_ns; /* since the start or the last reset, for the wall heading */
     unsigned levels; /* frames in the deepest stack */
     diag__svg_open *open;
     unsigned nopen;
@@ -2962,10 +2995,16 @@ static void diag__svg_frames(diag__svg *g, const diag__row **order, size_t n)
 
 static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
 {
-    char line[512], value[32];
+    char line[512], value[96];
     unsigned height = DIAG__SVG_TOP + g->levels * DIAG__SVG_ROW + DIAG__SVG_BOTTOM;
     size_t i;
     diag__svg_value(value, sizeof value, g->metric, g->total);
+    if (g->metric == DIAG__WALL) { /* runs overlap: their sum can be many times the time that passed */
+        char elapsed[16];
+        diag__format_ns(elapsed, sizeof elapsed, g->elapsed_ns);
+        snprintf(value + strlen(value), sizeof value - strlen(value), " (every run's wall summed), %s elapsed",
+                 elapsed);
+    }
     snprintf(line, sizeof line,
              "<?xml version=\"1.0\" encoding=\"UTF-8\" standalone=\"no\"?>\n"
              "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"%u\" height=\"%u\" "
@@ -3001,6 +3040,7 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
     memset(&g, 0, sizeof g);
     g.out = b;
     g.metric = metric;
+    g.elapsed_ns = snap->elapsed_ns;
     for (i = 0; i < snap->count; i++) {
         const char *s = snap->rows[i].stack;
         unsigned levels = 1;

@@ -12,17 +12,30 @@
 # lines here are sorted bytewise so the output is reproducible.
 # -n scales A so both columns have the same total (A * totalB / totalA,
 # rounded down), to compare runs of different lengths.
+#
+#   examples/diff_folded.sh -w earlier.folded later.folded > window.folded
+#   flamegraph.pl window.folded > window.svg  # only what happened in between
+#
+# -w subtracts: for two cumulative snapshots of one running program (two
+# numbered snapshots, or two diag_dump calls without a diag_reset between),
+# writes "stack B-A", the ordinary one-column folded profile of the window
+# between them; stacks that did not grow are left out. A stack smaller in
+# the later file (a reset between the two, or a self wall that shrank as its
+# children grew) is left out too, and counted on stderr.
 # Lines that are not "stack integer" are skipped and counted on stderr.
 set -eu
-normalize=0
-if [ "${1:-}" = "-n" ]; then normalize=1; shift; fi
+normalize=0 window=0
+case "${1:-}" in
+-n) normalize=1; shift ;;
+-w) window=1; shift ;;
+esac
 if [ $# -ne 2 ] || [ ! -r "$1" ] || [ ! -r "$2" ]; then
-    echo "usage: $0 [-n] before.folded after.folded > diff.folded" >&2
+    echo "usage: $0 [-n | -w] before.folded after.folded > diff.folded" >&2
     exit 2
 fi
 # Each line is tagged with its column first, so an empty file or the same
 # file twice still lands in the right column.
-{ sed 's/^/1 /' "$1"; sed 's/^/2 /' "$2"; } | LC_ALL=C awk -v normalize="$normalize" \
+{ sed 's/^/1 /' "$1"; sed 's/^/2 /' "$2"; } | LC_ALL=C awk -v normalize="$normalize" -v window="$window" \
     -v name1="$1" -v name2="$2" '
     # After the tag, the value is the last field and the stack is what comes
     # before the blanks in front of it.
@@ -40,8 +53,14 @@ fi
         if (bad[1]) printf "%s: ignored %d line(s) that are not \"stack integer\"\n", name1, bad[1] > "/dev/stderr"
         if (bad[2]) printf "%s: ignored %d line(s) that are not \"stack integer\"\n", name2, bad[2] > "/dev/stderr"
         for (stack in seen) {
+            if (window) {
+                if (b[stack] > a[stack]) printf "%s %.0f\n", stack, b[stack] - a[stack]
+                else if (b[stack] < a[stack]) shrank++
+                continue
+            }
             before = a[stack]
             if (normalize && total_a > 0 && total_a != total_b) before = int(before * total_b / total_a)
             printf "%s %.0f %.0f\n", stack, before, b[stack]
         }
+        if (shrank) printf "%s: left out %d stack(s) smaller than in %s\n", name2, shrank, name1 > "/dev/stderr"
     }' | LC_ALL=C sort
