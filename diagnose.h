@@ -69,8 +69,9 @@
                     wake to the next poll is the path's scheduling delay
                     (written to PREFIX.sched.folded). Any thread may call it.
    diag_dump(prefix)
-                    Writes the folded files now, as a snapshot; counting goes
-                    on. prefix NULL: DIAGNOSE_OUT or "diagnose". Returns 0, or
+                    Writes the folded files now, as a snapshot, and the
+                    pending files (see OUTPUT); counting goes on. Never
+                    waits for polls running on other threads. prefix NULL: DIAGNOSE_OUT or "diagnose". Returns 0, or
                     -1 with errno set (nothing is printed). Thread-safe.
    diag_write_svg(prefix)
                     Writes PREFIX.<metric>.svg for each folded file: a
@@ -146,7 +147,20 @@
      - polls of DIAGNOSE_SLOW_NS (1 ms) or more, counted exactly per path;
      - 100 polls or more, runs still pending and none finished;
      - 3 drops or more, and more drops than finished runs (cancelled
-       more often than not; one abandoned run is no pattern).
+       more often than not; one abandoned run is no pattern);
+     - 20 self-wakes or more, and most wakes are self-wakes: diag_wake(f)
+       while f's own poll runs on that thread (also from a poll nested in
+       it) asks to be polled again at once, a busy loop;
+     - orphans: open runs whose parent run (the run they began inside)
+       ended: nothing will poll them;
+     - lost wakes: open runs not running, not woken since their last woken
+       poll began (or since their first poll), for DIAGNOSE_STUCK_S or
+       more, in a program that calls diag_wake; judged only on paths whose
+       polls all start a run or follow a wake (other polls are not timed
+       per run), and not while the run it began inside is open;
+     - a poll still running at the dump after DIAGNOSE_SLOW_NS or more.
+   The table's runs column counts runs started in the window; runs not
+   finished or dropped are still open.
    Paths deeper than DIAG_MAX_DEPTH frames are folded into their deepest
    frame and reported once at exit. Past DIAGNOSE_MAX_PATHS distinct paths
    (or when memory runs out) new paths are counted in one "[overflow]" path;
@@ -185,6 +199,9 @@
                            Neither variable set: no thread, no handler.
                            The thread stops at exit, before the final
                            files; a forked child takes no snapshots.
+   DIAGNOSE_STUCK_S=s      an open run this many seconds old is stuck
+                           (default 10; decimals allowed): marked in
+                           PREFIX.pending.txt and used by the lost-wake lint.
    DIAGNOSE_TRACE=n        flight recorder: each thread keeps its last n
                            polls (1 to 16777216; unset or 0: off) for
                            PREFIX.trace.json (see OUTPUT).
@@ -212,11 +229,30 @@
 
    Every line matches ^[^ ;]+(;[^ ;]+)* [0-9]+$ and is valid UTF-8 whatever
    the names were; each path appears once (threads merged), lines sorted
-   bytewise, the same paths in every file. Files are written to a temporary
+   bytewise, the same paths in the polls, busy, wall and sched files (the
+   pending files list only paths with open runs). Files are written to a temporary
    name and renamed into place. A forked child writes its own files when it
    exits normally; if the prefix has no "%p" the child's pid is appended.
    If the files cannot be written at exit, one line on stderr says why and
    they go to $TMPDIR (or /tmp) instead. The exit code never changes.
+
+   PREFIX.pending.folded and PREFIX.pending.txt, written by every dump
+   (diag_dump, numbered snapshots, exit) when runs are open, removed by a
+   dump that finds none: what is stuck right now. A run is open from its
+   first poll until READY or drop. pending.folded: one line per path with
+   open runs, how many, in the grammar above. pending.txt, the same paths
+   oldest first, one line each:
+
+       main;fetch: 3 open, oldest 12.4s, running 2.10s, stuck
+
+   oldest: age of the oldest open run (from its first poll, across
+   diag_reset and fork); running: a poll of that path runs now on some
+   thread, for that long at most; stuck: the oldest is DIAGNOSE_STUCK_S
+   old or more. Ages are written as the table writes durations. With
+   DIAGNOSE_SVG=1, also PREFIX.pending.svg. The summary at exit ends with
+   these lines, each after "pending: " (25 at most, then a count). A run
+   that begins or ends during a dump may be listed or not; counts of a
+   quiet moment are exact.
 
    PREFIX.trace.json (with DIAGNOSE_TRACE=n), written by every dump next to
    the folded files: a Chrome trace, {"traceEvents": [...]}, one event a
@@ -246,6 +282,11 @@
    process also reads the clock twice (the threshold is then calibrated).
    DIAGNOSE_INTERVAL / DIAGNOSE_SIGNAL cost one sleeping thread and, per
    snapshot, the time of a diag_dump, off the program's threads.
+   Per run (not per poll): a 56-byte record taken at its first poll from
+   its thread's records (reused; they grow when a quarter or less are
+   free, and are never freed) and freed at its end by one store; a
+   diag_span holds one pointer to it. An effective wake (one that makes f
+   runnable) makes one call; a self-wake adds one to a process-wide count.
    DIAGNOSE_TRACE=n: 24 bytes per event, (n + 1) * 24 + 56 bytes per thread
    allocated once when it first polls; four stores per poll (make bench:
    "trace ring on"); off, one never-taken branch per poll.
@@ -299,6 +340,8 @@ typedef enum diag_status { DIAG_PENDING = 0, DIAG_READY = 1 } diag_status;
 typedef struct diag_future diag_future;
 typedef diag_status (*diag_poll_fn)(diag_future *self, void *cx);
 
+struct diag__run;
+
 /* Measurement state of one task. Private fields: read the doc block. */
 typedef struct diag_span {
     const char *name;   /* frame name; NULL: not measured */
@@ -307,6 +350,7 @@ typedef struct diag_span {
     uint32_t path;      /* path of the current run; 0: not in a run */
     uint32_t last_parent, last_path; /* the last path resolved, by parent */
     uint32_t flags;
+    struct diag__run *run; /* record of the open run, read by dumps; NULL: none */
 } diag_span;
 
 struct diag_future {
@@ -314,7 +358,7 @@ struct diag_future {
     diag_span span;
 };
 
-#define DIAG_SPAN_INIT(name) { (name), 0, 0, 0, 0, 0, 0 }
+#define DIAG_SPAN_INIT(name) { (name), 0, 0, 0, 0, 0, 0, 0 }
 #define DIAG_FUTURE_INIT(fn) { (fn), DIAG_SPAN_INIT(0) }
 
 /* DIAG_SPAN_INIT at run time, for a span in allocated memory. */
@@ -406,6 +450,33 @@ typedef struct diag__map {
     uint32_t cap, count;
 } diag__map;
 
+/* An open run, for dumps to list with its age. The thread where the run
+   begins takes a free record (span NULL) and publishes span with release;
+   the run's end, on any thread, frees it with one store. Records never
+   move and are never freed, so a dump reads them while threads poll. */
+typedef struct diag__run {
+    diag_span *span;          /* NULL: free */
+    struct diag__run *parent; /* record of the run this one began inside, or NULL */
+    uint64_t parent_start;    /* that run's start: tells a reused parent record */
+    uint64_t start;           /* ticks of the run's first poll */
+    uint64_t polled;          /* ticks of the last poll that followed a wake (or start) */
+    uint64_t woke;            /* ticks of the latest wake, 0: never woken */
+    uint32_t path;
+} diag__run;
+
+typedef struct diag__run_chunk {
+    struct diag__run_chunk *next; /* appended by the owner with release */
+    diag__run *runs;
+    uint32_t count;
+} diag__run_chunk;
+
+/* A thread's records: head and the chunks' next links are read by dumps;
+   the rest only by the owner, which looks for a free record from cursor on. */
+typedef struct diag__runs {
+    diag__run_chunk *head, *tail, *cursor;
+    uint32_t index, taken, total; /* taken: records taken since the cursor was at head */
+} diag__runs;
+
 /* One recorded poll of the flight recorder (DIAGNOSE_TRACE): 24 bytes. */
 typedef struct diag__event {
     uint64_t start, dur; /* ticks */
@@ -432,6 +503,7 @@ typedef struct diag__thread {
     diag__map cache;            /* (parent, name) -> path, this thread only */
     uint64_t folded;            /* runs or polls folded at DIAG_MAX_DEPTH; atomic, never reset */
     struct diag__thread *next;
+    diag__runs runs;            /* records of the runs that began on this thread */
 } diag__thread;
 
 extern __thread diag__thread *diag__tls;
@@ -448,6 +520,8 @@ void diag__begin_too_deep(diag__thread *t, diag_span *s);
 void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 void diag__slow_poll(diag__slot *slot, uint64_t ticks);
+void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
+void diag__wake_noted(diag_span *s, uint64_t now);
 void diag__hist_spill(diag__thread *t, uint32_t path, const diag__slot *slot, unsigned bucket);
 void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
 diag_status diag__poll_invalid(diag_future *f);
@@ -540,14 +614,25 @@ static inline void diag_span_begin(diag_span *s)
         s->run_start = now;
         DIAG__ADD(fr->slot->open_runs, 1);
         DIAG__ADD(fr->slot->open_start_sum, now);
+        diag__run_open(t, s, path, now);
     }
     woke = DIAG__LOAD(s->woke_at);
     if (DIAG__UNLIKELY(woke != 0)) diag__woken(fr->slot, s, now, woke);
-    fr->span = s;
-    fr->path = path;
-    fr->start = now;
+    /* Dumps read the stack for the polls running now (plain moves on x86) */
+    DIAG__STORE(fr->start, now);
+    DIAG__STORE(fr->span, s);
+    DIAG__STORE(fr->path, path);
     fr->child = 0;
-    t->depth++;
+    __atomic_store_n(&t->depth, t->depth + 1, __ATOMIC_RELEASE);
+}
+
+/* The run's end frees its record: one store (see diag__run). */
+static inline void diag__run_close(diag_span *s)
+{
+    struct diag__run *r = s->run;
+    if (r == NULL) return;
+    __atomic_store_n(&r->span, (diag_span *)NULL, __ATOMIC_RELEASE);
+    DIAG__STORE(s->run, (struct diag__run *)NULL);
 }
 
 static inline void diag_span_end(diag_span *s, diag_status status)
@@ -561,7 +646,8 @@ static inline void diag_span_end(diag_span *s, diag_status status)
         return;
     }
     now = diag__now();
-    fr = &t->stack[--t->depth];
+    DIAG__STORE(t->depth, t->depth - 1);
+    fr = &t->stack[t->depth];
     dt = now > fr->start ? now - fr->start : 0;
     self = dt > fr->child ? dt - fr->child : 0;
     if (t->depth) t->stack[t->depth - 1].child += dt;
@@ -579,6 +665,7 @@ static inline void diag_span_end(diag_span *s, diag_status status)
         DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
         DIAG__ADD(slot->done, 1);
         s->path = 0;
+        diag__run_close(s);
     }
 }
 
@@ -588,6 +675,7 @@ static inline void diag_span_wake(diag_span *s)
     if (s->name == NULL || diag__mode != 1 || DIAG__LOAD(s->woke_at) != 0) return;
     now = diag__now();
     DIAG__STORE(s->woke_at, now ? now : 1);
+    diag__wake_noted(s, now);
 }
 
 /* The measured poll, out of line: diag_poll then stays a few loads and a
@@ -721,6 +809,11 @@ static struct {
     int said_invalid;           /* atomic: warned once */
     uint64_t slow_ns;           /* DIAGNOSE_SLOW_NS; 0: no slow-poll lint */
     int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
+    diag__run_chunk *parked;    /* records of threads that exited, for the next new thread */
+    uint64_t stuck_ns;          /* DIAGNOSE_STUCK_S: an open run this old is stuck */
+    uint64_t *self_wakes[DIAG__DIR]; /* chunks of self-wake counts by path; atomic */
+    uint64_t *self_wakes_base;  /* their values at the last reset, npaths then; under the lock */
+    uint32_t nself_wakes_base;
     int quiet, svg;             /* DIAGNOSE_QUIET, DIAGNOSE_SVG, read at start-up */
     const char *out;            /* DIAGNOSE_OUT or "diagnose", as given */
     char *start_dir;            /* working directory at start-up and '/', for a relative out; or NULL */
@@ -994,6 +1087,10 @@ static void diag__fork_prepare(void) { pthread_mutex_lock(&diag__lock); }
 static void diag__fork_parent(void) { pthread_mutex_unlock(&diag__lock); }
 static void diag__fork_child(void);
 static void diag__slow_start(void);
+static void diag__live_start(void);
+static void diag__runs_adopt(diag__thread *t);
+static void diag__runs_park(diag__thread *t);
+static void diag__live_forked(void);
 static void diag__agent_start(void);
 static void diag__agent_forked(void);
 static void diag__trace_start(void);
@@ -1062,6 +1159,7 @@ static void diag__start_once(void)
     pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
     atexit(diag__exit_handler);
     diag__slow_start();
+    diag__live_start();
     diag__trace_start();
     __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
     diag__agent_start();
@@ -1246,6 +1344,7 @@ diag__thread *diag__attach(void)
     pthread_mutex_lock(&diag__lock);
     t->next = diag__g.threads;
     diag__g.threads = t;
+    diag__runs_adopt(t);
     diag__trace_attach(t);
     pthread_mutex_unlock(&diag__lock);
     pthread_setspecific(diag__g.key, t);
@@ -1335,6 +1434,7 @@ static void diag__thread_exit(void *arg)
     }
     diag__g.retired.folded += t->folded;
     diag__g.nretired++;
+    diag__runs_park(t);
     diag__trace_retire(t);
     pthread_mutex_unlock(&diag__lock);
     diag__free_table(t);
@@ -1362,6 +1462,7 @@ void diag__begin_too_deep(diag__thread *t, diag_span *s)
         s->run_start = diag__now();
         DIAG__ADD(top->slot->open_runs, 1);
         DIAG__ADD(top->slot->open_start_sum, s->run_start);
+        diag__run_open(t, s, s->path, s->run_start);
     }
     DIAG__ADD(top->slot->polls, 1);
     DIAG__ADD(t->folded, 1);
@@ -1377,6 +1478,7 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
     if (status != DIAG_READY || s->path == 0) return;
     if (t == NULL || t == diag__no_table) {
         s->path = 0;
+        diag__run_close(s);
         return;
     }
 #ifdef DIAG_DEBUG
@@ -1392,6 +1494,7 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
     DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
     DIAG__ADD(slot->done, 1);
     s->path = 0;
+    diag__run_close(s);
 }
 
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
@@ -1401,6 +1504,7 @@ void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
     if (__atomic_compare_exchange_n(&s->woke_at, &woke, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
         DIAG__ADD(slot->wakes, 1);
         DIAG__ADD(slot->sched, now > woke ? now - woke : 0);
+        if (s->run) DIAG__STORE(s->run->polled, now);
     }
 }
 
@@ -1415,6 +1519,7 @@ void diag_span_cancel(diag_span *s)
     t = diag__tls ? diag__tls : diag__attach();
     if (t == diag__no_table) {
         s->path = 0;
+        diag__run_close(s);
         return;
     }
     slot = diag__slot_at(t, s->path);
@@ -1424,6 +1529,7 @@ void diag_span_cancel(diag_span *s)
     DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
     DIAG__ADD(slot->drops, 1);
     s->path = 0;
+    diag__run_close(s);
 }
 
 diag_status diag__poll_invalid(diag_future *f)
@@ -1491,6 +1597,177 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     }
 }
 
+/* ---- live: records of the open runs ------------------------------------- */
+
+/* Each run takes a record at its first poll (per run, never per poll) so
+   that a dump can say which runs are open, since when, inside which run
+   they began and whether anything woke them: see diag__run. */
+#define DIAG__RUNS_FIRST 64u          /* records of a thread's first chunk */
+#define DIAG__STUCK_DEFAULT_S 10.0
+
+/* DIAGNOSE_STUCK_S=seconds (decimals allowed): an open run this old is
+   stuck; a run that old since its last woken poll and not woken since is a
+   lost wake. */
+static void diag__live_start(void)
+{
+    double seconds = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
+    diag__g.stuck_ns = (uint64_t)(seconds * 1e9);
+}
+
+/* A chunk of n free records, or NULL. */
+static diag__run_chunk *diag__runs_chunk(uint32_t n)
+{
+    diag__run_chunk *c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
+    if (c == NULL) return NULL;
+    c->runs = (diag__run *)(void *)(c + 1);
+    c->count = n;
+    return c;
+}
+
+/* Adds a chunk as big as all the others together, so that a thread whose
+   records stay taken looks through them a bounded number of times per run. */
+static int diag__runs_grow(diag__runs *rs)
+{
+    diag__run_chunk *c = diag__runs_chunk(rs->total > DIAG__RUNS_FIRST ? rs->total : DIAG__RUNS_FIRST);
+    if (c == NULL) return -1;
+    if (rs->tail) __atomic_store_n(&rs->tail->next, c, __ATOMIC_RELEASE);
+    else __atomic_store_n(&rs->head, c, __ATOMIC_RELEASE);
+    rs->tail = rs->cursor = c;
+    rs->index = 0;
+    rs->total += c->count;
+    return 0;
+}
+
+/* A free record of the thread's, or NULL without memory. Looks on from the
+   cursor; at the end starts over when the last pass found a quarter of the
+   records free, and grows otherwise. */
+static diag__run *diag__runs_take(diag__runs *rs)
+{
+    for (;;) {
+        while (rs->cursor != NULL) {
+            diag__run_chunk *c = rs->cursor;
+            while (rs->index < c->count) {
+                diag__run *r = &c->runs[rs->index++];
+                if (__atomic_load_n(&r->span, __ATOMIC_ACQUIRE) == NULL) {
+                    rs->taken++;
+                    return r;
+                }
+            }
+            rs->cursor = c->next;
+            rs->index = 0;
+        }
+        if (rs->head != NULL && rs->taken >= rs->total / 4) {
+            rs->cursor = rs->head;
+            rs->taken = 0;
+        } else {
+            if (diag__runs_grow(rs) != 0) return NULL;
+            rs->taken = 0;
+        }
+    }
+}
+
+/* The first poll of a run: takes a record (without memory the run is not
+   listed by dumps, and counts everywhere else). */
+void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
+{
+    diag__run *r = diag__runs_take(&t->runs), *parent = NULL;
+    if (r == NULL) return;
+    if (t->depth > 0) parent = t->stack[t->depth - 1].span->run;
+    DIAG__STORE(r->parent, parent);
+    DIAG__STORE(r->parent_start, parent ? DIAG__LOAD(parent->start) : 0);
+    DIAG__STORE(r->start, now);
+    DIAG__STORE(r->polled, now);
+    DIAG__STORE(r->woke, 0);
+    DIAG__STORE(r->path, path);
+    __atomic_store_n(&r->span, s, __ATOMIC_RELEASE);
+    DIAG__STORE(s->run, r);
+}
+
+/* Self-wakes are counted per path for the whole process, not in the
+   slots: they are rare next to polls, and a slot stays 128 bytes. */
+static void diag__self_wake(uint32_t path)
+{
+    uint64_t **at = &diag__g.self_wakes[path >> DIAG__CHUNK_BITS];
+    uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
+    if (chunk == NULL) {
+        uint64_t *fresh = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * sizeof *fresh);
+        if (fresh == NULL) return; /* not counted */
+        if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) chunk = fresh;
+        else DIAG_FREE(fresh);
+    }
+    __atomic_fetch_add(&chunk[path & (DIAG__CHUNK - 1)], 1, __ATOMIC_RELAXED);
+}
+
+/* Self-wakes of path since the last reset. Under the lock. */
+static uint64_t diag__self_wakes(uint32_t path)
+{
+    const uint64_t *chunk = __atomic_load_n(&diag__g.self_wakes[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
+    uint64_t n = chunk ? __atomic_load_n(&chunk[path & (DIAG__CHUNK - 1)], __ATOMIC_RELAXED) : 0;
+    return n - (path < diag__g.nself_wakes_base ? diag__g.self_wakes_base[path] : 0);
+}
+
+/* Under the lock, at a reset: the baseline of the self-wake counts. */
+static int diag__live_reset(void)
+{
+    uint32_t p, n = diag__g.npaths;
+    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__g.self_wakes_base, (n ? n : 1) * sizeof *base);
+    if (base == NULL) return -1;
+    diag__g.self_wakes_base = base;
+    diag__g.nself_wakes_base = 0; /* diag__self_wakes reads no baseline while it is being written */
+    for (p = 0; p < n; p++) base[p] = diag__self_wakes(p);
+    diag__g.nself_wakes_base = n;
+    return 0;
+}
+
+/* A wake that made s runnable: its time goes to the run's record, and a
+   wake from inside s's own poll on this thread counts as a self-wake. */
+void diag__wake_noted(diag_span *s, uint64_t now)
+{
+    diag__thread *t = diag__tls;
+    diag__run *r = DIAG__LOAD(s->run);
+    uint32_t i;
+    if (r != NULL) DIAG__STORE(r->woke, now ? now : 1); /* a record freed meanwhile: at worst a missed lint */
+    if (t == NULL || t == diag__no_table) return;
+    for (i = t->depth; i-- > 0;)
+        if (t->stack[i].span == s) {
+            diag__self_wake(t->stack[i].path);
+            return;
+        }
+}
+
+/* Under the lock: a thread that exits leaves its records, which runs that
+   outlive it still hold, to the next thread that starts. */
+static void diag__runs_park(diag__thread *t)
+{
+    if (t->runs.head == NULL) return;
+    __atomic_store_n(&t->runs.tail->next, diag__g.parked, __ATOMIC_RELEASE);
+    diag__g.parked = t->runs.head;
+    memset(&t->runs, 0, sizeof t->runs);
+}
+
+/* Under the lock: a new thread takes the parked records as its own. */
+static void diag__runs_adopt(diag__thread *t)
+{
+    diag__run_chunk *c = diag__g.parked;
+    if (c == NULL) return;
+    diag__g.parked = NULL;
+    t->runs.head = t->runs.cursor = c;
+    for (; c != NULL; c = c->next) {
+        t->runs.total += c->count;
+        t->runs.tail = c;
+    }
+}
+
+/* In a fork child only the forking thread exists: the polls the others
+   were running will never end, so no stack but its own is running. Their
+   runs stay open, as the child's copies of the spans say. */
+static void diag__live_forked(void)
+{
+    diag__thread *t;
+    for (t = diag__g.threads; t != NULL; t = t->next)
+        if (t != diag__tls) DIAG__STORE(t->depth, 0);
+}
+
 /* ---- reset: baselines subtracted by every later dump ---------------------- */
 
 /* Every counter is a sum, so a window is "now minus the baseline". Wall is
@@ -1522,6 +1799,7 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             base->wakes = DIAG__LOAD(live->wakes);
             base->sched = DIAG__LOAD(live->sched);
             base->slow = DIAG__LOAD(live->slow);
+            base->open_runs = DIAG__LOAD(live->open_runs); /* runs started since = done + drops + open - this */
             for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
             DIAG__STORE(live->max, 0); /* a racing poll may put its own time back: still a real poll */
         }
@@ -1552,6 +1830,7 @@ static int diag__reset_locked(void)
     int rc = diag__reset_hists(nchunks) != 0 || diag__reset_table(&diag__g.retired, nchunks, now) != 0 ? -1 : 0;
     for (t = diag__g.threads; t != NULL; t = t->next)
         if (diag__reset_table(t, nchunks, now) != 0) rc = -1;
+    if (diag__live_reset() != 0) rc = -1;
     diag__g.reset_at = now;
     __atomic_store_n(&diag__g.unmeasured, 0, __ATOMIC_RELAXED);
     return rc;
@@ -1576,6 +1855,7 @@ static void diag__fork_child(void)
     diag__g.forked = 1;
     diag__g.exit_done = 0;
     diag__reset_locked();
+    diag__live_forked();
     diag__agent_forked();
 }
 
@@ -1587,6 +1867,9 @@ typedef struct diag__row {
     uint64_t slow, pending; /* polls of DIAGNOSE_SLOW_NS or more; runs open now */
     uint64_t busy, poll_time, wall, self_wall, max, sched; /* ns */
     uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in snap->hists; NULL without */
+    uint64_t started, self_wakes; /* runs started in the window; wakes from the path's own poll */
+    uint64_t open, oldest, running; /* open runs listed now; ns: oldest's age, longest poll running + 1 (0: none) */
+    uint64_t orphans, lost; /* open runs whose parent run ended; not woken, polled or running for DIAGNOSE_STUCK_S */
 } diag__row;
 
 typedef struct diag__snapshot {
@@ -1728,6 +2011,8 @@ static int diag__compare_lines(const void *a, const void *b)
 typedef struct diag__total {
     uint64_t polls, busy, poll_ticks, max, wall, done, drops, wakes, sched;
     uint64_t slow, open_runs, start_sum; /* of open runs: gauges, no baseline */
+    uint64_t self_wakes, open_base; /* open_base: open runs at the window's start */
+    uint64_t live_open, live_oldest, live_running, orphans, lost; /* diag__live_read; ticks */
 } diag__total;
 
 /* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist.
@@ -1783,6 +2068,7 @@ static void diag__add_table(diag__total *tot, uint64_t *hists, const diag__threa
         o->slow += DIAG__LOAD(s->slow) - (b ? b->slow : 0);
         o->open_runs += DIAG__LOAD(s->open_runs);
         o->start_sum += DIAG__LOAD(s->open_start_sum);
+        o->open_base += b ? b->open_runs : 0;
         max = DIAG__LOAD(s->max);
         if (max > o->max) o->max = max;
         if (hists) diag__add_hist(hists + (size_t)p * DIAG__HIST, s, b);
@@ -1828,6 +2114,13 @@ static void diag__row_add(diag__row *a, const diag__row *b)
     a->slow += b->slow;
     a->pending += b->pending;
     a->max = a->max > b->max ? a->max : b->max;
+    a->started += b->started;
+    a->self_wakes += b->self_wakes;
+    a->open += b->open;
+    a->oldest = a->oldest > b->oldest ? a->oldest : b->oldest;
+    a->running = a->running > b->running ? a->running : b->running;
+    a->orphans += b->orphans;
+    a->lost += b->lost;
     if (a->hist && b->hist) {
         int h;
         for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
@@ -1882,6 +2175,137 @@ static void diag__fill_row(diag__row *r, const diag__total *t, uint64_t child_wa
     r->sched = diag__to_ns(t->sched, ns_per_tick);
     r->slow = t->slow;
     r->pending = t->open_runs;
+    r->started = t->done + t->drops + t->open_runs - t->open_base;
+    r->self_wakes = t->self_wakes;
+    r->open = t->live_open;
+    r->oldest = diag__to_ns(t->live_oldest, ns_per_tick);
+    r->running = t->live_running ? diag__to_ns(t->live_running - 1, ns_per_tick) + 1 : 0;
+    r->orphans = t->orphans;
+    r->lost = t->lost;
+}
+
+/* ---- live: the open runs and running polls at a dump ----------------------- */
+
+typedef struct diag__running {
+    const diag_span *span;
+    uint64_t start; /* ticks */
+} diag__running;
+
+typedef struct diag__live {
+    diag__total *tot;
+    uint32_t npaths;
+    uint64_t now, stuck_ticks;
+    diag__running *running; /* sorted by span */
+    size_t nrunning, cap;
+} diag__live;
+
+static int diag__compare_running(const void *a, const void *b)
+{
+    uintptr_t x = (uintptr_t)((const diag__running *)a)->span, y = (uintptr_t)((const diag__running *)b)->span;
+    return x < y ? -1 : x > y;
+}
+
+/* The polls thread t is running: a frame is taken when its start reads the
+   same before and after its other fields (a new poll at that depth writes
+   start first). A snapshot never waits for a poll. */
+static void diag__live_stack(diag__live *L, const diag__thread *t)
+{
+    uint32_t depth = __atomic_load_n(&t->depth, __ATOMIC_ACQUIRE), i;
+    if (depth > DIAG_MAX_DEPTH) depth = DIAG_MAX_DEPTH;
+    for (i = 0; i < depth; i++) {
+        const diag__frame *fr = &t->stack[i];
+        uint64_t start = __atomic_load_n(&fr->start, __ATOMIC_ACQUIRE);
+        const diag_span *span = DIAG__LOAD(fr->span);
+        uint32_t path = DIAG__LOAD(fr->path);
+        uint64_t age;
+        __atomic_thread_fence(__ATOMIC_ACQUIRE);
+        if (DIAG__LOAD(fr->start) != start || path >= L->npaths) continue;
+        if (L->nrunning == L->cap) {
+            size_t cap = L->cap ? L->cap * 2 : 64;
+            diag__running *r = (diag__running *)DIAG_REALLOC(L->running, cap * sizeof *r);
+            if (r == NULL) return; /* a running poll less is listed */
+            L->running = r;
+            L->cap = cap;
+        }
+        L->running[L->nrunning].span = span;
+        L->running[L->nrunning++].start = start;
+        age = L->now > start ? L->now - start : 0;
+        if (age + 1 > L->tot[path].live_running) L->tot[path].live_running = age + 1;
+    }
+}
+
+static int diag__live_is_running(const diag__live *L, const diag_span *span)
+{
+    diag__running key;
+    key.span = span;
+    key.start = 0;
+    return L->nrunning && bsearch(&key, L->running, L->nrunning, sizeof key, diag__compare_running) != NULL;
+}
+
+/* An open run lost its wake when nothing can move it on: it is not
+   running, no diag_wake came since its last woken poll began (or since it
+   began), that was DIAGNOSE_STUCK_S ago, and no open run it began inside
+   would poll it. Whether its path is polled only after wakes (so that the
+   last woken poll is the last poll) is judged per path by diag__lint_row. */
+static int diag__live_lost(const diag__live *L, const diag__run *r, const diag_span *span, int orphan)
+{
+    uint64_t woke = DIAG__LOAD(r->woke), polled = DIAG__LOAD(r->polled);
+    if (DIAG__LOAD(r->parent) != NULL && !orphan) return 0;
+    if (woke > polled || L->now < polled || L->now - polled < L->stuck_ticks) return 0;
+    return !diag__live_is_running(L, span);
+}
+
+/* The records of one chain: a record is counted when its span and start
+   read the same before and after its other fields, so a run that begins
+   or ends during the dump is listed or not, never half. */
+static void diag__live_records(diag__live *L, const diag__run_chunk *c)
+{
+    for (; c != NULL; c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE)) {
+        uint32_t i;
+        for (i = 0; i < c->count; i++) {
+            const diag__run *r = &c->runs[i];
+            const diag_span *span = __atomic_load_n(&r->span, __ATOMIC_ACQUIRE);
+            const diag__run *parent;
+            uint64_t start, parent_start, age;
+            uint32_t path;
+            int orphan;
+            if (span == NULL) continue;
+            start = DIAG__LOAD(r->start);
+            path = DIAG__LOAD(r->path);
+            parent = DIAG__LOAD(r->parent);
+            parent_start = DIAG__LOAD(r->parent_start);
+            __atomic_thread_fence(__ATOMIC_ACQUIRE);
+            if (DIAG__LOAD(r->span) != span || DIAG__LOAD(r->start) != start || path >= L->npaths) continue;
+            orphan = parent != NULL && (__atomic_load_n(&parent->span, __ATOMIC_ACQUIRE) == NULL ||
+                                        DIAG__LOAD(parent->start) != parent_start);
+            age = L->now > start ? L->now - start : 0;
+            L->tot[path].live_open++;
+            if (age > L->tot[path].live_oldest) L->tot[path].live_oldest = age;
+            L->tot[path].orphans += (uint64_t)orphan;
+            L->tot[path].lost += (uint64_t)diag__live_lost(L, r, span, orphan);
+        }
+    }
+}
+
+/* Under the lock: per path, the open runs, the oldest one's age, the
+   longest poll running now, orphans and lost wakes, into tot (ticks). */
+static void diag__live_read(diag__total *tot, uint32_t npaths, double ns_per_tick)
+{
+    diag__live L;
+    diag__thread *t;
+    uint32_t p;
+    memset(&L, 0, sizeof L);
+    L.tot = tot;
+    L.npaths = npaths;
+    L.stuck_ticks = (uint64_t)((double)diag__g.stuck_ns / ns_per_tick);
+    L.now = diag__now();
+    for (t = diag__g.threads; t != NULL; t = t->next) diag__live_stack(&L, t);
+    if (L.nrunning) qsort(L.running, L.nrunning, sizeof *L.running, diag__compare_running);
+    for (t = diag__g.threads; t != NULL; t = t->next)
+        diag__live_records(&L, __atomic_load_n(&t->runs.head, __ATOMIC_ACQUIRE));
+    diag__live_records(&L, diag__g.parked);
+    for (p = 0; p < npaths; p++) tot[p].self_wakes = diag__self_wakes(p);
+    DIAG_FREE(L.running);
 }
 
 /* Takes the lock while it reads; other threads keep polling meanwhile.
@@ -1939,10 +2363,11 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
         if (snap->hists) memset(snap->hists, 0, (size_t)npaths * DIAG__HIST * sizeof(uint64_t));
         sched_yield(); /* a writer preempted between its two stores must run first */
     }
+    diag__live_read(tot, npaths, snap->ns_per_tick);
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
     for (p = 2; p < npaths; p++) child_wall[diag__path_at(p)->parent] += tot[p].wall;
     for (p = 1, out = 0; p < npaths; p++) {
-        if (tot[p].polls == 0 && tot[p].wall == 0) continue;
+        if (tot[p].polls == 0 && tot[p].wall == 0 && tot[p].live_open == 0) continue;
         lines[out].stack = text.data + offsets[p];
         lines[out++].path = p;
     }
@@ -1994,7 +2419,8 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
 /* ---- output: folded files ------------------------------------------------ */
 
 enum { DIAG__POLLS, DIAG__BUSY, DIAG__WALL, DIAG__SCHED, DIAG__METRICS };
-static const char *const diag__metric_names[DIAG__METRICS] = { "polls", "busy", "wall", "sched" };
+#define DIAG__OPEN DIAG__METRICS /* open runs: PREFIX.pending.*, not one of the metrics */
+static const char *const diag__metric_names[DIAG__METRICS + 1] = { "polls", "busy", "wall", "sched", "pending" };
 
 static uint64_t diag__metric(const diag__row *r, int metric)
 {
@@ -2002,6 +2428,7 @@ static uint64_t diag__metric(const diag__row *r, int metric)
     case DIAG__POLLS: return r->polls;
     case DIAG__BUSY: return r->busy;
     case DIAG__WALL: return r->self_wall;
+    case DIAG__OPEN: return r->open;
     default: return r->sched;
     }
 }
@@ -2131,9 +2558,12 @@ static int diag__write_metrics(const char *prefix, const char *ext, diag__writer
     return 0;
 }
 
+static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap);
+
 static int diag__write_all(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
 {
     if (diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap) != 0) return -1;
+    if (diag__write_pending(prefix, snap, failed_path, cap) != 0) return -1;
     return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
 }
 
@@ -2176,12 +2606,42 @@ static int diag__compare_busy(const void *a, const void *b)
 #define DIAG__LINT_POLLS 100 /* "polled many times": at least this many polls */
 #define DIAG__LINT_DROPS 3   /* "dropped more often than finished": one abandoned run is no pattern */
 #define DIAG__LINT_LINES 20  /* lints printed at most; the rest are counted */
+#define DIAG__LINT_SELF_WAKES 20 /* "wakes itself": at least this many self-wakes */
+
+static void diag__print_pending(FILE *out, const diag__snapshot *snap, const char *prefix);
+
+/* Lints of what is open and running at the dump (see diag__live_read);
+   wakes: the program uses diag_wake. Returns how many lines it added. */
+static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wakes)
+{
+    unsigned n = 0;
+    char a[16];
+    if (r->self_wakes >= DIAG__LINT_SELF_WAKES && r->self_wakes * 2 > r->wakes)
+        snprintf(lines[n++], sizeof lines[0],
+                 "%llu of %llu wakes were self-wakes (diag_wake inside its own poll): a busy loop through the executor",
+                 (unsigned long long)r->self_wakes, (unsigned long long)(r->wakes > r->self_wakes ? r->wakes : r->self_wakes));
+    if (r->orphans)
+        snprintf(lines[n++], sizeof lines[0], "%llu open %s outlived the run%s began in (orphaned: forgotten, never dropped?)",
+                 (unsigned long long)r->orphans, r->orphans == 1 ? "run" : "runs", r->orphans == 1 ? " it" : "s they");
+    /* only where every poll starts a run or follows a wake: then a run's
+       last woken poll is its last poll */
+    if (r->lost && wakes && r->polls <= r->wakes + r->started) {
+        diag__format_ns(a, sizeof a, diag__g.stuck_ns);
+        snprintf(lines[n++], sizeof lines[0], "%llu open run%s not woken, polled or running for %s or more (lost wake?)",
+                 (unsigned long long)r->lost, r->lost == 1 ? "" : "s", a);
+    }
+    if (r->running && diag__g.slow_ns && r->running - 1 >= diag__g.slow_ns) {
+        diag__format_ns(a, sizeof a, r->running - 1);
+        snprintf(lines[n++], sizeof lines[0], "a poll still running at the dump had run for %s", a);
+    }
+    return n;
+}
 
 /* One line per finding, "lint: <path>: <what>"; returns the number of
    findings for row r, printing only while *budget lasts. */
-static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget)
+static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget, int wakes)
 {
-    char lines[3][200];
+    char lines[7][200];
     unsigned n = 0, i;
     if (r->slow) {
         char a[16], b[16];
@@ -2196,16 +2656,17 @@ static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget)
     if (r->drops > r->done && r->drops >= DIAG__LINT_DROPS)
         snprintf(lines[n++], sizeof lines[0], "dropped %llu times, finished %llu", (unsigned long long)r->drops,
                  (unsigned long long)r->done);
+    n += diag__lint_live(lines + n, r, wakes);
     for (i = 0; i < n && *budget > 0; i++, --*budget) fprintf(out, "lint: %s: %s\n", r->stack, lines[i]);
     return n;
 }
 
 /* Lints for every path, in the table's order (most busy first). */
-static void diag__print_lints(FILE *out, const diag__row *const *order, size_t count)
+static void diag__print_lints(FILE *out, const diag__row *const *order, size_t count, int wakes)
 {
     unsigned budget = DIAG__LINT_LINES, found = 0;
     size_t i;
-    for (i = 0; i < count; i++) found += diag__lint_row(out, order[i], &budget);
+    for (i = 0; i < count; i++) found += diag__lint_row(out, order[i], &budget, wakes);
     if (found > DIAG__LINT_LINES) fprintf(out, "(%u more lints)\n", found - DIAG__LINT_LINES);
 }
 
@@ -2239,8 +2700,8 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     for (i = 0; i < snap->count; i++) order[i] = &snap->rows[i];
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     qsort(order, snap->count, sizeof *order, diag__compare_busy);
-    fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
-            "drops", "b/w");
+    fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
+            "runs", "drops", "b/w");
     if (sched) fprintf(out, " %6s", "sched");
     fputs("  path\n", out);
     for (i = 0; i < snap->count && i < DIAG__TABLE_ROWS; i++) {
@@ -2254,8 +2715,8 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
         diag__format_ns(t[5], sizeof t[5], r->max);
         if (r->wall) snprintf(ratio, sizeof ratio, "%.0f%%", 100.0 * (double)r->busy / (double)r->wall);
         else snprintf(ratio, sizeof ratio, "-");
-        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5s", (unsigned long long)r->polls, t[0], t[1], t[2],
-                t[3], t[4], t[5], (unsigned long long)r->drops, ratio);
+        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5llu %5s", (unsigned long long)r->polls, t[0], t[1],
+                t[2], t[3], t[4], t[5], (unsigned long long)r->started, (unsigned long long)r->drops, ratio);
         if (sched) { /* mean delay per wake; "-" for a path never woken */
             if (r->wakes) diag__format_ns(t[6], sizeof t[6], r->sched / r->wakes);
             else snprintf(t[6], sizeof t[6], "-");
@@ -2266,8 +2727,10 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     if (snap->count > DIAG__TABLE_ROWS)
         fprintf(out, "(%lu more paths in the folded files)\n", (unsigned long)(snap->count - DIAG__TABLE_ROWS));
     fputs("busy: self time in polls; wall: time from first poll to READY or drop; b/w: busy/wall\n", out);
+    fputs("runs: started; the ones not finished or dropped are still open\n", out);
     if (sched) fputs("sched: mean time from diag_wake to the next poll\n", out);
-    diag__print_lints(out, order, snap->count);
+    diag__print_lints(out, order, snap->count, sched);
+    diag__print_pending(out, snap, prefix);
     DIAG_FREE(order);
 }
 
@@ -2810,8 +3273,8 @@ static int diag__agent_slow_timeout(int timeout)
 #define DIAG__SVG_BOTTOM 26u  /* px below: the hover line */
 
 /* Indexed by metric; a metric added later without a title uses its name. */
-static const char *const diag__svg_titles[DIAG__METRICS] = { "polls", "busy time", "wall time",
-                                                             "scheduling delay" };
+static const char *const diag__svg_titles[DIAG__METRICS + 1] = { "polls", "busy time", "wall time",
+                                                                 "scheduling delay", "open runs" };
 
 /* ES5, so any SVG viewer with a script engine runs it. */
 static const char *const diag__svg_script[] = {
@@ -2901,6 +3364,7 @@ static void diag__svg_escape(diag__buf *b, const char *s, size_t n)
 static void diag__svg_value(char *out, size_t cap, int metric, uint64_t v)
 {
     if (metric == DIAG__POLLS) snprintf(out, cap, "%llu poll%s", (unsigned long long)v, v == 1 ? "" : "s");
+    else if (metric == DIAG__OPEN) snprintf(out, cap, "%llu open", (unsigned long long)v);
     else diag__format_ns(out, cap, v);
 }
 
@@ -2909,11 +3373,12 @@ static void diag__svg_value(char *out, size_t cap, int metric, uint64_t v)
    flamegraph.pl's hot, wall blue, sched purple. */
 static void diag__svg_color(char *out, size_t cap, int metric, const char *name, size_t len)
 {
-    static const unsigned char range[DIAG__METRICS][6] = { /* r, r span, g, g span, b, b span */
+    static const unsigned char range[DIAG__METRICS + 1][6] = { /* r, r span, g, g span, b, b span */
         { 60, 70, 160, 70, 50, 60 },
         { 205, 50, 0, 230, 0, 55 },
         { 60, 70, 120, 80, 200, 55 },
         { 150, 70, 70, 60, 190, 60 },
+        { 200, 55, 150, 60, 0, 40 },
     };
     const unsigned char *c = range[metric];
     uint32_t h = 2166136261u;
@@ -3063,10 +3528,13 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
 }
 
 /* PREFIX.<metric>.svg for every metric that has a folded file. */
+static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap);
+
 static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
 {
     char path[4200];
-    return diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path);
+    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
+    return diag__write_pending_svg(prefix, snap);
 }
 
 int diag_write_svg(const char *prefix)
@@ -3080,6 +3548,131 @@ int diag_write_svg(const char *prefix)
     rc = diag__write_svgs(resolved, &snap);
     diag__snapshot_free(&snap);
     return rc;
+}
+
+/* ---- output: what is pending now (PREFIX.pending.*) ----------------------- */
+
+#define DIAG__PENDING_LINES 25 /* pending lines at the end of the summary, at most */
+
+static int diag__compare_oldest(const void *a, const void *b)
+{
+    const diag__row *x = *(const diag__row *const *)a, *y = *(const diag__row *const *)b;
+    if (x->oldest != y->oldest) return x->oldest < y->oldest ? 1 : -1;
+    return strcmp(x->stack, y->stack);
+}
+
+/* The rows with open runs, oldest first (caller frees), or NULL with *n 0
+   when there is none or no memory. */
+static const diag__row **diag__pending_rows(const diag__snapshot *snap, size_t *n)
+{
+    const diag__row **order;
+    size_t i;
+    *n = 0;
+    for (i = 0; i < snap->count; i++) *n += snap->rows[i].open != 0;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
+    if (order == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    for (i = 0, *n = 0; i < snap->count; i++)
+        if (snap->rows[i].open) order[(*n)++] = &snap->rows[i];
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    qsort(order, *n, sizeof *order, diag__compare_oldest);
+    return order;
+}
+
+/* "<path>: <n> open, oldest <age>[, running <age>][, stuck]" and a newline. */
+static void diag__pending_line(diag__buf *b, const diag__row *r)
+{
+    char age[16];
+    diag__buf_str(b, r->stack);
+    diag__buf_str(b, ": ");
+    diag__buf_u64(b, r->open);
+    diag__format_ns(age, sizeof age, r->oldest);
+    diag__buf_str(b, " open, oldest ");
+    diag__buf_str(b, age);
+    if (r->running) {
+        diag__format_ns(age, sizeof age, r->running - 1);
+        diag__buf_str(b, ", running ");
+        diag__buf_str(b, age);
+    }
+    if (r->oldest >= diag__g.stuck_ns) diag__buf_str(b, ", stuck");
+    diag__buf_put(b, "\n", 1);
+}
+
+/* Writes (or, with nothing open, removes) one PREFIX.pending.<ext> file. */
+static int diag__pending_file(const char *prefix, const char *ext, const diag__buf *b, int any, char *failed_path,
+                              size_t cap)
+{
+    snprintf(failed_path, cap, "%s.pending.%s", prefix, ext);
+    if (!any) return unlink(failed_path) == 0 || errno == ENOENT ? 0 : -1;
+    if (b->failed) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return diag__write_file(failed_path, b->data, b->len);
+}
+
+/* PREFIX.pending.folded (open runs per path, the folded grammar) and
+   PREFIX.pending.txt (the same paths for people, oldest first); a dump
+   that finds no open run removes both. */
+static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
+{
+    diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
+    size_t n, i;
+    const diag__row **order = diag__pending_rows(snap, &n);
+    int rc;
+    diag__buf_put(&folded, "", 0);
+    diag__buf_put(&text, "", 0);
+    for (i = 0; i < snap->count; i++) {
+        if (snap->rows[i].open == 0) continue;
+        diag__buf_str(&folded, snap->rows[i].stack);
+        diag__buf_put(&folded, " ", 1);
+        diag__buf_u64(&folded, snap->rows[i].open);
+        diag__buf_put(&folded, "\n", 1);
+    }
+    for (i = 0; i < n; i++) diag__pending_line(&text, order[i]);
+    if (order == NULL && folded.len) text.failed = 1; /* open runs, but no memory to order them */
+    rc = diag__pending_file(prefix, "folded", &folded, folded.len != 0, failed_path, cap);
+    if (rc == 0) rc = diag__pending_file(prefix, "txt", &text, folded.len != 0, failed_path, cap);
+    DIAG_FREE(folded.data);
+    DIAG_FREE(text.data);
+    DIAG_FREE(order);
+    return rc;
+}
+
+/* With DIAGNOSE_SVG=1: PREFIX.pending.svg, where the open runs sit. */
+static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap)
+{
+    diag__buf b = { NULL, 0, 0, 0 };
+    char path[4200];
+    size_t i;
+    int any = 0, rc;
+    for (i = 0; i < snap->count; i++) any |= snap->rows[i].open != 0;
+    if (any) {
+        diag__buf_put(&b, "", 0);
+        diag__svg_write(&b, snap, DIAG__OPEN);
+    }
+    rc = diag__pending_file(prefix, "svg", &b, any, path, sizeof path);
+    DIAG_FREE(b.data);
+    return rc;
+}
+
+/* The end of the summary: the pending lines, each after "pending: ". */
+static void diag__print_pending(FILE *out, const diag__snapshot *snap, const char *prefix)
+{
+    size_t n, i;
+    const diag__row **order = diag__pending_rows(snap, &n);
+    for (i = 0; i < n && i < DIAG__PENDING_LINES; i++) {
+        diag__buf b = { NULL, 0, 0, 0 };
+        diag__pending_line(&b, order[i]);
+        if (!b.failed) fprintf(out, "pending: %s", b.data);
+        DIAG_FREE(b.data);
+    }
+    if (n > DIAG__PENDING_LINES)
+        fprintf(out, "pending: (%lu more paths in %s.pending.txt)\n", (unsigned long)(n - DIAG__PENDING_LINES), prefix);
+    DIAG_FREE(order);
 }
 
 /* ---- spans by address: diag_span_at -------------------------------------- */

@@ -14,6 +14,9 @@
        bench clock      timestamp-counter calibration error over 1 s
        bench trace      poll cost with the flight recorder on and off
                         (run with DIAGNOSE_TRACE set)
+       bench runs       a run of one poll (READY at once: the record of an
+                        open run taken and freed every poll) against a poll
+                        of a run that stays open; also with 10,000 runs open
        bench call       call-style async: DIAG_CALL, and DIAG_CALL_AT's
                         look-up of a span by the task's address
 
@@ -704,6 +707,51 @@ static void trace(void)
     trace_at(DEPTH);
 }
 
+/* ---- runs: the per-run cost of the open-run records ---------------------- */
+
+__attribute__((noinline)) static diag_status ready_poll(diag_future *f, void *cx)
+{
+    (void)cx;
+    ((node *)f)->count++;
+    return DIAG_READY;
+}
+
+static diag_poll_fn volatile ready_fn = ready_poll;
+
+/* The worst case for per-run bookkeeping is a run of a single poll: every
+   poll starts and ends a run. Compared with a poll of a run that stays open
+   (steady state), the difference is what a run costs beyond its poll. */
+static void runs(void)
+{
+    enum { PENDING_POLL, ONE_POLL_RUN, ONE_POLL_RUN_CROWDED, NRUNS };
+    static node nodes[NRUNS], crowd[10000];
+    bench_case cases[NRUNS], pair[2];
+    char figure[40];
+    int c, i;
+    for (c = 0; c < NRUNS; c++) {
+        memset(&nodes[c], 0, sizeof nodes[c]);
+        nodes[c].base.poll = c == PENDING_POLL ? leaf_fn : ready_fn;
+        cases[c].loop = loop_diag;
+        cases[c].top = DIAGNOSE_AS(&nodes[c].base, c == PENDING_POLL ? "open_run" : "one_poll_run");
+        cases[c].ops = POLLS;
+    }
+    measure(cases, 2);
+    row("poll of an open run (reference)", per_poll(&cases[PENDING_POLL]), "", "", -1);
+    snprintf(figure, sizeof figure, "extra %.2f ns", per_poll(&cases[ONE_POLL_RUN]) - per_poll(&cases[PENDING_POLL]));
+    row("run of one poll (record taken, freed)", per_poll(&cases[ONE_POLL_RUN]), figure, "", -1);
+    /* 10,000 runs that stay open hold records the search steps over */
+    for (i = 0; i < 10000; i++) {
+        crowd[i].base.poll = leaf_fn;
+        diag_poll(DIAGNOSE_AS(&crowd[i].base, "crowd"), NULL);
+    }
+    pair[0] = cases[PENDING_POLL];
+    pair[1] = cases[ONE_POLL_RUN_CROWDED];
+    measure(pair, 2);
+    snprintf(figure, sizeof figure, "extra %.2f ns", per_poll(&pair[1]) - per_poll(&pair[0]));
+    row("run of one poll, 10,000 runs open", per_poll(&pair[1]), figure, "", -1);
+    for (i = 0; i < 10000; i++) diag_drop(&crowd[i].base);
+}
+
 /* ---- call-style async ------------------------------------------------------- */
 
 /* One call of a stackless async function is one poll: the same trivial
@@ -815,9 +863,10 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "scale") == 0 && argc == 4) scale(atoi(argv[2]), atoi(argv[3]));
     else if (strcmp(mode, "trace") == 0) trace();
     else if (strcmp(mode, "call") == 0) call_style();
+    else if (strcmp(mode, "runs") == 0) runs();
 #endif
     else {
-        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock|trace|call|scale THREADS PATHS\n", argv[0]);
+        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock|trace|call|scale THREADS PATHS|runs\n", argv[0]);
         return 2;
     }
     return misses ? 1 : 0;

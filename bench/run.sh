@@ -81,6 +81,7 @@ echo_workload() {
     "${rt[@]}" "$bin/bench" scale 16 100000
     "${rt[@]}" "$bin/bench" clock
     DIAGNOSE_TRACE=4096 DIAGNOSE_SLOW_NS=0 "${rt[@]}" "$bin/bench" trace
+    "${rt[@]}" "$bin/bench" runs
     "${rt[@]}" "$bin/bench" call
     if [ "$have_uv" = 1 ]; then echo_workload; fi
 } | tee "$log"

@@ -29,6 +29,11 @@
        client (3M + 2) N   client;connect 2N   client;send 2M N
        client;recv 2M N    client;think 2(M - 1) N     client;close 2N
 
+   With --silent-client, one more client connects and never sends: its
+   connection waits in its read stage, and after HANG_MS the program stops
+   the loop and exits with those runs still open, as a hung server would
+   be found (README, "What is stuck right now").
+
    Build (needs libuv: apt-get install libuv1-dev):
        make build/examples/libuv_echo && build/examples/libuv_echo */
 #define DIAGNOSE_IMPLEMENTATION
@@ -49,11 +54,12 @@
 #ifndef THINK_MS
 #define THINK_MS 2
 #endif
+#define HANG_MS 1500 /* --silent-client: how long the loop waits for it */
 
 static uv_loop_t *loop;
 static uv_tcp_t server;
 static diag_span server_span = DIAG_SPAN_INIT("server");
-static int accepted, echoed, errors;
+static int accepted, echoed, errors, expected = CLIENTS;
 
 /* Stages are spans too: a stage's run starts in one callback and ends in a
    later one. This is its last poll when the completing callback does no
@@ -162,8 +168,8 @@ static void server_on_connection(uv_stream_t *listener, int status)
         conn_read_start(c);
         diag_span_end(&c->span, DIAG_PENDING);
     }
-    if (++accepted == CLIENTS) uv_close((uv_handle_t *)listener, NULL); /* serve no more */
-    diag_span_end(&server_span, accepted == CLIENTS ? DIAG_READY : DIAG_PENDING);
+    if (++accepted == expected) uv_close((uv_handle_t *)listener, NULL); /* serve no more */
+    diag_span_end(&server_span, accepted == expected ? DIAG_READY : DIAG_PENDING);
 }
 
 /* ================================== a client ================================== */
@@ -278,8 +284,16 @@ static void client_on_connected(uv_connect_t *req, int status)
     diag_span_begin(&cl->span);
     stage_done(&cl->connect);
     check(status, "connect");
-    if (status == 0) client_send(cl);
+    if (status == 0 && cl->id >= 0) client_send(cl); /* the silent client (id -1) never sends */
     diag_span_end(&cl->span, DIAG_PENDING);
+}
+
+/* --silent-client: the loop would wait for it forever; stop it instead. */
+static void on_hang(uv_timer_t *timer)
+{
+    (void)timer;
+    fprintf(stderr, "libuv_echo: the silent client sent nothing in %d ms; stopping the loop\n", HANG_MS);
+    uv_stop(loop);
 }
 
 static void client_start(struct client *cl, int id, const struct sockaddr_in *addr)
@@ -300,11 +314,12 @@ static void client_start(struct client *cl, int id, const struct sockaddr_in *ad
     diag_span_end(&cl->span, DIAG_PENDING);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
-    static struct client clients[CLIENTS];
+    static struct client clients[CLIENTS], silent;
+    static uv_timer_t hang;
     struct sockaddr_in addr;
-    int i, len = (int)sizeof addr;
+    int i, len = (int)sizeof addr, silent_client = argc > 1 && strcmp(argv[1], "--silent-client") == 0;
     uint64_t start;
     loop = uv_default_loop();
     start = uv_hrtime();
@@ -319,8 +334,14 @@ int main(void)
     if (errors) return 1;
 
     for (i = 0; i < CLIENTS; i++) client_start(&clients[i], i, &addr);
-    uv_run(loop, UV_RUN_DEFAULT); /* returns when every handle is closed */
-    check(uv_loop_close(loop), "uv_loop_close");
+    if (silent_client) {
+        expected++;
+        client_start(&silent, -1, &addr);
+        check(uv_timer_init(loop, &hang), "uv_timer_init");
+        check(uv_timer_start(&hang, on_hang, HANG_MS, 0), "uv_timer_start");
+    }
+    uv_run(loop, UV_RUN_DEFAULT); /* returns when every handle is closed, or at uv_stop */
+    if (!silent_client) check(uv_loop_close(loop), "uv_loop_close"); /* the silent client's handles stay open */
     printf("%d clients x %d messages: %d echoed over 127.0.0.1:%d in %.1f ms\n", CLIENTS, MESSAGES, echoed,
            ntohs(addr.sin_port), (double)(uv_hrtime() - start) / 1e6);
     return errors || echoed != CLIENTS * MESSAGES ? 1 : 0;

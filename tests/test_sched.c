@@ -287,7 +287,7 @@ static void test_table_has_a_sched_column(void)
     struct task t;
     diag_future *f = task_init(&t, "table.woken");
     uint64_t before_wake, after_poll;
-    char *text, *head, *row, cells[11][32];
+    char *text, *head, *row, cells[12][32];
     CHECK_EQ(diag_reset(), 0);
     diag_poll(f, NULL);
     before_wake = tt_now_ns();
@@ -299,16 +299,17 @@ static void test_table_has_a_sched_column(void)
     text = table_text();
     CHECK(text && strstr(text, "files P.{polls,busy,wall,sched}.folded\n"));
     head = line_starting(text, "   polls");
-    CHECK_STR(head, "   polls   busy   wall   mean    p50    p99    max drops   b/w  sched  path");
+    CHECK_STR(head, "   polls   busy   wall   mean    p50    p99    max  runs drops   b/w  sched  path");
     row = line_starting(text, "       2 ");
-    /* the columns before the path fit in 72 of 80 columns */
-    CHECK(row != NULL && strstr(row, "  table.woken") != NULL && strstr(row, "  table.woken") - row <= 71);
-    CHECK(row && sscanf(row, "%31s %31s %31s %31s %31s %31s %31s %31s %31s %31s %31s", cells[0], cells[1], cells[2],
-                        cells[3], cells[4], cells[5], cells[6], cells[7], cells[8], cells[9], cells[10]) == 11);
+    /* the columns before the path fit in 78 of 80 columns */
+    CHECK(row != NULL && strstr(row, "  table.woken") != NULL && strstr(row, "  table.woken") - row <= 77);
+    CHECK(row && sscanf(row, "%31s %31s %31s %31s %31s %31s %31s %31s %31s %31s %31s %31s", cells[0], cells[1], cells[2],
+                        cells[3], cells[4], cells[5], cells[6], cells[7], cells[8], cells[9], cells[10], cells[11]) == 12);
     if (row) {
-        CHECK_STR(cells[10], "table.woken");
+        CHECK_STR(cells[11], "table.woken");
+        CHECK_STR(cells[7], "1"); /* one run */
         /* the cell has 3 significant digits: 0.5% of rounding either way */
-        CHECK_RANGE(cell_ns(cells[9]), CAL_LO(5 * MS) * 0.995, CAL_HI(after_poll - before_wake) * 1.005);
+        CHECK_RANGE(cell_ns(cells[10]), CAL_LO(5 * MS) * 0.995, CAL_HI(after_poll - before_wake) * 1.005);
     }
     CHECK(strstr(text, "sched: mean time from diag_wake to the next poll\n") != NULL);
     CHECK(text && strstr(text, "lint:") == NULL);
@@ -328,7 +329,7 @@ static void test_table_without_wakes_has_no_sched(void)
     text = table_text();
     CHECK(text && strstr(text, "files P.{polls,busy,wall}.folded\n"));
     head = line_starting(text, "   polls");
-    CHECK_STR(head, "   polls   busy   wall   mean    p50    p99    max drops   b/w  path");
+    CHECK_STR(head, "   polls   busy   wall   mean    p50    p99    max  runs drops   b/w  path");
     CHECK(text && strstr(text, "sched:") == NULL);
     free(text);
     free(head);
