@@ -301,6 +301,15 @@
    DIAG_MAX_PATHS     hard cap on distinct paths (1048576).
    DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
    DIAG_DEBUG         abort with a message on misuse instead of ignoring it.
+
+   LIBRARIES AND PLUGINS: a shared library may define DIAGNOSE_IMPLEMENTATION
+   too. The copies in one process find each other through a mapping named
+   "diagnose.h" in /proc/self/maps (hidden visibility and RTLD_LOCAL do not
+   matter) and share one runtime: one set of files, one table, paths across
+   copies. Copies built with other versions or other DIAG_MAX_DEPTH,
+   DIAG_MAX_PATHS or allocator keep their own. A dlclose writes the files;
+   the library's data stays in them. Two copies linked statically into one
+   executable are a link error.
 */
 #ifndef DIAGNOSE_H
 #define DIAGNOSE_H
@@ -763,6 +772,10 @@ static inline void diag__call_end(diag_span *s, int done)
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__linux__)
+#include <link.h>
+#include <sys/mman.h>
+#endif
 
 #if !defined(CLOCK_MONOTONIC) || !defined(O_NOFOLLOW)
 #error "diagnose.h: the implementation needs POSIX. Put #define DIAGNOSE_IMPLEMENTATION and #include \"diagnose.h\" before other includes, or compile with -D_GNU_SOURCE."
@@ -791,10 +804,13 @@ typedef struct diag__path {
     uint32_t parent, depth, flags;
 } diag__path;
 
-/* Process-wide state, guarded by diag__lock except where marked. */
-static pthread_mutex_t diag__lock = PTHREAD_MUTEX_INITIALIZER;
+/* Process-wide state, guarded by diag__lock except where marked. Every copy
+   of this header in the process with the same DIAG__ABI key shares one
+   runtime, allocated once and never freed (see "copies"). */
 static pthread_once_t diag__once = PTHREAD_ONCE_INIT;
-static struct {
+struct diag__copy_info;
+struct diag__agent_state;
+typedef struct diag__runtime {
     pthread_key_t key;
     uint64_t tsc0, mono0;       /* clock origin, for calibration (read-only) */
     uint64_t reset_at;          /* ticks of the last reset or fork */
@@ -820,15 +836,45 @@ static struct {
     uint64_t *hist[DIAG__DIR];  /* chunks of paths' shared histograms; atomic */
     uint64_t *hist_base[DIAG__DIR]; /* their values at the last reset */
     int overflow_why;           /* atomic: DIAG__OVERFLOW_CAP | DIAG__OVERFLOW_MEMORY, why [overflow] has polls */
-} diag__g;
+    pthread_mutex_t lock;       /* diag__lock */
+    /* A thread whose table could not be allocated: full stack, so every begin
+       takes the slow path, which counts the poll as unmeasured. Never written. */
+    diag__thread *no_table;
+    struct diag__agent_state *agent; /* diag__agent */
+    int use_tsc;                /* read-only: diag__use_tsc of every copy */
+    uint64_t slow_ticks;        /* atomic: the calibrated diag__slow_ticks, once slow_exact */
+    struct diag__copy_info *copies; /* the copies in the process now, newest first */
+    const struct diag__copy_info *key_owner; /* whose diag__thread_exit the key calls; NULL: no key */
+    const struct diag__copy_info *fork_owner;  /* the copy whose fork handlers take the lock */
+    const struct diag__copy_info *fork_locker; /* the copy whose fork handlers hold it now */
+    struct diag__registry *registry;      /* where copies found this runtime; NULL: nowhere */
+    unsigned registry_index;              /* this runtime's entry there */
+    struct diag__trace_state *trace; /* diag__trace */
+    struct diag__at_state *at;       /* diag__at */
+} diag__runtime;
+
+/* What the runtime needs of a copy's own code, so that when the copy
+   leaves, what pointed into its code can move to one that stays. */
+typedef struct diag__copy_info {
+    struct diag__copy_info *next; /* in diag__g.copies */
+    void (*thread_exit)(void *); /* the key's destructor */
+    void (*tls_clear)(void);     /* forgets this copy's diag__tls of the calling thread */
+    void *(*agent_main)(void *);
+    void (*agent_signal)(int);
+    int in_executable;           /* never unloaded: it leaves only at exit */
+} diag__copy_info;
+
+/* Until start-up finds the runtime (and forever with DIAGNOSE=0), a zeroed
+   one of this copy's own: the paths that run while off read only zeros. */
+static diag__runtime diag__local;
+static diag__runtime *diag__rt = &diag__local;
+#define diag__g (*diag__rt)
+#define diag__lock (diag__g.lock)
+#define diag__no_table (diag__g.no_table)
 
 #define DIAG__OVERFLOW_CAP 1    /* new paths past DIAGNOSE_MAX_PATHS */
 #define DIAG__OVERFLOW_MEMORY 2 /* new paths or slots found no memory */
 #define DIAG__OVERFLOWED(why) __atomic_fetch_or(&diag__g.overflow_why, (why), __ATOMIC_RELAXED)
-
-/* A thread whose table could not be allocated: full stack, so every begin
-   takes the slow path, which counts the poll as unmeasured. Never written. */
-static diag__thread *diag__no_table;
 
 static void *diag__alloc_zero(size_t size)
 {
@@ -1053,7 +1099,7 @@ static void diag__setting_out(void)
     const char *v = diag__setting_text("DIAGNOSE_OUT");
     char dir[4096];
     size_t n;
-    diag__g.out = v ? diag__copy(v) : "diagnose";
+    diag__g.out = diag__copy(v ? v : "diagnose"); /* "diagnose" too: the copy that read it may be unloaded */
     if (diag__g.out == NULL || diag__g.out[0] == '/' || getcwd(dir, sizeof dir - 1) == NULL) return;
     n = strlen(dir);
     if (dir[n - 1] != '/') dir[n++] = '/';
@@ -1083,16 +1129,26 @@ static const char *diag__pinned_dir(void)
 
 static void diag__exit_handler(void);
 static void diag__thread_exit(void *arg);
-static void diag__fork_prepare(void) { pthread_mutex_lock(&diag__lock); }
-static void diag__fork_parent(void) { pthread_mutex_unlock(&diag__lock); }
+static void diag__fork_prepare(void);
+static void diag__fork_parent(void);
 static void diag__fork_child(void);
 static void diag__slow_start(void);
+static int diag__agent_alloc(void);
 static void diag__live_start(void);
 static void diag__runs_adopt(diag__thread *t);
 static void diag__runs_park(diag__thread *t);
 static void diag__live_forked(void);
 static void diag__agent_start(void);
+static void diag__agent_resume(void);
 static void diag__agent_forked(void);
+static diag__runtime *diag__join(int *created, int *rejoined);
+static void diag__leave(void);
+static void diag__key_move(const struct diag__copy_info *to);
+static const struct diag__copy_info *diag__copy_self(void);
+static void diag__registry_forked(void);
+static uint64_t diag__thread_number(void);
+static int diag__trace_alloc(void);
+static int diag__at_alloc(void);
 static void diag__trace_start(void);
 static void diag__trace_attach(diag__thread *t);
 static void diag__trace_retire(diag__thread *t);
@@ -1106,6 +1162,14 @@ static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32
 static diag__path *diag__path_at(uint32_t path)
 {
     return &__atomic_load_n(&diag__g.paths[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE)[path & (DIAG__CHUNK - 1)];
+}
+
+/* A path's name is its key; it changes (under the lock) when the library
+   that held the string is unloaded (see diag__keep_names), so threads
+   that look up without the lock read it atomically. */
+static const char *diag__path_name(uint32_t path)
+{
+    return __atomic_load_n(&diag__path_at(path)->name, __ATOMIC_RELAXED);
 }
 
 static int diag__reserve_path(void)
@@ -1129,18 +1193,41 @@ static uint32_t diag__add_path(const char *name, uint32_t parent, uint32_t depth
     return diag__g.npaths++;
 }
 
-static void diag__start_once(void)
+#if defined(__SANITIZE_ADDRESS__)
+#define DIAG__LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DIAG__LSAN 1
+#endif
+#endif
+#ifdef DIAG__LSAN
+/* The runtime is never freed, and once every copy's library is unloaded
+   only the registry's mapping points at it, which LeakSanitizer does not
+   read: it is told so. */
+void __lsan_ignore_object(const void *p) __attribute__((weak));
+#endif
+
+/* A new runtime, made by the first copy that starts (see "copies"); sets
+   diag__rt. Returns -1 when out of memory (diag__rt is then this copy's
+   zeroed one again). */
+static int diag__runtime_new(void)
 {
-    if (!diag__setting_bool("DIAGNOSE", 1)) {
-        diag__mode = 2;
-        return;
+    diag__rt = (diag__runtime *)diag__alloc_zero(sizeof *diag__rt);
+    if (diag__rt == NULL) {
+        diag__rt = &diag__local;
+        return -1;
     }
+#ifdef DIAG__LSAN
+    if (__lsan_ignore_object) __lsan_ignore_object(diag__rt);
+#endif
+    pthread_mutex_init(&diag__lock, NULL);
     /* max_paths counts the user's paths: the root and [overflow] are extra */
     diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
     diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
     diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
     diag__setting_out();
     diag__use_tsc = diag__tsc_is_invariant();
+    diag__g.use_tsc = diag__use_tsc;
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
     diag__g.reset_at = diag__g.tsc0;
     diag__no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__no_table);
@@ -1148,21 +1235,47 @@ static void diag__start_once(void)
        go when memory for another chunk runs out */
     diag__g.hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
     if (diag__no_table == NULL || diag__g.hist[0] == NULL || diag__reserve_path() != 0 ||
-        pthread_key_create(&diag__g.key, diag__thread_exit) != 0) {
+        diag__agent_alloc() != 0 || diag__trace_alloc() != 0 || diag__at_alloc() != 0) {
+        DIAG_FREE(diag__no_table);
+        DIAG_FREE(diag__g.hist[0]);
+        DIAG_FREE(diag__g.paths[0]);
+        DIAG_FREE(diag__g.agent);
+        DIAG_FREE(diag__g.trace);
+        DIAG_FREE(diag__g.at);
+        DIAG_FREE(diag__rt);
+        diag__rt = &diag__local;
+        return -1;
+    }
+    diag__key_move(diag__copy_self()); /* no key: threads are then counted, not merged at exit */
+    diag__add_path(NULL, DIAG__ROOT, 0, 0);
+    diag__add_path("[overflow]", DIAG__ROOT, 1, 0);
+    diag__no_table->depth = DIAG_MAX_DEPTH;
+    diag__slow_start();
+    diag__g.slow_ticks = diag__slow_ticks;
+    diag__live_start();
+    diag__trace_start();
+    return 0;
+}
+
+static void diag__start_once(void)
+{
+    int created = 0, rejoined = 0;
+    if (!diag__setting_bool("DIAGNOSE", 1)) {
+        diag__mode = 2;
+        return;
+    }
+    if (diag__join(&created, &rejoined) == NULL) {
         fputs("diagnose.h: out of memory at start-up; profiling is off\n", stderr);
         diag__mode = 2;
         return;
     }
-    diag__add_path(NULL, DIAG__ROOT, 0, 0);
-    diag__add_path("[overflow]", DIAG__ROOT, 1, 0);
-    diag__no_table->depth = DIAG_MAX_DEPTH;
+    diag__use_tsc = diag__g.use_tsc;
+    diag__slow_ticks = DIAG__LOAD(diag__g.slow_ticks);
     pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
-    atexit(diag__exit_handler);
-    diag__slow_start();
-    diag__live_start();
-    diag__trace_start();
+    atexit(diag__leave);
     __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
-    diag__agent_start();
+    if (created) diag__agent_start();
+    else if (rejoined) diag__agent_resume();
 }
 
 int diag__start(void)
@@ -1193,7 +1306,7 @@ static uint32_t diag__map_get(const diag__map *m, uint32_t parent, const char *n
         const diag__path *key;
         if (path == 0) return 0;
         key = diag__path_at(path);
-        if (key->name == name && key->parent == parent) return path;
+        if (diag__path_name(path) == name && key->parent == parent) return path;
     }
 }
 
@@ -1219,7 +1332,7 @@ static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32
         for (i = 0; i < m->cap; i++)
             if (m->entries[i] != 0) {
                 const diag__path *key = diag__path_at(m->entries[i]);
-                diag__map_insert(&bigger, key->parent, key->name, m->entries[i]);
+                diag__map_insert(&bigger, key->parent, diag__path_name(m->entries[i]), m->entries[i]);
             }
         DIAG_FREE(m->entries);
         *m = bigger;
@@ -1257,7 +1370,7 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
         /* The key of an entry is its path's: a context folded into its
            parent or counted in [overflow] is looked up again next time. A
            full cache only costs speed. */
-        if (diag__path_at(path)->name == s->name && diag__path_at(path)->parent == parent)
+        if (diag__path_name(path) == s->name && diag__path_at(path)->parent == parent)
             diag__map_put(&t->cache, parent, s->name, path);
     }
     if (path == parent && parent != DIAG__OVERFLOW) DIAG__ADD(t->folded, 1);
@@ -1332,8 +1445,17 @@ static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
 
 diag__thread *diag__attach(void)
 {
-    diag__thread *t = (diag__thread *)diag__alloc_zero(sizeof *t);
-    diag__slot *first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
+    diag__thread *t;
+    diag__slot *first;
+    pthread_mutex_lock(&diag__lock);
+    t = diag__g.key_owner ? (diag__thread *)pthread_getspecific(diag__g.key) : NULL;
+    pthread_mutex_unlock(&diag__lock);
+    if (t != NULL) { /* another copy attached this thread: frames stack across copies */
+        diag__tls = t;
+        return t;
+    }
+    t = (diag__thread *)diag__alloc_zero(sizeof *t);
+    first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
     if (t == NULL || first == NULL) {
         DIAG_FREE(t);
         DIAG_FREE(first);
@@ -1344,10 +1466,10 @@ diag__thread *diag__attach(void)
     pthread_mutex_lock(&diag__lock);
     t->next = diag__g.threads;
     diag__g.threads = t;
+    if (diag__g.key_owner) pthread_setspecific(diag__g.key, t);
     diag__runs_adopt(t);
     diag__trace_attach(t);
     pthread_mutex_unlock(&diag__lock);
-    pthread_setspecific(diag__g.key, t);
     diag__tls = t;
     return t;
 }
@@ -1413,6 +1535,7 @@ static void diag__free_table(diag__thread *t)
 static void diag__thread_exit(void *arg)
 {
     diag__thread *t = (diag__thread *)arg, **link;
+    const struct diag__copy_info *copy;
     uint32_t c;
     pthread_mutex_lock(&diag__lock);
     for (link = &diag__g.threads; *link != NULL; link = &(*link)->next)
@@ -1436,6 +1559,7 @@ static void diag__thread_exit(void *arg)
     diag__g.nretired++;
     diag__runs_park(t);
     diag__trace_retire(t);
+    for (copy = diag__g.copies; copy != NULL; copy = copy->next) copy->tls_clear(); /* every copy's diag__tls */
     pthread_mutex_unlock(&diag__lock);
     diag__free_table(t);
     diag__tls = NULL;
@@ -1577,8 +1701,11 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     uint64_t now, mono;
     double ns_per_tick;
     if (__atomic_load_n(&diag__g.slow_exact, __ATOMIC_ACQUIRE)) {
-        /* a poll that read the early threshold can land here after it changed */
-        if (ticks >= DIAG__LOAD(diag__slow_ticks)) {
+        /* a poll that read the early threshold can land here after it
+           changed, or in a copy whose diag__slow_ticks is not yet exact */
+        uint64_t exact = DIAG__LOAD(diag__g.slow_ticks);
+        DIAG__STORE(diag__slow_ticks, exact);
+        if (ticks >= exact) {
             DIAG__ADD(slot->slow, 1);
             diag__trace_slow();
         }
@@ -1588,7 +1715,8 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     if (now <= diag__g.tsc0) return;
     ns_per_tick = (double)(mono - diag__g.mono0) / (double)(now - diag__g.tsc0);
     if (mono - diag__g.mono0 >= DIAG__CALIBRATE_NS) {
-        DIAG__STORE(diag__slow_ticks, (uint64_t)((double)diag__g.slow_ns / ns_per_tick) + 1);
+        DIAG__STORE(diag__g.slow_ticks, (uint64_t)((double)diag__g.slow_ns / ns_per_tick) + 1);
+        DIAG__STORE(diag__slow_ticks, DIAG__LOAD(diag__g.slow_ticks));
         __atomic_store_n(&diag__g.slow_exact, 1, __ATOMIC_RELEASE);
     }
     if ((double)ticks * ns_per_tick >= (double)diag__g.slow_ns) {
@@ -1851,6 +1979,9 @@ int diag_reset(void)
    and what the parent counted is the parent's to write. */
 static void diag__fork_child(void)
 {
+    diag__registry_forked();
+    if (diag__g.fork_locker == NULL || diag__g.fork_locker != diag__copy_self()) return;
+    diag__g.fork_locker = NULL;
     pthread_mutex_init(&diag__lock, NULL);
     diag__g.forked = 1;
     diag__g.exit_done = 0;
@@ -2740,16 +2871,31 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
    signal handler only writes a byte to a pipe (async-signal-safe); the
    thread does the dump, so no lock or allocation ever runs in a handler.
    Snapshots are PREFIX.N.<metric>.folded, N = 1, 2, 3 ... in this process. */
-static struct {
+struct diag__agent_state {
     pthread_t thread;
     int running;          /* the thread exists in this process */
     int pipe[2];          /* [1] written by the handler, read by the thread */
     int stop;             /* atomic: the thread should end */
     uint64_t interval_ns; /* 0: no timer */
     unsigned next;        /* number of the last snapshot written */
-} diag__agent = { 0, 0, { -1, -1 }, 0, 0, 0 };
+    int signo;            /* DIAGNOSE_SIGNAL; 0: none */
+    int handling;         /* our handler is installed; the program's was old_action */
+    struct sigaction old_action;
+    const struct diag__copy_info *owner; /* whose functions the thread and handler run */
+};
+/* One per runtime: copies share the thread and the snapshot numbers. */
+#define diag__agent (*diag__g.agent)
+
+static int diag__agent_alloc(void)
+{
+    diag__g.agent = (struct diag__agent_state *)diag__alloc_zero(sizeof *diag__g.agent);
+    if (diag__g.agent == NULL) return -1;
+    diag__agent.pipe[0] = diag__agent.pipe[1] = -1;
+    return 0;
+}
 
 static int diag__write_svgs(const char *prefix, const diag__snapshot *snap); /* with DIAGNOSE_SVG=1 */
+static void diag__agent_run(const struct diag__copy_info *by);
 
 static void diag__agent_signal(int signo)
 {
@@ -2854,22 +3000,41 @@ static void diag__agent_start(void)
 {
     double seconds = diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400);
     int signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
-    sigset_t all, old;
     diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
     if (diag__agent.interval_ns == 0 && signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__agent_pipe() != 0) return;
+    diag__agent.signo = signo;
+    diag__agent_run(diag__copy_self());
+}
+
+/* Starts the thread on `by`'s diag__agent_main and points the signal at
+   `by`'s handler: the copy whose code they run must stay loaded. */
+static void diag__agent_run(const struct diag__copy_info *by)
+{
+    sigset_t all, old;
     sigfillset(&all); /* the thread takes none of the program's signals */
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    diag__agent.running = pthread_create(&diag__agent.thread, NULL, diag__agent_main, NULL) == 0;
+    __atomic_store_n(&diag__agent.stop, 0, __ATOMIC_RELAXED);
+    diag__agent.running = pthread_create(&diag__agent.thread, NULL, by->agent_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    if (diag__agent.running && signo) {
+    diag__agent.owner = by;
+    if (diag__agent.running && diag__agent.signo) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
-        sa.sa_handler = diag__agent_signal;
+        sa.sa_handler = by->agent_signal;
         sa.sa_flags = SA_RESTART;
         sigemptyset(&sa.sa_mask);
-        sigaction(signo, &sa, NULL);
+        sigaction(diag__agent.signo, &sa, diag__agent.handling ? NULL : &diag__agent.old_action);
+        diag__agent.handling = 1;
     }
+}
+
+/* A copy joins a runtime whose copies had all left: the thread and the
+   handler they stopped come back, on this copy's functions. */
+static void diag__agent_resume(void)
+{
+    if (diag__agent.running || diag__agent.pipe[0] < 0) return;
+    diag__agent_run(diag__copy_self());
 }
 
 /* At exit: the thread finishes the snapshot it may be writing and ends. The
@@ -2886,12 +3051,30 @@ static void diag__agent_stop(void)
     diag__agent.running = 0;
 }
 
+/* This copy leaves (see "copies"): the thread and the handler it runs move
+   to the copy `to`, or, when none stays, stop; the program's own handler is
+   then put back, unless this copy is in the executable (never unloaded,
+   so a late signal still finds the handler, as at exit). */
+static void diag__agent_hand_over(const struct diag__copy_info *to, int in_executable)
+{
+    if (diag__agent.owner != diag__copy_self()) return;
+    diag__agent_stop();
+    diag__agent.owner = NULL;
+    if (to != NULL) {
+        diag__agent_run(to);
+    } else if (diag__agent.handling && !in_executable) {
+        sigaction(diag__agent.signo, &diag__agent.old_action, NULL);
+        diag__agent.handling = 0;
+    }
+}
+
 /* The child of fork() has no agent thread; it takes no snapshots, and its
    handler must not wake the parent's thread through the shared pipe. */
 static void diag__agent_forked(void)
 {
     int fd = diag__agent.pipe[1];
     diag__agent.running = 0;
+    diag__agent.owner = NULL;
     if (fd < 0) return;
     __atomic_store_n(&diag__agent.pipe[1], -1, __ATOMIC_RELAXED);
     close(fd);
@@ -2913,7 +3096,7 @@ static void diag__agent_forked(void)
 #define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
 #define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
 
-static struct {
+struct diag__trace_state {
     uint32_t n;            /* DIAGNOSE_TRACE; 0: off */
     uint64_t next_tid;     /* under the lock */
     diag__ring *exited;    /* newest first, at most DIAG__TRACE_EXITED; under the lock */
@@ -2921,7 +3104,15 @@ static struct {
     int slow_state;        /* atomic: DIAG__SLOW_* */
     unsigned slow_written; /* the snapshot thread's: N in PREFIX.slow.N.trace.json, */
     uint64_t write_at, rearm_at; /* when to write one, when to take requests again (ns) */
-} diag__trace;
+};
+/* One per runtime, shared by its copies (see "copies"). */
+#define diag__trace (*diag__g.trace)
+
+static int diag__trace_alloc(void)
+{
+    diag__g.trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__g.trace);
+    return diag__g.trace ? 0 : -1;
+}
 
 /* A slow poll inside other polls asks with 'w' (NESTED): its parents are
    as slow, so the outermost one's end soon asks with 't' (ASKED), and the
@@ -2960,7 +3151,7 @@ static void diag__trace_attach(diag__thread *t)
     if (r == NULL) return;
     memset(r, 0, sizeof *r);
     r->slots = diag__trace.n + 1;
-    r->tid = ++diag__trace.next_tid;
+    r->tid = diag__thread_number();
     r->events = (diag__event *)(void *)(r + 1);
     diag__thread_name(r);
     t->ring = r;
@@ -3692,13 +3883,24 @@ typedef struct diag__at_span {
 
 #define DIAG__AT_BLOCK 64 /* spans allocated at once */
 
-static struct {
+struct diag__at_state {
     pthread_mutex_t lock;
     diag__at_span **slots; /* cap entries, NULL: empty */
     diag__at_span *free;
     uint32_t cap, count;
     int forks_handled;
-} diag__at = { PTHREAD_MUTEX_INITIALIZER, NULL, NULL, 0, 0, 0 };
+};
+/* One per runtime: a task may be polled through one copy and dropped
+   through another (see "copies"). */
+#define diag__at (*diag__g.at)
+
+static int diag__at_alloc(void)
+{
+    diag__g.at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__g.at);
+    if (diag__g.at == NULL) return -1;
+    pthread_mutex_init(&diag__at.lock, NULL);
+    return 0;
+}
 
 static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
 
@@ -3863,6 +4065,386 @@ static void diag__exit_handler(void)
     if (!diag__g.quiet) diag__print_table(stderr, &snap, prefix);
     diag__report_limits(&snap);
     diag__snapshot_free(&snap);
+    errno = saved_errno;
+}
+
+
+/* ---- copies: one runtime for every copy of the header in the process ---- */
+
+/* A program and the libraries it loads can each hold a copy of this
+   implementation, each with its own static variables: hidden visibility
+   and RTLD_LOCAL keep their symbols apart, so they cannot find each other
+   by name. They meet in a small mapping named "diagnose.h" (a memfd mapped
+   MAP_PRIVATE: fork copies it, exec drops it), found by its name in
+   /proc/self/maps. It holds a table of runtimes by key (diag__abi_key):
+   copies that agree on every structure they would share use one runtime,
+   so their frames stack and one table is printed; copies that disagree
+   keep their own runtimes and add their values into each other's files
+   (see diag__file_merges). Without /proc or memfd a copy keeps a runtime
+   of its own. The mapping's layout is version-stable: a later layout
+   only appends fields and raises `layout`. */
+
+#ifndef DIAG__ABI
+#define DIAG__ABI 1 /* raise whenever a structure the copies share changes */
+#endif
+#define DIAG__REGISTRY_NAME "diagnose.h"
+#define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */
+#define DIAG__REGISTRY_SIZE 8192u
+#define DIAG__REGISTRY_RUNTIMES 32
+#define DIAG__REGISTRY_PREFIXES 448
+
+typedef struct diag__registry {
+    uint64_t magic;  /* DIAG__REGISTRY_MAGIC, stored last (release) */
+    uint64_t stamp;  /* CLOCK_MONOTONIC ns at creation: of two, the older serves */
+    uint32_t layout; /* 1 */
+    uint32_t lock;   /* spin lock over the rest */
+    uint32_t nruntimes, nprefixes;
+    uint64_t threads; /* atomic: thread numbers handed out, by every runtime */
+    struct { uint64_t abi; void *runtime; } runtimes[DIAG__REGISTRY_RUNTIMES];
+    /* output prefixes written in this process: FNV-1a hash of the resolved
+       prefix, and which runtimes (bit i: runtimes[i]) wrote there */
+    struct { uint64_t hash, writers; } prefixes[DIAG__REGISTRY_PREFIXES];
+} diag__registry;
+
+static void diag__tls_clear(void) { diag__tls = NULL; }
+static void *diag__agent_main(void *arg);
+static void diag__agent_signal(int signo);
+
+static diag__copy_info diag__self = { NULL, diag__thread_exit, diag__tls_clear, diag__agent_main, diag__agent_signal, 0 };
+static diag__registry *diag__registry_at; /* this copy's view; NULL: none found or made */
+
+static const struct diag__copy_info *diag__copy_self(void) { return &diag__self; }
+
+#define DIAG__TEXT(x) #x
+#define DIAG__EXPANDED(x) DIAG__TEXT(x)
+
+static uint64_t diag__fnv(uint64_t h, const void *data, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)data;
+    size_t i;
+    for (i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001B3ull;
+    return h;
+}
+
+/* Copies share a runtime only when this key is equal: the same DIAG__ABI,
+   the same sizes of what they share (DIAG_MAX_DEPTH, DIAG_MAX_PATHS and
+   the structures), and the same allocator, since one copy frees what
+   another allocated. */
+static uint64_t diag__abi_key(void)
+{
+    static const char allocator[] = DIAG__EXPANDED(DIAG_MALLOC(n) DIAG_REALLOC(p, n) DIAG_FREE(p));
+    const uint64_t sizes[] = { DIAG__ABI, DIAG_MAX_DEPTH, DIAG_MAX_PATHS, sizeof(diag__runtime),
+                               sizeof(diag__thread), sizeof(diag__slot), sizeof(diag_span), sizeof(diag__copy_info),
+                               sizeof(struct diag__agent_state), sizeof(struct diag__trace_state),
+                               sizeof(struct diag__at_state),
+                               sizeof(diag__ring), sizeof(diag__path) };
+    return diag__fnv(diag__fnv(0xCBF29CE484222325ull, sizes, sizeof sizes), allocator, sizeof allocator);
+}
+
+#if defined(__linux__) && defined(MFD_CLOEXEC)
+/* The address of each registry in /proc/self/maps, at most cap of them;
+   returns how many. */
+static unsigned diag__registry_list(diag__registry **out, unsigned cap)
+{
+    static const char name[] = " /memfd:" DIAG__REGISTRY_NAME " (deleted)";
+    char buf[8192];
+    size_t len = 0, name_len = sizeof name - 1;
+    unsigned found = 0;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), skipping = 0;
+    if (fd < 0) return 0;
+    for (;;) {
+        ssize_t n = read(fd, buf + len, sizeof buf - len);
+        char *line = buf, *end;
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) break;
+        len += (size_t)n;
+        while ((end = (char *)memchr(line, '\n', len - (size_t)(line - buf))) != NULL) {
+            size_t line_len = (size_t)(end - line);
+            *end = '\0';
+            if (!skipping && line_len > name_len && memcmp(end - name_len, name, name_len) == 0 && found < cap) {
+                char *dash;
+                unsigned long long lo = strtoull(line, &dash, 16), hi = strtoull(dash + 1, NULL, 16);
+                if (*dash == '-' && hi - lo >= DIAG__REGISTRY_SIZE && strchr(line, ' ') &&
+                    strncmp(strchr(line, ' ') + 1, "rw", 2) == 0)
+                    out[found++] = (diag__registry *)(uintptr_t)lo;
+            }
+            skipping = 0;
+            line = end + 1;
+        }
+        len -= (size_t)(line - buf);
+        memmove(buf, line, len);
+        if (len == sizeof buf) { /* a line longer than buf: not ours */
+            len = 0;
+            skipping = 1;
+        }
+    }
+    close(fd);
+    return found;
+}
+
+/* The registry all copies use: the oldest one listed (two copies starting
+   at the same moment can each make one; both then pick the same). */
+static diag__registry *diag__registry_oldest(void)
+{
+    diag__registry *at[8], *best = NULL;
+    unsigned n = diag__registry_list(at, 8), i;
+    for (i = 0; i < n; i++) {
+        int spins = 0;
+        /* made a moment ago by another thread: its header is written next */
+        while (__atomic_load_n(&at[i]->magic, __ATOMIC_ACQUIRE) != DIAG__REGISTRY_MAGIC && spins++ < 10000)
+            sched_yield();
+        if (at[i]->magic != DIAG__REGISTRY_MAGIC || at[i]->layout < 1) continue;
+        if (best == NULL || at[i]->stamp < best->stamp || (at[i]->stamp == best->stamp && at[i] < best))
+            best = at[i];
+    }
+    return best;
+}
+
+static diag__registry *diag__registry_find(void)
+{
+    diag__registry *found = diag__registry_oldest(), *mine;
+    int fd;
+    void *p;
+    if (found != NULL) return found;
+    fd = memfd_create(DIAG__REGISTRY_NAME, MFD_CLOEXEC);
+    if (fd < 0) return NULL;
+    p = ftruncate(fd, DIAG__REGISTRY_SIZE) == 0
+            ? mmap(NULL, DIAG__REGISTRY_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0)
+            : MAP_FAILED;
+    close(fd);
+    if (p == MAP_FAILED) return NULL;
+    mine = (diag__registry *)p;
+    mine->stamp = diag__clock_ns();
+    mine->layout = 1;
+    __atomic_store_n(&mine->magic, DIAG__REGISTRY_MAGIC, __ATOMIC_RELEASE);
+    found = diag__registry_oldest();
+    if (found != mine) munmap(p, DIAG__REGISTRY_SIZE);
+    return found;
+}
+#else
+static diag__registry *diag__registry_find(void) { return NULL; }
+#endif
+
+/* A thread's number in trace files: distinct across every runtime in the
+   process, since their files may be merged. */
+static uint64_t diag__thread_number(void)
+{
+    if (diag__g.registry) return __atomic_add_fetch(&diag__g.registry->threads, 1, __ATOMIC_RELAXED);
+    return ++diag__trace.next_tid;
+}
+
+static void diag__registry_lock(diag__registry *r)
+{
+    while (__atomic_exchange_n(&r->lock, 1, __ATOMIC_ACQUIRE)) sched_yield();
+}
+
+static void diag__registry_unlock(diag__registry *r) { __atomic_store_n(&r->lock, 0, __ATOMIC_RELEASE); }
+
+/* In the child of fork: the lock may have been held by a thread the child
+   does not have; and the child writes files of its own. */
+static void diag__registry_forked(void)
+{
+    if (diag__registry_at == NULL) return;
+    diag__registry_at->lock = 0;
+    diag__registry_at->nprefixes = 0;
+}
+
+#if defined(__linux__)
+typedef struct diag__object {
+    uintptr_t lo[16], hi[16]; /* its PT_LOAD segments */
+    unsigned segments, index; /* index: 0 for the executable */
+    int found;
+} diag__object;
+
+static int diag__object_visit(struct dl_phdr_info *info, size_t size, void *arg)
+{
+    diag__object *o = (diag__object *)arg;
+    uintptr_t me = (uintptr_t)&diag__self;
+    int i;
+    (void)size;
+    o->segments = 0;
+    for (i = 0; i < info->dlpi_phnum && o->segments < 16; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        uintptr_t lo = (uintptr_t)info->dlpi_addr + (uintptr_t)ph->p_vaddr;
+        if (ph->p_type != PT_LOAD) continue;
+        o->lo[o->segments] = lo;
+        o->hi[o->segments++] = lo + (uintptr_t)ph->p_memsz;
+        if (me >= lo && me < lo + (uintptr_t)ph->p_memsz) o->found = 1;
+    }
+    if (o->found) return 1;
+    o->index++;
+    return 0;
+}
+
+/* The loaded object (executable or library) that holds this copy. */
+static int diag__object_of_self(diag__object *o)
+{
+    memset(o, 0, sizeof *o);
+    dl_iterate_phdr(diag__object_visit, o);
+    return o->found;
+}
+
+static int diag__object_holds(const diag__object *o, const void *p)
+{
+    unsigned i;
+    for (i = 0; i < o->segments; i++)
+        if ((uintptr_t)p >= o->lo[i] && (uintptr_t)p < o->hi[i]) return 1;
+    return 0;
+}
+
+static int diag__in_executable(void)
+{
+    diag__object o;
+    return diag__object_of_self(&o) && o.index == 0;
+}
+
+/* Under the lock, as this copy's library goes away: paths named by
+   strings that lived in it get copies of their names. A path's name is
+   also its key in the index and the threads' caches, and a copy matches
+   no span's name: a library loaded at the same address later is never
+   taken for this one. */
+static void diag__keep_names(void)
+{
+    diag__object o;
+    uint32_t p;
+    if (diag__self.in_executable || !diag__object_of_self(&o)) return;
+    for (p = 1; p < diag__g.npaths; p++) {
+        diag__path *path = diag__path_at(p);
+        char *copy;
+        if (!diag__object_holds(&o, path->name)) continue;
+        copy = diag__copy(path->name); /* out of memory: no name ("[unnamed]") rather than a dangling one */
+        __atomic_store_n(&path->name, copy, __ATOMIC_RELAXED);
+    }
+}
+#else
+static int diag__in_executable(void) { return 0; }
+static void diag__keep_names(void) {}
+#endif
+
+/* Under the lock. Makes `to`'s diag__thread_exit the destructor of the
+   key that finds a thread's table (NULL: no key). A key's destructor
+   cannot change, so the key is made anew; threads attached before keep
+   their tables in the live list, counted by every dump, but not merged
+   at their exit. The calling thread's table moves to the new key. */
+static void diag__key_move(const struct diag__copy_info *to)
+{
+    diag__thread *mine = diag__g.key_owner ? (diag__thread *)pthread_getspecific(diag__g.key) : NULL;
+    if (diag__g.key_owner) pthread_key_delete(diag__g.key);
+    diag__g.key_owner = NULL;
+    if (to == NULL || pthread_key_create(&diag__g.key, to->thread_exit) != 0) return;
+    diag__g.key_owner = to;
+    if (mine != NULL) pthread_setspecific(diag__g.key, mine);
+}
+
+/* Under the lock: this copy is one of the runtime's copies now. */
+static void diag__copy_enter(int *rejoined)
+{
+    *rejoined = diag__g.copies == NULL && diag__g.npaths > 0; /* all copies had left */
+    if (*rejoined) diag__g.exit_done = 0;
+    diag__self.next = diag__g.copies;
+    diag__g.copies = &diag__self;
+    if (diag__g.fork_owner == NULL) diag__g.fork_owner = &diag__self;
+    /* the key's destructor lives best where it is never unloaded */
+    if (diag__g.key_owner == NULL || (diag__self.in_executable && !diag__g.key_owner->in_executable))
+        diag__key_move(&diag__self);
+}
+
+/* Finds this copy's runtime in the registry, or makes it; sets diag__rt.
+   NULL when out of memory. */
+static diag__runtime *diag__join(int *created, int *rejoined)
+{
+    uint64_t abi = diag__abi_key();
+    diag__registry *r = diag__registry_find();
+    uint32_t i;
+    diag__self.in_executable = diag__in_executable();
+    diag__registry_at = r;
+    *created = 0;
+    if (r != NULL) {
+        diag__registry_lock(r);
+        for (i = 0; i < r->nruntimes; i++)
+            if (r->runtimes[i].abi == abi) diag__rt = (diag__runtime *)r->runtimes[i].runtime;
+    }
+    if (diag__rt == &diag__local) {
+        if (diag__runtime_new() != 0) {
+            if (r != NULL) diag__registry_unlock(r);
+            return NULL;
+        }
+        *created = 1;
+        if (r != NULL && r->nruntimes < DIAG__REGISTRY_RUNTIMES) { /* a full table: a runtime of its own */
+            diag__g.registry = r;
+            diag__g.registry_index = r->nruntimes;
+            r->runtimes[r->nruntimes].abi = abi;
+            r->runtimes[r->nruntimes++].runtime = diag__rt;
+        }
+    }
+    if (r != NULL) diag__registry_unlock(r);
+    pthread_mutex_lock(&diag__lock);
+    diag__copy_enter(rejoined);
+    pthread_mutex_unlock(&diag__lock);
+    return diag__rt;
+}
+
+/* Every copy registers these; the runtime's fork_owner's take the lock. */
+static void diag__fork_prepare(void)
+{
+    if (diag__g.fork_owner != &diag__self) return;
+    pthread_mutex_lock(&diag__lock);
+    if (diag__g.fork_owner != &diag__self) { /* it changed hands meanwhile */
+        pthread_mutex_unlock(&diag__lock);
+        return;
+    }
+    diag__g.fork_locker = &diag__self;
+}
+
+static void diag__fork_parent(void)
+{
+    if (diag__g.fork_locker != &diag__self) return;
+    diag__g.fork_locker = NULL;
+    pthread_mutex_unlock(&diag__lock);
+}
+
+/* This copy's files at the unload of its library: the process's profile
+   so far, which the exit writes again. */
+static void diag__write_at_unload(void)
+{
+    char prefix[4096], failed[4200];
+    diag__snapshot snap;
+    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
+        fprintf(stderr, "diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
+        return;
+    }
+    if (diag__write_all(prefix, &snap, failed, sizeof failed) != 0)
+        fprintf(stderr, "diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+    diag__snapshot_free(&snap);
+}
+
+/* The atexit handler: this copy leaves the process, at exit or when its
+   library is unloaded (dlclose runs a library's atexit handlers). The last
+   copy to leave writes the files and the table. An earlier one hands what
+   points into its code (the key's destructor, the snapshot thread, the
+   signal handler) to a copy that stays and, unless it is in the
+   executable, writes the files: an unloaded library's data is on disk at
+   once, and in the files at exit. */
+static void diag__leave(void)
+{
+    diag__copy_info **link;
+    const diag__copy_info *stays;
+    int saved_errno = errno;
+    if (diag__mode != 1) return;
+    pthread_mutex_lock(&diag__lock);
+    for (link = &diag__g.copies; *link != NULL; link = &(*link)->next)
+        if (*link == &diag__self) {
+            *link = diag__self.next;
+            break;
+        }
+    stays = diag__g.copies;
+    if (diag__g.key_owner == &diag__self || stays == NULL) diag__key_move(stays);
+    if (diag__g.fork_owner == &diag__self) diag__g.fork_owner = stays;
+    diag__keep_names();
+    pthread_mutex_unlock(&diag__lock);
+    diag__agent_hand_over(stays, diag__self.in_executable);
+    if (stays == NULL) diag__exit_handler();
+    else if (!diag__self.in_executable) diag__write_at_unload();
     errno = saved_errno;
 }
 

@@ -4,7 +4,7 @@
    returns whenever it has to wait; the scheduler calls it again later. The
    macros are written below, in a dozen lines, since diagnose.h has no
    dependencies. To measure one, the recipe is one span per protothread and
-   one helper, pt_schedule(): a call of the function is a poll of the span,
+   DIAG_CALL around each call: a call of the function is a poll of the span,
    and its run ends when the protothread ends. A protothread that is
    abandoned before it ends is cancelled with diag_span_cancel (a drop).
    A protothread spawned by another runs inside its parent's call, so its
@@ -65,14 +65,11 @@ enum { PT_WAITING, PT_YIELDED, PT_ENDED };
 typedef int (*pt_fn)(struct pt *p);
 
 /* The whole diagnose.h recipe: one call of a protothread is one poll of its
-   span; PT_ENDED ends the run, so the run's wall is the protothread's life. */
+   span (DIAG_CALL); PT_ENDED ends the run, so the run's wall is the
+   protothread's life. */
 static int pt_schedule(pt_fn fn, struct pt *p)
 {
-    int status;
-    diag_span_begin(&p->span);
-    status = fn(p);
-    diag_span_end(&p->span, status == PT_ENDED ? DIAG_READY : DIAG_PENDING);
-    return status;
+    return DIAG_CALL(&p->span, fn(p), PT_ENDED);
 }
 
 /* A protothread that will never be called again: its open run is a drop. */

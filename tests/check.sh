@@ -4,7 +4,8 @@
 # "N passed, N failed" of the steps, and the exit status is non-zero if any
 # step failed.
 #   1. the whole test suite (tests/run.sh) under ASan+UBSan, under TSan and
-#      under valgrind memcheck, each in a build directory of its own;
+#      under valgrind memcheck, each in a build directory of its own, and
+#      tests/test_copies.sh under ASan+UBSan and TSan;
 #   2. every test and example built with gcc and clang as C99, C11, C17,
 #      C++11 and C++17 with -Wall -Wextra -Wpedantic -Werror, and the
 #      implementation with -Wconversion -Wshadow on top;
@@ -71,6 +72,11 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 
 step suite-asan-ubsan suite asan CC=gcc CXX=g++ CFLAGS="-O1 -g $SAN"
 step suite-tsan suite tsan CC=clang CXX=clang++ CFLAGS="-O1 -g -fsanitize=thread"
+# Several copies of the header in one process: tests/test_copies.sh builds
+# its shared objects with these flags (the sanitizer runtime is linked into
+# the program, as it must be for shared objects).
+step copies-asan-ubsan env CC=gcc CFLAGS="-O1 -g $SAN" bash tests/test_copies.sh
+step copies-tsan env CC=clang CFLAGS="-O1 -g -fsanitize=thread" bash tests/test_copies.sh
 # valgrind: every test program, C build only (the C++ build runs the same
 # code); --error-exitcode turns any memcheck report into a failing program.
 # valgrind runs one thread at a time; --fair-sched=yes hands the turns round

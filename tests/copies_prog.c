@@ -1,0 +1,138 @@
+/* The program of tests/test_copies.sh. It holds its own copy of diagnose.h
+   (unless built with DIAGNOSE_DISABLE) and runs libraries that hold theirs:
+     copies_prog linked               prog's future calls the linked library (-DLINKED)
+     copies_prog two A.so B.so        A's work inside prog's future, B's outside
+     copies_prog unload A.so          a thread works in A, which is dlclosed while
+                                      the thread lives; prints the polls file then
+     copies_prog reload A.so          A loaded, worked in and unloaded twice      */
+#define DIAGNOSE_IMPLEMENTATION
+#include "diagnose.h"
+
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef void (*work_fn)(int n);
+
+struct outer {
+    diag_future base;
+    work_fn work;
+    int n;
+};
+
+static diag_status outer_poll(diag_future *self, void *cx)
+{
+    struct outer *o = (struct outer *)self;
+    (void)cx;
+    if (o->work) o->work(o->n);
+    return DIAG_READY;
+}
+
+/* One poll of a future named "prog", which runs work(n) inside it. */
+static void in_prog(work_fn work, int n)
+{
+    struct outer o = { DIAG_FUTURE_INIT(outer_poll), NULL, 0 };
+    o.work = work;
+    o.n = n;
+    diag_poll(DIAGNOSE_AS(&o.base, "prog"), NULL);
+}
+
+static void *open_library(const char *path, work_fn *work)
+{
+    void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+    if (h == NULL) {
+        fprintf(stderr, "dlopen %s: %s\n", path, dlerror());
+        exit(2);
+    }
+    *(void **)work = dlsym(h, "copies_work");
+    if (*work == NULL) exit(2);
+    return h;
+}
+
+static pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t cond = PTHREAD_COND_INITIALIZER;
+static int stage; /* 1: the thread worked; 2: the library is gone */
+
+static void wait_for(int s)
+{
+    pthread_mutex_lock(&mutex);
+    while (stage < s) pthread_cond_wait(&cond, &mutex);
+    pthread_mutex_unlock(&mutex);
+}
+
+static void set_stage(int s)
+{
+    pthread_mutex_lock(&mutex);
+    stage = s;
+    pthread_cond_broadcast(&cond);
+    pthread_mutex_unlock(&mutex);
+}
+
+static void *worker(void *arg)
+{
+    work_fn work = *(work_fn *)arg;
+    work(3);
+    set_stage(1);
+    wait_for(2); /* then the thread ends, after its library was unloaded */
+    return NULL;
+}
+
+static void print_file(const char *path)
+{
+    char line[256];
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        printf("no %s\n", path);
+        return;
+    }
+    while (fgets(line, sizeof line, f)) printf("at unload: %s", line);
+    fclose(f);
+}
+
+#ifdef LINKED
+void copies_work(int n);
+#endif
+
+int main(int argc, char **argv)
+{
+    const char *mode = argc > 1 ? argv[1] : "";
+    work_fn a, b;
+    void *ha, *hb;
+    if (strcmp(mode, "linked") == 0) {
+#ifdef LINKED
+        in_prog(copies_work, 3);
+        return 0;
+#endif
+    } else if (strcmp(mode, "two") == 0 && argc == 4) {
+        ha = open_library(argv[2], &a);
+        hb = open_library(argv[3], &b);
+        in_prog(a, 2);
+        b(4);
+        (void)ha, (void)hb;
+        return 0;
+    } else if (strcmp(mode, "unload") == 0 && argc == 3) {
+        pthread_t thread;
+        ha = open_library(argv[2], &a);
+        if (pthread_create(&thread, NULL, worker, &a) != 0) return 2;
+        wait_for(1);
+        dlclose(ha);
+        print_file("diagnose.polls.folded");
+        fflush(stdout);
+        set_stage(2);
+        pthread_join(thread, NULL);
+        in_prog(NULL, 0);
+        return 0;
+    } else if (strcmp(mode, "reload") == 0 && argc == 3) {
+        int i;
+        for (i = 0; i < 2; i++) {
+            ha = open_library(argv[2], &a);
+            in_prog(a, 3);
+            dlclose(ha);
+        }
+        return 0;
+    }
+    fprintf(stderr, "usage: copies_prog linked | two A.so B.so | unload A.so | reload A.so\n");
+    return 2;
+}

@@ -1,0 +1,139 @@
+#!/usr/bin/env bash
+# Several copies of diagnose.h in one process: a program and shared
+# libraries, each with its own DIAGNOSE_IMPLEMENTATION, built with
+# -fvisibility=hidden or loaded with dlopen(RTLD_LOCAL). They must share one
+# profile: one set of files, one summary table, paths across copies.
+# Uses CC and CFLAGS as tests/run.sh passes them (tests/check.sh runs it
+# again with sanitizer flags).
+set -u
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+CC=${CC:-cc}
+CFLAGS=${CFLAGS:--O2 -g}
+WARN="-Wall -Wextra -Wpedantic -Werror"
+tmp=$(mktemp -d)
+trap '[ -n "${KEEP:-}" ] || rm -rf "$tmp"' EXIT; [ -n "${KEEP:-}" ] && echo "kept $tmp"
+bin=$tmp/bin
+mkdir -p "$bin"
+passed=0 failed=0
+ok() { echo "[   OK ] $1"; passed=$((passed + 1)); }
+bad() { echo "[ FAIL ] $1"; failed=$((failed + 1)); }
+
+# check NAME EXPECTED ACTUAL: exact text
+check() {
+    if [ "$2" = "$3" ]; then ok "$1"; else
+        bad "$1"
+        printf '  expected:\n%s\n  got:\n%s\n' "$2" "$3" | sed 's/^/    /'
+    fi
+}
+
+# ---- builds ----
+# shellcheck disable=SC2086 # CFLAGS and WARN are lists of flags
+lib() { # lib NAME FLAGS...: $bin/libNAME.so with its own copy
+    local name=$1
+    shift
+    $CC -std=c99 $CFLAGS $WARN -fPIC -shared -fvisibility=hidden -I"$ROOT" "$@" \
+        "$ROOT/tests/copies_lib.c" -o "$bin/lib$name.so" -pthread
+}
+# shellcheck disable=SC2086
+prog() { # prog NAME FLAGS...: $bin/NAME
+    local name=$1
+    shift
+    $CC -std=c99 $CFLAGS $WARN -I"$ROOT" "$ROOT/tests/copies_prog.c" -o "$bin/$name" \
+        -L"$bin" -Wl,-rpath,"$bin" "$@" -pthread -ldl
+}
+built=1
+{
+    lib a -DLIB_NAME='"liba"' &&
+        lib b -DLIB_NAME='"libb"' &&
+        lib lone -DLIB_NAME='"lib"' &&
+        prog linked -DLINKED -la &&
+        prog plain &&
+        prog nocopy -DDIAGNOSE_DISABLE
+} >"$tmp/build.log" 2>&1 || built=0
+if [ $built = 0 ]; then
+    cat "$tmp/build.log"
+    bad "build the test libraries and programs"
+    echo "$passed passed, $failed failed"
+    exit 1
+fi
+
+# run NAME ARGS...: in a fresh directory $tmp/NAME (kept for a second run),
+# stdout in $tmp/NAME/out, stderr in $tmp/NAME/err, exit status in $rc
+run() {
+    local dir=$tmp/$1
+    shift
+    mkdir -p "$dir"
+    (cd "$dir" && "$@" >out 2>err)
+    rc=$?
+}
+tables() { grep -cE '^diagnose\.h: [0-9]+ paths?, ' "$1"; }
+files() { (cd "$1" && ls | grep -v '^out$\|^err$' | tr '\n' ' '); }
+
+# 1. A library linked at start-up, hidden visibility, its own copy.
+run linked "$bin/linked" linked
+check "linked library: exit 0" 0 $rc
+check "linked library: library's future nested in the program's" "prog 1
+prog;liba 3" "$(cat "$tmp/linked/diagnose.polls.folded")"
+check "linked library: one summary table" 1 "$(tables "$tmp/linked/err")"
+check "linked library: one set of files" "diagnose.busy.folded diagnose.polls.folded diagnose.wall.folded " \
+    "$(files "$tmp/linked")"
+check "linked library: the same paths in every file" "prog
+prog;liba" "$(cut -d' ' -f1 "$tmp/linked/diagnose.wall.folded")"
+
+# 2. A rerun over the files of the first run replaces them.
+run linked "$bin/linked" linked
+check "rerun: old files are replaced, not added to" "prog 1
+prog;liba 3" "$(cat "$tmp/linked/diagnose.polls.folded")"
+
+# 3. Two plugins with dlopen(RTLD_LOCAL), each with its own copy.
+run two "$bin/plain" two "$bin/liba.so" "$bin/libb.so"
+check "two plugins: exit 0" 0 $rc
+check "two plugins: one profile, paths across copies" "libb 4
+prog 1
+prog;liba 2" "$(cat "$tmp/two/diagnose.polls.folded")"
+check "two plugins: one summary table" 1 "$(tables "$tmp/two/err")"
+
+# 4. dlclose while a thread that polled in the library lives on, in a
+# program without a copy of its own: no crash when the thread ends; the
+# library's data is written at the unload.
+run unload "$bin/nocopy" unload "$bin/liblone.so"
+check "dlclose, live thread, no copy in the program: exit 0" 0 $rc
+check "dlclose, no copy in the program: files written at the unload" "at unload: lib 3" \
+    "$(cat "$tmp/unload/out")"
+check "dlclose, no copy in the program: one summary table" 1 "$(tables "$tmp/unload/err")"
+
+# 5. The same with a copy in the program: the library's data is on disk at
+# the unload and in the files at exit, with the program's own.
+run unload2 "$bin/plain" unload "$bin/liblone.so"
+check "dlclose, live thread: exit 0" 0 $rc
+check "dlclose, live thread: files written at the unload" "at unload: lib 3" "$(cat "$tmp/unload2/out")"
+check "dlclose, live thread: the library's data in the files at exit" "lib 3
+prog 1" "$(cat "$tmp/unload2/diagnose.polls.folded")"
+check "dlclose, live thread: one summary table" 1 "$(tables "$tmp/unload2/err")"
+
+# 6. A library loaded, used and unloaded twice: its frames keep their names
+# after the unload, and the second load adds to the same path.
+run reload "$bin/plain" reload "$bin/liblone.so"
+check "reload: exit 0" 0 $rc
+check "reload: one path for both loads" "prog 2
+prog;lib 6" "$(cat "$tmp/reload/diagnose.polls.folded")"
+check "reload: one summary table" 1 "$(tables "$tmp/reload/err")"
+
+# 7. Two copies linked statically into one executable: a link error.
+# shellcheck disable=SC2086
+if $CC -std=c99 $CFLAGS -I"$ROOT" -DLINKED -c "$ROOT/tests/copies_prog.c" -o "$tmp/prog.o" &&
+    $CC -std=c99 $CFLAGS -I"$ROOT" -c "$ROOT/tests/copies_lib.c" -o "$tmp/lib.o"; then
+    # shellcheck disable=SC2086
+    if $CC $CFLAGS "$tmp/prog.o" "$tmp/lib.o" -o "$tmp/static" -pthread -ldl >"$tmp/link.log" 2>&1; then
+        bad "two static copies: a link error"
+    else
+        check "two static copies: a link error naming a symbol defined twice" 1 \
+            "$(grep -c 'multiple definition of .diag' "$tmp/link.log" | awk '{print ($1 > 0)}')"
+    fi
+else
+    bad "two static copies: objects build"
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
