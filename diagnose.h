@@ -597,19 +597,20 @@ static inline void diag_span_begin(diag_span *s)
 {
     diag__thread *t;
     diag__frame *fr;
-    uint32_t path;
+    uint32_t path, depth;
     uint64_t now, woke;
     if (s->name == NULL || !diag__on()) return;
     t = diag__tls;
     if (DIAG__UNLIKELY(t == NULL)) t = diag__attach();
-    if (DIAG__UNLIKELY(t->depth >= DIAG_MAX_DEPTH)) {
+    depth = t->depth; /* read once: dumps read it, so its stores are atomic */
+    if (DIAG__UNLIKELY(depth >= DIAG_MAX_DEPTH)) {
         diag__begin_too_deep(t, s);
         return;
     }
-    fr = &t->stack[t->depth];
+    fr = &t->stack[depth];
     path = s->path;
     if (path == 0) { /* a new run: its path is the context it starts in */
-        uint32_t parent = t->depth ? t->stack[t->depth - 1].path : DIAG__ROOT;
+        uint32_t parent = depth ? t->stack[depth - 1].path : DIAG__ROOT;
         path = (s->last_parent == parent && s->last_path) ? s->last_path
                                                           : diag__resolve(t, s, parent);
     }
@@ -632,7 +633,7 @@ static inline void diag_span_begin(diag_span *s)
     DIAG__STORE(fr->span, s);
     DIAG__STORE(fr->path, path);
     fr->child = 0;
-    __atomic_store_n(&t->depth, t->depth + 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&t->depth, depth + 1, __ATOMIC_RELEASE);
 }
 
 /* The run's end frees its record: one store (see diag__run). */
@@ -650,16 +651,18 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     diag__frame *fr;
     diag__slot *slot;
     uint64_t now, dt, self;
+    uint32_t depth;
     if (DIAG__UNLIKELY(t == NULL || t->depth == 0 || t->stack[t->depth - 1].span != s)) {
         diag__end_unmatched(t, s, status);
         return;
     }
     now = diag__now();
-    DIAG__STORE(t->depth, t->depth - 1);
-    fr = &t->stack[t->depth];
+    depth = t->depth - 1;
+    DIAG__STORE(t->depth, depth);
+    fr = &t->stack[depth];
     dt = now > fr->start ? now - fr->start : 0;
     self = dt > fr->child ? dt - fr->child : 0;
-    if (t->depth) t->stack[t->depth - 1].child += dt;
+    if (depth) t->stack[depth - 1].child += dt;
     slot = fr->slot;
     DIAG__ADD(slot->polls, 1);
     DIAG__ADD(slot->busy, self);
