@@ -71,8 +71,11 @@
    diag_dump(prefix)
                     Writes the folded files now, as a snapshot, and the
                     pending files (see OUTPUT); counting goes on. Never
-                    waits for polls running on other threads. prefix NULL: DIAGNOSE_OUT or "diagnose". Returns 0, or
-                    -1 with errno set (nothing is printed). Thread-safe.
+                    waits for polls running on other threads. prefix NULL:
+                    DIAGNOSE_OUT or "diagnose". Returns 0, or -1 with errno
+                    set (nothing is printed). Thread-safe: dumps run one at
+                    a time (a call may wait for another), so the files of a
+                    prefix come from one snapshot.
    diag_write_svg(prefix)
                     Writes PREFIX.<metric>.svg for each folded file: a
                     self-contained interactive flame graph (hover shows name,
@@ -117,6 +120,17 @@
                         while (DIAG_CALL_AT(&t, "fetch", fetch(&t), DONE) != DONE) ...
    diag_drop_at(task)
                     The task is abandoned: a drop, and its span is released.
+
+   NON-LOCAL EXITS (README: Non-local exits and signals)
+   C++: a poll that an exception leaves ends as if it returned PENDING:
+   counted, busy until the unwinding, its run still open (poll it again or
+   drop it). The exception goes on unchanged. C: after a longjmp out of
+   polls, diag_drop(f) of the outermost future whose poll was left, on the
+   same thread, ends that poll and every poll above it, and drops f's run;
+   the futures above keep their runs open until dropped. With neither, the
+   polls stay open and the thread's later polls count under them; a
+   diag_span_end that finds its poll below the top ends the ones above
+   (one warning), and exit names the polls still open.
 
    ==========================================================================
    WHAT IS MEASURED
@@ -235,6 +249,10 @@
    exits normally; if the prefix has no "%p" the child's pid is appended.
    If the files cannot be written at exit, one line on stderr says why and
    they go to $TMPDIR (or /tmp) instead. The exit code never changes.
+   Nothing written to stderr raises SIGPIPE (a closed pipe ends the text).
+   At exit, a lock another thread holds is waited for 1 s at most; an
+   exit() from a signal handler that interrupts diagnose.h on its own
+   thread writes no files. Either case says so in one line.
 
    PREFIX.pending.folded and PREFIX.pending.txt, written by every dump
    (diag_dump, numbered snapshots, exit) when runs are open, removed by a
@@ -258,10 +276,11 @@
    the folded files: a Chrome trace, {"traceEvents": [...]}, one event a
    line, for speedscope and ui.perfetto.dev. Per thread, one "ph": "M"
    thread_name event ("NAME TID": the thread's name and its number) and one
-   "ph": "X" event per poll of its last n, oldest first: name = the polled
-   future's frame, ts and dur in microseconds (three decimals) since
-   start-up, pid, tid (numbered 1, 2, ... in the order threads first poll),
-   args {"path": "<folded stack>"}. Nested polls nest exactly on their tid.
+   "ph": "X" event per poll of its last n, in the order they ended: name =
+   the polled future's frame, ts and dur in microseconds (three decimals)
+   since start-up, pid, tid (numbered 1, 2, ... in the order threads first
+   poll), args {"path": "<folded stack>"}. Nested polls nest exactly on
+   their tid.
    Folded polls (deeper than DIAG_MAX_DEPTH) are not recorded. A thread's
    ring outlives it: the rings of the 16 most recently exited threads are
    kept. After diag_reset only polls that end later are written; a forked
@@ -527,6 +546,7 @@ diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
 uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
 void diag__begin_too_deep(diag__thread *t, diag_span *s);
 void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
+void diag__poll_unwound(diag_span *s);
 void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 void diag__slow_poll(diag__slot *slot, uint64_t ticks);
 void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
@@ -690,6 +710,19 @@ static inline void diag_span_wake(diag_span *s)
     diag__wake_noted(s, now);
 }
 
+#ifdef __cplusplus
+/* A poll that an exception leaves ends as one that returned PENDING: counted,
+   busy until the unwinding, its frame popped; its run stays open, for the
+   owner to poll again or drop. The exception goes on unchanged. On the
+   normal path the destructor sees NULL and compiles to nothing. The end
+   for the unwinding is out of line: a second call of diag_span_end would
+   keep the compiler from inlining the first. */
+struct diag__poll_guard {
+    diag_span *span;
+    ~diag__poll_guard() { if (span) diag__poll_unwound(span); }
+};
+#endif
+
 /* The measured poll, out of line: diag_poll then stays a few loads and a
    tail call when the future is unmarked or recording is off, instead of
    saving registers for a measurement it does not make. */
@@ -698,7 +731,15 @@ __attribute__((noinline, unused)) static diag_status diag__poll_measured(diag_fu
     diag_status status;
     if (!diag__on()) return f->poll(f, cx);
     diag_span_begin(&f->span);
+#ifdef __cplusplus
+    {
+        diag__poll_guard unwinding = { &f->span };
+        status = f->poll(f, cx);
+        unwinding.span = NULL;
+    }
+#else
     status = f->poll(f, cx);
+#endif
     diag_span_end(&f->span, status);
     return status;
 }
@@ -767,6 +808,7 @@ static inline void diag__call_end(diag_span *s, int done)
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -855,6 +897,10 @@ typedef struct diag__runtime {
     struct diag__trace_state *trace; /* diag__trace */
     struct diag__at_state *at;       /* diag__at */
     struct diag__part *parts;        /* what this runtime last wrote where others write too */
+    uint64_t open_at_thread_end; /* polls not ended when their thread exited */
+    int said_unwound;           /* atomic: warned once of frames a later end unwound */
+    pthread_mutex_t dump_lock;  /* diag__dump_lock */
+    int exit_waiting;           /* atomic: diag__exit_waiting */
 } diag__runtime;
 
 /* What the runtime needs of a copy's own code, so that when the copy
@@ -874,6 +920,8 @@ static diag__runtime diag__local;
 static diag__runtime *diag__rt = &diag__local;
 #define diag__g (*diag__rt)
 #define diag__lock (diag__g.lock)
+#define diag__dump_lock (diag__g.dump_lock)
+#define diag__exit_waiting (diag__g.exit_waiting)
 #define diag__no_table (diag__g.no_table)
 
 #define DIAG__OVERFLOW_CAP 1    /* new paths past DIAGNOSE_MAX_PATHS */
@@ -947,6 +995,81 @@ static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
     return diag__round((double)ticks * ns_per_tick);
 }
 
+/* ---- stderr: every line the library writes ------------------------------- */
+
+/* Writes text to stderr with SIGPIPE blocked on this thread, so a closed
+   pipe (prog 2>&1 | head, a log collector that died) neither kills the
+   program nor changes its exit code. The SIGPIPE this write raised is taken
+   back; one that was pending before stays the program's, and so does its
+   disposition. EPIPE or any other error ends the text quietly. write(2),
+   not stdio: no lock of the program's stderr, no buffer, at exit too. */
+static void diag__stderr_write(const char *text, size_t len)
+{
+    sigset_t pipe_only, old, pending;
+    struct timespec zero = { 0, 0 };
+    int saved = errno, was_pending, broken = 0;
+    sigemptyset(&pipe_only);
+    sigaddset(&pipe_only, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &pipe_only, &old);
+    was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE) == 1;
+    while (len > 0) {
+        ssize_t n = write(STDERR_FILENO, text, len);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            broken = n < 0 && errno == EPIPE;
+            break;
+        }
+        text += n;
+        len -= (size_t)n;
+    }
+    if (broken && !was_pending)
+        while (sigtimedwait(&pipe_only, NULL, &zero) < 0 && errno == EINTR) {
+        }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+}
+
+/* printf to stderr through diag__stderr_write; one line at a time. */
+__attribute__((format(printf, 1, 2))) static void diag__warn(const char *format, ...)
+{
+    char line[8192];
+    va_list ap;
+    int n;
+    va_start(ap, format);
+    n = vsnprintf(line, sizeof line, format, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n >= sizeof line) { /* cut: still a whole line */
+        n = (int)sizeof line - 1;
+        line[n - 1] = '\n';
+    }
+    diag__stderr_write(line, (size_t)n);
+}
+
+/* ---- inside diagnose.h: what an exit from a signal handler interrupts ---- */
+
+/* Marks the library's work that takes a lock or allocates (dumps, reset,
+   new paths, thread tables, start-up). A signal handler that calls exit()
+   while its thread is inside such work must not dump again at exit: the
+   lock is held by that same thread, the snapshot half built, malloc maybe
+   half way. The exit handler checks the mark and skips its dump. Kept to
+   these functions, the one place that knows where the mark lives. */
+static __thread unsigned diag__inside_depth;
+
+static void diag__inside_enter(void)
+{
+    diag__inside_depth++;
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* marked before the work starts */
+}
+
+static void diag__inside_leave(void)
+{
+    __atomic_signal_fence(__ATOMIC_SEQ_CST); /* the work is done before the mark goes */
+    diag__inside_depth--;
+}
+
+static int diag__inside(void) { return diag__inside_depth != 0; }
+
 /* ---- start-up and environment ------------------------------------------- */
 
 static const char *diag__getenv(const char *name)
@@ -969,7 +1092,7 @@ static const char *diag__getenv(const char *name)
 static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
                                   const char *fallback)
 {
-    fprintf(stderr, "diagnose.h: %s=%s %s; accepted: %s; %s%s\n", name, value, problem, accepted,
+    diag__warn("diagnose.h: %s=%s %s; accepted: %s; %s%s\n", name, value, problem, accepted,
             fallback ? "using " : "ignored", fallback ? fallback : "");
 }
 
@@ -1226,6 +1349,7 @@ static int diag__runtime_new(void)
     if (__lsan_ignore_object) __lsan_ignore_object(diag__rt);
 #endif
     pthread_mutex_init(&diag__lock, NULL);
+    pthread_mutex_init(&diag__dump_lock, NULL);
     /* max_paths counts the user's paths: the root and [overflow] are extra */
     diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
     diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
@@ -1270,7 +1394,7 @@ static void diag__start_once(void)
         return;
     }
     if (diag__join(&created, &rejoined) == NULL) {
-        fputs("diagnose.h: out of memory at start-up; profiling is off\n", stderr);
+        diag__warn("diagnose.h: out of memory at start-up; profiling is off\n");
         diag__mode = 2;
         return;
     }
@@ -1285,7 +1409,9 @@ static void diag__start_once(void)
 
 int diag__start(void)
 {
+    diag__inside_enter();
     pthread_once(&diag__once, diag__start_once);
+    diag__inside_leave();
     return diag__mode == 1;
 }
 
@@ -1369,6 +1495,7 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
 {
     uint32_t path = diag__map_get(&t->cache, parent, s->name);
     if (path == 0) {
+        diag__inside_enter();
         pthread_mutex_lock(&diag__lock);
         path = diag__path_of(parent, s->name, s->flags);
         pthread_mutex_unlock(&diag__lock);
@@ -1377,6 +1504,7 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
            full cache only costs speed. */
         if (diag__path_name(path) == s->name && diag__path_at(path)->parent == parent)
             diag__map_put(&t->cache, parent, s->name, path);
+        diag__inside_leave();
     }
     if (path == parent && parent != DIAG__OVERFLOW) DIAG__ADD(t->folded, 1);
     s->last_parent = parent;
@@ -1394,7 +1522,10 @@ static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path)
     uint64_t **at = &dir[path >> DIAG__CHUNK_BITS];
     uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
     if (chunk == NULL) {
-        uint64_t *fresh = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+        uint64_t *fresh;
+        diag__inside_enter(); /* also from the poll path: see diag__exit_interrupted */
+        fresh = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+        diag__inside_leave();
         if (fresh == NULL) return NULL;
         if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
             chunk = fresh;
@@ -1448,7 +1579,7 @@ static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
 
 /* ---- per-thread tables ---------------------------------------------------- */
 
-diag__thread *diag__attach(void)
+static diag__thread *diag__attach_table(void)
 {
     diag__thread *t;
     diag__slot *first;
@@ -1479,9 +1610,21 @@ diag__thread *diag__attach(void)
     return t;
 }
 
+diag__thread *diag__attach(void)
+{
+    diag__thread *t;
+    diag__inside_enter(); /* it allocates and takes the lock */
+    t = diag__attach_table();
+    diag__inside_leave();
+    return t;
+}
+
 diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
 {
-    diag__slot *chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+    diag__slot *chunk;
+    diag__inside_enter();
+    chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+    diag__inside_leave();
     if (chunk == NULL) {
         DIAG__OVERFLOWED(DIAG__OVERFLOW_MEMORY);
         return &t->dir[0][DIAG__OVERFLOW];
@@ -1542,6 +1685,7 @@ static void diag__thread_exit(void *arg)
     diag__thread *t = (diag__thread *)arg, **link;
     const struct diag__copy_info *copy;
     uint32_t c;
+    diag__inside_enter();
     pthread_mutex_lock(&diag__lock);
     for (link = &diag__g.threads; *link != NULL; link = &(*link)->next)
         if (*link == t) {
@@ -1561,6 +1705,7 @@ static void diag__thread_exit(void *arg)
         if (t->base) diag__chunk_merge(diag__g.retired.base, t->base, c);
     }
     diag__g.retired.folded += t->folded;
+    __atomic_fetch_add(&diag__g.open_at_thread_end, t->depth, __ATOMIC_RELAXED);
     diag__g.nretired++;
     diag__runs_park(t);
     diag__trace_retire(t);
@@ -1568,13 +1713,101 @@ static void diag__thread_exit(void *arg)
     pthread_mutex_unlock(&diag__lock);
     diag__free_table(t);
     diag__tls = NULL;
+    diag__inside_leave();
+}
+
+/* ---- non-local exits: polls left by longjmp -------------------------------- */
+
+/* A poll that longjmp leaves never reaches its diag_span_end: its frame
+   stays on the thread's stack, and every later poll there would be counted
+   under it. diag_drop of the future the landing site abandons unwinds the
+   stack to where it was before that poll. A diag_span_end that finds its
+   span below the top unwinds the frames above it, and says so once. (In
+   C++, an exception ends each poll it leaves: see diag__poll_guard.) */
+
+/* Ends the top frame's poll now, as a poll that returned PENDING. Reads
+   only the thread's own memory: the future of a frame that a longjmp left
+   may have lived on the stack it discarded, so its run stays open. */
+static void diag__frame_abandon(diag__thread *t, uint64_t now)
+{
+    diag__frame *fr;
+    diag__slot *slot;
+    uint64_t dt;
+    DIAG__STORE(t->depth, t->depth - 1); /* dumps read the stack: see diag_span_end */
+    fr = &t->stack[t->depth];
+    slot = fr->slot;
+    dt = now > fr->start ? now - fr->start : 0;
+    if (t->depth) t->stack[t->depth - 1].child += dt;
+    DIAG__ADD(slot->polls, 1);
+    DIAG__ADD(slot->busy, dt > fr->child ? dt - fr->child : 0);
+    DIAG__ADD(slot->poll_ticks, dt);
+    if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
+    diag__hist_add(t, fr->path, slot, dt);
+    if (t->ring != NULL) diag__ring_put(t->ring, fr->path, fr->start, dt);
+    if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
+}
+
+/* Ends the polls above depth `depth`, innermost first; returns how many. */
+static size_t diag__sanitize(const char *name, int derived, char *out);
+
+static uint32_t diag__unwind_to(diag__thread *t, uint32_t depth)
+{
+    uint64_t now = diag__now();
+    uint32_t n = t->depth - depth;
+    while (t->depth > depth) diag__frame_abandon(t, now);
+    return n;
+}
+
+/* diag_drop of a future whose poll is open on this thread: a longjmp left
+   it. The stack goes back to where it was before its outermost open poll,
+   which ends now with every poll above it. */
+static void diag__drop_unwind(diag__thread *t, const diag_span *s)
+{
+    uint32_t i;
+    for (i = 0; i < t->depth; i++)
+        if (t->stack[i].span == s) {
+            diag__unwind_to(t, i);
+            return;
+        }
+}
+
+/* A diag_span_end whose span is on the stack below the top: the polls
+   above it were left without their end. Ends them now, and s's poll as
+   PENDING (the caller ends its run if it said READY); returns 0 if s is
+   not on the stack. Not at DIAG_MAX_DEPTH, where a poll folded into the
+   deepest frame legitimately ends unmatched. (Not diag_span_end itself:
+   a second call of it would keep the compiler from inlining the first.) */
+static int diag__end_unwind(diag__thread *t, const diag_span *s)
+{
+    uint32_t i = t->depth, n;
+    if (t->depth >= DIAG_MAX_DEPTH) return 0;
+    while (i > 0 && t->stack[i - 1].span != s) i--;
+    if (i == 0) return 0;
+    n = diag__unwind_to(t, i);
+    diag__unwind_to(t, i - 1);
+    if (__atomic_exchange_n(&diag__g.said_unwound, 1, __ATOMIC_RELAXED) == 0) {
+        char name[DIAG__NAME_MAX + 1];
+        diag__sanitize(s->name, (s->flags & DIAG__NAME_DERIVED) != 0, name);
+        diag__warn("diagnose.h: diag_span_end of %s found %u poll%s above it never ended (left by longjmp?); "
+                   "ended %s now\n", name, n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+    }
+    return 1;
+}
+
+/* The end of a poll that a C++ exception leaves: diag_span_end(s,
+   DIAG_PENDING), out of line (see diag__poll_guard). */
+void diag__poll_unwound(diag_span *s)
+{
+    diag__thread *t = diag__tls;
+    if (t != NULL && t->depth > 0 && t->stack[t->depth - 1].span == s) diag__frame_abandon(t, diag__now());
+    else diag__end_unmatched(t, s, DIAG_PENDING);
 }
 
 /* ---- slow paths of the poll ---------------------------------------------- */
 
 static void diag__say_once(int *flag, const char *message)
 {
-    if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) fputs(message, stderr);
+    if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) diag__stderr_write(message, strlen(message));
 }
 
 /* Nested deeper than DIAG_MAX_DEPTH: the poll counts in the deepest frame,
@@ -1604,6 +1837,8 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
 {
     diag__slot *slot;
     uint64_t now;
+    int unwound = t != NULL && t->depth > 0 && diag__end_unwind(t, s);
+    (void)unwound; /* read with DIAG_DEBUG only */
     if (status != DIAG_READY || s->path == 0) return;
     if (t == NULL || t == diag__no_table) {
         s->path = 0;
@@ -1611,8 +1846,8 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
         return;
     }
 #ifdef DIAG_DEBUG
-    if (t->depth < DIAG_MAX_DEPTH) {
-        fprintf(stderr, "diagnose.h: diag_span_end of '%s' without its diag_span_begin\n", s->name);
+    if (!unwound && t->depth < DIAG_MAX_DEPTH) {
+        diag__warn("diagnose.h: diag_span_end of '%s' without its diag_span_begin\n", s->name);
         abort();
     }
 #endif
@@ -1651,6 +1886,7 @@ void diag_span_cancel(diag_span *s)
         diag__run_close(s);
         return;
     }
+    if (t->depth) diag__drop_unwind(t, s);
     slot = diag__slot_at(t, s->path);
     now = diag__now();
     DIAG__ADD(slot->wall, now > s->run_start ? now - s->run_start : 0);
@@ -1664,7 +1900,7 @@ void diag_span_cancel(diag_span *s)
 diag_status diag__poll_invalid(diag_future *f)
 {
 #ifdef DIAG_DEBUG
-    fprintf(stderr, "diagnose.h: diag_poll of %s\n", f ? "a future with a NULL poll function" : "a NULL future");
+    diag__warn("diagnose.h: diag_poll of %s\n", f ? "a future with a NULL poll function" : "a NULL future");
     abort();
 #else
     (void)f;
@@ -1730,6 +1966,53 @@ void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     }
 }
 
+/* ---- one dump at a time ----------------------------------------------------- */
+
+/* Every writer of files (diag_dump, diag_write_svg, a numbered snapshot,
+   the exit dump) holds diag__dump_lock (in the runtime, for all copies)
+   from its snapshot to its last rename: the files of a prefix come from
+   one snapshot, the last dump to finish wins, and no two dumps ever share
+   a temporary file. */
+
+/* Set on the thread that runs the exit dump, and only there: a lock that
+   another thread holds is waited for until this time (CLOCK_REALTIME ns),
+   then given up, so that exit never blocks for good. 0: no limit. */
+static __thread uint64_t diag__exit_deadline;
+#define DIAG__EXIT_WAIT_NS 1000000000u
+
+static uint64_t diag__realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* diag__exit_waiting is set when the exit dump waits for diag__dump_lock:
+   other dumps then wait for it, or a thread dumping in a loop could take
+   the lock back each time first (mutexes are not fair) until the exit
+   dump gives up. */
+
+/* Takes diag__dump_lock, after the exit dump if one is waiting. */
+static void diag__dump_lock_take(void)
+{
+    while (__atomic_load_n(&diag__exit_waiting, __ATOMIC_ACQUIRE)) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL); /* the exit ends the process, this thread too */
+    }
+    pthread_mutex_lock(&diag__dump_lock);
+}
+
+/* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
+   returns 0 when locked, ETIMEDOUT when given up. */
+static int diag__lock_or_give_up(pthread_mutex_t *m)
+{
+    struct timespec until;
+    if (diag__exit_deadline == 0) return pthread_mutex_lock(m);
+    until.tv_sec = (time_t)(diag__exit_deadline / 1000000000u);
+    until.tv_nsec = (long)(diag__exit_deadline % 1000000000u);
+    return pthread_mutex_timedlock(m, &until);
+}
+
 /* ---- live: records of the open runs ------------------------------------- */
 
 /* Each run takes a record at its first poll (per run, never per poll) so
@@ -1750,7 +2033,10 @@ static void diag__live_start(void)
 /* A chunk of n free records, or NULL. */
 static diag__run_chunk *diag__runs_chunk(uint32_t n)
 {
-    diag__run_chunk *c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
+    diag__run_chunk *c;
+    diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
+    c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
+    diag__inside_leave();
     if (c == NULL) return NULL;
     c->runs = (diag__run *)(void *)(c + 1);
     c->count = n;
@@ -1823,7 +2109,10 @@ static void diag__self_wake(uint32_t path)
     uint64_t **at = &diag__g.self_wakes[path >> DIAG__CHUNK_BITS];
     uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
     if (chunk == NULL) {
-        uint64_t *fresh = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * sizeof *fresh);
+        uint64_t *fresh;
+        diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
+        fresh = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * sizeof *fresh);
+        diag__inside_leave();
         if (fresh == NULL) return; /* not counted */
         if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) chunk = fresh;
         else DIAG_FREE(fresh);
@@ -1973,9 +2262,11 @@ int diag_reset(void)
 {
     int rc;
     if (!diag__on()) return 0;
+    diag__inside_enter();
     pthread_mutex_lock(&diag__lock);
     rc = diag__reset_locked();
     pthread_mutex_unlock(&diag__lock);
+    diag__inside_leave();
     if (rc != 0) errno = ENOMEM;
     return rc;
 }
@@ -1988,6 +2279,8 @@ static void diag__fork_child(void)
     if (diag__g.fork_locker == NULL || diag__g.fork_locker != diag__copy_self()) return;
     diag__g.fork_locker = NULL;
     pthread_mutex_init(&diag__lock, NULL);
+    pthread_mutex_init(&diag__dump_lock, NULL); /* a dump of another thread may have held it */
+    diag__exit_waiting = 0;
     diag__g.forked = 1;
     diag__g.exit_done = 0;
     diag__reset_locked();
@@ -2464,7 +2757,10 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     int attempt;
     memset(snap, 0, sizeof *snap);
     snap->ns_per_tick = diag__ns_per_tick();
-    pthread_mutex_lock(&diag__lock);
+    if (diag__lock_or_give_up(&diag__lock) != 0) {
+        errno = ETIMEDOUT;
+        return -1;
+    }
     npaths = diag__g.npaths;
     now = diag__now();
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
@@ -2717,9 +3013,15 @@ int diag_dump(const char *prefix)
     int rc;
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    if (diag__snapshot_read(&snap, 0) != 0) return -1;
-    rc = diag__write_all(resolved, &snap, failed, sizeof failed);
-    diag__snapshot_free(&snap);
+    diag__inside_enter();
+    diag__dump_lock_take();
+    rc = diag__snapshot_read(&snap, 0);
+    if (rc == 0) {
+        rc = diag__write_all(resolved, &snap, failed, sizeof failed);
+        diag__snapshot_free(&snap);
+    }
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__inside_leave();
     return rc;
 }
 
@@ -2894,6 +3196,7 @@ struct diag__agent_state {
     int handling;         /* our handler is installed; the program's was old_action */
     struct sigaction old_action;
     const struct diag__copy_info *owner; /* whose functions the thread and handler run */
+    int finished;         /* atomic: the thread has ended (it can then be joined at once) */
 };
 /* One per runtime: copies share the thread and the snapshot numbers. */
 #define diag__agent (*diag__g.agent)
@@ -2920,25 +3223,36 @@ static void diag__agent_signal(int signo)
     errno = saved;
 }
 
+static void diag__agent_snapshot_locked(int by_signal);
+
 /* Writes snapshot number next + 1; a failure is reported on stderr. */
 static void diag__agent_snapshot(int by_signal)
+{
+    diag__inside_enter();
+    diag__dump_lock_take();
+    diag__agent_snapshot_locked(by_signal);
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__inside_leave();
+}
+
+static void diag__agent_snapshot_locked(int by_signal)
 {
     char prefix[4096], numbered[4200], failed[4300];
     diag__snapshot snap;
     unsigned n = diag__agent.next + 1;
     if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
-        fprintf(stderr, "diagnose.h: snapshot %u not written: %s\n", n, strerror(errno));
+        diag__warn("diagnose.h: snapshot %u not written: %s\n", n, strerror(errno));
         return;
     }
     snprintf(numbered, sizeof numbered, "%s.%u", prefix, n);
     if (diag__write_all(numbered, &snap, failed, sizeof failed) != 0) {
-        fprintf(stderr, "diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+        diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
     } else if (diag__g.svg && diag__write_svgs(numbered, &snap) != 0) {
-        fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
+        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
         if (by_signal && !diag__g.quiet)
-            fprintf(stderr, "diagnose.h: wrote snapshot %s.*.folded\n", numbered);
+            diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
     }
     diag__snapshot_free(&snap);
 }
@@ -2993,6 +3307,7 @@ static void *diag__agent_main(void *arg)
             while (next_at <= diag__clock_ns()) next_at += diag__agent.interval_ns; /* skip missed ticks */
         }
     }
+    __atomic_store_n(&diag__agent.finished, 1, __ATOMIC_RELEASE);
     return NULL;
 }
 
@@ -3027,6 +3342,7 @@ static void diag__agent_run(const struct diag__copy_info *by)
     sigfillset(&all); /* the thread takes none of the program's signals */
     pthread_sigmask(SIG_BLOCK, &all, &old);
     __atomic_store_n(&diag__agent.stop, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&diag__agent.finished, 0, __ATOMIC_RELAXED);
     diag__agent.running = pthread_create(&diag__agent.thread, NULL, by->agent_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     diag__agent.owner = by;
@@ -3049,9 +3365,13 @@ static void diag__agent_resume(void)
     diag__agent_run(diag__copy_self());
 }
 
-/* At exit: the thread finishes the snapshot it may be writing and ends. The
-   pipe stays open, so a late signal writes to it harmlessly. */
-static void diag__agent_stop(void)
+/* The thread finishes the snapshot it may be writing and ends. The pipe
+   stays open, so a late signal writes to it harmlessly. It is waited for
+   until `deadline` (CLOCK_REALTIME ns; 0: not at all, UINT64_MAX: as long
+   as it takes): at exit a snapshot can wait on a lock that another
+   thread, or the interrupted exiting one, holds. A thread not joined ends
+   with the process. */
+static void diag__agent_stop(uint64_t deadline)
 {
     char byte = 's';
     if (!diag__agent.running) return;
@@ -3059,8 +3379,13 @@ static void diag__agent_stop(void)
     if (write(diag__agent.pipe[1], &byte, 1) < 0) {
         /* pipe full: the thread wakes up anyway */
     }
-    pthread_join(diag__agent.thread, NULL);
     diag__agent.running = 0;
+    while (!__atomic_load_n(&diag__agent.finished, __ATOMIC_ACQUIRE)) {
+        struct timespec ms = { 0, 1000000 };
+        if (diag__realtime_ns() >= deadline) return;
+        nanosleep(&ms, NULL);
+    }
+    pthread_join(diag__agent.thread, NULL);
 }
 
 /* This copy leaves (see "copies"): the thread and the handler it runs move
@@ -3070,7 +3395,8 @@ static void diag__agent_stop(void)
 static void diag__agent_hand_over(const struct diag__copy_info *to, int in_executable)
 {
     if (diag__agent.owner != diag__copy_self()) return;
-    diag__agent_stop();
+    /* handed over: this copy's code may go; at exit: bounded */
+    diag__agent_stop(to != NULL || diag__exit_deadline == 0 ? UINT64_MAX : diag__exit_deadline);
     diag__agent.owner = NULL;
     if (to != NULL) {
         diag__agent_run(to);
@@ -3260,7 +3586,10 @@ static int diag__trace_take(diag__trace_copy *c)
     const diag__ring *r;
     size_t rings = 0, used = 0;
     memset(c, 0, sizeof *c);
-    pthread_mutex_lock(&diag__lock);
+    if (diag__lock_or_give_up(&diag__lock) != 0) { /* at exit: 1 s at most */
+        errno = ETIMEDOUT;
+        return -1;
+    }
     for (t = diag__g.threads; t != NULL; t = t->next) rings += t->ring != NULL;
     for (r = diag__trace.exited; r != NULL; r = r->next) rings++;
     c->events = (diag__event *)DIAG_MALLOC((rings * diag__trace.n + 1) * sizeof *c->events);
@@ -3424,7 +3753,7 @@ static void diag__agent_slow(int asked)
     diag__trace.write_at = 0;
     __atomic_store_n(&diag__trace.slow_state, DIAG__SLOW_ASKED, __ATOMIC_RELEASE); /* no asking meanwhile */
     if (diag__trace.slow_written == DIAG__TRACE_SLOW_MAX) {
-        fprintf(stderr, "diagnose.h: %u slow-poll traces written; no more\n", DIAG__TRACE_SLOW_MAX);
+        diag__warn("diagnose.h: %u slow-poll traces written; no more\n", DIAG__TRACE_SLOW_MAX);
         diag__trace.slow_written++; /* said once; the state stays ASKED: polls stop asking */
         return;
     }
@@ -3443,11 +3772,11 @@ static void diag__agent_slow_write(void)
         if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
             diag__trace.slow_written++;
             if (!diag__g.quiet)
-                fprintf(stderr, "diagnose.h: slow poll; wrote %s\n", failed);
+                diag__warn("diagnose.h: slow poll; wrote %s\n", failed);
             return;
         }
     }
-    fprintf(stderr, "diagnose.h: cannot write %s.trace.json: %s\n", numbered, strerror(errno));
+    diag__warn("diagnose.h: cannot write %s.trace.json: %s\n", numbered, strerror(errno));
 }
 
 /* The poll timeout of the snapshot thread, shortened to wake when a
@@ -3747,9 +4076,15 @@ int diag_write_svg(const char *prefix)
     int rc;
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    if (diag__snapshot_read(&snap, 0) != 0) return -1;
-    rc = diag__write_svgs(resolved, &snap);
-    diag__snapshot_free(&snap);
+    diag__inside_enter();
+    diag__dump_lock_take();
+    rc = diag__snapshot_read(&snap, 0);
+    if (rc == 0) {
+        rc = diag__write_svgs(resolved, &snap);
+        diag__snapshot_free(&snap);
+    }
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__inside_leave();
     return rc;
 }
 
@@ -3916,8 +4251,17 @@ static int diag__at_alloc(void)
 
 static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
 
-static void diag__at_lock(void) { pthread_mutex_lock(&diag__at.lock); }
-static void diag__at_unlock(void) { pthread_mutex_unlock(&diag__at.lock); }
+/* Marked as library work (see diag__inside_enter): it may allocate. */
+static void diag__at_lock(void)
+{
+    diag__inside_enter();
+    pthread_mutex_lock(&diag__at.lock);
+}
+static void diag__at_unlock(void)
+{
+    pthread_mutex_unlock(&diag__at.lock);
+    diag__inside_leave();
+}
 
 static uint32_t diag__at_home(const void *task, uint32_t cap)
 {
@@ -4039,22 +4383,75 @@ void diag_drop_at(const void *task)
 static void diag__report_limits(const diag__snapshot *snap)
 {
     if (snap->folded)
-        fprintf(stderr, "diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
+        diag__warn("diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
                 (unsigned long long)snap->folded, DIAG_MAX_DEPTH);
     if (snap->unmeasured)
-        fprintf(stderr, "diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
+        diag__warn("diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
                 (unsigned long long)snap->unmeasured);
+}
+
+/* The table in one write (see diag__stderr_write), built in memory. */
+static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *prefix)
+{
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL) {
+        diag__warn("diagnose.h: out of memory for the summary table\n");
+        return;
+    }
+    diag__print_table(out, snap, prefix);
+    if (fclose(out) == 0) diag__stderr_write(text, len);
+    free(text); /* open_memstream's buffer comes from malloc, whatever DIAG_MALLOC is */
+}
+
+/* A signal handler called exit() while its thread was inside diagnose.h:
+   the lock may be this thread's own and malloc half way, so no dump; one
+   line, written without a lock or an allocation. */
+static void diag__exit_interrupted(void)
+{
+    static const char line[] =
+        "diagnose.h: exit() interrupted diagnose.h on the same thread (from a signal handler?); no profile written\n";
+    diag__agent_stop(0);
+    diag__stderr_write(line, sizeof line - 1);
+}
+
+/* Polls that never returned: on this thread at exit (exit() inside a poll,
+   or a poll left by longjmp without diag_drop), or on threads that ended. */
+static void diag__report_open_polls(void)
+{
+    const diag__thread *t = diag__tls;
+    uint64_t ended = __atomic_load_n(&diag__g.open_at_thread_end, __ATOMIC_RELAXED);
+    if (t != NULL && t != diag__no_table && t->depth > 0)
+        diag__warn("diagnose.h: %u poll%s had not returned at exit on the exiting thread (exit inside a poll, "
+                   "or a longjmp out of it without diag_drop)\n", t->depth, t->depth == 1 ? "" : "s");
+    if (ended)
+        diag__warn("diagnose.h: %llu poll%s had not returned when their thread ended (a longjmp out of them "
+                   "without diag_drop?)\n", (unsigned long long)ended, ended == 1 ? "" : "s");
 }
 
 static void diag__exit_handler(void)
 {
     char prefix[4096], failed[4200];
     diag__snapshot snap;
-    int saved_errno = errno;
+    int saved_errno = errno, locked;
     if (diag__mode != 1 || __atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) return;
-    diag__agent_stop(); /* its last snapshot is done before the final files */
-    if (diag__snapshot_take(&snap) != 0) {
-        fputs("diagnose.h: out of memory at exit; no profile written\n", stderr);
+    if (diag__inside()) {
+        diag__exit_interrupted();
+        errno = saved_errno;
+        return;
+    }
+    if (diag__exit_deadline == 0) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
+    diag__agent_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
+    __atomic_store_n(&diag__exit_waiting, 1, __ATOMIC_RELEASE);
+    locked = diag__lock_or_give_up(&diag__dump_lock) == 0;
+    if (!locked || diag__snapshot_take(&snap) != 0) {
+        if (!locked || errno == ETIMEDOUT)
+            diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
+        else
+            diag__warn("diagnose.h: out of memory at exit; no profile written\n");
+        if (locked) pthread_mutex_unlock(&diag__dump_lock);
+        diag__exit_deadline = 0;
         errno = saved_errno;
         return;
     }
@@ -4065,22 +4462,25 @@ static void diag__exit_handler(void)
         int reason = errno;
         snprintf(fallback, sizeof fallback, "%s/diagnose.%ld", dir && *dir ? dir : "/tmp", (long)getpid());
         if (diag__write_all(fallback, &snap, prefix, sizeof prefix) == 0) {
-            fprintf(stderr, "diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
+            diag__warn("diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
                     fallback);
             snprintf(prefix, sizeof prefix, "%s", fallback);
         } else {
-            fprintf(stderr, "diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
+            diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
     if (diag__g.svg && diag__write_svgs(prefix, &snap) != 0)
-        fprintf(stderr, "diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
+        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__exit_deadline = 0;
     if (!diag__g.quiet && !diag__others_live()) { /* the last runtime's table holds all */
-        diag__print_table(stderr, &snap, prefix);
+        diag__print_table_to_stderr(&snap, prefix);
         if (snap.others)
-            fprintf(stderr, "diagnose.h: %lu path%s from a copy of diagnose.h of another version: polls, busy, wall and "
-                    "sched only\n", (unsigned long)snap.others, snap.others == 1 ? "" : "s");
+            diag__warn("diagnose.h: %lu path%s from a copy of diagnose.h of another version: polls, busy, wall and "
+                       "sched only\n", (unsigned long)snap.others, snap.others == 1 ? "" : "s");
     }
     diag__report_limits(&snap);
+    diag__report_open_polls();
     diag__snapshot_free(&snap);
     errno = saved_errno;
 }
@@ -4437,13 +4837,17 @@ static void diag__write_at_unload(void)
 {
     char prefix[4096], failed[4200];
     diag__snapshot snap;
+    diag__inside_enter();
+    diag__dump_lock_take();
     if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
-        fprintf(stderr, "diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
-        return;
+        diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
+    } else {
+        if (diag__write_all(prefix, &snap, failed, sizeof failed) != 0)
+            diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+        diag__snapshot_free(&snap);
     }
-    if (diag__write_all(prefix, &snap, failed, sizeof failed) != 0)
-        fprintf(stderr, "diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    diag__snapshot_free(&snap);
+    pthread_mutex_unlock(&diag__dump_lock);
+    diag__inside_leave();
 }
 
 /* The atexit handler: this copy leaves the process, at exit or when its
@@ -4459,7 +4863,18 @@ static void diag__leave(void)
     const diag__copy_info *stays;
     int saved_errno = errno;
     if (diag__mode != 1) return;
-    pthread_mutex_lock(&diag__lock);
+    if (diag__inside()) { /* exit() from a handler: this thread may hold the lock */
+        if (!__atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) diag__exit_interrupted();
+        errno = saved_errno;
+        return;
+    }
+    if (diag__self.in_executable) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS; /* only at exit */
+    if (diag__lock_or_give_up(&diag__lock) != 0) {
+        diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
+        diag__exit_deadline = 0;
+        errno = saved_errno;
+        return;
+    }
     for (link = &diag__g.copies; *link != NULL; link = &(*link)->next)
         if (*link == &diag__self) {
             *link = diag__self.next;
@@ -4478,6 +4893,7 @@ static void diag__leave(void)
     }
     if (stays == NULL) diag__exit_handler();
     else if (!diag__self.in_executable) diag__write_at_unload();
+    diag__exit_deadline = 0;
     errno = saved_errno;
 }
 
