@@ -276,10 +276,11 @@
    the folded files: a Chrome trace, {"traceEvents": [...]}, one event a
    line, for speedscope and ui.perfetto.dev. Per thread, one "ph": "M"
    thread_name event ("NAME TID": the thread's name and its number) and one
-   "ph": "X" event per poll of its last n, oldest first: name = the polled
-   future's frame, ts and dur in microseconds (three decimals) since
-   start-up, pid, tid (numbered 1, 2, ... in the order threads first poll),
-   args {"path": "<folded stack>"}. Nested polls nest exactly on their tid.
+   "ph": "X" event per poll of its last n, in the order they ended: name =
+   the polled future's frame, ts and dur in microseconds (three decimals)
+   since start-up, pid, tid (numbered 1, 2, ... in the order threads first
+   poll), args {"path": "<folded stack>"}. Nested polls nest exactly on
+   their tid.
    Folded polls (deeper than DIAG_MAX_DEPTH) are not recorded. A thread's
    ring outlives it: the rings of the 16 most recently exited threads are
    kept. After diag_reset only polls that end later are written; a forked
