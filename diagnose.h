@@ -897,9 +897,9 @@ typedef struct diag__runtime {
     struct diag__trace_state *trace; /* diag__trace */
     struct diag__at_state *at;       /* diag__at */
     struct diag__part *parts;        /* what this runtime last wrote where others write too */
+    pthread_mutex_t dump_lock;  /* diag__dump_lock */
     uint64_t open_at_thread_end; /* polls not ended when their thread exited */
     int said_unwound;           /* atomic: warned once of frames a later end unwound */
-    pthread_mutex_t dump_lock;  /* diag__dump_lock */
     int exit_waiting;           /* atomic: diag__exit_waiting */
 } diag__runtime;
 
@@ -3008,7 +3008,7 @@ static int diag__write_all(const char *prefix, diag__snapshot *snap, char *faile
 
 int diag_dump(const char *prefix)
 {
-    char resolved[4096], failed[4200];
+    char resolved[4096];
     diag__snapshot snap;
     int rc;
     if (!diag__on()) return 0;
@@ -3017,6 +3017,7 @@ int diag_dump(const char *prefix)
     diag__dump_lock_take();
     rc = diag__snapshot_read(&snap, 0);
     if (rc == 0) {
+        char failed[4200];
         rc = diag__write_all(resolved, &snap, failed, sizeof failed);
         diag__snapshot_free(&snap);
     }
@@ -4835,13 +4836,14 @@ static void diag__fork_parent(void)
    so far, which the exit writes again. */
 static void diag__write_at_unload(void)
 {
-    char prefix[4096], failed[4200];
+    char prefix[4096];
     diag__snapshot snap;
     diag__inside_enter();
     diag__dump_lock_take();
     if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
         diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
     } else {
+        char failed[4200];
         if (diag__write_all(prefix, &snap, failed, sizeof failed) != 0)
             diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
         diag__snapshot_free(&snap);
