@@ -4,15 +4,21 @@
      copies_prog two A.so B.so        A's work inside prog's future, B's outside
      copies_prog unload A.so          a thread works in A, which is dlclosed while
                                       the thread lives; prints the polls file then
-     copies_prog reload A.so          A loaded, worked in and unloaded twice      */
+     copies_prog reload A.so          A loaded, worked in and unloaded twice
+     copies_prog handover A.so B.so   a thread works in A, which is dlclosed while
+                                      the thread lives; then SIGUSR2 (DIAGNOSE_SIGNAL)
+                                      asks for a snapshot; B works                */
 #define DIAGNOSE_IMPLEMENTATION
 #include "diagnose.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 
 typedef void (*work_fn)(int n);
 
@@ -91,6 +97,19 @@ static void print_file(const char *path)
     fclose(f);
 }
 
+/* Waits up to 10 s for path to exist; returns whether it does. */
+static int wait_for_file(const char *path)
+{
+    struct stat st;
+    struct timespec ten_ms = { 0, 10000000 };
+    int i;
+    for (i = 0; i < 1000; i++) {
+        if (stat(path, &st) == 0) return 1;
+        nanosleep(&ten_ms, NULL);
+    }
+    return 0;
+}
+
 #ifdef LINKED
 void copies_work(int n);
 #endif
@@ -132,7 +151,21 @@ int main(int argc, char **argv)
             dlclose(ha);
         }
         return 0;
+    } else if (strcmp(mode, "handover") == 0 && argc == 4) {
+        pthread_t thread;
+        ha = open_library(argv[2], &a);
+        hb = open_library(argv[3], &b);
+        if (pthread_create(&thread, NULL, worker, &a) != 0) return 2;
+        wait_for(1);
+        dlclose(ha);
+        raise(SIGUSR2);
+        printf("snapshot %s\n", wait_for_file("diagnose.1.polls.folded") ? "written" : "missing");
+        set_stage(2);
+        pthread_join(thread, NULL);
+        b(4);
+        (void)hb;
+        return 0;
     }
-    fprintf(stderr, "usage: copies_prog linked | two A.so B.so | unload A.so | reload A.so\n");
+    fprintf(stderr, "usage: copies_prog linked | two A.so B.so | unload A.so | reload A.so | handover A.so B.so\n");
     return 2;
 }

@@ -47,6 +47,8 @@ built=1
     lib a -DLIB_NAME='"liba"' &&
         lib b -DLIB_NAME='"libb"' &&
         lib lone -DLIB_NAME='"lib"' &&
+        lib v2 -DLIB_NAME='"libv2"' -DDIAG__ABI=2 &&
+        lib lonev2 -DLIB_NAME='"lib"' -DDIAG__ABI=2 &&
         prog linked -DLINKED -la &&
         prog plain &&
         prog nocopy -DDIAGNOSE_DISABLE
@@ -120,7 +122,46 @@ check "reload: one path for both loads" "prog 2
 prog;lib 6" "$(cat "$tmp/reload/diagnose.polls.folded")"
 check "reload: one summary table" 1 "$(tables "$tmp/reload/err")"
 
-# 7. Two copies linked statically into one executable: a link error.
+# 7. Two plugins and no copy in the program: the one that made the runtime
+# (and runs the snapshot thread, the signal handler and the threads' exit
+# destructor) is unloaded while its thread lives; the other takes them over.
+run handover env DIAGNOSE_SIGNAL=USR2 "$bin/nocopy" handover "$bin/liba.so" "$bin/libb.so"
+check "dlclose of the first plugin: exit 0" 0 $rc
+check "dlclose of the first plugin: the signal is handled by the other" "snapshot written" "$(cat "$tmp/handover/out")"
+check "dlclose of the first plugin: the snapshot holds its data" "liba 3" \
+    "$(cat "$tmp/handover/diagnose.1.polls.folded" 2>&1)"
+check "dlclose of the first plugin: both in the files at exit" "liba 3
+libb 4" "$(cat "$tmp/handover/diagnose.polls.folded")"
+check "dlclose of the first plugin: one summary table" 1 "$(tables "$tmp/handover/err")"
+
+# 8. A plugin built with another version of the header (DIAG__ABI differs):
+# the two runtimes share no structure, so the plugin's future is not nested
+# in the program's, but they share the files, and one table holds both.
+run versions "$bin/plain" two "$bin/liba.so" "$bin/libv2.so"
+check "two versions: exit 0" 0 $rc
+check "two versions: files hold both runtimes' data" "libv2 4
+prog 1
+prog;liba 2" "$(cat "$tmp/versions/diagnose.polls.folded")"
+check "two versions: the same paths in every file" "libv2
+prog
+prog;liba" "$(cut -d' ' -f1 "$tmp/versions/diagnose.busy.folded")"
+check "two versions: one summary table, with both" "1 1" \
+    "$(tables "$tmp/versions/err") $(grep -cE ' libv2$' "$tmp/versions/err")"
+run versions "$bin/plain" two "$bin/liba.so" "$bin/libv2.so"
+check "two versions, rerun: old files are replaced, not added to" "libv2 4
+prog 1
+prog;liba 2" "$(cat "$tmp/versions/diagnose.polls.folded")"
+
+# 9. The other version unloaded while its thread lives: its files, written
+# at the unload, are added to at exit, not replaced.
+run versions_unload "$bin/plain" unload "$bin/liblonev2.so"
+check "two versions, dlclose: exit 0" 0 $rc
+check "two versions, dlclose: files written at the unload" "at unload: lib 3" "$(cat "$tmp/versions_unload/out")"
+check "two versions, dlclose: both in the files at exit" "lib 3
+prog 1" "$(cat "$tmp/versions_unload/diagnose.polls.folded")"
+check "two versions, dlclose: one summary table" 1 "$(tables "$tmp/versions_unload/err")"
+
+# 10. Two copies linked statically into one executable: a link error.
 # shellcheck disable=SC2086
 if $CC -std=c99 $CFLAGS -I"$ROOT" -DLINKED -c "$ROOT/tests/copies_prog.c" -o "$tmp/prog.o" &&
     $CC -std=c99 $CFLAGS -I"$ROOT" -c "$ROOT/tests/copies_lib.c" -o "$tmp/lib.o"; then
