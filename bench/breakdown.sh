@@ -21,8 +21,8 @@ rt=()
 if [ "${BENCH_NO_RT:-0}" != 1 ] && chrt -f 1 true 2>/dev/null; then rt=(chrt -f 1); fi
 export DIAGNOSE_OUT="$OUT/out" DIAGNOSE_QUIET=1
 
-# cut FILE LINE...: deletes each line (whole-line match) from FILE, or stops.
-cut() {
+# drop_lines FILE LINE...: deletes each line (whole-line match) from FILE, or stops.
+drop_lines() {
     local file=$1 line
     shift
     for line in "$@"; do
@@ -41,7 +41,7 @@ for v in "${variants[@]}"; do mkdir -p "$OUT/$v"; done
 cp diagnose.h "$OUT/as-is/diagnose.h"
 cp diagnose.h "$OUT/no-histogram/diagnose.h"
 h="$OUT/no-histogram/diagnose.h"
-cut "$h" '    DIAG__STORE(slot->hist[last], n); /* see diag__hist_add */' \
+drop_lines "$h" '    DIAG__STORE(slot->hist[last], n); /* see diag__hist_add */' \
     '    DIAG__STORE(slot->hist[0], (uint8_t)diag__bucket1(dt));' \
     '    last = DIAG__LOAD(slot->hist[0]);' \
     '    n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);'
@@ -51,7 +51,7 @@ edit "$h" '    unsigned last;
     if (DIAG__UNLIKELY(t == NULL || t->depth == 0' '    if (DIAG__UNLIKELY(t == NULL || t->depth == 0'
 cp "$h" "$OUT/no-max-slow/diagnose.h"
 h="$OUT/no-max-slow/diagnose.h"
-cut "$h" '    if (DIAG__UNLIKELY(dt > DIAG__LOAD(slot->max))) DIAG__STORE(slot->max, dt);'
+drop_lines "$h" '    if (DIAG__UNLIKELY(dt > DIAG__LOAD(slot->max))) DIAG__STORE(slot->max, dt);'
 edit "$h" 't->ring != NULL || dt >= DIAG__LOAD(diag__slow_ticks) || status' 't->ring != NULL || status'
 cp "$h" "$OUT/no-sum/diagnose.h"
 h="$OUT/no-sum/diagnose.h"
