@@ -1837,10 +1837,12 @@ void diag__poll_unwound(diag_span *s)
 
 /* ---- slow paths of the poll ---------------------------------------------- */
 
+#ifndef DIAG_DEBUG /* DIAG_DEBUG aborts instead of warning */
 static void diag__say_once(int *flag, const char *message)
 {
     if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) diag__stderr_write(message, strlen(message));
 }
+#endif
 
 /* Nested deeper than DIAG_MAX_DEPTH: the poll counts in the deepest frame,
    and its time stays in that frame's busy time. */
@@ -2389,8 +2391,8 @@ static void diag__fork_child(void)
     diag__registry_forked();
     if (diag__g.fork_locker == NULL || diag__g.fork_locker != diag__copy_self()) return;
     diag__g.fork_locker = NULL;
-    pthread_mutex_init(&diag__lock, NULL);
-    pthread_mutex_init(&diag__dump_lock, NULL); /* a dump of another thread may have held it */
+    pthread_mutex_unlock(&diag__lock); /* taken by diag__fork_prepare, on this thread */
+    pthread_mutex_unlock(&diag__dump_lock);
     diag__exit_waiting = 0;
     diag__g.forked = 1;
     diag__g.exit_done = 0;
@@ -4925,12 +4927,16 @@ static diag__runtime *diag__join(int *created, int *rejoined)
 }
 
 /* Every copy registers these; the runtime's fork_owner's take the lock. */
+/* Both locks, in the order dumps take them, so that the child finds them
+   held by its one thread and no dump half done. */
 static void diag__fork_prepare(void)
 {
     if (diag__g.fork_owner != &diag__self) return;
+    pthread_mutex_lock(&diag__dump_lock);
     pthread_mutex_lock(&diag__lock);
     if (diag__g.fork_owner != &diag__self) { /* it changed hands meanwhile */
         pthread_mutex_unlock(&diag__lock);
+        pthread_mutex_unlock(&diag__dump_lock);
         return;
     }
     diag__g.fork_locker = &diag__self;
@@ -4941,6 +4947,7 @@ static void diag__fork_parent(void)
     if (diag__g.fork_locker != &diag__self) return;
     diag__g.fork_locker = NULL;
     pthread_mutex_unlock(&diag__lock);
+    pthread_mutex_unlock(&diag__dump_lock);
 }
 
 /* This copy's files at the unload of its library: the process's profile

@@ -116,15 +116,20 @@ for cc in gcc clang; do
 done
 
 # The implementation alone, with the stricter warnings it promises.
-strict() { # strict COMPILER LANG STD
+strict() { # strict COMPILER LANG STD [FLAG...]
+    local cc=$1 lang=$2 std=$3
+    shift 3
     printf '#define DIAGNOSE_IMPLEMENTATION\n#include "diagnose.h"\nint main(void) { return 0; }\n' >"$OUT/strict.c"
-    "$1" -x "$2" -std="$3" -O2 $WARN -Wconversion -Wsign-conversion -Wshadow -I"$ROOT" -c "$OUT/strict.c" \
+    "$cc" -x "$lang" -std="$std" -O2 $WARN -Wconversion -Wsign-conversion -Wshadow "$@" -I"$ROOT" -c "$OUT/strict.c" \
         -o "$OUT/strict.o"
 }
 step strict-gcc-c99 strict gcc c c99
 step strict-clang-c11 strict clang c c11
 step strict-g++-c++17 strict g++ c++ c++17
 step strict-clang++-c++11 strict clang++ c++ c++11
+# DIAG_DEBUG trades warnings for aborts: the code it leaves out must build too.
+step strict-gcc-c99-debug strict gcc c c99 -DDIAG_DEBUG
+step strict-g++-c++11-debug strict g++ c++ c++11 -DDIAG_DEBUG
 
 # ---- 3. static analysis ----------------------------------------------------
 # One translation unit with the implementation; findings in the header fail
