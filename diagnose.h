@@ -2403,6 +2403,9 @@ static void diag__fork_child(void)
 
 /* ---- snapshot: all tables merged into rows, one per folded stack ---------- */
 
+/* While a snapshot reads the tables, rows are indexed by path and hold
+   ticks (diag__row_to_ns converts them); after it, they are sorted by
+   stack, one per stack, in ns. */
 typedef struct diag__row {
     const char *stack;
     uint64_t polls, done, drops, wakes;
@@ -2412,6 +2415,7 @@ typedef struct diag__row {
     uint64_t started, self_wakes; /* runs started in the window; wakes from the path's own poll */
     uint64_t open, oldest, running; /* open runs listed now; ns: oldest's age, longest poll running + 1 (0: none) */
     uint64_t orphans, lost; /* open runs whose parent run ended; not woken, polled or running for DIAGNOSE_STUCK_S */
+    uint64_t start_sum, open_base; /* while reading: the open runs' starts; open runs at the window's start */
 } diag__row;
 
 typedef struct diag__snapshot {
@@ -2541,24 +2545,10 @@ static size_t diag__sanitize(const char *name, int derived, char *out)
     return len;
 }
 
-/* A path to write and its folded stack: sorted, cheaper to move than rows. */
-typedef struct diag__line {
-    const char *stack;
-    uint32_t path;
-} diag__line;
-
-static int diag__compare_lines(const void *a, const void *b)
+static int diag__compare_rows(const void *a, const void *b)
 {
-    return strcmp(((const diag__line *)a)->stack, ((const diag__line *)b)->stack);
+    return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
 }
-
-/* Totals of one path over all tables, in ticks; wall includes pending runs. */
-typedef struct diag__total {
-    uint64_t polls, busy, poll_ticks, max, wall, done, drops, wakes, sched;
-    uint64_t slow, open_runs, start_sum; /* of open runs: gauges, no baseline */
-    uint64_t self_wakes, open_base; /* open_base: open runs at the window's start */
-    uint64_t live_open, live_oldest, live_running, orphans, lost; /* diag__live_read; ticks */
-} diag__total;
 
 /* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist.
    A thread's part can be below its baseline (its bytes wrapped since, into
@@ -2585,16 +2575,17 @@ static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
     }
 }
 
-/* Adds thread t's table to the totals, and to hists (DIAG__HIST per path)
-   unless it is NULL: the histograms are most of the reading and memory,
-   and only the summary table uses them. */
-static void diag__add_table(diag__total *tot, uint64_t *hists, const diag__thread *t, uint32_t npaths)
+/* Adds thread t's table to the rows (one per path, in ticks; open runs:
+   gauges, no baseline), and to hists (DIAG__HIST per path) unless it is
+   NULL: the histograms are most of the reading and memory, and only the
+   summary table uses them. */
+static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread *t, uint32_t npaths)
 {
     uint32_t p;
     for (p = 0; p < npaths; p++) {
         const diag__slot *s = __atomic_load_n(&t->dir[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
         const diag__slot *b = t->base ? t->base[p >> DIAG__CHUNK_BITS] : NULL;
-        diag__total *o = &tot[p];
+        diag__row *o = &rows[p];
         uint64_t max;
         if (s == NULL) {
             p |= DIAG__CHUNK - 1; /* skip the missing chunk */
@@ -2604,14 +2595,14 @@ static void diag__add_table(diag__total *tot, uint64_t *hists, const diag__threa
         if (b) b += p & (DIAG__CHUNK - 1);
         o->polls += DIAG__LOAD(s->polls) - (b ? b->polls : 0);
         o->busy += DIAG__LOAD(s->busy) - (b ? b->busy : 0);
-        o->poll_ticks += DIAG__LOAD(s->poll_ticks) - (b ? b->poll_ticks : 0);
+        o->poll_time += DIAG__LOAD(s->poll_ticks) - (b ? b->poll_ticks : 0);
         o->wall += DIAG__LOAD(s->wall) - (b ? b->wall : 0); /* open runs: added by the caller */
         o->done += DIAG__LOAD(s->done) - (b ? b->done : 0);
         o->drops += DIAG__LOAD(s->drops) - (b ? b->drops : 0);
         o->wakes += DIAG__LOAD(s->wakes) - (b ? b->wakes : 0);
         o->sched += DIAG__LOAD(s->sched) - (b ? b->sched : 0);
         o->slow += DIAG__LOAD(s->slow) - (b ? b->slow : 0);
-        o->open_runs += DIAG__LOAD(s->open_runs);
+        o->pending += DIAG__LOAD(s->open_runs);
         o->start_sum += DIAG__LOAD(s->open_start_sum);
         o->open_base += b ? b->open_runs : 0;
         max = DIAG__LOAD(s->max);
@@ -2690,44 +2681,36 @@ static void diag__snapshot_free(diag__snapshot *snap)
    time since start: returns 0, and the caller reads the tables again (a
    torn view lasts until its writer runs again; on the last of eight
    tries a path still torn is written without its open runs). */
-static int diag__add_open_runs(diag__total *tot, uint32_t npaths, uint64_t now, int last)
+static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, int last)
 {
     uint32_t p;
     int possible = 1;
     for (p = 0; p < npaths; p++) {
-        uint64_t pending = tot[p].open_runs * now - tot[p].start_sum;
-        if (tot[p].open_runs > (uint64_t)INT64_MAX || pending > (uint64_t)INT64_MAX || /* below zero */
-            pending > tot[p].open_runs * (now - diag__g.tsc0)) {
+        uint64_t pending = rows[p].pending * now - rows[p].start_sum;
+        if (rows[p].pending > (uint64_t)INT64_MAX || pending > (uint64_t)INT64_MAX || /* below zero */
+            pending > rows[p].pending * (now - diag__g.tsc0)) {
             possible = 0;
             if (last) continue; /* still torn: leave the open runs out, not a wild number */
         }
-        tot[p].wall += pending;
+        rows[p].wall += pending;
     }
     return possible;
 }
 
-/* A path's totals in ticks as a row in ns; child_wall: its children's walls. */
-static void diag__fill_row(diag__row *r, const diag__total *t, uint64_t child_wall, double ns_per_tick)
+/* A path's row from ticks to ns, in place; on entry self_wall holds the
+   ticks of its children's walls. */
+static void diag__row_to_ns(diag__row *r, double ns_per_tick)
 {
-    r->polls = t->polls;
-    r->done = t->done;
-    r->drops = t->drops;
-    r->wakes = t->wakes;
-    r->busy = diag__to_ns(t->busy, ns_per_tick);
-    r->poll_time = diag__to_ns(t->poll_ticks, ns_per_tick);
-    r->wall = diag__to_ns(t->wall, ns_per_tick);
-    r->self_wall = t->wall > child_wall ? diag__to_ns(t->wall - child_wall, ns_per_tick) : 0;
-    r->max = diag__to_ns(t->max, ns_per_tick);
-    r->sched = diag__to_ns(t->sched, ns_per_tick);
-    r->slow = t->slow;
-    r->pending = t->open_runs;
-    r->started = t->done + t->drops + t->open_runs - t->open_base;
-    r->self_wakes = t->self_wakes;
-    r->open = t->live_open;
-    r->oldest = diag__to_ns(t->live_oldest, ns_per_tick);
-    r->running = t->live_running ? diag__to_ns(t->live_running - 1, ns_per_tick) + 1 : 0;
-    r->orphans = t->orphans;
-    r->lost = t->lost;
+    uint64_t child_wall = r->self_wall;
+    r->self_wall = r->wall > child_wall ? diag__to_ns(r->wall - child_wall, ns_per_tick) : 0;
+    r->busy = diag__to_ns(r->busy, ns_per_tick);
+    r->poll_time = diag__to_ns(r->poll_time, ns_per_tick);
+    r->wall = diag__to_ns(r->wall, ns_per_tick);
+    r->max = diag__to_ns(r->max, ns_per_tick);
+    r->sched = diag__to_ns(r->sched, ns_per_tick);
+    r->started = r->done + r->drops + r->pending - r->open_base;
+    r->oldest = diag__to_ns(r->oldest, ns_per_tick);
+    r->running = r->running ? diag__to_ns(r->running - 1, ns_per_tick) + 1 : 0;
 }
 
 /* ---- live: the open runs and running polls at a dump ----------------------- */
@@ -2738,7 +2721,7 @@ typedef struct diag__running {
 } diag__running;
 
 typedef struct diag__live {
-    diag__total *tot;
+    diag__row *rows; /* by path, in ticks */
     uint32_t npaths;
     uint64_t now, stuck_ticks;
     diag__running *running; /* sorted by span */
@@ -2776,7 +2759,7 @@ static void diag__live_stack(diag__live *L, const diag__thread *t)
         L->running[L->nrunning].span = span;
         L->running[L->nrunning++].start = start;
         age = L->now > start ? L->now - start : 0;
-        if (age + 1 > L->tot[path].live_running) L->tot[path].live_running = age + 1;
+        if (age + 1 > L->rows[path].running) L->rows[path].running = age + 1;
     }
 }
 
@@ -2825,23 +2808,23 @@ static void diag__live_records(diag__live *L, const diag__run_chunk *c)
             orphan = parent != NULL && (__atomic_load_n(&parent->span, __ATOMIC_ACQUIRE) == NULL ||
                                         DIAG__LOAD(parent->start) != parent_start);
             age = L->now > start ? L->now - start : 0;
-            L->tot[path].live_open++;
-            if (age > L->tot[path].live_oldest) L->tot[path].live_oldest = age;
-            L->tot[path].orphans += (uint64_t)orphan;
-            L->tot[path].lost += (uint64_t)diag__live_lost(L, r, span, orphan);
+            L->rows[path].open++;
+            if (age > L->rows[path].oldest) L->rows[path].oldest = age;
+            L->rows[path].orphans += (uint64_t)orphan;
+            L->rows[path].lost += (uint64_t)diag__live_lost(L, r, span, orphan);
         }
     }
 }
 
 /* Under the lock: per path, the open runs, the oldest one's age, the
-   longest poll running now, orphans and lost wakes, into tot (ticks). */
-static void diag__live_read(diag__total *tot, uint32_t npaths, double ns_per_tick)
+   longest poll running now, orphans and lost wakes, into the rows (ticks). */
+static void diag__live_read(diag__row *rows, uint32_t npaths, double ns_per_tick)
 {
     diag__live L;
     diag__thread *t;
     uint32_t p;
     memset(&L, 0, sizeof L);
-    L.tot = tot;
+    L.rows = rows;
     L.npaths = npaths;
     L.stuck_ticks = (uint64_t)((double)diag__g.stuck_ns / ns_per_tick);
     L.now = diag__now();
@@ -2850,23 +2833,55 @@ static void diag__live_read(diag__total *tot, uint32_t npaths, double ns_per_tic
     for (t = diag__g.threads; t != NULL; t = t->next)
         diag__live_records(&L, __atomic_load_n(&t->runs.head, __ATOMIC_ACQUIRE));
     diag__live_records(&L, diag__g.parked);
-    for (p = 0; p < npaths; p++) tot[p].self_wakes = diag__self_wakes(p);
+    for (p = 0; p < npaths; p++) rows[p].self_wakes = diag__self_wakes(p);
     DIAG_FREE(L.running);
 }
 
+/* Under the lock: each row's self_wall (ticks) becomes its children's walls. */
+static void diag__add_child_walls(diag__row *rows, uint32_t npaths)
+{
+    uint32_t p;
+    for (p = 2; p < npaths; p++) rows[diag__path_at(p)->parent].self_wall += rows[p].wall;
+}
+
+/* The rows by path, in ticks, to rows in ns sorted by stack, one per stack:
+   the rows nothing happened on are left out. Different paths can print
+   the same stack (two sites named alike, or names equal after
+   sanitizing): one row each, values summed. */
+static size_t diag__rows_finish(diag__row *rows, uint32_t npaths, const char *text, const size_t *offsets,
+                                uint64_t *hists, double ns_per_tick)
+{
+    uint32_t p;
+    size_t i, n = 0, out;
+    for (p = 1; p < npaths; p++) {
+        diag__row *r = &rows[p];
+        if (r->polls == 0 && r->wall == 0 && r->open == 0) continue;
+        diag__row_to_ns(r, ns_per_tick);
+        r->stack = text + offsets[p];
+        r->hist = hists ? hists + (size_t)p * DIAG__HIST : NULL;
+        rows[n++] = *r; /* n < p: a row moves only down, over one already moved */
+    }
+    /* qsort sorts elements this large through pointers, so the rows move once. */
+    qsort(rows, n, sizeof *rows, diag__compare_rows);
+    for (i = 0, out = 0; i < n; i++) {
+        if (out > 0 && strcmp(rows[out - 1].stack, rows[i].stack) == 0) diag__row_add(&rows[out - 1], &rows[i]);
+        else if (out++ != i) rows[out - 1] = rows[i];
+    }
+    return out;
+}
+
 /* Takes the lock while it reads; other threads keep polling meanwhile.
-   with_hist: also the poll-time histograms (rows' hist, else NULL). */
+   with_hist: also the poll-time histograms (rows' hist, else NULL). The
+   rows are read by path, where the tables keep them, and sorted after:
+   no second array of npaths totals, whose fresh pages cost more than the
+   reading. */
 static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
 {
-    diag__total *tot = NULL;
-    diag__line *lines = NULL;
     size_t *offsets = NULL;
-    uint64_t *child_wall = NULL;
     diag__buf text = { NULL, 0, 0, 0 };
     diag__thread *t;
-    uint32_t npaths, p;
+    uint32_t npaths;
     uint64_t now;
-    size_t i, out;
     int attempt;
     memset(snap, 0, sizeof *snap);
     snap->ns_per_tick = diag__ns_per_tick();
@@ -2875,71 +2890,42 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
         return -1;
     }
     npaths = diag__g.npaths;
-    now = diag__now();
-    snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
-    tot = (diag__total *)diag__alloc_zero(npaths * sizeof *tot);
+    snap->rows = (diag__row *)diag__alloc_zero(npaths * sizeof *snap->rows);
     snap->hists = with_hist ? (uint64_t *)diag__alloc_zero((size_t)npaths * DIAG__HIST * sizeof(uint64_t)) : NULL;
     offsets = (size_t *)DIAG_MALLOC(npaths * sizeof *offsets);
-    child_wall = (uint64_t *)diag__alloc_zero(npaths * sizeof *child_wall);
-    snap->rows = (diag__row *)DIAG_MALLOC(npaths * sizeof *snap->rows);
-    lines = (diag__line *)DIAG_MALLOC(npaths * sizeof *lines);
-    if (tot == NULL || offsets == NULL || child_wall == NULL || snap->rows == NULL || lines == NULL ||
-        (with_hist && snap->hists == NULL) ||
+    if (offsets == NULL || snap->rows == NULL || (with_hist && snap->hists == NULL) ||
         diag__stacks(&text, offsets, npaths) != 0) {
         pthread_mutex_unlock(&diag__lock);
-        DIAG_FREE(tot);
         DIAG_FREE(offsets);
-        DIAG_FREE(child_wall);
-        DIAG_FREE(lines);
         DIAG_FREE(text.data);
         diag__snapshot_free(snap);
         errno = ENOMEM;
         return -1;
     }
     for (attempt = 0;; attempt++) {
-        diag__add_table(tot, snap->hists, &diag__g.retired, npaths);
+        diag__add_table(snap->rows, snap->hists, &diag__g.retired, npaths);
         snap->folded = diag__g.retired.folded;
         snap->threads = diag__g.nretired;
         for (t = diag__g.threads; t != NULL; t = t->next) {
-            diag__add_table(tot, snap->hists, t, npaths);
+            diag__add_table(snap->rows, snap->hists, t, npaths);
             snap->folded += DIAG__LOAD(t->folded);
             snap->threads++;
         }
         if (snap->hists) diag__add_shared_hists(snap->hists, npaths);
         now = diag__now();
-        if (diag__add_open_runs(tot, npaths, now, attempt == 7) || attempt == 7) break;
-        memset(tot, 0, npaths * sizeof *tot);
+        if (diag__add_open_runs(snap->rows, npaths, now, attempt == 7) || attempt == 7) break;
+        memset(snap->rows, 0, npaths * sizeof *snap->rows);
         if (snap->hists) memset(snap->hists, 0, (size_t)npaths * DIAG__HIST * sizeof(uint64_t));
         sched_yield(); /* a writer preempted between its two stores must run first */
     }
-    diag__live_read(tot, npaths, snap->ns_per_tick);
+    diag__live_read(snap->rows, npaths, snap->ns_per_tick);
     snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
-    for (p = 2; p < npaths; p++) child_wall[diag__path_at(p)->parent] += tot[p].wall;
-    for (p = 1, out = 0; p < npaths; p++) {
-        if (tot[p].polls == 0 && tot[p].wall == 0 && tot[p].live_open == 0) continue;
-        lines[out].stack = text.data + offsets[p];
-        lines[out++].path = p;
-    }
+    diag__add_child_walls(snap->rows, npaths);
     pthread_mutex_unlock(&diag__lock);
     snap->unmeasured = __atomic_load_n(&diag__g.unmeasured, __ATOMIC_RELAXED);
     snap->text = text.data;
-    qsort(lines, out, sizeof *lines, diag__compare_lines);
-    /* Different paths can print the same (two sites named alike, or names
-       equal after sanitizing): one line each, values summed. */
-    for (i = 0, snap->count = 0; i < out; i++) {
-        diag__row row;
-        diag__fill_row(&row, &tot[lines[i].path], child_wall[lines[i].path], snap->ns_per_tick);
-        row.hist = snap->hists ? snap->hists + (size_t)lines[i].path * DIAG__HIST : NULL;
-        row.stack = lines[i].stack;
-        if (snap->count > 0 && strcmp(snap->rows[snap->count - 1].stack, row.stack) == 0)
-            diag__row_add(&snap->rows[snap->count - 1], &row);
-        else
-            snap->rows[snap->count++] = row;
-    }
-    DIAG_FREE(lines);
-    DIAG_FREE(tot);
+    snap->count = diag__rows_finish(snap->rows, npaths, text.data, offsets, snap->hists, snap->ns_per_tick);
     DIAG_FREE(offsets);
-    DIAG_FREE(child_wall);
     return 0;
 }
 
@@ -5169,11 +5155,6 @@ static int diag__compare_entries(const void *a, const void *b)
     const diag__merge_entry *x = (const diag__merge_entry *)a, *y = (const diag__merge_entry *)b;
     int c = strcmp(x->stack, y->stack);
     return c ? c : x->from - y->from;
-}
-
-static int diag__compare_rows(const void *a, const void *b)
-{
-    return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
 }
 
 /* Adds other's values (indexed as diag__metric) to row r. */
