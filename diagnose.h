@@ -3105,7 +3105,9 @@ static int diag__write_all(const char *prefix, diag__snapshot *snap, char *faile
     return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
 }
 
-int diag_dump(const char *prefix)
+/* diag_dump and diag_write_svg: one snapshot, written by `write`, under
+   the dump lock so that a prefix's files all come from one snapshot. */
+static int diag__dump_with(const char *prefix, int (*write)(const char *prefix, diag__snapshot *snap))
 {
     char resolved[4096];
     diag__snapshot snap;
@@ -3116,14 +3118,21 @@ int diag_dump(const char *prefix)
     diag__dump_lock_take();
     rc = diag__snapshot_read(&snap, 0);
     if (rc == 0) {
-        char failed[4200];
-        rc = diag__write_all(resolved, &snap, failed, sizeof failed);
+        rc = write(resolved, &snap);
         diag__snapshot_free(&snap);
     }
     pthread_mutex_unlock(&diag__dump_lock);
     diag__inside_leave();
     return rc;
 }
+
+static int diag__write_folded_files(const char *prefix, diag__snapshot *snap)
+{
+    char failed[4200];
+    return diag__write_all(prefix, snap, failed, sizeof failed);
+}
+
+int diag_dump(const char *prefix) { return diag__dump_with(prefix, diag__write_folded_files); }
 
 /* ---- output: the summary table ------------------------------------------ */
 
@@ -4169,24 +4178,9 @@ static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
     return diag__write_pending_svg(prefix, snap);
 }
 
-int diag_write_svg(const char *prefix)
-{
-    char resolved[4096];
-    diag__snapshot snap;
-    int rc;
-    if (!diag__on()) return 0;
-    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    diag__inside_enter();
-    diag__dump_lock_take();
-    rc = diag__snapshot_read(&snap, 0);
-    if (rc == 0) {
-        rc = diag__write_svgs(resolved, &snap);
-        diag__snapshot_free(&snap);
-    }
-    pthread_mutex_unlock(&diag__dump_lock);
-    diag__inside_leave();
-    return rc;
-}
+static int diag__write_svg_files(const char *prefix, diag__snapshot *snap) { return diag__write_svgs(prefix, snap); }
+
+int diag_write_svg(const char *prefix) { return diag__dump_with(prefix, diag__write_svg_files); }
 
 /* ---- output: what is pending now (PREFIX.pending.*) ----------------------- */
 

@@ -494,7 +494,7 @@ static void paths(void)
     char dir[] = "/tmp/diagbenchXXXXXX", prefix[64], file[96], figure[40];
     const char *metrics[3] = { "polls", "busy", "wall" };
     long before, grown;
-    double t, dump;
+    double t, dump, first = 0;
     int p, c, m, ok = 1;
     for (p = 0; p < PARENTS; p++) snprintf(parent_names[p], sizeof parent_names[p], "p%d", p);
     for (c = 0; c < CHILDREN; c++) snprintf(child_names[c], sizeof child_names[c], "c%d", c);
@@ -528,10 +528,11 @@ static void paths(void)
     }
     snprintf(prefix, sizeof prefix, "%s/bench", dir);
     dump = 1e30;
-    for (m = 0; m < 3; m++) { /* best of three dumps */
+    for (m = 0; m < 3; m++) { /* best of three dumps; the first also pays for fresh pages */
         double d = now_s();
         if (diag_dump(prefix) != 0) ok = 0;
         d = now_s() - d;
+        if (m == 0) first = d;
         if (d < dump) dump = d;
     }
     for (m = 0; m < 3; m++) {
@@ -540,7 +541,7 @@ static void paths(void)
         unlink(file);
     }
     rmdir(dir);
-    snprintf(figure, sizeof figure, "%.1f ms", dump * 1e3);
+    snprintf(figure, sizeof figure, "%.1f ms, first %.0f", dump * 1e3, first * 1e3);
     row("dump of 100,000 paths, 3 files (ns/path)", dump * 1e9 / (PARENTS * (CHILDREN + 1.0)), figure, "< 100 ms",
         ok && dump < 0.1);
 }

@@ -23,7 +23,7 @@ ONLY=${1:-*}
 WARN="-Wall -Wextra -Wpedantic -Werror"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 FUZZ_INPUTS=${FUZZ_INPUTS:-20000}
-passed=0 failed=0
+passed=0 failed=0 failures=()
 
 # step NAME COMMAND...: runs COMMAND with its output in $OUT/NAME.log.
 step() {
@@ -42,6 +42,7 @@ step() {
         grep -E '^\[ FAIL \]|ERROR|WARNING: ThreadSanitizer|runtime error|Invalid|definitely lost|warning:|error:|style:|portability:|performance:' "$log" | head -n 30
         tail -n 5 "$log"
         failed=$((failed + 1))
+        failures+=("$name")
     fi
 }
 
@@ -182,5 +183,11 @@ for f in tests/fuzz_*.c; do
     step "$name" fuzz "$name"
 done
 
+# A failing step's lines scroll away above the matrix: name them again, and
+# what failed in them, next to the total.
+for name in "${failures[@]}"; do
+    echo "failed: $name"
+    grep -E '^\[ FAIL \]|runtime error|WARNING: ThreadSanitizer|ERROR: AddressSanitizer' "$OUT/$name.log" | head -n 10
+done
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
