@@ -11,9 +11,10 @@
 
    Output is [ RUN ] / [ OK ] / [ FAIL ] lines and a closing "N passed, N
    failed" line; tests/run.sh adds the lines of every program up.
-   Helpers here read folded files, check the pinned line grammar and start
-   this same program again as a child with its own environment, which is
-   how environment variables read at start-up are tested. */
+   Helpers here read folded files, check the pinned line grammar, read the
+   profile now (tt_row_of, tt_table_text) and start this same program
+   again as a child with its own environment, which is how environment
+   variables read at start-up are tested. */
 #ifndef DIAG_TEST_H
 #define DIAG_TEST_H
 
@@ -337,6 +338,69 @@ TT_FN int tt_folded_ok(const char *folded)
     regfree(&re);
     return ok;
 }
+
+/* ---- the profile now: a snapshot's rows and table ---- */
+
+/* These read the implementation's internals: test.h included after
+   diagnose.h with DIAGNOSE_IMPLEMENTATION. There tt_row is its diag__row;
+   compiled out (DIAGNOSE_DISABLE), a stand-in with the fields tests read,
+   and tt_row_of always the zero row; elsewhere, none of them. */
+#if defined(DIAG__IMPLEMENTED)
+typedef diag__row tt_row;
+
+/* The merged row of `stack` in a fresh snapshot, copied: its stack is
+   `stack` itself and its hist NULL (the snapshot is freed), or a zero row
+   (stack NULL) if no row has that stack. */
+TT_FN tt_row tt_row_of(const char *stack)
+{
+    diag__snapshot snap;
+    tt_row r;
+    size_t i;
+    memset(&r, 0, sizeof r);
+    if (diag__snapshot_take(&snap) != 0) return r;
+    for (i = 0; i < snap.count; i++)
+        if (strcmp(snap.rows[i].stack, stack) == 0) {
+            r = snap.rows[i];
+            r.stack = stack;
+            r.hist = NULL;
+        }
+    diag__snapshot_free(&snap);
+    return r;
+}
+
+/* The summary table of a fresh snapshot as printed at exit, with prefix
+   "P", or NULL. Caller frees. */
+TT_FN char *tt_table_text(void)
+{
+    diag__snapshot snap;
+    FILE *f = tmpfile();
+    char *text;
+    long size;
+    if (f == NULL || diag__snapshot_take(&snap) != 0) return NULL;
+    diag__print_table(f, &snap, "P");
+    diag__snapshot_free(&snap);
+    size = ftell(f);
+    rewind(f);
+    text = (char *)calloc((size_t)size + 1, 1);
+    if (fread(text, 1, (size_t)size, f) != (size_t)size) text[0] = '\0';
+    fclose(f);
+    return text;
+}
+#elif defined(DIAGNOSE_DISABLE)
+typedef struct tt_row {
+    const char *stack;
+    uint64_t polls, done, drops, pending, busy;
+} tt_row;
+
+/* Nothing is recorded: always the zero row. */
+TT_FN tt_row tt_row_of(const char *stack)
+{
+    tt_row r;
+    memset(&r, 0, sizeof r);
+    (void)stack;
+    return r;
+}
+#endif
 
 /* ---- time ---- */
 

@@ -38,37 +38,6 @@ static struct stepper *next_task(int i)
 
 /* ---- reading the profile ---------------------------------------------------- */
 
-struct row {
-    int found;
-    uint64_t polls, done, drops, pending;
-};
-
-static struct row row_of(const char *stack)
-{
-    struct row r;
-    memset(&r, 0, sizeof r);
-#ifndef DIAGNOSE_DISABLE
-    {
-        diag__snapshot snap;
-        size_t i;
-        if (diag__snapshot_take(&snap) != 0) return r;
-        for (i = 0; i < snap.count; i++) {
-            const diag__row *s = &snap.rows[i];
-            if (strcmp(s->stack, stack) != 0) continue;
-            r.found = 1;
-            r.polls = s->polls;
-            r.done = s->done;
-            r.drops = s->drops;
-            r.pending = s->pending;
-        }
-        diag__snapshot_free(&snap);
-    }
-#else
-    (void)stack;
-#endif
-    return r;
-}
-
 /* Spans held by the diag_span_at table now. */
 static unsigned table_count(void)
 {
@@ -92,7 +61,7 @@ static unsigned table_count(void)
 static void test_call_is_one_poll(void)
 {
     struct stepper t = { 0, 0 };
-    struct row r;
+    tt_row r;
     int k, results[6];
     diag_reset();
     span_evaluations = 0;
@@ -101,13 +70,13 @@ static void test_call_is_one_poll(void)
     CHECK_EQ(span_evaluations, 6);
     CHECK(results[0] == STEP_WAIT && results[1] == STEP_WAIT && results[2] == STEP_DONE);
     CHECK(results[3] == STEP_WAIT && results[4] == STEP_WAIT && results[5] == STEP_DONE);
-    r = row_of("counted");
+    r = tt_row_of("counted");
     CHECK_EQ(r.polls, MEASURED * 6);
     CHECK_EQ(r.done, MEASURED * 2);
     CHECK_EQ(r.pending, 0);
     /* one more call: a run open, still pending */
     CHECK_EQ(DIAG_CALL(&counted_span, step(&t), STEP_DONE), STEP_WAIT);
-    CHECK_EQ(row_of("counted").pending, MEASURED * 1);
+    CHECK_EQ(tt_row_of("counted").pending, MEASURED * 1);
     diag_span_cancel(&counted_span);
 }
 
@@ -143,9 +112,9 @@ static void test_nested_calls(void)
     memset(&tasks[3], 0, sizeof tasks[3]);
     for (k = 0; k < 3; k++) DIAG_CALL(&outer, DIAG_CALL(&outer, outer_step(&t), 99) + 0, STEP_DONE);
     /* the outer span polls itself: every nested poll counts in its path */
-    CHECK_EQ(row_of("outer").polls, MEASURED * 6);
-    CHECK_EQ(row_of("outer;inner").polls, MEASURED * 3);
-    CHECK_EQ(row_of("outer;inner").done, MEASURED * 1);
+    CHECK_EQ(tt_row_of("outer").polls, MEASURED * 6);
+    CHECK_EQ(tt_row_of("outer;inner").polls, MEASURED * 3);
+    CHECK_EQ(tt_row_of("outer;inner").done, MEASURED * 1);
     CHECK_EQ(tasks[3].calls, 3);
 }
 
@@ -161,16 +130,16 @@ static void test_call_at_keys_by_address(void)
         for (i = 0; i < 4; i++) done += DIAG_CALL_AT(next_task(i), "task", step(&tasks[i]), STEP_DONE) == STEP_DONE;
     CHECK_EQ(done, 4);
     CHECK_EQ(task_evaluations, 12);
-    CHECK_EQ(row_of("task").polls, MEASURED * 12);
-    CHECK_EQ(row_of("task").done, MEASURED * 4); /* a shared span would have ended one run, 3 times */
+    CHECK_EQ(tt_row_of("task").polls, MEASURED * 12);
+    CHECK_EQ(tt_row_of("task").done, MEASURED * 4); /* a shared span would have ended one run, 3 times */
     CHECK_EQ(table_count(), 0);
     /* the same address again: a new run with a fresh span */
     for (k = 0; k < 2; k++) DIAG_CALL_AT(&tasks[0], "task", step(&tasks[0]), STEP_DONE);
     CHECK_EQ(table_count(), MEASURED * 1);
     CHECK(diag_span_at(&tasks[0], "task") == diag_span_at(&tasks[0], "other name"));
-    CHECK_EQ(row_of("task").pending, MEASURED * 1);
+    CHECK_EQ(tt_row_of("task").pending, MEASURED * 1);
     DIAG_CALL_AT(&tasks[0], "task", step(&tasks[0]), STEP_DONE);
-    CHECK_EQ(row_of("task").done, MEASURED * 5);
+    CHECK_EQ(tt_row_of("task").done, MEASURED * 5);
     CHECK_EQ(table_count(), 0);
 }
 
@@ -186,11 +155,11 @@ static void test_drop_at(void)
     diag_drop_at(&t);
     diag_drop_at(&span_evaluations);
     CHECK_EQ(table_count(), 0);
-    CHECK_EQ(row_of("abandoned").drops, MEASURED * 1);
-    CHECK_EQ(row_of("abandoned").pending, 0);
+    CHECK_EQ(tt_row_of("abandoned").drops, MEASURED * 1);
+    CHECK_EQ(tt_row_of("abandoned").pending, 0);
     CHECK_EQ(DIAG_CALL_AT(NULL, "nothing", step(&t), STEP_DONE), STEP_WAIT);
     CHECK_EQ(t.calls, 2);
-    CHECK(!row_of("nothing").found);
+    CHECK(tt_row_of("nothing").stack == NULL);
 }
 
 /* 20,000 tasks live at once (the table grows), finished in a scrambled
@@ -218,8 +187,8 @@ static void test_many_tasks(void)
     }
     CHECK_EQ(same, N);
     CHECK_EQ(table_count(), 0);
-    CHECK_EQ(row_of("many").polls, MEASURED * 3 * N);
-    CHECK_EQ(row_of("many").done, MEASURED * N);
+    CHECK_EQ(tt_row_of("many").polls, MEASURED * 3 * N);
+    CHECK_EQ(tt_row_of("many").done, MEASURED * N);
 }
 
 /* Two threads, each with its own 500 tasks, at the same time: exact. */
@@ -241,8 +210,8 @@ static void test_threads(void)
     pthread_create(&b, NULL, call_many, (void *)(intptr_t)1);
     pthread_join(a, NULL);
     pthread_join(b, NULL);
-    CHECK_EQ(row_of("threaded").polls, MEASURED * 2 * 500 * 60);
-    CHECK_EQ(row_of("threaded").done, MEASURED * 2 * 500 * 20);
+    CHECK_EQ(tt_row_of("threaded").polls, MEASURED * 2 * 500 * 60);
+    CHECK_EQ(tt_row_of("threaded").done, MEASURED * 2 * 500 * 20);
     CHECK_EQ(table_count(), 0);
 }
 

@@ -87,6 +87,19 @@ static void poll_after(const char *name, int count)
     diag_drop(&after.base);
 }
 
+#ifdef __cplusplus
+/* Polls n and catches the boom that comes out: its code, or 0 if none. */
+static int poll_catching(struct node *n)
+{
+    try {
+        diag_poll(&n->base, NULL);
+    } catch (const boom &e) {
+        return e.code;
+    }
+    return 0;
+}
+#endif
+
 static unsigned depth_now(void)
 {
 #ifndef DIAGNOSE_DISABLE
@@ -98,48 +111,17 @@ static unsigned depth_now(void)
 
 /* ---- reading results ------------------------------------------------------ */
 
-struct row {
-    int found;
-    uint64_t polls, done, drops, pending, busy;
-};
-
-static struct row row_of(const char *stack)
-{
-    struct row r;
-    memset(&r, 0, sizeof r);
-#ifndef DIAGNOSE_DISABLE
-    {
-        diag__snapshot snap;
-        size_t i;
-        if (diag__snapshot_take(&snap) != 0) return r;
-        for (i = 0; i < snap.count; i++) {
-            const diag__row *s = &snap.rows[i];
-            if (strcmp(s->stack, stack) != 0) continue;
-            r.found = 1;
-            r.polls = s->polls;
-            r.done = s->done;
-            r.drops = s->drops;
-            r.pending = s->pending;
-            r.busy = s->busy;
-        }
-        diag__snapshot_free(&snap);
-    }
-#else
-    (void)stack;
-#endif
-    return r;
-}
-
 static char prefix[300];
 
-/* The polls file of a dump now (caller frees). */
-static char *polls_now(void)
+/* The polls file of a dump now is `want`. */
+static void check_polls(const char *want)
 {
     char *text;
     CHECK_EQ(diag_dump(prefix), 0);
     text = tt_readf("%s.polls.folded", prefix);
     CHECK(tt_folded_ok(text));
-    return text;
+    CHECK_STR(text, want);
+    free(text);
 }
 
 /* ---- longjmp ----------------------------------------------------------------- */
@@ -148,8 +130,7 @@ static char *polls_now(void)
 static void test_longjmp_one_level_then_drop(void)
 {
     static struct node jumper;
-    char *polls;
-    struct row r;
+    tt_row r;
     node_init(&jumper, "lj1_jumper", JUMP, NULL);
     jumper.spin_ns = 2 * MS;
     diag_reset();
@@ -158,10 +139,8 @@ static void test_longjmp_one_level_then_drop(void)
     diag_drop(&jumper.base);
     CHECK_EQ(depth_now(), 0);
     poll_after("lj1_after", 12);
-    polls = polls_now();
-    CHECK_STR(polls, "lj1_after 12\nlj1_jumper 1\n");
-    free(polls);
-    r = row_of("lj1_jumper");
+    check_polls("lj1_after 12\nlj1_jumper 1\n");
+    r = tt_row_of("lj1_jumper");
     CHECK_EQ(r.polls, 1);
     CHECK_EQ(r.drops, 1);
     CHECK_EQ(r.done, 0);
@@ -176,8 +155,7 @@ static void test_longjmp_three_levels_then_drop(void)
 {
     static struct node outer, mid, inner;
     uint64_t t0, t1;
-    char *polls;
-    struct row r;
+    tt_row r;
     node_init(&inner, "lj3_inner", JUMP, NULL);
     node_init(&mid, "lj3_mid", RETURN_PENDING, &inner);
     node_init(&outer, "lj3_outer", RETURN_PENDING, &mid);
@@ -190,22 +168,20 @@ static void test_longjmp_three_levels_then_drop(void)
     t1 = tt_now_ns();
     CHECK_EQ(depth_now(), 0);
     poll_after("lj3_after", 12);
-    polls = polls_now();
-    CHECK_STR(polls, "lj3_after 12\nlj3_outer 1\nlj3_outer;lj3_mid 1\nlj3_outer;lj3_mid;lj3_inner 1\n");
-    free(polls);
-    r = row_of("lj3_outer");
+    check_polls("lj3_after 12\nlj3_outer 1\nlj3_outer;lj3_mid 1\nlj3_outer;lj3_mid;lj3_inner 1\n");
+    r = tt_row_of("lj3_outer");
     CHECK_EQ(r.drops, 1);
     CHECK_EQ(r.pending, 0);
-    r = row_of("lj3_outer;lj3_mid;lj3_inner");
+    r = tt_row_of("lj3_outer;lj3_mid;lj3_inner");
     CHECK_EQ(r.pending, 1);
     CHECK_EQ(r.drops, 0);
     CHECK_RANGE(r.busy, LO(3 * MS), HI(t1 - t0)); /* self busy: its spin up to the drop */
-    r = row_of("lj3_outer;lj3_mid");
+    r = tt_row_of("lj3_outer;lj3_mid");
     CHECK_RANGE(r.busy, 0, HI(t1 - t0) - LO(3 * MS)); /* the inner's time is not its own */
     diag_drop(&mid.base); /* no longer on the stack: an ordinary drop */
     diag_drop(&inner.base);
     CHECK_EQ(depth_now(), 0);
-    r = row_of("lj3_outer;lj3_mid;lj3_inner");
+    r = tt_row_of("lj3_outer;lj3_mid;lj3_inner");
     CHECK_EQ(r.polls, 1);
     CHECK_EQ(r.drops, 1);
     CHECK_EQ(r.pending, 0);
@@ -241,14 +217,11 @@ static void poll_landing_inside(const char *outer_name, const char *inner_name)
 
 static void test_longjmp_landing_inside_a_poll(void)
 {
-    char *polls;
     diag_reset();
     poll_landing_inside("lji_outer", "lji_inner");
     CHECK_EQ(depth_now(), 0);
     poll_after("lji_after", 12);
-    polls = polls_now();
-    CHECK_STR(polls, "lji_after 12\nlji_outer 2\nlji_outer;lji_inner 2\n");
-    free(polls);
+    check_polls("lji_after 12\nlji_outer 2\nlji_outer;lji_inner 2\n");
 }
 
 /* Neither drop nor a later end: the frames stay, later polls are counted
@@ -306,31 +279,22 @@ static void test_longjmp_warnings(void)
 static void test_exception_one_level(void)
 {
     static struct node thrower;
-    char *polls;
-    struct row r;
-    int caught = 0;
+    tt_row r;
     node_init(&thrower, "ex1_thrower", THROW, NULL);
     thrower.spin_ns = 2 * MS;
     diag_reset();
-    try {
-        diag_poll(&thrower.base, NULL);
-    } catch (const boom &e) {
-        caught = e.code; /* the exception arrives unchanged */
-    }
-    CHECK_EQ(caught, 42);
+    CHECK_EQ(poll_catching(&thrower), 42); /* the exception arrives unchanged */
     CHECK_EQ(depth_now(), 0);
     poll_after("ex1_after", 12);
-    r = row_of("ex1_thrower");
+    r = tt_row_of("ex1_thrower");
     CHECK_EQ(r.polls, 1);
     CHECK_EQ(r.pending, 1);
     CHECK_RANGE(r.busy, LO(2 * MS), HI(2 * MS) + 50 * MS);
     thrower.action = RETURN_READY;
     thrower.spin_ns = 0;
     CHECK_EQ(diag_poll(&thrower.base, NULL), DIAG_READY);
-    polls = polls_now();
-    CHECK_STR(polls, "ex1_after 12\nex1_thrower 2\n");
-    free(polls);
-    r = row_of("ex1_thrower");
+    check_polls("ex1_after 12\nex1_thrower 2\n");
+    r = tt_row_of("ex1_thrower");
     CHECK_EQ(r.done, 1);
     CHECK_EQ(r.pending, 0);
     CHECK_EQ(r.drops, 0);
@@ -342,36 +306,29 @@ static void test_exception_three_levels(void)
 {
     static struct node outer, mid, inner;
     uint64_t t0, t1;
-    int caught = 0;
-    char *polls;
-    struct row r;
+    int caught;
+    tt_row r;
     node_init(&inner, "ex3_inner", THROW, NULL);
     node_init(&mid, "ex3_mid", RETURN_PENDING, &inner);
     node_init(&outer, "ex3_outer", RETURN_PENDING, &mid);
     inner.spin_ns = 3 * MS;
     diag_reset();
     t0 = tt_now_ns();
-    try {
-        diag_poll(&outer.base, NULL);
-    } catch (const boom &e) {
-        caught = e.code;
-    }
+    caught = poll_catching(&outer);
     t1 = tt_now_ns();
     CHECK_EQ(caught, 42);
     CHECK_EQ(depth_now(), 0);
     poll_after("ex3_after", 12);
-    polls = polls_now();
-    CHECK_STR(polls, "ex3_after 12\nex3_outer 1\nex3_outer;ex3_mid 1\nex3_outer;ex3_mid;ex3_inner 1\n");
-    free(polls);
-    r = row_of("ex3_outer;ex3_mid;ex3_inner");
+    check_polls("ex3_after 12\nex3_outer 1\nex3_outer;ex3_mid 1\nex3_outer;ex3_mid;ex3_inner 1\n");
+    r = tt_row_of("ex3_outer;ex3_mid;ex3_inner");
     CHECK_EQ(r.pending, 1);
     CHECK_RANGE(r.busy, LO(3 * MS), HI(t1 - t0));
-    r = row_of("ex3_outer");
+    r = tt_row_of("ex3_outer");
     CHECK_RANGE(r.busy, 0, HI(t1 - t0) - LO(3 * MS));
     diag_drop(&outer.base);
     diag_drop(&mid.base);
     diag_drop(&inner.base);
-    r = row_of("ex3_outer;ex3_mid");
+    r = tt_row_of("ex3_outer;ex3_mid");
     CHECK_EQ(r.drops, 1);
     CHECK_EQ(r.pending, 0);
 }
@@ -381,7 +338,6 @@ static void test_exception_three_levels(void)
 static void test_exception_caught_inside(void)
 {
     static struct node outer, mid, inner;
-    char *polls;
     node_init(&inner, "exc_inner", THROW, NULL);
     node_init(&mid, "exc_mid", CATCH_CHILD, &inner);
     node_init(&outer, "exc_outer", RETURN_READY, &mid);
@@ -390,10 +346,8 @@ static void test_exception_caught_inside(void)
     CHECK_EQ(diag_poll(&outer.base, NULL), DIAG_READY);
     CHECK_EQ(depth_now(), 0);
     CHECK_EQ(mid.polls, 2);
-    polls = polls_now();
-    CHECK_STR(polls, "exc_outer 2\nexc_outer;exc_mid 2\nexc_outer;exc_mid;exc_inner 2\n");
-    free(polls);
-    CHECK_EQ(row_of("exc_outer").done, 2);
+    check_polls("exc_outer 2\nexc_outer;exc_mid 2\nexc_outer;exc_mid;exc_inner 2\n");
+    CHECK_EQ(tt_row_of("exc_outer").done, 2);
     diag_drop(&mid.base);
     diag_drop(&inner.base);
 }

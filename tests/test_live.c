@@ -58,39 +58,6 @@ static diag_future *live_init(struct live *l, const char *name)
 
 static char dir[256];
 
-/* The merged row of a stack in a fresh snapshot, or a zero row. */
-static diag__row row_of(const char *stack)
-{
-    diag__snapshot snap;
-    diag__row r;
-    size_t i;
-    memset(&r, 0, sizeof r);
-    if (diag__snapshot_take(&snap) != 0) return r;
-    for (i = 0; i < snap.count; i++)
-        if (strcmp(snap.rows[i].stack, stack) == 0) r = snap.rows[i];
-    r.stack = NULL;
-    diag__snapshot_free(&snap);
-    return r;
-}
-
-/* The summary table as printed at exit, with prefix "P". */
-static char *table_text(void)
-{
-    diag__snapshot snap;
-    FILE *f = tmpfile();
-    char *text;
-    long size;
-    if (f == NULL || diag__snapshot_take(&snap) != 0) return NULL;
-    diag__print_table(f, &snap, "P");
-    diag__snapshot_free(&snap);
-    size = ftell(f);
-    rewind(f);
-    text = (char *)calloc((size_t)size + 1, 1);
-    if (fread(text, 1, (size_t)size, f) != (size_t)size) text[0] = '\0';
-    fclose(f);
-    return text;
-}
-
 /* A duration as the table writes it ("152ms", "3.20s") in ns, or -1. */
 static double age_ns(const char *text)
 {
@@ -177,7 +144,7 @@ static void test_open_runs_at_a_dump(void)
     CHECK_RANGE(pending_age(text, "live.b", "oldest "), 0, AGE_HI(t2 - t1));
     free(folded);
     free(text);
-    r = row_of("live.a");
+    r = tt_row_of("live.a");
     CHECK_EQ(r.open, 2);
     CHECK_EQ(r.started, 2);
     CHECK_EQ(r.orphans, 0);
@@ -191,7 +158,7 @@ static void test_open_runs_at_a_dump(void)
     folded = pending_file(prefix, "folded");
     CHECK_STR(folded, "live.b 1\n");
     free(folded);
-    r = row_of("live.a");
+    r = tt_row_of("live.a");
     CHECK_EQ(r.open, 0);
     CHECK_EQ(r.started, 2);
     CHECK_EQ(r.done, 1);
@@ -200,8 +167,8 @@ static void test_open_runs_at_a_dump(void)
     /* a future polled again after READY starts a run of its own */
     a1.ready = 0;
     diag_poll(fa1, NULL);
-    CHECK_EQ(row_of("live.a").started, 3);
-    CHECK_EQ(row_of("live.a").open, 1);
+    CHECK_EQ(tt_row_of("live.a").started, 3);
+    CHECK_EQ(tt_row_of("live.a").open, 1);
     diag_drop(fa1);
 
     /* nothing open: the dump removes what the earlier dumps left */
@@ -229,16 +196,16 @@ static void test_records_are_reused(void)
     CHECK_EQ(diag_reset(), 0);
     for (round = 0; round < 3; round++) {
         for (i = 0; i < N; i++) diag_poll(live_init(&l[i], name), NULL);
-        CHECK_EQ(row_of("live.many").open, N);
+        CHECK_EQ(tt_row_of("live.many").open, N);
         for (i = 0; i < N; i += 2) diag_drop(&l[i].base); /* every other one ends */
-        CHECK_EQ(row_of("live.many").open, N / 2);
+        CHECK_EQ(tt_row_of("live.many").open, N / 2);
         for (i = 1; i < N; i += 2) {
             l[i].ready = 1;
             diag_poll(&l[i].base, NULL);
         }
-        CHECK_EQ(row_of("live.many").open, 0);
+        CHECK_EQ(tt_row_of("live.many").open, 0);
     }
-    CHECK_EQ(row_of("live.many").started, 3 * N);
+    CHECK_EQ(tt_row_of("live.many").started, 3 * N);
 }
 
 /* ---- a poll running on another thread ------------------------------------- */
@@ -282,8 +249,8 @@ static void test_running_poll_on_another_thread(void)
     before = tt_now_ns();
     CHECK_EQ(diag_dump(prefix), 0);
     text = pending_file(prefix, "txt");
-    r = row_of("live.blocked");
-    lint = table_text();
+    r = tt_row_of("live.blocked");
+    lint = tt_table_text();
     after = tt_now_ns();
     CHECK_EQ(__atomic_load_n(&b.l.returned, __ATOMIC_ACQUIRE), 0); /* the dump did not wait */
     CHECK(text && strncmp(text, "live.blocked: 1 open, oldest ", 29) == 0);
@@ -302,7 +269,7 @@ static void test_running_poll_on_another_thread(void)
     pthread_join(thread, NULL);
     close(fds[0]);
     close(fds[1]);
-    r = row_of("live.blocked");
+    r = tt_row_of("live.blocked");
     CHECK_EQ(r.open, 0);
     CHECK_EQ(r.running, 0);
     CHECK_EQ(r.done, 1);
@@ -332,11 +299,11 @@ static void test_open_runs_after_reset(void)
     CHECK(text && strncmp(text, "live.reset: 2 open, oldest ", 27) == 0);
     CHECK_RANGE(pending_age(text, "live.reset", "oldest "), AGE_LO(80 * MS), AGE_HI(t1 - t0));
     free(text);
-    r = row_of("live.reset");
+    r = tt_row_of("live.reset");
     CHECK_EQ(r.open, 2);
     CHECK_EQ(r.started, 1); /* in this window: only g's run began */
     diag_drop(f);
-    r = row_of("live.reset");
+    r = tt_row_of("live.reset");
     CHECK_EQ(r.open, 1);
     CHECK_EQ(r.started, 1);
     CHECK_EQ(r.drops, 1);
@@ -391,15 +358,15 @@ static void test_open_runs_in_a_forked_child(void)
     CHECK_STR(folded, "live.in_fork 1\n");
     free(folded);
     /* the parent's own view is unchanged by the child */
-    CHECK_EQ(row_of("live.forked").open, 1);
-    CHECK(row_of("live.in_fork").running > 0);
+    CHECK_EQ(tt_row_of("live.forked").open, 1);
+    CHECK(tt_row_of("live.in_fork").running > 0);
     CHECK_EQ(write(fds[1], "x", 1), 1);
     pthread_join(thread, NULL);
     close(fds[0]);
     close(fds[1]);
     diag_drop(f);
-    CHECK_EQ(row_of("live.forked").open, 0);
-    CHECK_EQ(row_of("live.in_fork").open, 0);
+    CHECK_EQ(tt_row_of("live.forked").open, 0);
+    CHECK_EQ(tt_row_of("live.in_fork").open, 0);
 }
 
 /* ---- orphans -------------------------------------------------------------- */
@@ -415,30 +382,30 @@ static void test_orphans(void)
     p2.child = live_init(&k2, kid);
     diag_poll(fp1, NULL); /* both kids begin inside their parents' runs */
     diag_poll(fp2, NULL);
-    CHECK_EQ(row_of("live.parent;kid").open, 2);
-    CHECK_EQ(row_of("live.parent;kid").orphans, 0);
+    CHECK_EQ(tt_row_of("live.parent;kid").open, 2);
+    CHECK_EQ(tt_row_of("live.parent;kid").orphans, 0);
     /* p1 finishes without its kid: the kid's run is forgotten */
     p1.child = NULL;
     p1.ready = 1;
     diag_poll(fp1, NULL);
-    CHECK_EQ(row_of("live.parent;kid").open, 2);
-    CHECK_EQ(row_of("live.parent;kid").orphans, 1);
+    CHECK_EQ(tt_row_of("live.parent;kid").open, 2);
+    CHECK_EQ(tt_row_of("live.parent;kid").orphans, 1);
     /* p1 polled again: a new run in the same record or another, still not
        the run the kid began in */
     p1.ready = 0;
     diag_poll(fp1, NULL);
-    CHECK_EQ(row_of("live.parent;kid").orphans, 1);
-    text = table_text();
+    CHECK_EQ(tt_row_of("live.parent;kid").orphans, 1);
+    text = tt_table_text();
     CHECK(text && strstr(text, "lint: live.parent;kid: 1 open run outlived the run it began in") != NULL);
     free(text);
     /* p2 dropped without its kid: now both are orphans */
     diag_drop(fp2);
-    CHECK_EQ(row_of("live.parent;kid").orphans, 2);
+    CHECK_EQ(tt_row_of("live.parent;kid").orphans, 2);
     diag_drop(&k1.base);
     diag_drop(&k2.base);
     diag_drop(fp1);
-    CHECK_EQ(row_of("live.parent;kid").orphans, 0);
-    CHECK_EQ(row_of("live.parent;kid").open, 0);
+    CHECK_EQ(tt_row_of("live.parent;kid").orphans, 0);
+    CHECK_EQ(tt_row_of("live.parent;kid").open, 0);
 }
 
 /* ---- self-wakes ----------------------------------------------------------- */
@@ -470,12 +437,12 @@ static void test_self_wakes(void)
     for (i = 0; i < 5; i++) diag_poll(ff, NULL);
     /* a wake of o from inside another future's poll is not o's self-wake */
     diag_poll(DIAGNOSE_AS(&w, "live.waker"), fo);
-    CHECK_EQ(row_of("live.selfwake").self_wakes, 30);
-    CHECK_EQ(row_of("live.selfwake").wakes, 29); /* the 30th is still waiting for a poll */
-    CHECK_EQ(row_of("live.outside").self_wakes, 0);
-    CHECK_EQ(row_of("live.outside").wakes, 30);
-    CHECK_EQ(row_of("live.fewself").self_wakes, 5);
-    text = table_text();
+    CHECK_EQ(tt_row_of("live.selfwake").self_wakes, 30);
+    CHECK_EQ(tt_row_of("live.selfwake").wakes, 29); /* the 30th is still waiting for a poll */
+    CHECK_EQ(tt_row_of("live.outside").self_wakes, 0);
+    CHECK_EQ(tt_row_of("live.outside").wakes, 30);
+    CHECK_EQ(tt_row_of("live.fewself").self_wakes, 5);
+    text = tt_table_text();
     CHECK(text && strstr(text, "lint: live.selfwake: 30 of 30 wakes were self-wakes") != NULL);
     CHECK(text && !has_lint(text, "live.outside", "self-wake"));
     CHECK(text && !has_lint(text, "live.fewself", "self-wake")); /* under the minimum of 20 */
@@ -497,8 +464,8 @@ static void test_self_wake_from_a_nested_poll(void)
     o.child = DIAGNOSE_AS(&inner, "inner");
     /* live_poll passes its cx on: here the outer future itself */
     diag_poll(fo, fo);
-    CHECK_EQ(row_of("live.outer").self_wakes, 1);
-    CHECK_EQ(row_of("live.outer;inner").self_wakes, 0);
+    CHECK_EQ(tt_row_of("live.outer").self_wakes, 1);
+    CHECK_EQ(tt_row_of("live.outer;inner").self_wakes, 0);
     diag_drop(fo);
 }
 
@@ -680,15 +647,8 @@ static void test_bad_stuck_setting(void)
     free(err);
 }
 
-#endif
-
 int main(int argc, char **argv)
 {
-#ifdef DIAGNOSE_DISABLE
-    (void)argc;
-    (void)argv;
-    return 0;
-#else
     TEST_CHILDREN(argc, argv, children);
     tt_quiet_exit_dump();
     snprintf(dir, sizeof dir, "%s", tt_tempdir());
@@ -705,5 +665,8 @@ int main(int argc, char **argv)
     RUN(test_nothing_open_at_exit);
     RUN(test_bad_stuck_setting);
     return test_summary();
-#endif
 }
+
+#else
+int main(void) { return 0; }
+#endif

@@ -36,21 +36,6 @@ static diag_future *task_init(struct task *t, const char *name)
 
 static char dir[256];
 
-/* The merged row of a stack in a fresh snapshot (copied), or a zero row. */
-static diag__row row_of(const char *stack)
-{
-    diag__snapshot snap;
-    diag__row r;
-    size_t i;
-    memset(&r, 0, sizeof r);
-    if (diag__snapshot_take(&snap) != 0) return r;
-    for (i = 0; i < snap.count; i++)
-        if (strcmp(snap.rows[i].stack, stack) == 0) r = snap.rows[i];
-    r.stack = NULL;
-    diag__snapshot_free(&snap);
-    return r;
-}
-
 /* The ticks-to-ns conversion is calibrated over the whole run (>= 1 ms) from
    clock pairs a few tens of ns wide: relative error well under 1e-3. */
 #define CAL_LO(ns) ((double)(ns) * 0.999)
@@ -76,7 +61,7 @@ static void test_sched_is_wake_to_next_poll(void)
     /* at least the sleep; at most what the test saw from before the wake to
        after the poll, which encloses the measured interval */
     CHECK_RANGE(tt_value(sched, "sched.one"), CAL_LO(20 * MS), CAL_HI(after_poll - before_wake));
-    CHECK_EQ(row_of("sched.one").wakes, 1);
+    CHECK_EQ(tt_row_of("sched.one").wakes, 1);
     free(sched);
 }
 
@@ -95,7 +80,7 @@ static void test_only_the_first_wake_counts(void)
     t.ready = 1;
     diag_poll(f, NULL);
     after_poll = tt_now_ns();
-    r = row_of("sched.twice");
+    r = tt_row_of("sched.twice");
     CHECK_EQ(r.wakes, 1);
     CHECK_EQ(r.polls, 2);
     CHECK_RANGE(r.sched, CAL_LO(10 * MS), CAL_HI(after_poll - before_wake));
@@ -115,7 +100,7 @@ static void test_wake_during_a_poll_is_for_the_next(void)
     t.ready = 1;
     diag_poll(f, NULL);
     after_poll = tt_now_ns();
-    r = row_of("sched.self");
+    r = tt_row_of("sched.self");
     CHECK_EQ(r.wakes, 1);
     CHECK_RANGE(r.sched, CAL_LO(10 * MS), CAL_HI(after_poll - before_poll));
 }
@@ -146,7 +131,7 @@ static void test_wake_from_another_thread(void)
     t.ready = 1;
     diag_poll(f, NULL);
     after_poll = tt_now_ns();
-    r = row_of("sched.remote");
+    r = tt_row_of("sched.remote");
     CHECK_EQ(r.wakes, 1);
     CHECK_RANGE(r.sched, CAL_LO(10 * MS), CAL_HI(after_poll - w.at));
 }
@@ -179,7 +164,7 @@ static void test_concurrent_wakes(void)
     pthread_join(th, NULL);
     t.ready = 1;
     diag_poll(f, NULL);
-    r = row_of("sched.race");
+    r = tt_row_of("sched.race");
     CHECK_EQ(r.polls, 1001);
     CHECK(r.wakes >= 1 && r.wakes <= 1001);
 }
@@ -195,7 +180,7 @@ static void test_drop_forgets_the_wake(void)
     tt_sleep_ns(2 * MS);
     t.ready = 1;
     diag_poll(f, NULL); /* a new run, never woken */
-    r = row_of("sched.dropped");
+    r = tt_row_of("sched.dropped");
     CHECK_EQ(r.wakes, 0);
     CHECK_EQ(r.sched, 0);
     CHECK_EQ(r.drops, 1);
@@ -235,23 +220,6 @@ static void test_sched_file_only_with_wakes(void)
 }
 
 /* ---- the table: a sched column and lints --------------------------------- */
-
-static char *table_text(void)
-{
-    diag__snapshot snap;
-    FILE *f = tmpfile();
-    char *text;
-    long size;
-    if (f == NULL || diag__snapshot_take(&snap) != 0) return NULL;
-    diag__print_table(f, &snap, "P");
-    diag__snapshot_free(&snap);
-    size = ftell(f);
-    rewind(f);
-    text = (char *)calloc((size_t)size + 1, 1);
-    if (fread(text, 1, (size_t)size, f) != (size_t)size) text[0] = '\0';
-    fclose(f);
-    return text;
-}
 
 /* The line of text that starts with `start`, copied, or NULL. */
 static char *line_starting(const char *text, const char *start)
@@ -296,7 +264,7 @@ static void test_table_has_a_sched_column(void)
     t.ready = 1;
     diag_poll(f, NULL);
     after_poll = tt_now_ns();
-    text = table_text();
+    text = tt_table_text();
     CHECK(text && strstr(text, "files P.{polls,busy,wall,sched}.folded\n"));
     head = line_starting(text, "   polls");
     CHECK_STR(head, "   polls   busy   wall   mean    p50    p99    max  runs drops   b/w  sched  path");
@@ -326,7 +294,7 @@ static void test_table_without_wakes_has_no_sched(void)
     CHECK_EQ(diag_reset(), 0);
     t.ready = 1;
     diag_poll(f, NULL);
-    text = table_text();
+    text = tt_table_text();
     CHECK(text && strstr(text, "files P.{polls,busy,wall}.folded\n"));
     head = line_starting(text, "   polls");
     CHECK_STR(head, "   polls   busy   wall   mean    p50    p99    max  runs drops   b/w  path");
@@ -400,7 +368,7 @@ static void test_slow_polls_are_counted_exactly(void)
     polls_at_least(f, &t, 1300 * US, 3, 1 * MS);
     t.ready = 1;
     preempted += polls_at_least(f, &t, 0, 1, 1 * MS);
-    r = row_of("lint.slow");
+    r = tt_row_of("lint.slow");
     CHECK_EQ(r.polls, 8);
     CHECK_RANGE(r.slow, 3, 3 + preempted);
 }
@@ -437,9 +405,9 @@ static void test_lint_lines(void)
     fair[1].ready = 1;
     diag_poll(f, NULL);
 
-    text = table_text();
+    text = tt_table_text();
     line = line_starting(text, "lint: lint.slow: ");
-    diag__format_ns(max, sizeof max, row_of("lint.slow").max);
+    diag__format_ns(max, sizeof max, tt_row_of("lint.slow").max);
     snprintf(want, sizeof want, "lint: lint.slow: 1 of 2 polls took 1.00ms or more (max %s)", max);
     CHECK_STR(line, want);
     free(line);
@@ -474,7 +442,7 @@ static int child_slow_threshold(void)
             return 3;
         if (round == 0) tt_sleep_ns(15 * MS);
     }
-    r = row_of("child.slow");
+    r = tt_row_of("child.slow");
     if (!__atomic_load_n(&diag__g.slow_exact, __ATOMIC_RELAXED)) return 4;
     if (diag__g.slow_ns != 800000) return 5;
     return r.polls == 16 && r.slow >= 6 && r.slow <= 6 + (uint64_t)preempted ? 0 : 6;
@@ -487,7 +455,7 @@ static int child_slow_off(void)
     t.spin_ns = 2 * MS;
     t.ready = 1;
     diag_poll(f, NULL);
-    return row_of("child.off").slow == 0 && row_of("child.off").polls == 1 ? 0 : 1;
+    return tt_row_of("child.off").slow == 0 && tt_row_of("child.off").polls == 1 ? 0 : 1;
 }
 
 static void test_slow_threshold_from_environment(void)
@@ -507,15 +475,8 @@ static const tt_child children[] = {
     { "slow-off", child_slow_off },
 };
 
-#endif
-
 int main(int argc, char **argv)
 {
-#ifdef DIAGNOSE_DISABLE
-    (void)argc;
-    (void)argv;
-    return 0;
-#else
     TEST_CHILDREN(argc, argv, children);
     snprintf(dir, sizeof dir, "%s", tt_tempdir());
     setenv("DIAGNOSE_QUIET", "1", 1);
@@ -533,5 +494,8 @@ int main(int argc, char **argv)
     RUN(test_lint_lines);
     RUN(test_slow_threshold_from_environment);
     return test_summary();
-#endif
 }
+
+#else
+int main(void) { return 0; }
+#endif
