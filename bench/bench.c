@@ -127,19 +127,7 @@ static inline uint64_t mono_ns(void)
    a register across the poll call, as a tracer's table cannot be either. */
 __thread uint64_t bench_tls_ticks;
 
-/* A future that does nearly nothing: the poll cost is all that is left. */
-typedef struct node {
-    diag_future base;
-    diag_future *child; /* NULL: a leaf */
-    uint64_t count;
-} node;
-
-__attribute__((noinline)) static diag_status leaf_poll(diag_future *f, void *cx)
-{
-    (void)cx;
-    ((node *)f)->count++;
-    return DIAG_PENDING;
-}
+#include "node.h"
 
 __attribute__((noinline)) static diag_status bare_poll(diag_future *f, void *cx)
 {

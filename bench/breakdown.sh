@@ -58,7 +58,7 @@ h="$OUT/no-sum/diagnose.h"
 edit "$h" '    DIAG__ADD(slot->busy, self);
     DIAG__ADD(slot->poll_ticks, dt);' '    DIAG__ADD(slot->busy, self);'
 
-cp bench/bench.c bench/mca_loops.c "$OUT/"
+cp bench/bench.c bench/mca_loops.c bench/node.h "$OUT/"
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); $("$CC" --version | head -n 1); -O2"
 printf '%-16s %14s %14s\n' "poll path" "1 level" "8 levels"
@@ -79,7 +79,7 @@ if [ "${MCA:-1}" != 0 ] && command -v gdb >/dev/null && command -v "${MCA_TOOL:-
         echo "== $v"
         mkdir -p "$OUT/$v/src/bench"
         cp "$OUT/$v/diagnose.h" "$OUT/$v/src/"
-        cp bench/mca.sh bench/mca_loops.c "$OUT/$v/src/bench/"
+        cp bench/mca.sh bench/mca_loops.c bench/node.h "$OUT/$v/src/bench/"
         (cd "$OUT/$v/src" && BUILD="$PWD/build" CC="$CC" bench/mca.sh | grep -E 'bookkeeping|diag ')
     done
 fi

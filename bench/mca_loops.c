@@ -19,18 +19,7 @@
 
 __thread uint64_t floor_ticks;
 
-typedef struct node {
-    diag_future base;
-    diag_future *child; /* NULL: a leaf */
-    uint64_t count;
-} node;
-
-__attribute__((noinline)) static diag_status leaf_poll(diag_future *f, void *cx)
-{
-    (void)cx;
-    ((node *)f)->count++;
-    return DIAG_PENDING;
-}
+#include "node.h"
 
 __attribute__((noinline)) static diag_status diag_node_poll(diag_future *f, void *cx)
 {
