@@ -298,8 +298,10 @@
    of a span at a new calling context does one hash look-up. The slow-poll
    lint is one compare per poll; a slow poll in the first 10 ms of the
    process also reads the clock twice (the threshold is then calibrated).
-   DIAGNOSE_INTERVAL / DIAGNOSE_SIGNAL cost one sleeping thread and, per
-   snapshot, the time of a diag_dump, off the program's threads.
+   A dump holds about 210 bytes per path and the folded stacks' text
+   while it runs, freed when it returns. DIAGNOSE_INTERVAL /
+   DIAGNOSE_SIGNAL cost one sleeping thread and, per snapshot, the time
+   of a diag_dump, off the program's threads.
    Per run (not per poll): a 56-byte record taken at its first poll from
    its thread's records (reused; they grow when a quarter or less are
    free, and are never freed) and freed at its end by one store; a
