@@ -1866,6 +1866,19 @@ void diag__begin_too_deep(diag__thread *t, diag_span *s)
     DIAG__ADD(t->folded, 1);
 }
 
+/* Ends s's run, whose path's slot is slot: its wall, the open-run gauges,
+   and one finished (done) or abandoned (drops) run. */
+static void diag__run_end(diag__slot *slot, diag_span *s, uint64_t wall, int dropped)
+{
+    DIAG__ADD(slot->wall, wall);
+    DIAG__ADD(slot->open_runs, (uint64_t)-1);
+    DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
+    if (dropped) DIAG__ADD(slot->drops, 1);
+    else DIAG__ADD(slot->done, 1);
+    s->path = 0;
+    diag__run_close(s);
+}
+
 /* The end of a poll that was not measured as a frame: a folded poll, a
    thread without a table, or a span_end without its begin. Ends the run
    if the poll said READY; counts nothing else. */
@@ -1889,12 +1902,7 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
 #endif
     slot = diag__slot_at(t, s->path);
     now = diag__now();
-    DIAG__ADD(slot->wall, now - s->run_start);
-    DIAG__ADD(slot->open_runs, (uint64_t)-1);
-    DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
-    DIAG__ADD(slot->done, 1);
-    s->path = 0;
-    diag__run_close(s);
+    diag__run_end(slot, s, now - s->run_start, 0);
 }
 
 /* The whole begin of a poll, for what the inline part leaves (see
@@ -1948,14 +1956,7 @@ void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t 
     diag__hist_add(t, fr, dt);
     if (t->ring != NULL) diag__ring_put(t->ring, fr->path, fr->start, dt);
     if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
-    if (status == DIAG_READY && s->path != 0) {
-        DIAG__ADD(slot->wall, now - s->run_start);
-        DIAG__ADD(slot->open_runs, (uint64_t)-1);
-        DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
-        DIAG__ADD(slot->done, 1);
-        s->path = 0;
-        diag__run_close(s);
-    }
+    if (status == DIAG_READY && s->path != 0) diag__run_end(slot, s, now - s->run_start, 0);
 }
 
 /* The whole end of a poll whose frame is the top of t's stack, with any
@@ -2004,12 +2005,7 @@ void diag_span_cancel(diag_span *s)
     if (t->depth) diag__drop_unwind(t, s);
     slot = diag__slot_at(t, s->path);
     now = diag__now();
-    DIAG__ADD(slot->wall, now > s->run_start ? now - s->run_start : 0);
-    DIAG__ADD(slot->open_runs, (uint64_t)-1);
-    DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
-    DIAG__ADD(slot->drops, 1);
-    s->path = 0;
-    diag__run_close(s);
+    diag__run_end(slot, s, now > s->run_start ? now - s->run_start : 0, 1);
 }
 
 diag_status diag__poll_invalid(diag_future *f)
