@@ -32,7 +32,7 @@
    With --silent-client, one more client connects and never sends: its
    connection waits in its read stage, and after HANG_MS the program stops
    the loop and exits with those runs still open, as a hung server would
-   be found (README, "What is stuck right now").
+   be found (docs/live.md, "What is stuck right now").
 
    Build (needs libuv: apt-get install libuv1-dev):
        make build/examples/libuv_echo && build/examples/libuv_echo */

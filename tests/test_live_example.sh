@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The worked example of README "What is stuck right now": libuv_echo with
+# The worked example of docs/live.md, "What is stuck right now": libuv_echo with
 # --silent-client, a client that connects and never sends. The loop is
 # stopped after 1.5 s with the silent connection still open; the pending
 # files and the end of the summary must say exactly which runs are open.
