@@ -692,6 +692,20 @@ static inline void diag__run_close(diag_span *s)
     DIAG__STORE(s->run, (struct diag__run *)NULL);
 }
 
+/* For bench/breakdown.sh only, which builds with these set to 0 to measure
+   what each part of the inline end of a poll costs: the histogram byte, the
+   max and slow-poll compares, the poll-time sum. A build with any of them
+   0 records less than this file promises. */
+#ifndef DIAG__COST_HIST
+#define DIAG__COST_HIST 1
+#endif
+#ifndef DIAG__COST_MAX_SLOW
+#define DIAG__COST_MAX_SLOW 1
+#endif
+#ifndef DIAG__COST_SUM
+#define DIAG__COST_SUM 1
+#endif
+
 static inline void diag_span_end(diag_span *s, diag_status status)
 {
     diag__thread *t = diag__tls;
@@ -699,8 +713,8 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     diag__slot *slot;
     uint32_t depth;
     uint64_t now, dt, self;
-    unsigned last;
-    uint8_t n;
+    unsigned last = 0;
+    uint8_t n = 1;
     if (DIAG__UNLIKELY(t == NULL || t->depth == 0 || t->stack[t->depth - 1].span != s)) {
         diag__end_unmatched(t, s, status);
         return;
@@ -721,16 +735,21 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     slot = fr->slot;
     DIAG__ADD(slot->polls, 1);
     DIAG__ADD(slot->busy, self);
-    DIAG__ADD(slot->poll_ticks, dt);
-    if (DIAG__UNLIKELY(dt > DIAG__LOAD(slot->max))) DIAG__STORE(slot->max, dt);
-    last = DIAG__LOAD(slot->hist[0]);
-    n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
-    if (DIAG__UNLIKELY(n == 0 || t->ring != NULL || dt >= DIAG__LOAD(diag__slow_ticks) || status == DIAG_READY)) {
+    if (DIAG__COST_SUM) DIAG__ADD(slot->poll_ticks, dt);
+    if (DIAG__COST_MAX_SLOW && DIAG__UNLIKELY(dt > DIAG__LOAD(slot->max))) DIAG__STORE(slot->max, dt);
+    if (DIAG__COST_HIST) {
+        last = DIAG__LOAD(slot->hist[0]);
+        n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
+    }
+    if (DIAG__UNLIKELY(n == 0 || t->ring != NULL || (DIAG__COST_MAX_SLOW && dt >= DIAG__LOAD(diag__slow_ticks)) ||
+                       status == DIAG_READY)) {
         diag__end_rest(t, s, status, now, dt);
         return;
     }
-    DIAG__STORE(slot->hist[last], n); /* see diag__hist_add */
-    DIAG__STORE(slot->hist[0], (uint8_t)diag__bucket1(dt));
+    if (DIAG__COST_HIST) {
+        DIAG__STORE(slot->hist[last], n); /* see diag__hist_add */
+        DIAG__STORE(slot->hist[0], (uint8_t)diag__bucket1(dt));
+    }
 }
 
 static inline void diag_span_wake(diag_span *s)
