@@ -53,6 +53,6 @@ if [ "${MCA:-1}" != 0 ] && command -v gdb >/dev/null && command -v "${MCA_TOOL:-
     echo
     for v in "${variants[@]}"; do
         echo "== $v"
-        CPPFLAGS="$(flags "$v")" BUILD="$OUT/$v" CC="$CC" MCA="${MCA_TOOL:-llvm-mca}" bench/mca.sh | grep -E 'bookkeeping|diag '
+        CPPFLAGS="$(flags "$v")" BUILD="$OUT/$v/mca" CC="$CC" MCA="${MCA_TOOL:-llvm-mca}" bench/mca.sh | grep -E 'bookkeeping|diag '
     done
 fi
