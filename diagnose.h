@@ -321,6 +321,14 @@
    DIAG_MAX_PATHS     hard cap on distinct paths (1048576).
    DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
    DIAG_DEBUG         abort with a message on misuse instead of ignoring it.
+   DIAG_API           starts each declaration of what the implementation
+                      defines for other files (the public functions, and
+                      what the inline poll path calls): extern by default;
+                      keep the extern, e.g. extern __attribute__((
+                      visibility("default"))) to export them from a library
+                      built -fvisibility=hidden. The poll path (diag_poll,
+                      diag_span_begin ...) stays static inline, inlined at
+                      each call; compiled out, so is every function.
 
    LIBRARIES AND PLUGINS: a shared library may define DIAGNOSE_IMPLEMENTATION
    too. The copies in one process find each other through a mapping named
@@ -360,6 +368,9 @@
 #endif
 #if defined(DIAG_MALLOC) != defined(DIAG_FREE) || defined(DIAG_MALLOC) != defined(DIAG_REALLOC)
 #error "diagnose.h: define all of DIAG_MALLOC, DIAG_REALLOC and DIAG_FREE, or none"
+#endif
+#ifndef DIAG_API
+#define DIAG_API extern /* see CONFIGURATION */
 #endif
 
 #ifdef __cplusplus
@@ -430,10 +441,10 @@ static inline void diag_drop_at(const void *task) { (void)task; }
 
 #else /* !DIAGNOSE_DISABLE */
 
-int diag_dump(const char *prefix);
-int diag_write_svg(const char *prefix);
-int diag_reset(void);
-void diag_span_cancel(diag_span *s);
+DIAG_API int diag_dump(const char *prefix);
+DIAG_API int diag_write_svg(const char *prefix);
+DIAG_API int diag_reset(void);
+DIAG_API void diag_span_cancel(diag_span *s);
 
 /* ---- internal: the per-thread table, read by the inline poll path ---- */
 #define DIAG__CHUNK_BITS 8
@@ -536,29 +547,29 @@ typedef struct diag__thread {
     diag__runs runs;            /* records of the runs that began on this thread */
 } diag__thread;
 
-extern __thread diag__thread *diag__tls;
-extern int diag__mode; /* 0 not started, 1 recording, 2 off */
-extern int diag__use_tsc;
-extern uint64_t diag__slow_ticks; /* polls this long go to diag__slow_poll */
+DIAG_API __thread diag__thread *diag__tls;
+DIAG_API int diag__mode; /* 0 not started, 1 recording, 2 off */
+DIAG_API int diag__use_tsc;
+DIAG_API uint64_t diag__slow_ticks; /* polls this long go to diag__slow_poll */
 
-int diag__start(void);
-uint64_t diag__clock_ns(void);
-diag__thread *diag__attach(void);
-diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
-uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
-void diag__begin_too_deep(diag__thread *t, diag_span *s);
-void diag__begin_rest(diag__thread *t, diag_span *s);
-void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt);
-void diag__end_all(diag__thread *t, diag_span *s, diag_status status);
-void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
-void diag__poll_unwound(diag_span *s);
-void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
-void diag__slow_poll(diag__slot *slot, uint64_t ticks);
-void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
-void diag__wake_noted(diag_span *s, uint64_t now);
-void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket);
-void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
-diag_status diag__poll_invalid(diag_future *f);
+DIAG_API int diag__start(void);
+DIAG_API uint64_t diag__clock_ns(void);
+DIAG_API diag__thread *diag__attach(void);
+DIAG_API diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
+DIAG_API uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
+DIAG_API void diag__begin_too_deep(diag__thread *t, diag_span *s);
+DIAG_API void diag__begin_rest(diag__thread *t, diag_span *s);
+DIAG_API void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt);
+DIAG_API void diag__end_all(diag__thread *t, diag_span *s, diag_status status);
+DIAG_API void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
+DIAG_API void diag__poll_unwound(diag_span *s);
+DIAG_API void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
+DIAG_API void diag__slow_poll(diag__slot *slot, uint64_t ticks);
+DIAG_API void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
+DIAG_API void diag__wake_noted(diag_span *s, uint64_t now);
+DIAG_API void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket);
+DIAG_API void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
+DIAG_API diag_status diag__poll_invalid(diag_future *f);
 
 static inline int diag__on(void)
 {
@@ -816,9 +827,9 @@ static inline void diag_wake(diag_future *f)
 /* ---- call-style async: one call of a function is one poll --------------- */
 
 #define DIAG__SPAN_AT 2u /* span flag: owned by the diag_span_at table */
-diag_span *diag_span_at(const void *task, const char *name);
-void diag_drop_at(const void *task);
-void diag__at_release(diag_span *s);
+DIAG_API diag_span *diag_span_at(const void *task, const char *name);
+DIAG_API void diag_drop_at(const void *task);
+DIAG_API void diag__at_release(diag_span *s);
 
 static inline void diag__call_end(diag_span *s, int done)
 {
