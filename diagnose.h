@@ -8,9 +8,17 @@
 
    Everywhere else just #include "diagnose.h". Link with -pthread.
 
-   ==========================================================================
-   WHAT IT DOES
-   ==========================================================================
+   CONTENTS
+     WHAT IT DOES       what diagnose.h measures and why; a quick start
+     API                every type, macro and function, with its threads
+     WHAT IS MEASURED   runs, paths, the four metrics, the lints
+     ENVIRONMENT        the DIAGNOSE_* variables
+     OUTPUT             folded, pending and trace files
+     CONFIGURATION      #defines before the #include; libraries and plugins
+     HOW IT WORKS       for maintainers: the data, the locks, the threads
+   What each poll, path and run costs: docs/performance.md.
+
+   ---- WHAT IT DOES ---------------------------------------------------------
    Sampling profilers see the executor, not the future: a future's work is
    spread over many short polls on whatever thread the executor picked.
    diagnose.h traces instead. Every poll of a future you mark is timed with
@@ -34,204 +42,159 @@
    At exit: diagnose.polls.folded, diagnose.busy.folded, diagnose.wall.folded
    and a summary table on stderr.
 
-   ==========================================================================
-   API
-   ==========================================================================
+   ---- API ------------------------------------------------------------------
+   "Threads:" says who may call. None is async-signal-safe (a snapshot on
+   a signal: DIAGNOSE_SIGNAL).
    diag_status      DIAG_PENDING (0) or DIAG_READY (1).
    diag_poll_fn     diag_status (*)(diag_future *self, void *cx).
    diag_future      struct { diag_poll_fn poll; <private measurement state> }.
-                    Embed it in your future, usually as the first member.
-                    All-zero private state (= {0}, then .poll = fn) is valid
-                    and unmarked.
+                    Embed it in your future, usually first. All-zero
+                    private state (= {0}, .poll = fn) is valid, unmarked.
    DIAG_FUTURE_INIT(fn)
                     Initializer for a diag_future, valid in C and C++.
    DIAGNOSE(f)      Marks the diag_future *f for measurement and returns f.
                     f is evaluated once. The frame name is the argument's
                     text without leading '&' or '*': DIAGNOSE(&fetch.base)
                     is "fetch.base". Marking again renames future runs.
+                    Threads (both): before f is shared, or f's poller.
    DIAGNOSE_AS(f, name)
-                    The same with an explicit name (a string with static
-                    lifetime). The frame is exactly that name when it is made
-                    of letters, digits and _ : . - / < > ( ) [ ] # @ + = , &;
-                    any other byte becomes '_' (see OUTPUT).
+                    The same with an explicit name (static lifetime), kept
+                    as it is when made of letters, digits and
+                    _ : . - / < > ( ) [ ] # @ + = , & (other bytes: '_').
    diag_poll(f, cx) Calls f->poll(f, cx) and returns its result, timing the
                     poll when f is marked. Unmarked futures are transparent:
                     marked futures they poll attach to the nearest marked
-                    ancestor. Thread-safe (per-thread tables, no locks in the
-                    steady state). A NULL f or NULL f->poll is not called:
-                    diag_poll returns DIAG_READY and says so once on stderr
-                    (with DIAG_DEBUG defined, it aborts instead).
-   diag_drop(f)     The owner abandons f before it returned READY (a
-                    cancelled future, the loser of a race): ends its run's
-                    wall time and counts a drop. No effect on a future that
-                    is not in a run (never polled, or already READY).
+                    ancestor. A NULL f or f->poll: returns DIAG_READY and
+                    says so once on stderr (DIAG_DEBUG: aborts).
+                    Threads: any, one poll of f at a time; no lock but at
+                    a thread's first poll and its first run in a context.
+   diag_drop(f)     The owner abandons f before READY (cancelled, lost a
+                    race): ends its run's wall and counts a drop. No effect
+                    on a future not in a run (never polled, or READY).
+                    Threads: any, but not while f's poll runs on another.
    diag_wake(f)     An executor made f runnable. The time from the first
                     wake to the next poll is the path's scheduling delay
-                    (written to PREFIX.sched.folded). Any thread may call it.
+                    (written to PREFIX.sched.folded). Threads: any, also
+                    from inside a poll; no lock.
    diag_dump(prefix)
-                    Writes the folded files now, as a snapshot, and the
-                    pending files (see OUTPUT); counting goes on. Never
-                    waits for polls running on other threads. prefix NULL:
-                    DIAGNOSE_OUT or "diagnose". Returns 0, or -1 with errno
-                    set (nothing is printed). Thread-safe: dumps run one at
-                    a time (a call may wait for another), so the files of a
-                    prefix come from one snapshot.
+                    Writes the folded and pending files now (see OUTPUT)
+                    from one snapshot; counting goes on. Never waits for
+                    polls running. prefix NULL: DIAGNOSE_OUT or "diagnose".
+                    Returns 0, or -1 with errno set (nothing is printed).
+                    Threads: any; one dump at a time (a call may wait).
    diag_write_svg(prefix)
-                    Writes PREFIX.<metric>.svg for each folded file: a
-                    self-contained interactive flame graph (hover shows name,
-                    value and share; click zooms, "Reset zoom" or a click on
-                    the background undoes it). Frames narrower than 0.1 px
-                    are left out. The wall graph's heading gives its total
-                    as every run's wall summed (overlapping runs add up) and
-                    the time elapsed. Same prefix, return value and thread-safety
-                    as diag_dump; costs one snapshot.
+                    Writes PREFIX.<metric>.svg, an interactive flame graph
+                    of each folded file (frames under 0.1 px left out; wall
+                    heading: all runs' walls summed, and time elapsed).
+                    Prefix, return, threads as diag_dump; one snapshot.
    diag_reset()     Starts a fresh window: later dumps count only what
                     happens after the call (runs still open count from it).
-                    Returns 0, or -1 with errno set. Thread-safe.
+                    Returns 0, or -1 with errno set. Threads: any.
 
    THE SPAN LAYER (for code not shaped as diag_future)
-   diag_span s = DIAG_SPAN_INIT("name");    one per task; zero = unmarked
-   diag_span_init(&s, "name");              the same at run time
-   diag_span_begin(&s);                     a poll of the task starts
-   diag_span_end(&s, DIAG_PENDING or DIAG_READY);   ... and ends
-   diag_span_cancel(&s);                    the task is dropped
-   diag_span_wake(&s);                      the task became runnable
-   diag_poll, diag_drop and diag_wake are these calls on f->span. Begin and
-   end must pair on one thread, like a poll; a run may move between threads.
-   An end without its begin counts nothing (DIAG_DEBUG: aborts if it would
-   end a run). A future that polls itself counts every nested poll in its
-   run's path; the run ends at the first READY.
+   diag_span s = DIAG_SPAN_INIT("name");  one per task; zero = unmarked
+   diag_span_init(&s, "name");     the same at run time; before s is shared
+   diag_span_begin(&s);            a poll starts; any thread, one at a time
+   diag_span_end(&s, DIAG_PENDING or DIAG_READY);  it ends; begin's thread
+   diag_span_cancel(&s);           the task is dropped; threads: diag_drop
+   diag_span_wake(&s);             it became runnable; any thread
+   diag_poll, diag_drop and diag_wake are these calls on f->span. A run may
+   move between threads. An end without its begin counts nothing
+   (DIAG_DEBUG: aborts if it would end a run). A future that polls itself
+   counts every nested poll in its run's path; the first READY ends it.
 
    CALL-STYLE ASYNC (protothreads, async.h, Contiki: one call is one poll)
    DIAG_CALL(s, call, done)
                     Evaluates call as one poll of the span s (diag_span *)
                     and has call's value; when that value == done, the run
                     ends (READY). An expression: each argument is evaluated
-                    once. Compiled out, it is just call.
+                    once; compiled out, just call. Threads: as begin/end.
    diag_span_at(task, name)
                     The span of the task at this address, for a struct with
                     no room for one: made on first use (name, static
                     lifetime), released when its run ends through DIAG_CALL
-                    or diag_drop_at. Thread-safe: one hash look-up under a
-                    mutex per call. A NULL task, DIAGNOSE=0 or no memory:
-                    an unmeasured span.
+                    or diag_drop_at. A NULL task, DIAGNOSE=0 or no memory:
+                    an unmeasured span. Threads: any; one look-up under
+                    a mutex of its own.
    DIAG_CALL_AT(task, name, call, done)
                     DIAG_CALL(diag_span_at(task, name), call, done):
                         while (DIAG_CALL_AT(&t, "fetch", fetch(&t), DONE) != DONE) ...
    diag_drop_at(task)
                     The task is abandoned: a drop, and its span is released.
+                    Threads: as diag_drop.
 
-   NON-LOCAL EXITS (README: Non-local exits and signals)
-   C++: a poll that an exception leaves ends as if it returned PENDING:
-   counted, busy until the unwinding, its run still open (poll it again or
-   drop it). The exception goes on unchanged. C: after a longjmp out of
-   polls, diag_drop(f) of the outermost future whose poll was left, on the
-   same thread, ends that poll and every poll above it, and drops f's run;
-   the futures above keep their runs open until dropped. With neither, the
-   polls stay open and the thread's later polls count under them; a
-   diag_span_end that finds its poll below the top ends the ones above
-   (one warning), and exit names the polls still open.
+   NON-LOCAL EXITS. C++: a poll an exception leaves ends as if PENDING (its
+   run stays open); the exception goes on. C: after a longjmp out of polls,
+   diag_drop(f) of the outermost future left, on the same thread, ends its
+   poll and those above and drops f's run (the others stay open). Else the
+   polls stay open (exit names them); a diag_span_end that finds its poll
+   below the top ends the ones above (one warning).
 
-   ==========================================================================
-   WHAT IS MEASURED
-   ==========================================================================
+   ---- WHAT IS MEASURED -----------------------------------------------------
    A *run* of a future lasts from the start of its first poll to the end of
-   the poll that returned READY, or to diag_drop. Polling it again after
-   READY starts a new run. The *path* of a run is the chain of names of the
-   marked futures that were being polled, outermost first, when the run's
-   first poll began; it stays the path of the run for all of its polls, on
-   whichever thread they happen and whoever polls them. Per path, summed
-   over all runs and threads:
+   the poll that returned READY, or to diag_drop; a poll after READY starts
+   a new one. Its *path* is the chain of names of the marked futures being
+   polled, outermost first, when its first poll began, for all its polls on
+   any thread. Per path, summed over all runs and threads:
      polls   number of polls.
-     busy    nanoseconds inside those polls minus the time inside polls of
-             marked futures nested in them (self time), so the flame
-             graph's widths are inclusive.
-     wall    nanoseconds of the runs; a run still pending at a dump counts
-             up to the dump. Written as self wall: the path's wall minus its
-             children's walls, never below zero. Children that run
-             concurrently can add up to more than their parent; their parent
-             then shows no self wall.
-     sched   nanoseconds from diag_wake to the next poll (only with wakes).
-   The table also shows, per path, the poll-time distribution (p50 and p99
-   from a histogram of log2 buckets, so an upper bound within a factor of
-   two, never above max; max exact) and the mean sched per wake. Poll time
-   there is the whole poll, nested polls included: how long the thread was
-   held. After the table, lint lines name patterns that sums hide, "lint:
-   <path>: <what>" (so a slow child flags its parents too):
+     busy    ns inside those polls minus nested marked polls (self time,
+             so the flame graph's widths are inclusive).
+     wall    ns of the runs, a pending run up to the dump; written as self
+             wall: minus the children's walls, never below zero.
+     sched   ns from diag_wake to the next poll (only with wakes).
+   The table also shows per path p50 and p99 of the whole poll's time (log2
+   buckets: within a factor of two, never above max), max (exact) and the
+   mean sched per wake. Then lint lines, "lint: <path>: <what>", name
+   patterns sums hide (a slow child flags its parents too):
      - polls of DIAGNOSE_SLOW_NS (1 ms) or more, counted exactly per path;
      - 100 polls or more, runs still pending and none finished;
-     - 3 drops or more, and more drops than finished runs (cancelled
-       more often than not; one abandoned run is no pattern);
-     - 20 self-wakes or more, and most wakes are self-wakes: diag_wake(f)
-       while f's own poll runs on that thread (also from a poll nested in
-       it) asks to be polled again at once, a busy loop;
-     - orphans: open runs whose parent run (the run they began inside)
-       ended: nothing will poll them;
-     - lost wakes: open runs not running, not woken since their last woken
-       poll began (or since their first poll), for DIAGNOSE_STUCK_S or
-       more, in a program that calls diag_wake; judged only on paths whose
-       polls all start a run or follow a wake (other polls are not timed
-       per run), and not while the run it began inside is open;
+     - 3 drops or more, and more drops than finished runs;
+     - 20 self-wakes or more, and most wakes are: diag_wake(f) while f's
+       own poll (or one nested in it) runs on that thread, a busy loop;
+     - orphans: open runs whose parent run (the one they began in) ended;
+     - lost wakes: open runs neither running nor woken since their last
+       woken (or first) poll for DIAGNOSE_STUCK_S, with diag_wake in use,
+       on paths whose polls all start a run or follow a wake, while their
+       parent run is not open;
      - a poll still running at the dump after DIAGNOSE_SLOW_NS or more.
-   The table's runs column counts runs started in the window; runs not
-   finished or dropped are still open.
-   Paths deeper than DIAG_MAX_DEPTH frames are folded into their deepest
-   frame and reported once at exit. Past DIAGNOSE_MAX_PATHS distinct paths
-   (or when memory runs out) new paths are counted in one "[overflow]" path;
-   its row in the table names the limit to raise.
+   The runs column counts runs started in the window. Paths deeper than
+   DIAG_MAX_DEPTH frames fold into their deepest frame (reported at exit).
+   Past DIAGNOSE_MAX_PATHS paths (or out of memory) new paths count in one
+   "[overflow]" path, whose row names the limit to raise. Clock: the
+   invariant timestamp counter (x86), calibrated against CLOCK_MONOTONIC
+   at each dump over the whole run; else CLOCK_MONOTONIC. Values: ns.
 
-   Clock: the timestamp counter where it is invariant (x86), calibrated
-   against CLOCK_MONOTONIC at each dump over the whole run; otherwise
-   clock_gettime(CLOCK_MONOTONIC). Values are written in nanoseconds.
-
-   ==========================================================================
-   ENVIRONMENT
-   ==========================================================================
+   ---- ENVIRONMENT ----------------------------------------------------------
    DIAGNOSE=0              record nothing: no files, no table.
-   DIAGNOSE_OUT=prefix     output prefix (default "diagnose"); "%p" becomes
-                           the process id. A relative prefix (and the
-                           default) is taken from the working directory at
-                           start-up, even after a chdir; an explicit
-                           diag_dump(prefix) from the one at the call.
+   DIAGNOSE_OUT=prefix     output prefix (default "diagnose"); "%p": the
+                           pid. Relative to the start-up directory, even
+                           after a chdir (diag_dump(prefix): to the current).
    DIAGNOSE_QUIET=1        write the files but not the table.
-   DIAGNOSE_SVG=1          at exit, also write the flame graphs of
-                           diag_write_svg next to the folded files.
+   DIAGNOSE_SVG=1          at exit, also diag_write_svg's flame graphs.
    DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_MAX_PATHS - 2).
    DIAGNOSE_SLOW_NS=n      a poll of n ns or more is slow (default 1000000);
                            0 turns the slow-poll lint off.
-   DIAGNOSE_INTERVAL=s     every s seconds (decimals allowed, >= 0.001) a
-                           background thread writes a numbered snapshot,
-                           PREFIX.N.{polls,busy,wall}.folded (and sched;
-                           and PREFIX.N.*.svg with DIAGNOSE_SVG=1),
-                           N = 1, 2, 3 ...; each holds everything since the
-                           start or the last diag_reset, like diag_dump.
-   DIAGNOSE_SIGNAL=USR2    the signal (USR2, sigusr1, HUP, 12 ...) requests
-                           a numbered snapshot. The handler only writes a
-                           byte to a pipe; the same background thread
-                           dumps. Snapshot numbers are shared with the
-                           timer; one line on stderr names each one.
-                           Neither variable set: no thread, no handler.
-                           The thread stops at exit, before the final
-                           files; a forked child takes no snapshots.
-   DIAGNOSE_STUCK_S=s      an open run this many seconds old is stuck
-                           (default 10; decimals allowed): marked in
-                           PREFIX.pending.txt and used by the lost-wake lint.
-   DIAGNOSE_TRACE=n        flight recorder: each thread keeps its last n
-                           polls (1 to 16777216; unset or 0: off) for
-                           PREFIX.trace.json (see OUTPUT).
-   A set-uid or set-gid program ignores all of these (secure_getenv), and
-   TMPDIR: it records with the defaults.
-   Each variable is read once, at start-up (before main). Yes/no values
-   take 0/1, off/on, no/yes, false/true in any case; numbers are whole and
-   not negative; signals are names with or without SIG in any case, or
-   numbers. Empty is unset. A value not understood gets one stderr line
-   naming it and what is accepted, and the default is used:
+   DIAGNOSE_INTERVAL=s     every s seconds (>= 0.001) the snapshot thread
+                           writes PREFIX.N.<metric>.folded (and .svg with
+                           DIAGNOSE_SVG=1), N = 1, 2 ...: like diag_dump.
+   DIAGNOSE_SIGNAL=USR2    this signal (USR2, sigusr1, HUP, 12 ...) asks the
+                           snapshot thread for one; a stderr line names
+                           each. Neither set: no thread, no handler. The
+                           thread stops at exit, before the final files;
+                           a forked child takes no snapshots.
+   DIAGNOSE_STUCK_S=s      an open run this old is stuck (default 10), in
+                           PREFIX.pending.txt and the lost-wake lint.
+   DIAGNOSE_TRACE=n        each thread keeps its last n polls (up to
+                           16777216; 0: off): PREFIX.trace.json.
+   Read once, before main; a set-uid or set-gid program ignores them all
+   (and TMPDIR). Yes/no: 0/1, off/on, no/yes, false/true in any case;
+   numbers are whole, not negative (seconds: decimals allowed); signals
+   are names, SIG optional, any case, or numbers. Empty is unset. A value
+   not understood gets one stderr line, and the default is used:
      diagnose.h: DIAGNOSE_MAX_PATHS=-5 is negative; accepted: a whole
      number from 1 to 1048574; using 1048574
 
-   ==========================================================================
-   OUTPUT
-   ==========================================================================
+   ---- OUTPUT ---------------------------------------------------------------
    PREFIX.polls.folded, PREFIX.busy.folded, PREFIX.wall.folded (and
    PREFIX.sched.folded when diag_wake was used), written at normal exit
    (return from main or exit()) exactly once, and by diag_dump. Each line is
@@ -241,79 +204,40 @@
        main;concat 5
        main;extend 5
 
-   Every line matches ^[^ ;]+(;[^ ;]+)* [0-9]+$ and is valid UTF-8 whatever
-   the names were; each path appears once (threads merged), lines sorted
-   bytewise, the same paths in the polls, busy, wall and sched files (the
-   pending files list only paths with open runs). Files are written to a temporary
-   name and renamed into place. A forked child writes its own files when it
-   exits normally; if the prefix has no "%p" the child's pid is appended.
-   If the files cannot be written at exit, one line on stderr says why and
-   they go to $TMPDIR (or /tmp) instead. The exit code never changes.
-   Nothing written to stderr raises SIGPIPE (a closed pipe ends the text).
-   At exit, a lock another thread holds is waited for 1 s at most; an
-   exit() from a signal handler that interrupts diagnose.h on its own
-   thread writes no files. Either case says so in one line.
+   Every line matches ^[^ ;]+(;[^ ;]+)* [0-9]+$ and is valid UTF-8; each
+   path appears once (threads merged), lines sorted bytewise, the same
+   paths in every metric's file. Files are written to a temporary name and
+   renamed. A forked child writes its own (its pid appended to a prefix
+   without "%p"). If they cannot be written at exit, one stderr line says
+   why and they go to $TMPDIR (or /tmp). The exit code never changes;
+   stderr never raises SIGPIPE. At exit a lock another thread holds is
+   waited for 1 s at most, and an exit() from a signal handler that
+   interrupts diagnose.h on its thread writes no files: one line says so.
 
-   PREFIX.pending.folded and PREFIX.pending.txt, written by every dump
-   (diag_dump, numbered snapshots, exit) when runs are open, removed by a
-   dump that finds none: what is stuck right now. A run is open from its
-   first poll until READY or drop. pending.folded: one line per path with
-   open runs, how many, in the grammar above. pending.txt, the same paths
-   oldest first, one line each:
+   PREFIX.pending.folded and .txt, written by every dump when runs are
+   open (from first poll to READY or drop), removed by one that finds none.
+   pending.folded: open runs per path. pending.txt, oldest first:
 
        main;fetch: 3 open, oldest 12.4s, running 2.10s, stuck
 
-   oldest: age of the oldest open run (from its first poll, across
-   diag_reset and fork); running: a poll of that path runs now on some
-   thread, for that long at most; stuck: the oldest is DIAGNOSE_STUCK_S
-   old or more. Ages are written as the table writes durations. With
-   DIAGNOSE_SVG=1, also PREFIX.pending.svg. The summary at exit ends with
-   these lines, each after "pending: " (25 at most, then a count). A run
-   that begins or ends during a dump may be listed or not; counts of a
-   quiet moment are exact.
+   oldest: the oldest open run's age (across diag_reset and fork);
+   running: a poll of the path runs now, for that long at most; stuck: the
+   oldest is DIAGNOSE_STUCK_S old. DIAGNOSE_SVG=1: also pending.svg. The
+   exit summary ends with 25 of these lines at most. A run that begins or
+   ends during a dump may be listed or not; a quiet moment is exact.
 
-   PREFIX.trace.json (with DIAGNOSE_TRACE=n), written by every dump next to
-   the folded files: a Chrome trace, {"traceEvents": [...]}, one event a
-   line, for speedscope and ui.perfetto.dev. Per thread, one "ph": "M"
-   thread_name event ("NAME TID": the thread's name and its number) and one
-   "ph": "X" event per poll of its last n, in the order they ended: name =
-   the polled future's frame, ts and dur in microseconds (three decimals)
-   since start-up, pid, tid (numbered 1, 2, ... in the order threads first
-   poll), args {"path": "<folded stack>"}. Nested polls nest exactly on
-   their tid.
-   Folded polls (deeper than DIAG_MAX_DEPTH) are not recorded. A thread's
-   ring outlives it: the rings of the 16 most recently exited threads are
-   kept. After diag_reset only polls that end later are written; a forked
-   child starts empty. A dump while threads poll holds whole events only.
-   A slow poll (DIAGNOSE_SLOW_NS) makes the snapshot thread (started for
-   this) write PREFIX.slow.N.trace.json, N = 1, 2, ...: when the outermost
-   poll around it ends (so the whole nest is in), or 100 ms after the slow
-   poll if that is sooner; at most one such file a second and 100 in all;
-   one line on stderr names each unless DIAGNOSE_QUIET=1.
+   PREFIX.trace.json (DIAGNOSE_TRACE=n), by every dump: a Chrome trace for
+   speedscope and ui.perfetto.dev, one event a line: per thread a "M"
+   thread_name ("NAME TID") and an "X" event per poll of its last n, in
+   the order they ended (name: the frame; ts, dur: us since start-up;
+   tid: 1, 2 ... by first poll; args.path: the folded stack). Folded polls
+   are left out; the 16 latest exited threads' rings stay; after a reset,
+   only polls that end later; a forked child starts empty. A slow poll
+   makes the snapshot thread write PREFIX.slow.N.trace.json when the
+   outermost poll around it ends (100 ms at most), one a second and 100
+   in all at most, each named on stderr unless DIAGNOSE_QUIET=1.
 
-   COSTS: two timestamp reads and a few adds to thread-local memory per
-   poll; about 140 bytes per path per thread that polls it (35 more per
-   path for the process, and a histogram row of 248 shared by all threads
-   once a path has been polled 256 times in one bucket); the first run
-   of a span at a new calling context does one hash look-up. The slow-poll
-   lint is one compare per poll; a slow poll in the first 10 ms of the
-   process also reads the clock twice (the threshold is then calibrated).
-   A dump holds about 210 bytes per path and the folded stacks' text
-   while it runs, freed when it returns. DIAGNOSE_INTERVAL /
-   DIAGNOSE_SIGNAL cost one sleeping thread and, per snapshot, the time
-   of a diag_dump, off the program's threads.
-   Per run (not per poll): a 56-byte record taken at its first poll from
-   its thread's records (reused; they grow when a quarter or less are
-   free, and are never freed) and freed at its end by one store; a
-   diag_span holds one pointer to it. An effective wake (one that makes f
-   runnable) makes one call; a self-wake adds one to a process-wide count.
-   DIAGNOSE_TRACE=n: 24 bytes per event, (n + 1) * 24 + 56 bytes per thread
-   allocated once when it first polls; four stores per poll (make bench:
-   "trace ring on"); off, one never-taken branch per poll.
-
-   ==========================================================================
-   CONFIGURATION (#define before the #include)
-   ==========================================================================
+   ---- CONFIGURATION (#define before the #include) --------------------------
    DIAGNOSE_DISABLE   compile out: DIAGNOSE(f) is f, diag_poll calls the poll
                       function directly, diag_dump and diag_write_svg write
                       nothing and return 0.
@@ -321,16 +245,92 @@
    DIAG_MAX_PATHS     hard cap on distinct paths (1048576).
    DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
    DIAG_DEBUG         abort with a message on misuse instead of ignoring it.
+   DIAG_API           starts each declaration of what the implementation
+                      defines for other files (the public functions, and
+                      what the inline poll path calls): extern by default;
+                      keep the extern, e.g. extern __attribute__((
+                      visibility("default"))) to export them from a library
+                      built -fvisibility=hidden. The poll path (diag_poll,
+                      diag_span_begin ...) stays static inline, inlined at
+                      each call; compiled out, so is every function.
 
    LIBRARIES AND PLUGINS: a shared library may define DIAGNOSE_IMPLEMENTATION
-   too. The copies in one process find each other through a mapping named
-   "diagnose.h" in /proc/self/maps (hidden visibility and RTLD_LOCAL do not
-   matter) and share one runtime: one set of files, one table, paths across
-   copies. Copies built with other versions or other DIAG_MAX_DEPTH,
-   DIAG_MAX_PATHS or allocator keep their own runtime and add their values
-   into each other's files. A dlclose writes the files;
-   the library's data stays in them. Two copies linked statically into one
-   executable are a link error.
+   too. The copies in a process find each other through a mapping named
+   "diagnose.h" in /proc/self/maps (whatever the visibility or RTLD_LOCAL)
+   and share one runtime: one set of files, one table. Copies of another
+   version, DIAG_MAX_DEPTH, DIAG_MAX_PATHS or allocator keep their own and
+   add into each other's files. A dlclose writes the files; the library's
+   data stays in them. Two copies linked into one executable: link error.
+
+   ---- HOW IT WORKS (for maintainers) ---------------------------------------
+   Data flows span -> frame -> slot -> row -> writers:
+   span     diag_span, in the user's task: name, the open run's path (0:
+            none) and start, a pending wake, the last path resolved, the
+            run's record.
+   frame    a poll in progress on its thread's stack (diag__thread.stack):
+            span, slot, start, nested polls' time. An end pops it and adds
+            to its slot one poll, dt to poll time and dt minus the nested
+            time to busy, and dt to the parent frame's nested time.
+   path     an id in the process's path table, (parent id, name) -> id,
+            found at a run's first poll in a per-thread cache, else in the
+            shared index under the runtime lock. 0: the root, 1: [overflow].
+            Ids only grow; the table's chunks never move.
+   slot     a path's counters on one thread (diag__slot): diag__thread.dir
+            holds chunks of 256 slots by path id, made on first use, never
+            moved. Its histogram is a byte per bucket; each 256th poll of a
+            bucket goes to the path's shared row. An exiting thread's slots
+            are added into the runtime's `retired` table.
+   row      a snapshot (diag__snapshot_read) sums every live thread's
+            slots, `retired` and the shared histograms into one row per
+            path, less the reset baselines, plus open runs' wall up to now,
+            then sorts the rows by folded stack (equal stacks merge).
+   writers  take a snapshot: folded files, the table and lints (stderr, at
+            exit), SVG, pending files (from the open-run records), and the
+            trace (which copies the per-thread rings itself).
+   Open runs: a run's first poll takes a record (diag__run) from its
+   thread's chunks, published by a release store of its span; the run's
+   end, on any thread, frees it with one release store. Records never move
+   and are never freed; an exiting thread parks its chunks for the next
+   new thread. A run that ends on another thread than it began leaves
+   open_runs and open_start_sum right only summed over threads: a snapshot
+   reads again (8 tries) while a torn pair makes the pending wall absurd.
+   All of this lives in the runtime, one for the copies of one ABI key.
+
+   Locks. Only two nest: the dump lock, then the runtime lock (dumps and
+   fork take them in that order). Nothing is taken under the others.
+     dump lock  one dump at a time, from its snapshot to its last rename:
+                diag_dump, diag_write_svg, numbered snapshots, a library's
+                unload, exit. An exit that waits for it goes first.
+     runtime lock  (diag__lock) new paths, the thread list, `retired`,
+                reset baselines, parked records, exited threads' rings, the
+                copies and their key; it keeps threads' tables alive while
+                a snapshot reads them (polls go on, new paths wait).
+     spans-by-address lock  the diag_span_at table.
+     registry lock  a spin lock in the mapping the copies share.
+   At exit every wait is bounded (1 s), then given up.
+
+   Who touches what:
+   - The owner thread alone writes its frames, slots (relaxed load + store:
+     an exact add), ring and cache; others read the slots with relaxed
+     loads, and its stack up to its depth (release/acquire).
+   - Any thread: a span's wake, run records' wake times, self-wake counts
+     and shared histogram rows (atomics). A run's end, on any thread,
+     counts in that thread's slot.
+   - diag_reset: baselines under the runtime lock; zeroes live maxima (a
+     racing poll may put its own back: still a real poll).
+   - The snapshot thread writes numbered snapshots and slow-poll traces
+     (without the dump lock), asked by a byte on its pipe: from the
+     DIAGNOSE_SIGNAL handler (all the handler does) or a slow poll. Work
+     that locks or allocates is marked per thread: an exit() from a
+     handler inside it writes no files.
+   - Thread exit (the key's destructor), under the runtime lock: the table
+     joins `retired`, the records are parked, the ring joins the exited.
+   - fork: the prepare handlers take the locks, the parent unlocks; the
+     child unlocks, clears the registry lock, resets, drops the other
+     threads' stacks (their runs stay open), and has no snapshot thread.
+   - exit and dlclose run each copy's atexit handler: a copy that leaves
+     hands the key and the snapshot thread to one that stays; the last
+     stops the snapshot thread and writes the files and the table.
 */
 #ifndef DIAGNOSE_H
 #define DIAGNOSE_H
@@ -360,6 +360,9 @@
 #endif
 #if defined(DIAG_MALLOC) != defined(DIAG_FREE) || defined(DIAG_MALLOC) != defined(DIAG_REALLOC)
 #error "diagnose.h: define all of DIAG_MALLOC, DIAG_REALLOC and DIAG_FREE, or none"
+#endif
+#ifndef DIAG_API
+#define DIAG_API extern /* see CONFIGURATION */
 #endif
 
 #ifdef __cplusplus
@@ -430,10 +433,10 @@ static inline void diag_drop_at(const void *task) { (void)task; }
 
 #else /* !DIAGNOSE_DISABLE */
 
-int diag_dump(const char *prefix);
-int diag_write_svg(const char *prefix);
-int diag_reset(void);
-void diag_span_cancel(diag_span *s);
+DIAG_API int diag_dump(const char *prefix);
+DIAG_API int diag_write_svg(const char *prefix);
+DIAG_API int diag_reset(void);
+DIAG_API void diag_span_cancel(diag_span *s);
 
 /* ---- internal: the per-thread table, read by the inline poll path ---- */
 #define DIAG__CHUNK_BITS 8
@@ -536,29 +539,29 @@ typedef struct diag__thread {
     diag__runs runs;            /* records of the runs that began on this thread */
 } diag__thread;
 
-extern __thread diag__thread *diag__tls;
-extern int diag__mode; /* 0 not started, 1 recording, 2 off */
-extern int diag__use_tsc;
-extern uint64_t diag__slow_ticks; /* polls this long go to diag__slow_poll */
+DIAG_API __thread diag__thread *diag__tls;
+DIAG_API int diag__mode; /* 0 not started, 1 recording, 2 off */
+DIAG_API int diag__use_tsc;
+DIAG_API uint64_t diag__slow_ticks; /* polls this long go to diag__slow_poll */
 
-int diag__start(void);
-uint64_t diag__clock_ns(void);
-diag__thread *diag__attach(void);
-diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
-uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
-void diag__begin_too_deep(diag__thread *t, diag_span *s);
-void diag__begin_rest(diag__thread *t, diag_span *s);
-void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt);
-void diag__end_all(diag__thread *t, diag_span *s, diag_status status);
-void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
-void diag__poll_unwound(diag_span *s);
-void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
-void diag__slow_poll(diag__slot *slot, uint64_t ticks);
-void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
-void diag__wake_noted(diag_span *s, uint64_t now);
-void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket);
-void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
-diag_status diag__poll_invalid(diag_future *f);
+DIAG_API int diag__start(void);
+DIAG_API uint64_t diag__clock_ns(void);
+DIAG_API diag__thread *diag__attach(void);
+DIAG_API diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
+DIAG_API uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
+DIAG_API void diag__begin_too_deep(diag__thread *t, diag_span *s);
+DIAG_API void diag__begin_rest(diag__thread *t, diag_span *s);
+DIAG_API void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt);
+DIAG_API void diag__end_all(diag__thread *t, diag_span *s, diag_status status);
+DIAG_API void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
+DIAG_API void diag__poll_unwound(diag_span *s);
+DIAG_API void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
+DIAG_API void diag__slow_poll(diag__slot *slot, uint64_t ticks);
+DIAG_API void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
+DIAG_API void diag__wake_noted(diag_span *s, uint64_t now);
+DIAG_API void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket);
+DIAG_API void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
+DIAG_API diag_status diag__poll_invalid(diag_future *f);
 
 static inline int diag__on(void)
 {
@@ -692,6 +695,20 @@ static inline void diag__run_close(diag_span *s)
     DIAG__STORE(s->run, (struct diag__run *)NULL);
 }
 
+/* For bench/breakdown.sh only, which builds with these set to 0 to measure
+   what each part of the inline end of a poll costs: the histogram byte, the
+   max and slow-poll compares, the poll-time sum. A build with any of them
+   0 records less than this file promises. */
+#ifndef DIAG__COST_HIST
+#define DIAG__COST_HIST 1
+#endif
+#ifndef DIAG__COST_MAX_SLOW
+#define DIAG__COST_MAX_SLOW 1
+#endif
+#ifndef DIAG__COST_SUM
+#define DIAG__COST_SUM 1
+#endif
+
 static inline void diag_span_end(diag_span *s, diag_status status)
 {
     diag__thread *t = diag__tls;
@@ -699,8 +716,8 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     diag__slot *slot;
     uint32_t depth;
     uint64_t now, dt, self;
-    unsigned last;
-    uint8_t n;
+    unsigned last = 0;
+    uint8_t n = 1;
     if (DIAG__UNLIKELY(t == NULL || t->depth == 0 || t->stack[t->depth - 1].span != s)) {
         diag__end_unmatched(t, s, status);
         return;
@@ -721,16 +738,21 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     slot = fr->slot;
     DIAG__ADD(slot->polls, 1);
     DIAG__ADD(slot->busy, self);
-    DIAG__ADD(slot->poll_ticks, dt);
-    if (DIAG__UNLIKELY(dt > DIAG__LOAD(slot->max))) DIAG__STORE(slot->max, dt);
-    last = DIAG__LOAD(slot->hist[0]);
-    n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
-    if (DIAG__UNLIKELY(n == 0 || t->ring != NULL || dt >= DIAG__LOAD(diag__slow_ticks) || status == DIAG_READY)) {
+    if (DIAG__COST_SUM) DIAG__ADD(slot->poll_ticks, dt);
+    if (DIAG__COST_MAX_SLOW && DIAG__UNLIKELY(dt > DIAG__LOAD(slot->max))) DIAG__STORE(slot->max, dt);
+    if (DIAG__COST_HIST) {
+        last = DIAG__LOAD(slot->hist[0]);
+        n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
+    }
+    if (DIAG__UNLIKELY(n == 0 || t->ring != NULL || (DIAG__COST_MAX_SLOW && dt >= DIAG__LOAD(diag__slow_ticks)) ||
+                       status == DIAG_READY)) {
         diag__end_rest(t, s, status, now, dt);
         return;
     }
-    DIAG__STORE(slot->hist[last], n); /* see diag__hist_add */
-    DIAG__STORE(slot->hist[0], (uint8_t)diag__bucket1(dt));
+    if (DIAG__COST_HIST) {
+        DIAG__STORE(slot->hist[last], n); /* see diag__hist_add */
+        DIAG__STORE(slot->hist[0], (uint8_t)diag__bucket1(dt));
+    }
 }
 
 static inline void diag_span_wake(diag_span *s)
@@ -797,9 +819,9 @@ static inline void diag_wake(diag_future *f)
 /* ---- call-style async: one call of a function is one poll --------------- */
 
 #define DIAG__SPAN_AT 2u /* span flag: owned by the diag_span_at table */
-diag_span *diag_span_at(const void *task, const char *name);
-void diag_drop_at(const void *task);
-void diag__at_release(diag_span *s);
+DIAG_API diag_span *diag_span_at(const void *task, const char *name);
+DIAG_API void diag_drop_at(const void *task);
+DIAG_API void diag__at_release(diag_span *s);
 
 static inline void diag__call_end(diag_span *s, int done)
 {

@@ -6,7 +6,8 @@
 # block on each CPU model: cycles, micro-ops and instructions per poll, and
 # the model's extra/floor = (diag - bare) / (floor - bare).
 # Needs gdb and llvm-mca. MCA_CPUS="znver3 skylake-avx512 icelake-server"
-# by default; MCA=llvm-mca-15 etc. picks the tool.
+# by default; MCA=llvm-mca-15 etc. picks the tool; CPPFLAGS are added to
+# the build.
 # A model is not the CPU: llvm-mca knows no microcode, so rdtsc's cost
 # there is the model's guess (printed first); compare the blocks with
 # each other, and measure with `make bench` where the CPU is at hand.
@@ -20,7 +21,8 @@ for tool in gdb "$MCA"; do
     command -v "$tool" >/dev/null || { echo "bench/mca.sh: needs $tool" >&2; exit 2; }
 done
 mkdir -p "$OUT"
-"$CC" -std=c99 -O2 -g -I. bench/mca_loops.c -o "$OUT/loops" -pthread -lm || exit 1
+# shellcheck disable=SC2086 # CPPFLAGS: words, e.g. bench/breakdown.sh's -D flags
+"$CC" -std=c99 -O2 -g ${CPPFLAGS:-} -I. bench/mca_loops.c -o "$OUT/loops" -pthread -lm || exit 1
 
 # record LOOP STEPS: "location<TAB>instruction" lines of the first STEPS
 # instructions executed from LOOP's entry, after the warm-up.
