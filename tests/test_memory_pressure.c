@@ -4,13 +4,13 @@
    paths the same way. */
 #include <stddef.h>
 #ifndef DIAGNOSE_DISABLE
-static void *rel_malloc(size_t n);
-static void *rel_realloc(void *p, size_t n);
-static void rel_free(void *p);
+static void *failing_malloc(size_t n);
+static void *failing_realloc(void *p, size_t n);
+static void failing_free(void *p);
 #endif
-#define DIAG_MALLOC(n) rel_malloc(n)
-#define DIAG_REALLOC(p, n) rel_realloc(p, n)
-#define DIAG_FREE(p) rel_free(p)
+#define DIAG_MALLOC(n) failing_malloc(n)
+#define DIAG_REALLOC(p, n) failing_realloc(p, n)
+#define DIAG_FREE(p) failing_free(p)
 #define DIAGNOSE_IMPLEMENTATION
 #include "diagnose.h"
 #include "test.h"
@@ -26,17 +26,17 @@ int main(void) { return 0; }
 /* Allocation fails while failing is set (every call, or every other call
    when alternate is set). */
 static int failing, alternate, calls;
-static void *rel_malloc(size_t n)
+static void *failing_malloc(size_t n)
 {
     if (__atomic_load_n(&failing, __ATOMIC_RELAXED) && (!alternate || calls++ % 2 == 0)) return NULL;
     return malloc(n);
 }
-static void *rel_realloc(void *p, size_t n)
+static void *failing_realloc(void *p, size_t n)
 {
     if (__atomic_load_n(&failing, __ATOMIC_RELAXED) && (!alternate || calls++ % 2 == 0)) return NULL;
     return realloc(p, n);
 }
-static void rel_free(void *p) { free(p); }
+static void failing_free(void *p) { free(p); }
 
 struct counter { diag_future base; int n, ready_at; };
 

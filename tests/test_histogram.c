@@ -1,9 +1,9 @@
-/* test_perf_hist.c - the poll-time histogram kept in byte counters per
-   thread, with the 256th poll of a bucket moved to the path's shared row:
-   every poll is in the histogram exactly once, across wraps, threads that
-   exit, and resets; the bucket bounds keep quantiles within a factor of
-   two; the per-thread name cache (path ids only) resolves every context
-   again, the folded and the overflowed ones included. */
+/* The poll-time histogram kept in byte counters per thread, with the 256th
+   poll of a bucket moved to the path's shared row: every poll is in the
+   histogram exactly once, across wraps, threads that exit, and resets; the
+   bucket bounds keep quantiles within a factor of two; the per-thread name
+   cache (path ids only) resolves every context again, the folded and the
+   overflowed ones included. */
 #define DIAGNOSE_IMPLEMENTATION
 #include "diagnose.h"
 #include "test.h"

@@ -116,7 +116,7 @@ static void test_overflow_row_names_the_setting(void)
 }
 
 /* The note for each reason, as the table row prints it (the reason set by
-   hand: running out of memory has its own tests in test_rel_memory.c). */
+   hand: running out of memory has its own tests in test_memory_pressure.c). */
 static void test_overflow_note_for_memory(void)
 {
     diag__row r;
