@@ -458,13 +458,36 @@ void diag_span_cancel(diag_span *s);
    path's shared histogram instead (diag__hist_spill), so a slot stays small
    however many threads poll the path. hist[0]: 1 + the bucket of the latest
    poll, not yet counted (0: none); whoever reads hist adds it (see
-   diag__hist_add). */
+   diag__hist_add).
+   The counters are listed once, here, and every place that adds, resets,
+   merges or converts them expands the list: X(name in the slot, name in a
+   row, kind, to_ns). Kind SUM: a sum, windowed as now minus its value at
+   the last reset; GAUGE: a sum of gauges, read as it is (a reset keeps it
+   as the row's open_base); PEAK: a maximum, zeroed by a reset. to_ns 1:
+   ticks that a row converts to ns. POLLED: the fields every poll writes,
+   before hist; RUNS: after it. */
+#define DIAG__SLOT_POLLED(X)                \
+    X(polls, polls, SUM, 0)                 \
+    X(busy, busy, SUM, 1)                   \
+    X(poll_ticks, poll_time, SUM, 1)        \
+    X(max, max, PEAK, 1)
+#define DIAG__SLOT_RUNS(X)                  \
+    X(wall, wall, SUM, 1)                   \
+    X(open_runs, pending, GAUGE, 0)         \
+    X(open_start_sum, start_sum, GAUGE, 0)  \
+    X(done, done, SUM, 0)                   \
+    X(drops, drops, SUM, 0)                 \
+    X(wakes, wakes, SUM, 0)                 \
+    X(sched, sched, SUM, 1)                 \
+    X(slow, slow, SUM, 0) /* polls of DIAGNOSE_SLOW_NS or more */
+#define DIAG__SLOT_COUNTERS(X) DIAG__SLOT_POLLED(X) DIAG__SLOT_RUNS(X)
+#define DIAG__SLOT_FIELD(slot, row, kind, to_ns) uint64_t slot;
 typedef struct diag__slot {
-    uint64_t polls, busy, poll_ticks, max;
+    DIAG__SLOT_POLLED(DIAG__SLOT_FIELD)
     uint8_t hist[1 + DIAG__HIST];
-    uint64_t wall, open_runs, open_start_sum, done;
-    uint64_t drops, wakes, sched, slow; /* slow: polls of DIAGNOSE_SLOW_NS or more */
+    DIAG__SLOT_RUNS(DIAG__SLOT_FIELD)
 } diag__slot;
+typedef char diag__slot_is_128_bytes[sizeof(diag__slot) == 128 ? 1 : -1];
 
 typedef struct diag__frame {
     diag_span *span;
@@ -1667,22 +1690,21 @@ diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
     return &chunk[path & (DIAG__CHUNK - 1)];
 }
 
+static uint64_t diag__peak(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+/* Two values of one counter (see DIAG__SLOT_COUNTERS) as one: sums add,
+   maximums take the larger. */
+#define DIAG__MERGE_SUM(a, b) ((a) + (b))
+#define DIAG__MERGE_GAUGE(a, b) ((a) + (b))
+#define DIAG__MERGE_PEAK(a, b) diag__peak(a, b)
+
 /* Adds slot b into a: used when a thread's table joins the retired one
    (the histograms went to the shared rows: diag__hist_flush). */
 static void diag__slot_merge(diag__slot *a, const diag__slot *b)
 {
-    a->polls += b->polls;
-    a->busy += b->busy;
-    a->poll_ticks += b->poll_ticks;
-    a->max = a->max > b->max ? a->max : b->max;
-    a->wall += b->wall;
-    a->open_runs += b->open_runs;
-    a->open_start_sum += b->open_start_sum;
-    a->done += b->done;
-    a->drops += b->drops;
-    a->wakes += b->wakes;
-    a->sched += b->sched;
-    a->slow += b->slow;
+#define DIAG__X(slot, row, kind, to_ns) a->slot = DIAG__MERGE_##kind(a->slot, b->slot);
+    DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
 }
 
 /* Moves chunk c of src into dst[c], adding where dst already has one. */
@@ -2322,19 +2344,20 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
         for (i = 0; i < DIAG__CHUNK; i++) {
             diag__slot *live = &chunk[i], *base = &t->base[c][i];
             unsigned h;
-            base->polls = DIAG__LOAD(live->polls);
-            base->busy = DIAG__LOAD(live->busy);
-            base->poll_ticks = DIAG__LOAD(live->poll_ticks);
-            base->wall = DIAG__LOAD(live->wall) + DIAG__LOAD(live->open_runs) * now -
-                         DIAG__LOAD(live->open_start_sum);
-            base->done = DIAG__LOAD(live->done);
-            base->drops = DIAG__LOAD(live->drops);
-            base->wakes = DIAG__LOAD(live->wakes);
-            base->sched = DIAG__LOAD(live->sched);
-            base->slow = DIAG__LOAD(live->slow);
-            base->open_runs = DIAG__LOAD(live->open_runs); /* runs started since = done + drops + open - this */
+            /* open_runs' baseline: runs started since = done + drops + open - it.
+               A maximum is zeroed: a racing poll may put its own time back,
+               still a real poll. */
+#define DIAG__BASE_SUM(f) base->f = DIAG__LOAD(live->f);
+#define DIAG__BASE_GAUGE(f) base->f = DIAG__LOAD(live->f);
+#define DIAG__BASE_PEAK(f) DIAG__STORE(live->f, 0);
+#define DIAG__X(slot, row, kind, to_ns) DIAG__BASE_##kind(slot)
+            DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+#undef DIAG__BASE_SUM
+#undef DIAG__BASE_GAUGE
+#undef DIAG__BASE_PEAK
+            base->wall += DIAG__LOAD(live->open_runs) * now - DIAG__LOAD(live->open_start_sum);
             for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
-            DIAG__STORE(live->max, 0); /* a racing poll may put its own time back: still a real poll */
         }
     }
     return 0;
@@ -2403,17 +2426,26 @@ static void diag__fork_child(void)
 
 /* While a snapshot reads the tables, rows are indexed by path and hold
    ticks (diag__row_to_ns converts them); after it, they are sorted by
-   stack, one per stack, in ns. */
+   stack, one per stack, in ns. A row has the slot's counters under their
+   row names (DIAG__SLOT_COUNTERS: pending is the runs open now, start_sum
+   their starts while reading), then its own: X(name, kind), kind as there. */
+#define DIAG__ROW_ONLY(X)                                                                   \
+    X(self_wall, SUM)  /* ns: wall less the walls of the paths run inside it */              \
+    X(started, SUM)    /* runs started in the window */                                     \
+    X(self_wakes, SUM) /* wakes from the path's own poll */                                 \
+    X(open, SUM)       /* open runs listed now */                                           \
+    X(oldest, PEAK)    /* ns: the oldest open run's age */                                  \
+    X(running, PEAK)   /* ns: the longest poll running now + 1 (0: none) */                 \
+    X(orphans, SUM)    /* open runs whose parent run ended */                               \
+    X(lost, SUM)       /* open runs not woken, polled or running for DIAGNOSE_STUCK_S */
+#define DIAG__ROW_FIELD(row, kind) uint64_t row;
+#define DIAG__ROW_SHARED_FIELD(slot, row, kind, to_ns) uint64_t row;
 typedef struct diag__row {
     const char *stack;
-    uint64_t polls, done, drops, wakes;
-    uint64_t slow, pending; /* polls of DIAGNOSE_SLOW_NS or more; runs open now */
-    uint64_t busy, poll_time, wall, self_wall, max, sched; /* ns */
+    DIAG__SLOT_COUNTERS(DIAG__ROW_SHARED_FIELD)
+    DIAG__ROW_ONLY(DIAG__ROW_FIELD)
     uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in snap->hists; NULL without */
-    uint64_t started, self_wakes; /* runs started in the window; wakes from the path's own poll */
-    uint64_t open, oldest, running; /* open runs listed now; ns: oldest's age, longest poll running + 1 (0: none) */
-    uint64_t orphans, lost; /* open runs whose parent run ended; not woken, polled or running for DIAGNOSE_STUCK_S */
-    uint64_t start_sum, open_base; /* while reading: the open runs' starts; open runs at the window's start */
+    uint64_t open_base; /* while reading: open runs at the window's start */
 } diag__row;
 
 typedef struct diag__snapshot {
@@ -2584,27 +2616,23 @@ static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread
         const diag__slot *s = __atomic_load_n(&t->dir[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
         const diag__slot *b = t->base ? t->base[p >> DIAG__CHUNK_BITS] : NULL;
         diag__row *o = &rows[p];
-        uint64_t max;
         if (s == NULL) {
             p |= DIAG__CHUNK - 1; /* skip the missing chunk */
             continue;
         }
         s += p & (DIAG__CHUNK - 1);
         if (b) b += p & (DIAG__CHUNK - 1);
-        o->polls += DIAG__LOAD(s->polls) - (b ? b->polls : 0);
-        o->busy += DIAG__LOAD(s->busy) - (b ? b->busy : 0);
-        o->poll_time += DIAG__LOAD(s->poll_ticks) - (b ? b->poll_ticks : 0);
-        o->wall += DIAG__LOAD(s->wall) - (b ? b->wall : 0); /* open runs: added by the caller */
-        o->done += DIAG__LOAD(s->done) - (b ? b->done : 0);
-        o->drops += DIAG__LOAD(s->drops) - (b ? b->drops : 0);
-        o->wakes += DIAG__LOAD(s->wakes) - (b ? b->wakes : 0);
-        o->sched += DIAG__LOAD(s->sched) - (b ? b->sched : 0);
-        o->slow += DIAG__LOAD(s->slow) - (b ? b->slow : 0);
-        o->pending += DIAG__LOAD(s->open_runs);
-        o->start_sum += DIAG__LOAD(s->open_start_sum);
+        /* wall: the open runs' part is added by the caller */
+#define DIAG__TAKE_SUM(r, f) o->r += DIAG__LOAD(s->f) - (b ? b->f : 0);
+#define DIAG__TAKE_GAUGE(r, f) o->r += DIAG__LOAD(s->f);
+#define DIAG__TAKE_PEAK(r, f) o->r = diag__peak(o->r, DIAG__LOAD(s->f));
+#define DIAG__X(slot, row, kind, to_ns) DIAG__TAKE_##kind(row, slot)
+        DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+#undef DIAG__TAKE_SUM
+#undef DIAG__TAKE_GAUGE
+#undef DIAG__TAKE_PEAK
         o->open_base += b ? b->open_runs : 0;
-        max = DIAG__LOAD(s->max);
-        if (max > o->max) o->max = max;
         if (hists) diag__add_hist(hists + (size_t)p * DIAG__HIST, s, b);
     }
 }
@@ -2634,27 +2662,15 @@ static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
     return text->failed ? -1 : 0;
 }
 
+/* Adds row b into a: two paths that print the same stack. */
 static void diag__row_add(diag__row *a, const diag__row *b)
 {
-    a->polls += b->polls;
-    a->done += b->done;
-    a->drops += b->drops;
-    a->wakes += b->wakes;
-    a->busy += b->busy;
-    a->poll_time += b->poll_time;
-    a->wall += b->wall;
-    a->self_wall += b->self_wall;
-    a->sched += b->sched;
-    a->slow += b->slow;
-    a->pending += b->pending;
-    a->max = a->max > b->max ? a->max : b->max;
-    a->started += b->started;
-    a->self_wakes += b->self_wakes;
-    a->open += b->open;
-    a->oldest = a->oldest > b->oldest ? a->oldest : b->oldest;
-    a->running = a->running > b->running ? a->running : b->running;
-    a->orphans += b->orphans;
-    a->lost += b->lost;
+#define DIAG__X(slot, row, kind, to_ns) a->row = DIAG__MERGE_##kind(a->row, b->row);
+    DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+#define DIAG__X(row, kind) a->row = DIAG__MERGE_##kind(a->row, b->row);
+    DIAG__ROW_ONLY(DIAG__X)
+#undef DIAG__X
     if (a->hist && b->hist) {
         int h;
         for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
@@ -2701,11 +2717,13 @@ static void diag__row_to_ns(diag__row *r, double ns_per_tick)
 {
     uint64_t child_wall = r->self_wall;
     r->self_wall = r->wall > child_wall ? diag__to_ns(r->wall - child_wall, ns_per_tick) : 0;
-    r->busy = diag__to_ns(r->busy, ns_per_tick);
-    r->poll_time = diag__to_ns(r->poll_time, ns_per_tick);
-    r->wall = diag__to_ns(r->wall, ns_per_tick);
-    r->max = diag__to_ns(r->max, ns_per_tick);
-    r->sched = diag__to_ns(r->sched, ns_per_tick);
+#define DIAG__TO_NS_0(f)
+#define DIAG__TO_NS_1(f) r->f = diag__to_ns(r->f, ns_per_tick);
+#define DIAG__X(slot, row, kind, to_ns) DIAG__TO_NS_##to_ns(row)
+    DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+#undef DIAG__TO_NS_0
+#undef DIAG__TO_NS_1
     r->started = r->done + r->drops + r->pending - r->open_base;
     r->oldest = diag__to_ns(r->oldest, ns_per_tick);
     r->running = r->running ? diag__to_ns(r->running - 1, ns_per_tick) + 1 : 0;
