@@ -715,6 +715,9 @@ static inline void diag__run_close(diag_span *s)
     DIAG__STORE(s->run, (struct diag__run *)NULL);
 }
 
+/* The end of a poll. Its common case is written out here, inline, as the
+   hot path: the same accounting as diag__frame_pop, which serves every
+   out-of-line end (diag__end_all, an unwound or abandoned frame). */
 static inline void diag_span_end(diag_span *s, diag_status status)
 {
     diag__thread *t = diag__tls;
@@ -1781,10 +1784,12 @@ static void diag__thread_exit(void *arg)
    span below the top unwinds the frames above it, and says so once. (In
    C++, an exception ends each poll it leaves: see diag__poll_guard.) */
 
-/* Ends the top frame's poll now, as a poll that returned PENDING. Reads
-   only the thread's own memory: the future of a frame that a longjmp left
-   may have lived on the stack it discarded, so its run stays open. */
-static void diag__frame_abandon(diag__thread *t, uint64_t now)
+/* The end-of-poll accounting, out of line: pops t's top frame, a poll
+   that ended at now, and adds it to its slot's counters (the rest is
+   diag__end_rest's); returns its ticks. The inline diag_span_end does the
+   same for its common case itself: it is the hot path, where a call would
+   cost more than the work. */
+static uint64_t diag__frame_pop(diag__thread *t, uint64_t now)
 {
     diag__frame *fr;
     diag__slot *slot;
@@ -1798,9 +1803,17 @@ static void diag__frame_abandon(diag__thread *t, uint64_t now)
     DIAG__ADD(slot->busy, dt > fr->child ? dt - fr->child : 0);
     DIAG__ADD(slot->poll_ticks, dt);
     if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
-    diag__hist_add(t, fr, dt);
-    if (t->ring != NULL) diag__ring_put(t->ring, fr->path, fr->start, dt);
-    if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
+    return dt;
+}
+
+/* Ends the top frame's poll now, as a poll that returned PENDING. Reads
+   only the thread's own memory: the future of a frame that a longjmp left
+   may have lived on the stack it discarded, so its run stays open (and
+   diag__end_rest, told PENDING, reads no span). */
+static void diag__frame_abandon(diag__thread *t, uint64_t now)
+{
+    uint64_t dt = diag__frame_pop(t, now);
+    diag__end_rest(t, NULL, DIAG_PENDING, now, dt);
 }
 
 /* Ends the polls above depth `depth`, innermost first; returns how many. */
@@ -1970,7 +1983,8 @@ void diag__begin_rest(diag__thread *t, diag_span *s)
 
 /* The rest of a poll's end (see diag_span_end): the frame is popped and its
    counters added; here the histogram (whose byte wraps), the flight
-   recorder, the slow-poll lint and the end of the run. */
+   recorder, the slow-poll lint and, if the poll said READY, the end of
+   the run (s is read only then). */
 void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt)
 {
     const diag__frame *fr = &t->stack[t->depth];
@@ -1985,17 +1999,7 @@ void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t 
    clock (the inline part takes only the timestamp counter). */
 void diag__end_all(diag__thread *t, diag_span *s, diag_status status)
 {
-    uint64_t now = diag__now(), dt, self;
-    diag__frame *fr = &t->stack[t->depth - 1];
-    diag__slot *slot = fr->slot;
-    DIAG__STORE(t->depth, t->depth - 1);
-    dt = now > fr->start ? now - fr->start : 0;
-    self = dt > fr->child ? dt - fr->child : 0;
-    if (t->depth) t->stack[t->depth - 1].child += dt;
-    DIAG__ADD(slot->polls, 1);
-    DIAG__ADD(slot->busy, self);
-    DIAG__ADD(slot->poll_ticks, dt);
-    if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
+    uint64_t now = diag__now(), dt = diag__frame_pop(t, now);
     diag__end_rest(t, s, status, now, dt);
 }
 
