@@ -2129,16 +2129,6 @@ static uint64_t diag__realtime_ns(void)
    the lock back each time first (mutexes are not fair) until the exit
    dump gives up. */
 
-/* Takes diag__dump_lock, after the exit dump if one is waiting. */
-static void diag__dump_lock_take(void)
-{
-    while (__atomic_load_n(&diag__exit_waiting, __ATOMIC_ACQUIRE)) {
-        struct timespec ms = { 0, 1000000 };
-        nanosleep(&ms, NULL); /* the exit ends the process, this thread too */
-    }
-    pthread_mutex_lock(&diag__dump_lock);
-}
-
 /* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
    returns 0 when locked, ETIMEDOUT when given up. */
 static int diag__lock_or_give_up(pthread_mutex_t *m)
@@ -2148,6 +2138,18 @@ static int diag__lock_or_give_up(pthread_mutex_t *m)
     until.tv_sec = (time_t)(diag__exit_deadline / 1000000000u);
     until.tv_nsec = (long)(diag__exit_deadline % 1000000000u);
     return pthread_mutex_timedlock(m, &until);
+}
+
+/* Takes diag__dump_lock: the exit dump until diag__exit_deadline at most,
+   any other after the exit dump if one is waiting. Returns 0 when locked. */
+static int diag__dump_lock_take(void)
+{
+    if (diag__exit_deadline != 0) return diag__lock_or_give_up(&diag__dump_lock);
+    while (__atomic_load_n(&diag__exit_waiting, __ATOMIC_ACQUIRE)) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL); /* the exit ends the process, this thread too */
+    }
+    return pthread_mutex_lock(&diag__dump_lock);
 }
 
 /* ---- live: records of the open runs ------------------------------------- */
@@ -2949,7 +2951,9 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     return 0;
 }
 
-static int diag__snapshot_take(diag__snapshot *snap) { return diag__snapshot_read(snap, 1); }
+/* A whole snapshot, histograms too, for a reader outside the writers (the
+   writers take theirs in diag__snapshot_write). */
+__attribute__((unused)) static int diag__snapshot_take(diag__snapshot *snap) { return diag__snapshot_read(snap, 1); }
 
 /* Upper bound in ns of the q-quantile of a row's poll times (log2 buckets:
    within a factor of two), never above the measured maximum. */
@@ -3125,30 +3129,60 @@ static int diag__write_all(const char *prefix, diag__snapshot *snap, char *faile
     return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
 }
 
-/* diag_dump and diag_write_svg: one snapshot, written by `write`, under
-   the dump lock so that a prefix's files all come from one snapshot. */
-static int diag__dump_with(const char *prefix, int (*write)(const char *prefix, diag__snapshot *snap))
+/* Writes one snapshot's files, under diag__dump_lock: prefix and arg are
+   what diag__snapshot_write was given. Returns 0, or -1 with errno set. */
+typedef int (*diag__files_writer)(diag__snapshot *snap, const char *prefix, int arg);
+
+/* Snapshot, write, free: every writer of files (diag_dump, diag_write_svg,
+   a numbered snapshot, the exit, the unload of a library) comes here, and
+   holds diag__dump_lock from the snapshot to the last rename, so that a
+   prefix's files all come from one snapshot. with_hist: with the poll-time
+   histograms (the summary table's). Returns -1 with errno set when no
+   snapshot was taken (ETIMEDOUT: the exit gave up waiting for a lock),
+   else what write returned. */
+static int diag__snapshot_write(int with_hist, diag__files_writer write, const char *prefix, int arg)
 {
-    char resolved[4096];
     diag__snapshot snap;
-    int rc;
-    if (!diag__on()) return 0;
-    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    int rc = -1;
     diag__inside_enter();
-    diag__dump_lock_take();
-    rc = diag__snapshot_read(&snap, 0);
-    if (rc == 0) {
-        rc = write(resolved, &snap);
-        diag__snapshot_free(&snap);
+    if (diag__dump_lock_take() != 0) {
+        errno = ETIMEDOUT;
+    } else {
+        if (diag__snapshot_read(&snap, with_hist) == 0) {
+            rc = write(&snap, prefix, arg);
+            diag__snapshot_free(&snap);
+        }
+        pthread_mutex_unlock(&diag__dump_lock);
     }
-    pthread_mutex_unlock(&diag__dump_lock);
     diag__inside_leave();
     return rc;
 }
 
-static int diag__write_folded_files(const char *prefix, diag__snapshot *snap)
+/* A writer: the files at prefix (NULL: DIAGNOSE_OUT), saying on stderr
+   which one could not be written. -1 only when prefix cannot be made. */
+static int diag__write_or_warn(diag__snapshot *snap, const char *prefix, int arg)
+{
+    char resolved[4096], failed[4200];
+    (void)arg;
+    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    if (diag__write_all(resolved, snap, failed, sizeof failed) != 0)
+        diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+    return 0;
+}
+
+/* diag_dump and diag_write_svg: the files of `write` at prefix. */
+static int diag__dump_with(const char *prefix, diag__files_writer write)
+{
+    char resolved[4096];
+    if (!diag__on()) return 0;
+    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    return diag__snapshot_write(0, write, resolved, 0);
+}
+
+static int diag__write_folded_files(diag__snapshot *snap, const char *prefix, int arg)
 {
     char failed[4200];
+    (void)arg;
     return diag__write_all(prefix, snap, failed, sizeof failed);
 }
 
@@ -3352,38 +3386,33 @@ static void diag__agent_signal(int signo)
     errno = saved;
 }
 
-static void diag__agent_snapshot_locked(int by_signal);
-
-/* Writes snapshot number next + 1; a failure is reported on stderr. */
-static void diag__agent_snapshot(int by_signal)
+/* A writer: snapshot number next + 1 at DIAGNOSE_OUT (prefix unused),
+   saying on stderr what could not be written. -1 only when the prefix
+   cannot be made. */
+static int diag__agent_write(diag__snapshot *snap, const char *prefix, int by_signal)
 {
-    diag__inside_enter();
-    diag__dump_lock_take();
-    diag__agent_snapshot_locked(by_signal);
-    pthread_mutex_unlock(&diag__dump_lock);
-    diag__inside_leave();
-}
-
-static void diag__agent_snapshot_locked(int by_signal)
-{
-    char prefix[4096], numbered[4200], failed[4300];
-    diag__snapshot snap;
+    char resolved[4096], numbered[4200], failed[4300];
     unsigned n = diag__agent.next + 1;
-    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
-        diag__warn("diagnose.h: snapshot %u not written: %s\n", n, strerror(errno));
-        return;
-    }
-    snprintf(numbered, sizeof numbered, "%s.%u", prefix, n);
-    if (diag__write_all(numbered, &snap, failed, sizeof failed) != 0) {
+    (void)prefix;
+    if (diag__resolve_prefix(NULL, resolved, sizeof resolved) != 0) return -1;
+    snprintf(numbered, sizeof numbered, "%s.%u", resolved, n);
+    if (diag__write_all(numbered, snap, failed, sizeof failed) != 0) {
         diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__g.svg && diag__write_svgs(numbered, &snap) != 0) {
+    } else if (diag__g.svg && diag__write_svgs(numbered, snap) != 0) {
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
         if (by_signal && !diag__g.quiet)
             diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
     }
-    diag__snapshot_free(&snap);
+    return 0;
+}
+
+/* Writes snapshot number next + 1; a failure is reported on stderr. */
+static void diag__agent_snapshot(int by_signal)
+{
+    if (diag__snapshot_write(0, diag__agent_write, NULL, by_signal) != 0)
+        diag__warn("diagnose.h: snapshot %u not written: %s\n", diag__agent.next + 1, strerror(errno));
 }
 
 /* Milliseconds until the next tick of the timer; -1 (wait for the pipe)
@@ -4198,7 +4227,11 @@ static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
     return diag__write_pending_svg(prefix, snap);
 }
 
-static int diag__write_svg_files(const char *prefix, diag__snapshot *snap) { return diag__write_svgs(prefix, snap); }
+static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int arg)
+{
+    (void)arg;
+    return diag__write_svgs(prefix, snap);
+}
 
 int diag_write_svg(const char *prefix) { return diag__dump_with(prefix, diag__write_svg_files); }
 
@@ -4544,11 +4577,49 @@ static void diag__report_open_polls(void)
                    "without diag_drop?)\n", (unsigned long long)ended, ended == 1 ? "" : "s");
 }
 
+/* The files at exit, at DIAGNOSE_OUT or else in $TMPDIR, each failure
+   said in one line; prefix (cap bytes) gets where they went. */
+static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
+{
+    char failed[4200] = "";
+    if (diag__resolve_prefix(NULL, prefix, cap) != 0 || diag__write_all(prefix, snap, failed, sizeof failed) != 0) {
+        const char *dir = diag__getenv("TMPDIR");
+        char fallback[4096];
+        int reason = errno;
+        snprintf(fallback, sizeof fallback, "%s/diagnose.%ld", dir && *dir ? dir : "/tmp", (long)getpid());
+        if (diag__write_all(fallback, snap, prefix, cap) == 0) {
+            diag__warn("diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
+                    fallback);
+            snprintf(prefix, cap, "%s", fallback);
+        } else {
+            diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
+        }
+    }
+    if (diag__g.svg && diag__write_svgs(prefix, snap) != 0)
+        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
+}
+
+/* A writer: the exit's files (prefix unused), then its lines on stderr. */
+static int diag__exit_write(diag__snapshot *snap, const char *prefix, int arg)
+{
+    char written[4096];
+    (void)prefix;
+    (void)arg;
+    diag__exit_files(snap, written, sizeof written);
+    if (!diag__g.quiet && !diag__others_live()) { /* the last runtime's table holds all */
+        diag__print_table_to_stderr(snap, written);
+        if (snap->others)
+            diag__warn("diagnose.h: %lu path%s from a copy of diagnose.h of another version: polls, busy, wall and "
+                       "sched only\n", (unsigned long)snap->others, snap->others == 1 ? "" : "s");
+    }
+    diag__report_limits(snap);
+    diag__report_open_polls();
+    return 0;
+}
+
 static void diag__exit_handler(void)
 {
-    char prefix[4096], failed[4200];
-    diag__snapshot snap;
-    int saved_errno = errno, locked;
+    int saved_errno = errno;
     if (diag__mode != 1 || __atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) return;
     if (diag__inside()) {
         diag__exit_interrupted();
@@ -4558,44 +4629,13 @@ static void diag__exit_handler(void)
     if (diag__exit_deadline == 0) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
     diag__agent_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
     __atomic_store_n(&diag__exit_waiting, 1, __ATOMIC_RELEASE);
-    locked = diag__lock_or_give_up(&diag__dump_lock) == 0;
-    if (!locked || diag__snapshot_take(&snap) != 0) {
-        if (!locked || errno == ETIMEDOUT)
+    if (diag__snapshot_write(1, diag__exit_write, NULL, 0) != 0) {
+        if (errno == ETIMEDOUT)
             diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
         else
             diag__warn("diagnose.h: out of memory at exit; no profile written\n");
-        if (locked) pthread_mutex_unlock(&diag__dump_lock);
-        diag__exit_deadline = 0;
-        errno = saved_errno;
-        return;
     }
-    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 ||
-        diag__write_all(prefix, &snap, failed, sizeof failed) != 0) {
-        const char *dir = diag__getenv("TMPDIR");
-        char fallback[4096];
-        int reason = errno;
-        snprintf(fallback, sizeof fallback, "%s/diagnose.%ld", dir && *dir ? dir : "/tmp", (long)getpid());
-        if (diag__write_all(fallback, &snap, prefix, sizeof prefix) == 0) {
-            diag__warn("diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
-                    fallback);
-            snprintf(prefix, sizeof prefix, "%s", fallback);
-        } else {
-            diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
-        }
-    }
-    if (diag__g.svg && diag__write_svgs(prefix, &snap) != 0)
-        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
-    pthread_mutex_unlock(&diag__dump_lock);
     diag__exit_deadline = 0;
-    if (!diag__g.quiet && !diag__others_live()) { /* the last runtime's table holds all */
-        diag__print_table_to_stderr(&snap, prefix);
-        if (snap.others)
-            diag__warn("diagnose.h: %lu path%s from a copy of diagnose.h of another version: polls, busy, wall and "
-                       "sched only\n", (unsigned long)snap.others, snap.others == 1 ? "" : "s");
-    }
-    diag__report_limits(&snap);
-    diag__report_open_polls();
-    diag__snapshot_free(&snap);
     errno = saved_errno;
 }
 
@@ -4954,20 +4994,8 @@ static void diag__fork_parent(void)
    so far, which the exit writes again. */
 static void diag__write_at_unload(void)
 {
-    char prefix[4096];
-    diag__snapshot snap;
-    diag__inside_enter();
-    diag__dump_lock_take();
-    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
+    if (diag__snapshot_write(0, diag__write_or_warn, NULL, 0) != 0)
         diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
-    } else {
-        char failed[4200];
-        if (diag__write_all(prefix, &snap, failed, sizeof failed) != 0)
-            diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-        diag__snapshot_free(&snap);
-    }
-    pthread_mutex_unlock(&diag__dump_lock);
-    diag__inside_leave();
 }
 
 /* The atexit handler: this copy leaves the process, at exit or when its
