@@ -960,6 +960,9 @@ typedef struct diag__runtime {
     uint64_t open_at_thread_end; /* polls not ended when their thread exited */
     int said_unwound;           /* atomic: warned once of frames a later end unwound */
     int exit_waiting;           /* atomic: diag__exit_waiting */
+    uint64_t interval_ns;       /* DIAGNOSE_INTERVAL; 0: no timer (see diag__agent_start) */
+    int signo;                  /* DIAGNOSE_SIGNAL; 0: none */
+    uint32_t trace_n;           /* DIAGNOSE_TRACE: events per thread; 0: off */
 } diag__runtime;
 
 /* What the runtime needs of a copy's own code, so that when the copy
@@ -1142,7 +1145,8 @@ static const char *diag__getenv(const char *name)
 
 /* ---- settings: every DIAGNOSE_* variable parsed one way ------------------ */
 
-/* Each variable is read once, at start-up, by one of these. Unset or empty
+/* Each variable is read once, at start-up, by one of these, all of them in
+   diag__settings_read (and diag__settings_on) below. Unset or empty
    means the default, silently; a value not understood gets one stderr line,
    "diagnose.h: NAME=VALUE <problem>; accepted: <what>; using <default>"
    (or "ignored" when the default is off), and the default is used. */
@@ -1311,6 +1315,33 @@ static const char *diag__pinned_dir(void)
     return strcmp(dir, diag__g.start_dir) == 0 ? "" : diag__g.start_dir;
 }
 
+#define DIAG__SLOW_DEFAULT_NS 1000000u
+#define DIAG__STUCK_DEFAULT_S 10.0
+#define DIAG__TRACE_MAX 16777216u /* events per thread */
+
+/* DIAGNOSE=0 turns the library off: read first, before any runtime. */
+static int diag__settings_on(void) { return diag__setting_bool("DIAGNOSE", 1); }
+
+/* Every other DIAGNOSE_* variable, read here and nowhere else, once, by
+   the copy that makes the runtime, in this order, into the runtime. */
+static void diag__settings_read(void)
+{
+    double stuck_s;
+    /* max_paths counts the user's paths: the root and [overflow] are extra */
+    diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
+    diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
+    diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
+    diag__setting_out();
+    diag__g.slow_ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
+    /* an open run this old is stuck; a run that old since its last woken
+       poll and not woken since is a lost wake */
+    stuck_s = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
+    diag__g.stuck_ns = (uint64_t)(stuck_s * 1e9);
+    diag__g.trace_n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
+    diag__g.interval_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400) * 1e9);
+    diag__g.signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
+}
+
 /* ---- start-up ------------------------------------------------------------ */
 
 static void diag__exit_handler(void);
@@ -1320,7 +1351,6 @@ static void diag__fork_parent(void);
 static void diag__fork_child(void);
 static void diag__slow_start(void);
 static int diag__agent_alloc(void);
-static void diag__live_start(void);
 static void diag__runs_adopt(diag__thread *t);
 static void diag__runs_park(diag__thread *t);
 static void diag__live_forked(void);
@@ -1409,11 +1439,7 @@ static int diag__runtime_new(void)
 #endif
     pthread_mutex_init(&diag__lock, NULL);
     pthread_mutex_init(&diag__dump_lock, NULL);
-    /* max_paths counts the user's paths: the root and [overflow] are extra */
-    diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
-    diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
-    diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
-    diag__setting_out();
+    diag__settings_read();
     diag__use_tsc = diag__tsc_is_invariant();
     diag__g.use_tsc = diag__use_tsc;
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
@@ -1440,7 +1466,6 @@ static int diag__runtime_new(void)
     diag__no_table->depth = DIAG_MAX_DEPTH;
     diag__slow_start();
     diag__g.slow_ticks = diag__slow_ticks;
-    diag__live_start();
     diag__trace_start();
     return 0;
 }
@@ -1448,7 +1473,7 @@ static int diag__runtime_new(void)
 static void diag__start_once(void)
 {
     int created = 0, rejoined = 0;
-    if (!diag__setting_bool("DIAGNOSE", 1)) {
+    if (!diag__settings_on()) {
         diag__mode = 2;
         return;
     }
@@ -2057,14 +2082,12 @@ diag_status diag__poll_invalid(diag_future *f)
    the threshold is set in ticks (rate good to about 1e-5) and only slow
    polls come here. Cost: none for fast polls, two clock reads for a slow
    one during the first DIAG__CALIBRATE_NS. */
-#define DIAG__SLOW_DEFAULT_NS 1000000u
 #define DIAG__CALIBRATE_NS 10000000u
 #define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 
 static void diag__slow_start(void)
 {
-    uint64_t ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
-    diag__g.slow_ns = ns;
+    uint64_t ns = diag__g.slow_ns;
     if (ns == 0) return; /* lint off: the threshold stays UINT64_MAX */
     if (!diag__use_tsc) {  /* ticks are nanoseconds */
         diag__slow_ticks = ns;
@@ -2158,16 +2181,6 @@ static int diag__dump_lock_take(void)
    that a dump can say which runs are open, since when, inside which run
    they began and whether anything woke them: see diag__run. */
 #define DIAG__RUNS_FIRST 64u          /* records of a thread's first chunk */
-#define DIAG__STUCK_DEFAULT_S 10.0
-
-/* DIAGNOSE_STUCK_S=seconds (decimals allowed): an open run this old is
-   stuck; a run that old since its last woken poll and not woken since is a
-   lost wake. */
-static void diag__live_start(void)
-{
-    double seconds = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
-    diag__g.stuck_ns = (uint64_t)(seconds * 1e9);
-}
 
 /* A chunk of n free records, or NULL. */
 static diag__run_chunk *diag__runs_chunk(uint32_t n)
@@ -3483,12 +3496,10 @@ static int diag__agent_pipe(void)
 /* Called once at start-up; does nothing unless one of the variables is set. */
 static void diag__agent_start(void)
 {
-    double seconds = diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400);
-    int signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
-    diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
-    if (diag__agent.interval_ns == 0 && signo == 0 && !diag__trace_slow_wanted()) return;
+    diag__agent.interval_ns = diag__g.interval_ns;
+    if (diag__agent.interval_ns == 0 && diag__g.signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__agent_pipe() != 0) return;
-    diag__agent.signo = signo;
+    diag__agent.signo = diag__g.signo;
     diag__agent_run(diag__copy_self());
 }
 
@@ -3587,7 +3598,6 @@ static void diag__agent_forked(void)
    last n events below `done` (acquire) and reads `done` again: event j's
    slot is next written by event j + n + 1, which stores after `done`
    became j + n + 1, so every event j >= done - n it copied is whole. */
-#define DIAG__TRACE_MAX 16777216u /* events per thread */
 #define DIAG__TRACE_EXITED 16     /* exited threads whose rings are kept */
 #define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
 #define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
@@ -3620,7 +3630,7 @@ enum { DIAG__SLOW_IDLE, DIAG__SLOW_NESTED, DIAG__SLOW_ASKED };
 
 static void diag__trace_start(void)
 {
-    diag__trace.n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
+    diag__trace.n = diag__g.trace_n;
 }
 
 static int diag__trace_slow_wanted(void) { return diag__trace.n != 0 && diag__g.slow_ns != 0; }
