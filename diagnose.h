@@ -4378,7 +4378,10 @@ static void diag__print_pending(FILE *out, const diag__snapshot *snap, const cha
    Spans are allocated in blocks and never freed or moved, since a poll in
    progress holds its span's address; a released one goes on a free list.
    One mutex guards it all: a look-up is a hash and a probe or two under an
-   uncontended lock (make bench: "DIAG_CALL_AT"). */
+   uncontended lock (make bench: "DIAG_CALL_AT").
+   Not a diag__map: that one holds 4-byte path ids whose keys live in the
+   path table and never leaves an entry; this one holds spans keyed by an
+   address, and removes them as runs end. */
 typedef struct diag__at_span {
     diag_span span; /* first: a diag_span * of the table is a diag__at_span * */
     const void *task;
