@@ -2347,6 +2347,9 @@ static void diag__live_forked(void)
 /* Every counter is a sum, so a window is "now minus the baseline". Wall is
    kept with the pending part included, which makes runs open across the
    reset count from the reset on. */
+#define DIAG__BASE_SUM(f) base->f = DIAG__LOAD(live->f);
+#define DIAG__BASE_GAUGE(f) base->f = DIAG__LOAD(live->f);
+#define DIAG__BASE_PEAK(f) DIAG__STORE(live->f, 0);
 static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
 {
     uint32_t c, i;
@@ -2366,15 +2369,9 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             /* open_runs' baseline: runs started since = done + drops + open - it.
                A maximum is zeroed: a racing poll may put its own time back,
                still a real poll. */
-#define DIAG__BASE_SUM(f) base->f = DIAG__LOAD(live->f);
-#define DIAG__BASE_GAUGE(f) base->f = DIAG__LOAD(live->f);
-#define DIAG__BASE_PEAK(f) DIAG__STORE(live->f, 0);
 #define DIAG__X(slot, row, kind, to_ns) DIAG__BASE_##kind(slot)
             DIAG__SLOT_COUNTERS(DIAG__X)
 #undef DIAG__X
-#undef DIAG__BASE_SUM
-#undef DIAG__BASE_GAUGE
-#undef DIAG__BASE_PEAK
             base->wall += DIAG__LOAD(live->open_runs) * now - DIAG__LOAD(live->open_start_sum);
             for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
         }
@@ -2628,6 +2625,9 @@ static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
    gauges, no baseline), and to hists (DIAG__HIST per path) unless it is
    NULL: the histograms are most of the reading and memory, and only the
    summary table uses them. */
+#define DIAG__TAKE_SUM(r, f) o->r += DIAG__LOAD(s->f) - (b ? b->f : 0);
+#define DIAG__TAKE_GAUGE(r, f) o->r += DIAG__LOAD(s->f);
+#define DIAG__TAKE_PEAK(r, f) o->r = diag__peak(o->r, DIAG__LOAD(s->f));
 static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread *t, uint32_t npaths)
 {
     uint32_t p;
@@ -2642,15 +2642,9 @@ static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread
         s += p & (DIAG__CHUNK - 1);
         if (b) b += p & (DIAG__CHUNK - 1);
         /* wall: the open runs' part is added by the caller */
-#define DIAG__TAKE_SUM(r, f) o->r += DIAG__LOAD(s->f) - (b ? b->f : 0);
-#define DIAG__TAKE_GAUGE(r, f) o->r += DIAG__LOAD(s->f);
-#define DIAG__TAKE_PEAK(r, f) o->r = diag__peak(o->r, DIAG__LOAD(s->f));
 #define DIAG__X(slot, row, kind, to_ns) DIAG__TAKE_##kind(row, slot)
         DIAG__SLOT_COUNTERS(DIAG__X)
 #undef DIAG__X
-#undef DIAG__TAKE_SUM
-#undef DIAG__TAKE_GAUGE
-#undef DIAG__TAKE_PEAK
         o->open_base += b ? b->open_runs : 0;
         if (hists) diag__add_hist(hists + (size_t)p * DIAG__HIST, s, b);
     }
@@ -2732,17 +2726,15 @@ static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, i
 
 /* A path's row from ticks to ns, in place; on entry self_wall holds the
    ticks of its children's walls. */
+#define DIAG__TO_NS_0(f)
+#define DIAG__TO_NS_1(f) r->f = diag__to_ns(r->f, ns_per_tick);
 static void diag__row_to_ns(diag__row *r, double ns_per_tick)
 {
     uint64_t child_wall = r->self_wall;
     r->self_wall = r->wall > child_wall ? diag__to_ns(r->wall - child_wall, ns_per_tick) : 0;
-#define DIAG__TO_NS_0(f)
-#define DIAG__TO_NS_1(f) r->f = diag__to_ns(r->f, ns_per_tick);
 #define DIAG__X(slot, row, kind, to_ns) DIAG__TO_NS_##to_ns(row)
     DIAG__SLOT_COUNTERS(DIAG__X)
 #undef DIAG__X
-#undef DIAG__TO_NS_0
-#undef DIAG__TO_NS_1
     r->started = r->done + r->drops + r->pending - r->open_base;
     r->oldest = diag__to_ns(r->oldest, ns_per_tick);
     r->running = r->running ? diag__to_ns(r->running - 1, ns_per_tick) + 1 : 0;
