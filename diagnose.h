@@ -461,13 +461,36 @@ DIAG_API void diag_span_cancel(diag_span *s);
    path's shared histogram instead (diag__hist_spill), so a slot stays small
    however many threads poll the path. hist[0]: 1 + the bucket of the latest
    poll, not yet counted (0: none); whoever reads hist adds it (see
-   diag__hist_add). */
+   diag__hist_add).
+   The counters are listed once, here, and every place that adds, resets,
+   merges or converts them expands the list: X(name in the slot, name in a
+   row, kind, to_ns). Kind SUM: a sum, windowed as now minus its value at
+   the last reset; GAUGE: a sum of gauges, read as it is (a reset keeps it
+   as the row's open_base); PEAK: a maximum, zeroed by a reset. to_ns 1:
+   ticks that a row converts to ns. POLLED: the fields every poll writes,
+   before hist; RUNS: after it. */
+#define DIAG__SLOT_POLLED(X)                \
+    X(polls, polls, SUM, 0)                 \
+    X(busy, busy, SUM, 1)                   \
+    X(poll_ticks, poll_time, SUM, 1)        \
+    X(max, max, PEAK, 1)
+#define DIAG__SLOT_RUNS(X)                  \
+    X(wall, wall, SUM, 1)                   \
+    X(open_runs, pending, GAUGE, 0)         \
+    X(open_start_sum, start_sum, GAUGE, 0)  \
+    X(done, done, SUM, 0)                   \
+    X(drops, drops, SUM, 0)                 \
+    X(wakes, wakes, SUM, 0)                 \
+    X(sched, sched, SUM, 1)                 \
+    X(slow, slow, SUM, 0) /* polls of DIAGNOSE_SLOW_NS or more */
+#define DIAG__SLOT_COUNTERS(X) DIAG__SLOT_POLLED(X) DIAG__SLOT_RUNS(X)
+#define DIAG__SLOT_FIELD(slot, row, kind, to_ns) uint64_t slot;
 typedef struct diag__slot {
-    uint64_t polls, busy, poll_ticks, max;
+    DIAG__SLOT_POLLED(DIAG__SLOT_FIELD)
     uint8_t hist[1 + DIAG__HIST];
-    uint64_t wall, open_runs, open_start_sum, done;
-    uint64_t drops, wakes, sched, slow; /* slow: polls of DIAGNOSE_SLOW_NS or more */
+    DIAG__SLOT_RUNS(DIAG__SLOT_FIELD)
 } diag__slot;
+typedef char diag__slot_is_128_bytes[sizeof(diag__slot) == 128 ? 1 : -1];
 
 typedef struct diag__frame {
     diag_span *span;
@@ -709,6 +732,9 @@ static inline void diag__run_close(diag_span *s)
 #define DIAG__COST_SUM 1
 #endif
 
+/* The end of a poll. Its common case is written out here, inline, as the
+   hot path: the same accounting as diag__frame_pop, which serves every
+   out-of-line end (diag__end_all, an unwound or abandoned frame). */
 static inline void diag_span_end(diag_span *s, diag_status status)
 {
     diag__thread *t = diag__tls;
@@ -956,6 +982,9 @@ typedef struct diag__runtime {
     uint64_t open_at_thread_end; /* polls not ended when their thread exited */
     int said_unwound;           /* atomic: warned once of frames a later end unwound */
     int exit_waiting;           /* atomic: diag__exit_waiting */
+    uint64_t interval_ns;       /* DIAGNOSE_INTERVAL; 0: no timer (see diag__agent_start) */
+    int signo;                  /* DIAGNOSE_SIGNAL; 0: none */
+    uint32_t trace_n;           /* DIAGNOSE_TRACE: events per thread; 0: off */
 } diag__runtime;
 
 /* What the runtime needs of a copy's own code, so that when the copy
@@ -1138,7 +1167,8 @@ static const char *diag__getenv(const char *name)
 
 /* ---- settings: every DIAGNOSE_* variable parsed one way ------------------ */
 
-/* Each variable is read once, at start-up, by one of these. Unset or empty
+/* Each variable is read once, at start-up, by one of these, all of them in
+   diag__settings_read (and diag__settings_on) below. Unset or empty
    means the default, silently; a value not understood gets one stderr line,
    "diagnose.h: NAME=VALUE <problem>; accepted: <what>; using <default>"
    (or "ignored" when the default is off), and the default is used. */
@@ -1307,6 +1337,33 @@ static const char *diag__pinned_dir(void)
     return strcmp(dir, diag__g.start_dir) == 0 ? "" : diag__g.start_dir;
 }
 
+#define DIAG__SLOW_DEFAULT_NS 1000000u
+#define DIAG__STUCK_DEFAULT_S 10.0
+#define DIAG__TRACE_MAX 16777216u /* events per thread */
+
+/* DIAGNOSE=0 turns the library off: read first, before any runtime. */
+static int diag__settings_on(void) { return diag__setting_bool("DIAGNOSE", 1); }
+
+/* Every other DIAGNOSE_* variable, read here and nowhere else, once, by
+   the copy that makes the runtime, in this order, into the runtime. */
+static void diag__settings_read(void)
+{
+    double stuck_s;
+    /* max_paths counts the user's paths: the root and [overflow] are extra */
+    diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
+    diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
+    diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
+    diag__setting_out();
+    diag__g.slow_ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
+    /* an open run this old is stuck; a run that old since its last woken
+       poll and not woken since is a lost wake */
+    stuck_s = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
+    diag__g.stuck_ns = (uint64_t)(stuck_s * 1e9);
+    diag__g.trace_n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
+    diag__g.interval_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400) * 1e9);
+    diag__g.signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
+}
+
 /* ---- start-up ------------------------------------------------------------ */
 
 static void diag__exit_handler(void);
@@ -1316,7 +1373,6 @@ static void diag__fork_parent(void);
 static void diag__fork_child(void);
 static void diag__slow_start(void);
 static int diag__agent_alloc(void);
-static void diag__live_start(void);
 static void diag__runs_adopt(diag__thread *t);
 static void diag__runs_park(diag__thread *t);
 static void diag__live_forked(void);
@@ -1405,11 +1461,7 @@ static int diag__runtime_new(void)
 #endif
     pthread_mutex_init(&diag__lock, NULL);
     pthread_mutex_init(&diag__dump_lock, NULL);
-    /* max_paths counts the user's paths: the root and [overflow] are extra */
-    diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
-    diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
-    diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
-    diag__setting_out();
+    diag__settings_read();
     diag__use_tsc = diag__tsc_is_invariant();
     diag__g.use_tsc = diag__use_tsc;
     diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
@@ -1436,7 +1488,6 @@ static int diag__runtime_new(void)
     diag__no_table->depth = DIAG_MAX_DEPTH;
     diag__slow_start();
     diag__g.slow_ticks = diag__slow_ticks;
-    diag__live_start();
     diag__trace_start();
     return 0;
 }
@@ -1444,7 +1495,7 @@ static int diag__runtime_new(void)
 static void diag__start_once(void)
 {
     int created = 0, rejoined = 0;
-    if (!diag__setting_bool("DIAGNOSE", 1)) {
+    if (!diag__settings_on()) {
         diag__mode = 2;
         return;
     }
@@ -1689,22 +1740,21 @@ diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
     return &chunk[path & (DIAG__CHUNK - 1)];
 }
 
+static uint64_t diag__peak(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+/* Two values of one counter (see DIAG__SLOT_COUNTERS) as one: sums add,
+   maximums take the larger. */
+#define DIAG__MERGE_SUM(a, b) ((a) + (b))
+#define DIAG__MERGE_GAUGE(a, b) ((a) + (b))
+#define DIAG__MERGE_PEAK(a, b) diag__peak(a, b)
+
 /* Adds slot b into a: used when a thread's table joins the retired one
    (the histograms went to the shared rows: diag__hist_flush). */
 static void diag__slot_merge(diag__slot *a, const diag__slot *b)
 {
-    a->polls += b->polls;
-    a->busy += b->busy;
-    a->poll_ticks += b->poll_ticks;
-    a->max = a->max > b->max ? a->max : b->max;
-    a->wall += b->wall;
-    a->open_runs += b->open_runs;
-    a->open_start_sum += b->open_start_sum;
-    a->done += b->done;
-    a->drops += b->drops;
-    a->wakes += b->wakes;
-    a->sched += b->sched;
-    a->slow += b->slow;
+#define DIAG__X(slot, row, kind, to_ns) a->slot = DIAG__MERGE_##kind(a->slot, b->slot);
+    DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
 }
 
 /* Moves chunk c of src into dst[c], adding where dst already has one. */
@@ -1781,10 +1831,12 @@ static void diag__thread_exit(void *arg)
    span below the top unwinds the frames above it, and says so once. (In
    C++, an exception ends each poll it leaves: see diag__poll_guard.) */
 
-/* Ends the top frame's poll now, as a poll that returned PENDING. Reads
-   only the thread's own memory: the future of a frame that a longjmp left
-   may have lived on the stack it discarded, so its run stays open. */
-static void diag__frame_abandon(diag__thread *t, uint64_t now)
+/* The end-of-poll accounting, out of line: pops t's top frame, a poll
+   that ended at now, and adds it to its slot's counters (the rest is
+   diag__end_rest's); returns its ticks. The inline diag_span_end does the
+   same for its common case itself: it is the hot path, where a call would
+   cost more than the work. */
+static uint64_t diag__frame_pop(diag__thread *t, uint64_t now)
 {
     diag__frame *fr;
     diag__slot *slot;
@@ -1798,9 +1850,17 @@ static void diag__frame_abandon(diag__thread *t, uint64_t now)
     DIAG__ADD(slot->busy, dt > fr->child ? dt - fr->child : 0);
     DIAG__ADD(slot->poll_ticks, dt);
     if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
-    diag__hist_add(t, fr, dt);
-    if (t->ring != NULL) diag__ring_put(t->ring, fr->path, fr->start, dt);
-    if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
+    return dt;
+}
+
+/* Ends the top frame's poll now, as a poll that returned PENDING. Reads
+   only the thread's own memory: the future of a frame that a longjmp left
+   may have lived on the stack it discarded, so its run stays open (and
+   diag__end_rest, told PENDING, reads no span). */
+static void diag__frame_abandon(diag__thread *t, uint64_t now)
+{
+    uint64_t dt = diag__frame_pop(t, now);
+    diag__end_rest(t, NULL, DIAG_PENDING, now, dt);
 }
 
 /* Ends the polls above depth `depth`, innermost first; returns how many. */
@@ -1970,7 +2030,8 @@ void diag__begin_rest(diag__thread *t, diag_span *s)
 
 /* The rest of a poll's end (see diag_span_end): the frame is popped and its
    counters added; here the histogram (whose byte wraps), the flight
-   recorder, the slow-poll lint and the end of the run. */
+   recorder, the slow-poll lint and, if the poll said READY, the end of
+   the run (s is read only then). */
 void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt)
 {
     const diag__frame *fr = &t->stack[t->depth];
@@ -1985,17 +2046,7 @@ void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t 
    clock (the inline part takes only the timestamp counter). */
 void diag__end_all(diag__thread *t, diag_span *s, diag_status status)
 {
-    uint64_t now = diag__now(), dt, self;
-    diag__frame *fr = &t->stack[t->depth - 1];
-    diag__slot *slot = fr->slot;
-    DIAG__STORE(t->depth, t->depth - 1);
-    dt = now > fr->start ? now - fr->start : 0;
-    self = dt > fr->child ? dt - fr->child : 0;
-    if (t->depth) t->stack[t->depth - 1].child += dt;
-    DIAG__ADD(slot->polls, 1);
-    DIAG__ADD(slot->busy, self);
-    DIAG__ADD(slot->poll_ticks, dt);
-    if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
+    uint64_t now = diag__now(), dt = diag__frame_pop(t, now);
     diag__end_rest(t, s, status, now, dt);
 }
 
@@ -2053,14 +2104,12 @@ diag_status diag__poll_invalid(diag_future *f)
    the threshold is set in ticks (rate good to about 1e-5) and only slow
    polls come here. Cost: none for fast polls, two clock reads for a slow
    one during the first DIAG__CALIBRATE_NS. */
-#define DIAG__SLOW_DEFAULT_NS 1000000u
 #define DIAG__CALIBRATE_NS 10000000u
 #define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 
 static void diag__slow_start(void)
 {
-    uint64_t ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
-    diag__g.slow_ns = ns;
+    uint64_t ns = diag__g.slow_ns;
     if (ns == 0) return; /* lint off: the threshold stays UINT64_MAX */
     if (!diag__use_tsc) {  /* ticks are nanoseconds */
         diag__slow_ticks = ns;
@@ -2125,16 +2174,6 @@ static uint64_t diag__realtime_ns(void)
    the lock back each time first (mutexes are not fair) until the exit
    dump gives up. */
 
-/* Takes diag__dump_lock, after the exit dump if one is waiting. */
-static void diag__dump_lock_take(void)
-{
-    while (__atomic_load_n(&diag__exit_waiting, __ATOMIC_ACQUIRE)) {
-        struct timespec ms = { 0, 1000000 };
-        nanosleep(&ms, NULL); /* the exit ends the process, this thread too */
-    }
-    pthread_mutex_lock(&diag__dump_lock);
-}
-
 /* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
    returns 0 when locked, ETIMEDOUT when given up. */
 static int diag__lock_or_give_up(pthread_mutex_t *m)
@@ -2146,22 +2185,24 @@ static int diag__lock_or_give_up(pthread_mutex_t *m)
     return pthread_mutex_timedlock(m, &until);
 }
 
+/* Takes diag__dump_lock: the exit dump until diag__exit_deadline at most,
+   any other after the exit dump if one is waiting. Returns 0 when locked. */
+static int diag__dump_lock_take(void)
+{
+    if (diag__exit_deadline != 0) return diag__lock_or_give_up(&diag__dump_lock);
+    while (__atomic_load_n(&diag__exit_waiting, __ATOMIC_ACQUIRE)) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL); /* the exit ends the process, this thread too */
+    }
+    return pthread_mutex_lock(&diag__dump_lock);
+}
+
 /* ---- live: records of the open runs ------------------------------------- */
 
 /* Each run takes a record at its first poll (per run, never per poll) so
    that a dump can say which runs are open, since when, inside which run
    they began and whether anything woke them: see diag__run. */
 #define DIAG__RUNS_FIRST 64u          /* records of a thread's first chunk */
-#define DIAG__STUCK_DEFAULT_S 10.0
-
-/* DIAGNOSE_STUCK_S=seconds (decimals allowed): an open run this old is
-   stuck; a run that old since its last woken poll and not woken since is a
-   lost wake. */
-static void diag__live_start(void)
-{
-    double seconds = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
-    diag__g.stuck_ns = (uint64_t)(seconds * 1e9);
-}
 
 /* A chunk of n free records, or NULL. */
 static diag__run_chunk *diag__runs_chunk(uint32_t n)
@@ -2328,6 +2369,9 @@ static void diag__live_forked(void)
 /* Every counter is a sum, so a window is "now minus the baseline". Wall is
    kept with the pending part included, which makes runs open across the
    reset count from the reset on. */
+#define DIAG__BASE_SUM(f) base->f = DIAG__LOAD(live->f);
+#define DIAG__BASE_GAUGE(f) base->f = DIAG__LOAD(live->f);
+#define DIAG__BASE_PEAK(f) DIAG__STORE(live->f, 0);
 static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
 {
     uint32_t c, i;
@@ -2344,19 +2388,14 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
         for (i = 0; i < DIAG__CHUNK; i++) {
             diag__slot *live = &chunk[i], *base = &t->base[c][i];
             unsigned h;
-            base->polls = DIAG__LOAD(live->polls);
-            base->busy = DIAG__LOAD(live->busy);
-            base->poll_ticks = DIAG__LOAD(live->poll_ticks);
-            base->wall = DIAG__LOAD(live->wall) + DIAG__LOAD(live->open_runs) * now -
-                         DIAG__LOAD(live->open_start_sum);
-            base->done = DIAG__LOAD(live->done);
-            base->drops = DIAG__LOAD(live->drops);
-            base->wakes = DIAG__LOAD(live->wakes);
-            base->sched = DIAG__LOAD(live->sched);
-            base->slow = DIAG__LOAD(live->slow);
-            base->open_runs = DIAG__LOAD(live->open_runs); /* runs started since = done + drops + open - this */
+            /* open_runs' baseline: runs started since = done + drops + open - it.
+               A maximum is zeroed: a racing poll may put its own time back,
+               still a real poll. */
+#define DIAG__X(slot, row, kind, to_ns) DIAG__BASE_##kind(slot)
+            DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+            base->wall += DIAG__LOAD(live->open_runs) * now - DIAG__LOAD(live->open_start_sum);
             for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
-            DIAG__STORE(live->max, 0); /* a racing poll may put its own time back: still a real poll */
         }
     }
     return 0;
@@ -2425,17 +2464,26 @@ static void diag__fork_child(void)
 
 /* While a snapshot reads the tables, rows are indexed by path and hold
    ticks (diag__row_to_ns converts them); after it, they are sorted by
-   stack, one per stack, in ns. */
+   stack, one per stack, in ns. A row has the slot's counters under their
+   row names (DIAG__SLOT_COUNTERS: pending is the runs open now, start_sum
+   their starts while reading), then its own: X(name, kind), kind as there. */
+#define DIAG__ROW_ONLY(X)                                                                   \
+    X(self_wall, SUM)  /* ns: wall less the walls of the paths run inside it */              \
+    X(started, SUM)    /* runs started in the window */                                     \
+    X(self_wakes, SUM) /* wakes from the path's own poll */                                 \
+    X(open, SUM)       /* open runs listed now */                                           \
+    X(oldest, PEAK)    /* ns: the oldest open run's age */                                  \
+    X(running, PEAK)   /* ns: the longest poll running now + 1 (0: none) */                 \
+    X(orphans, SUM)    /* open runs whose parent run ended */                               \
+    X(lost, SUM)       /* open runs not woken, polled or running for DIAGNOSE_STUCK_S */
+#define DIAG__ROW_FIELD(row, kind) uint64_t row;
+#define DIAG__ROW_SHARED_FIELD(slot, row, kind, to_ns) uint64_t row;
 typedef struct diag__row {
     const char *stack;
-    uint64_t polls, done, drops, wakes;
-    uint64_t slow, pending; /* polls of DIAGNOSE_SLOW_NS or more; runs open now */
-    uint64_t busy, poll_time, wall, self_wall, max, sched; /* ns */
+    DIAG__SLOT_COUNTERS(DIAG__ROW_SHARED_FIELD)
+    DIAG__ROW_ONLY(DIAG__ROW_FIELD)
     uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in snap->hists; NULL without */
-    uint64_t started, self_wakes; /* runs started in the window; wakes from the path's own poll */
-    uint64_t open, oldest, running; /* open runs listed now; ns: oldest's age, longest poll running + 1 (0: none) */
-    uint64_t orphans, lost; /* open runs whose parent run ended; not woken, polled or running for DIAGNOSE_STUCK_S */
-    uint64_t start_sum, open_base; /* while reading: the open runs' starts; open runs at the window's start */
+    uint64_t open_base; /* while reading: open runs at the window's start */
 } diag__row;
 
 typedef struct diag__snapshot {
@@ -2599,6 +2647,9 @@ static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
    gauges, no baseline), and to hists (DIAG__HIST per path) unless it is
    NULL: the histograms are most of the reading and memory, and only the
    summary table uses them. */
+#define DIAG__TAKE_SUM(r, f) o->r += DIAG__LOAD(s->f) - (b ? b->f : 0);
+#define DIAG__TAKE_GAUGE(r, f) o->r += DIAG__LOAD(s->f);
+#define DIAG__TAKE_PEAK(r, f) o->r = diag__peak(o->r, DIAG__LOAD(s->f));
 static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread *t, uint32_t npaths)
 {
     uint32_t p;
@@ -2606,27 +2657,17 @@ static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread
         const diag__slot *s = __atomic_load_n(&t->dir[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
         const diag__slot *b = t->base ? t->base[p >> DIAG__CHUNK_BITS] : NULL;
         diag__row *o = &rows[p];
-        uint64_t max;
         if (s == NULL) {
             p |= DIAG__CHUNK - 1; /* skip the missing chunk */
             continue;
         }
         s += p & (DIAG__CHUNK - 1);
         if (b) b += p & (DIAG__CHUNK - 1);
-        o->polls += DIAG__LOAD(s->polls) - (b ? b->polls : 0);
-        o->busy += DIAG__LOAD(s->busy) - (b ? b->busy : 0);
-        o->poll_time += DIAG__LOAD(s->poll_ticks) - (b ? b->poll_ticks : 0);
-        o->wall += DIAG__LOAD(s->wall) - (b ? b->wall : 0); /* open runs: added by the caller */
-        o->done += DIAG__LOAD(s->done) - (b ? b->done : 0);
-        o->drops += DIAG__LOAD(s->drops) - (b ? b->drops : 0);
-        o->wakes += DIAG__LOAD(s->wakes) - (b ? b->wakes : 0);
-        o->sched += DIAG__LOAD(s->sched) - (b ? b->sched : 0);
-        o->slow += DIAG__LOAD(s->slow) - (b ? b->slow : 0);
-        o->pending += DIAG__LOAD(s->open_runs);
-        o->start_sum += DIAG__LOAD(s->open_start_sum);
+        /* wall: the open runs' part is added by the caller */
+#define DIAG__X(slot, row, kind, to_ns) DIAG__TAKE_##kind(row, slot)
+        DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
         o->open_base += b ? b->open_runs : 0;
-        max = DIAG__LOAD(s->max);
-        if (max > o->max) o->max = max;
         if (hists) diag__add_hist(hists + (size_t)p * DIAG__HIST, s, b);
     }
 }
@@ -2656,27 +2697,15 @@ static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
     return text->failed ? -1 : 0;
 }
 
+/* Adds row b into a: two paths that print the same stack. */
 static void diag__row_add(diag__row *a, const diag__row *b)
 {
-    a->polls += b->polls;
-    a->done += b->done;
-    a->drops += b->drops;
-    a->wakes += b->wakes;
-    a->busy += b->busy;
-    a->poll_time += b->poll_time;
-    a->wall += b->wall;
-    a->self_wall += b->self_wall;
-    a->sched += b->sched;
-    a->slow += b->slow;
-    a->pending += b->pending;
-    a->max = a->max > b->max ? a->max : b->max;
-    a->started += b->started;
-    a->self_wakes += b->self_wakes;
-    a->open += b->open;
-    a->oldest = a->oldest > b->oldest ? a->oldest : b->oldest;
-    a->running = a->running > b->running ? a->running : b->running;
-    a->orphans += b->orphans;
-    a->lost += b->lost;
+#define DIAG__X(slot, row, kind, to_ns) a->row = DIAG__MERGE_##kind(a->row, b->row);
+    DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+#define DIAG__X(row, kind) a->row = DIAG__MERGE_##kind(a->row, b->row);
+    DIAG__ROW_ONLY(DIAG__X)
+#undef DIAG__X
     if (a->hist && b->hist) {
         int h;
         for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
@@ -2719,15 +2748,15 @@ static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, i
 
 /* A path's row from ticks to ns, in place; on entry self_wall holds the
    ticks of its children's walls. */
+#define DIAG__TO_NS_0(f)
+#define DIAG__TO_NS_1(f) r->f = diag__to_ns(r->f, ns_per_tick);
 static void diag__row_to_ns(diag__row *r, double ns_per_tick)
 {
     uint64_t child_wall = r->self_wall;
     r->self_wall = r->wall > child_wall ? diag__to_ns(r->wall - child_wall, ns_per_tick) : 0;
-    r->busy = diag__to_ns(r->busy, ns_per_tick);
-    r->poll_time = diag__to_ns(r->poll_time, ns_per_tick);
-    r->wall = diag__to_ns(r->wall, ns_per_tick);
-    r->max = diag__to_ns(r->max, ns_per_tick);
-    r->sched = diag__to_ns(r->sched, ns_per_tick);
+#define DIAG__X(slot, row, kind, to_ns) DIAG__TO_NS_##to_ns(row)
+    DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
     r->started = r->done + r->drops + r->pending - r->open_base;
     r->oldest = diag__to_ns(r->oldest, ns_per_tick);
     r->running = r->running ? diag__to_ns(r->running - 1, ns_per_tick) + 1 : 0;
@@ -2949,7 +2978,9 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     return 0;
 }
 
-static int diag__snapshot_take(diag__snapshot *snap) { return diag__snapshot_read(snap, 1); }
+/* A whole snapshot, histograms too, for a reader outside the writers (the
+   writers take theirs in diag__snapshot_write). */
+__attribute__((unused)) static int diag__snapshot_take(diag__snapshot *snap) { return diag__snapshot_read(snap, 1); }
 
 /* Upper bound in ns of the q-quantile of a row's poll times (log2 buckets:
    within a factor of two), never above the measured maximum. */
@@ -3125,30 +3156,60 @@ static int diag__write_all(const char *prefix, diag__snapshot *snap, char *faile
     return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
 }
 
-/* diag_dump and diag_write_svg: one snapshot, written by `write`, under
-   the dump lock so that a prefix's files all come from one snapshot. */
-static int diag__dump_with(const char *prefix, int (*write)(const char *prefix, diag__snapshot *snap))
+/* Writes one snapshot's files, under diag__dump_lock: prefix and arg are
+   what diag__snapshot_write was given. Returns 0, or -1 with errno set. */
+typedef int (*diag__files_writer)(diag__snapshot *snap, const char *prefix, int arg);
+
+/* Snapshot, write, free: every writer of files (diag_dump, diag_write_svg,
+   a numbered snapshot, the exit, the unload of a library) comes here, and
+   holds diag__dump_lock from the snapshot to the last rename, so that a
+   prefix's files all come from one snapshot. with_hist: with the poll-time
+   histograms (the summary table's). Returns -1 with errno set when no
+   snapshot was taken (ETIMEDOUT: the exit gave up waiting for a lock),
+   else what write returned. */
+static int diag__snapshot_write(int with_hist, diag__files_writer write, const char *prefix, int arg)
 {
-    char resolved[4096];
     diag__snapshot snap;
-    int rc;
-    if (!diag__on()) return 0;
-    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    int rc = -1;
     diag__inside_enter();
-    diag__dump_lock_take();
-    rc = diag__snapshot_read(&snap, 0);
-    if (rc == 0) {
-        rc = write(resolved, &snap);
-        diag__snapshot_free(&snap);
+    if (diag__dump_lock_take() != 0) {
+        errno = ETIMEDOUT;
+    } else {
+        if (diag__snapshot_read(&snap, with_hist) == 0) {
+            rc = write(&snap, prefix, arg);
+            diag__snapshot_free(&snap);
+        }
+        pthread_mutex_unlock(&diag__dump_lock);
     }
-    pthread_mutex_unlock(&diag__dump_lock);
     diag__inside_leave();
     return rc;
 }
 
-static int diag__write_folded_files(const char *prefix, diag__snapshot *snap)
+/* A writer: the files at prefix (NULL: DIAGNOSE_OUT), saying on stderr
+   which one could not be written. -1 only when prefix cannot be made. */
+static int diag__write_or_warn(diag__snapshot *snap, const char *prefix, int arg)
+{
+    char resolved[4096], failed[4200];
+    (void)arg;
+    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    if (diag__write_all(resolved, snap, failed, sizeof failed) != 0)
+        diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+    return 0;
+}
+
+/* diag_dump and diag_write_svg: the files of `write` at prefix. */
+static int diag__dump_with(const char *prefix, diag__files_writer write)
+{
+    char resolved[4096];
+    if (!diag__on()) return 0;
+    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    return diag__snapshot_write(0, write, resolved, 0);
+}
+
+static int diag__write_folded_files(diag__snapshot *snap, const char *prefix, int arg)
 {
     char failed[4200];
+    (void)arg;
     return diag__write_all(prefix, snap, failed, sizeof failed);
 }
 
@@ -3352,38 +3413,33 @@ static void diag__agent_signal(int signo)
     errno = saved;
 }
 
-static void diag__agent_snapshot_locked(int by_signal);
-
-/* Writes snapshot number next + 1; a failure is reported on stderr. */
-static void diag__agent_snapshot(int by_signal)
+/* A writer: snapshot number next + 1 at DIAGNOSE_OUT (prefix unused),
+   saying on stderr what could not be written. -1 only when the prefix
+   cannot be made. */
+static int diag__agent_write(diag__snapshot *snap, const char *prefix, int by_signal)
 {
-    diag__inside_enter();
-    diag__dump_lock_take();
-    diag__agent_snapshot_locked(by_signal);
-    pthread_mutex_unlock(&diag__dump_lock);
-    diag__inside_leave();
-}
-
-static void diag__agent_snapshot_locked(int by_signal)
-{
-    char prefix[4096], numbered[4200], failed[4300];
-    diag__snapshot snap;
+    char resolved[4096], numbered[4200], failed[4300];
     unsigned n = diag__agent.next + 1;
-    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
-        diag__warn("diagnose.h: snapshot %u not written: %s\n", n, strerror(errno));
-        return;
-    }
-    snprintf(numbered, sizeof numbered, "%s.%u", prefix, n);
-    if (diag__write_all(numbered, &snap, failed, sizeof failed) != 0) {
+    (void)prefix;
+    if (diag__resolve_prefix(NULL, resolved, sizeof resolved) != 0) return -1;
+    snprintf(numbered, sizeof numbered, "%s.%u", resolved, n);
+    if (diag__write_all(numbered, snap, failed, sizeof failed) != 0) {
         diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__g.svg && diag__write_svgs(numbered, &snap) != 0) {
+    } else if (diag__g.svg && diag__write_svgs(numbered, snap) != 0) {
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
         if (by_signal && !diag__g.quiet)
             diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
     }
-    diag__snapshot_free(&snap);
+    return 0;
+}
+
+/* Writes snapshot number next + 1; a failure is reported on stderr. */
+static void diag__agent_snapshot(int by_signal)
+{
+    if (diag__snapshot_write(0, diag__agent_write, NULL, by_signal) != 0)
+        diag__warn("diagnose.h: snapshot %u not written: %s\n", diag__agent.next + 1, strerror(errno));
 }
 
 /* Milliseconds until the next tick of the timer; -1 (wait for the pipe)
@@ -3454,12 +3510,10 @@ static int diag__agent_pipe(void)
 /* Called once at start-up; does nothing unless one of the variables is set. */
 static void diag__agent_start(void)
 {
-    double seconds = diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400);
-    int signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
-    diag__agent.interval_ns = (uint64_t)(seconds * 1e9);
-    if (diag__agent.interval_ns == 0 && signo == 0 && !diag__trace_slow_wanted()) return;
+    diag__agent.interval_ns = diag__g.interval_ns;
+    if (diag__agent.interval_ns == 0 && diag__g.signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__agent_pipe() != 0) return;
-    diag__agent.signo = signo;
+    diag__agent.signo = diag__g.signo;
     diag__agent_run(diag__copy_self());
 }
 
@@ -3558,7 +3612,6 @@ static void diag__agent_forked(void)
    last n events below `done` (acquire) and reads `done` again: event j's
    slot is next written by event j + n + 1, which stores after `done`
    became j + n + 1, so every event j >= done - n it copied is whole. */
-#define DIAG__TRACE_MAX 16777216u /* events per thread */
 #define DIAG__TRACE_EXITED 16     /* exited threads whose rings are kept */
 #define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
 #define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
@@ -3591,7 +3644,7 @@ enum { DIAG__SLOW_IDLE, DIAG__SLOW_NESTED, DIAG__SLOW_ASKED };
 
 static void diag__trace_start(void)
 {
-    diag__trace.n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
+    diag__trace.n = diag__g.trace_n;
 }
 
 static int diag__trace_slow_wanted(void) { return diag__trace.n != 0 && diag__g.slow_ns != 0; }
@@ -4198,7 +4251,11 @@ static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
     return diag__write_pending_svg(prefix, snap);
 }
 
-static int diag__write_svg_files(const char *prefix, diag__snapshot *snap) { return diag__write_svgs(prefix, snap); }
+static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int arg)
+{
+    (void)arg;
+    return diag__write_svgs(prefix, snap);
+}
 
 int diag_write_svg(const char *prefix) { return diag__dump_with(prefix, diag__write_svg_files); }
 
@@ -4335,7 +4392,10 @@ static void diag__print_pending(FILE *out, const diag__snapshot *snap, const cha
    Spans are allocated in blocks and never freed or moved, since a poll in
    progress holds its span's address; a released one goes on a free list.
    One mutex guards it all: a look-up is a hash and a probe or two under an
-   uncontended lock (make bench: "DIAG_CALL_AT"). */
+   uncontended lock (make bench: "DIAG_CALL_AT").
+   Not a diag__map: that one holds 4-byte path ids whose keys live in the
+   path table and never leaves an entry; this one holds spans keyed by an
+   address, and removes them as runs end. */
 typedef struct diag__at_span {
     diag_span span; /* first: a diag_span * of the table is a diag__at_span * */
     const void *task;
@@ -4544,11 +4604,49 @@ static void diag__report_open_polls(void)
                    "without diag_drop?)\n", (unsigned long long)ended, ended == 1 ? "" : "s");
 }
 
+/* The files at exit, at DIAGNOSE_OUT or else in $TMPDIR, each failure
+   said in one line; prefix (cap bytes) gets where they went. */
+static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
+{
+    char failed[4200] = "";
+    if (diag__resolve_prefix(NULL, prefix, cap) != 0 || diag__write_all(prefix, snap, failed, sizeof failed) != 0) {
+        const char *dir = diag__getenv("TMPDIR");
+        char fallback[4096];
+        int reason = errno;
+        snprintf(fallback, sizeof fallback, "%s/diagnose.%ld", dir && *dir ? dir : "/tmp", (long)getpid());
+        if (diag__write_all(fallback, snap, prefix, cap) == 0) {
+            diag__warn("diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
+                    fallback);
+            snprintf(prefix, cap, "%s", fallback);
+        } else {
+            diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
+        }
+    }
+    if (diag__g.svg && diag__write_svgs(prefix, snap) != 0)
+        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
+}
+
+/* A writer: the exit's files (prefix unused), then its lines on stderr. */
+static int diag__exit_write(diag__snapshot *snap, const char *prefix, int arg)
+{
+    char written[4096];
+    (void)prefix;
+    (void)arg;
+    diag__exit_files(snap, written, sizeof written);
+    if (!diag__g.quiet && !diag__others_live()) { /* the last runtime's table holds all */
+        diag__print_table_to_stderr(snap, written);
+        if (snap->others)
+            diag__warn("diagnose.h: %lu path%s from a copy of diagnose.h of another version: polls, busy, wall and "
+                       "sched only\n", (unsigned long)snap->others, snap->others == 1 ? "" : "s");
+    }
+    diag__report_limits(snap);
+    diag__report_open_polls();
+    return 0;
+}
+
 static void diag__exit_handler(void)
 {
-    char prefix[4096], failed[4200];
-    diag__snapshot snap;
-    int saved_errno = errno, locked;
+    int saved_errno = errno;
     if (diag__mode != 1 || __atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) return;
     if (diag__inside()) {
         diag__exit_interrupted();
@@ -4558,44 +4656,13 @@ static void diag__exit_handler(void)
     if (diag__exit_deadline == 0) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
     diag__agent_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
     __atomic_store_n(&diag__exit_waiting, 1, __ATOMIC_RELEASE);
-    locked = diag__lock_or_give_up(&diag__dump_lock) == 0;
-    if (!locked || diag__snapshot_take(&snap) != 0) {
-        if (!locked || errno == ETIMEDOUT)
+    if (diag__snapshot_write(1, diag__exit_write, NULL, 0) != 0) {
+        if (errno == ETIMEDOUT)
             diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
         else
             diag__warn("diagnose.h: out of memory at exit; no profile written\n");
-        if (locked) pthread_mutex_unlock(&diag__dump_lock);
-        diag__exit_deadline = 0;
-        errno = saved_errno;
-        return;
     }
-    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 ||
-        diag__write_all(prefix, &snap, failed, sizeof failed) != 0) {
-        const char *dir = diag__getenv("TMPDIR");
-        char fallback[4096];
-        int reason = errno;
-        snprintf(fallback, sizeof fallback, "%s/diagnose.%ld", dir && *dir ? dir : "/tmp", (long)getpid());
-        if (diag__write_all(fallback, &snap, prefix, sizeof prefix) == 0) {
-            diag__warn("diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
-                    fallback);
-            snprintf(prefix, sizeof prefix, "%s", fallback);
-        } else {
-            diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
-        }
-    }
-    if (diag__g.svg && diag__write_svgs(prefix, &snap) != 0)
-        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
-    pthread_mutex_unlock(&diag__dump_lock);
     diag__exit_deadline = 0;
-    if (!diag__g.quiet && !diag__others_live()) { /* the last runtime's table holds all */
-        diag__print_table_to_stderr(&snap, prefix);
-        if (snap.others)
-            diag__warn("diagnose.h: %lu path%s from a copy of diagnose.h of another version: polls, busy, wall and "
-                       "sched only\n", (unsigned long)snap.others, snap.others == 1 ? "" : "s");
-    }
-    diag__report_limits(&snap);
-    diag__report_open_polls();
-    diag__snapshot_free(&snap);
     errno = saved_errno;
 }
 
@@ -4954,20 +5021,8 @@ static void diag__fork_parent(void)
    so far, which the exit writes again. */
 static void diag__write_at_unload(void)
 {
-    char prefix[4096];
-    diag__snapshot snap;
-    diag__inside_enter();
-    diag__dump_lock_take();
-    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) != 0 || diag__snapshot_read(&snap, 0) != 0) {
+    if (diag__snapshot_write(0, diag__write_or_warn, NULL, 0) != 0)
         diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
-    } else {
-        char failed[4200];
-        if (diag__write_all(prefix, &snap, failed, sizeof failed) != 0)
-            diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-        diag__snapshot_free(&snap);
-    }
-    pthread_mutex_unlock(&diag__dump_lock);
-    diag__inside_leave();
 }
 
 /* The atexit handler: this copy leaves the process, at exit or when its
