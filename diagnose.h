@@ -255,12 +255,17 @@
                       each call; compiled out, so is every function.
 
    LIBRARIES AND PLUGINS: a shared library may define DIAGNOSE_IMPLEMENTATION
-   too. The copies in a process find each other through a mapping named
-   "diagnose.h" in /proc/self/maps (whatever the visibility or RTLD_LOCAL)
-   and share one runtime: one set of files, one table. Copies of another
-   version, DIAG_MAX_DEPTH, DIAG_MAX_PATHS or allocator keep their own and
-   add into each other's files. A dlclose writes the files; the library's
-   data stays in them. Two copies linked into one executable: link error.
+   too. The copies in one process find each other through a mapping named
+   "diagnose.h" in /proc/self/maps (hidden visibility and RTLD_LOCAL do not
+   matter) and share one runtime: one set of files, one table, paths across
+   copies. Copies built with other versions or other DIAG_MAX_DEPTH,
+   DIAG_MAX_PATHS or allocator than the first copy that started keep a
+   runtime of their own, with its own table, and write every file under
+   PREFIX.abi-XXXXXXXX (explicit prefixes too; the tag is 8 hex digits of
+   their key, the same on every run), which one stderr line names when
+   that runtime starts (unless DIAGNOSE_QUIET). A dlclose writes the files;
+   the library's data stays in them. Two copies linked statically into one
+   executable are a link error.
 
    ---- HOW IT WORKS (for maintainers) ---------------------------------------
    Data flows span -> frame -> slot -> row -> writers:
@@ -973,11 +978,9 @@ typedef struct diag__runtime {
     const struct diag__copy_info *key_owner; /* whose diag__thread_exit the key calls; NULL: no key */
     const struct diag__copy_info *fork_owner;  /* the copy whose fork handlers take the lock */
     const struct diag__copy_info *fork_locker; /* the copy whose fork handlers hold it now */
-    struct diag__registry *registry;      /* where copies found this runtime; NULL: nowhere */
-    size_t registry_index;                /* this runtime's entry there */
+    char tag[16];               /* "" or ".abi-" and 8 hex digits of its key, after every prefix (see "copies") */
     struct diag__trace_state *trace; /* diag__trace */
     struct diag__at_state *at;       /* diag__at */
-    struct diag__part *parts;        /* what this runtime last wrote where others write too */
     pthread_mutex_t dump_lock;  /* diag__dump_lock */
     uint64_t open_at_thread_end; /* polls not ended when their thread exited */
     int said_unwound;           /* atomic: warned once of frames a later end unwound */
@@ -1384,7 +1387,6 @@ static void diag__leave(void);
 static void diag__key_move(const struct diag__copy_info *to);
 static const struct diag__copy_info *diag__copy_self(void);
 static void diag__registry_forked(void);
-static int diag__others_live(void);
 static uint64_t diag__thread_number(void);
 static int diag__trace_alloc(void);
 static int diag__at_alloc(void);
@@ -2495,9 +2497,6 @@ typedef struct diag__snapshot {
     uint64_t elapsed_ns; /* since start, or since the last reset */
     unsigned threads;
     uint64_t folded, unmeasured;
-    int merged;          /* diag__files_merge ran: 1, and other runtimes' files were added: 2 */
-    size_t others;       /* rows only other runtimes have: polls, busy, wall, sched, open only */
-    char *merged_text;   /* their stacks */
 } diag__snapshot;
 
 typedef struct diag__buf {
@@ -2717,7 +2716,6 @@ static void diag__snapshot_free(diag__snapshot *snap)
     DIAG_FREE(snap->rows);
     DIAG_FREE(snap->text);
     DIAG_FREE(snap->hists);
-    DIAG_FREE(snap->merged_text);
     memset(snap, 0, sizeof *snap);
 }
 
@@ -3068,7 +3066,8 @@ fail:
 }
 
 /* The prefix to write to: "%p" becomes the pid; a forked child with no "%p"
-   gets its pid appended so it never overwrites its parent's files. */
+   gets its pid appended so it never overwrites its parent's files; then
+   the runtime's tag, if any (see "copies"). */
 static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
 {
     size_t len;
@@ -3102,6 +3101,9 @@ static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
         memcpy(out + len, pid, strlen(pid));
         len += strlen(pid);
     }
+    if (len + strlen(diag__g.tag) + 1 >= cap) goto too_long;
+    memcpy(out + len, diag__g.tag, strlen(diag__g.tag));
+    len += strlen(diag__g.tag);
     out[len] = '\0';
     return 0;
 too_long:
@@ -3146,11 +3148,8 @@ static int diag__write_metrics(const char *prefix, const char *ext, diag__writer
 
 static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap);
 
-static void diag__files_merge(diag__snapshot *snap, const char *prefix);
-
 static int diag__write_all(const char *prefix, diag__snapshot *snap, char *failed_path, size_t cap)
 {
-    diag__files_merge(snap, prefix);
     if (diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap) != 0) return -1;
     if (diag__write_pending(prefix, snap, failed_path, cap) != 0) return -1;
     return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
@@ -4613,7 +4612,8 @@ static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
         const char *dir = diag__getenv("TMPDIR");
         char fallback[4096];
         int reason = errno;
-        snprintf(fallback, sizeof fallback, "%s/diagnose.%ld", dir && *dir ? dir : "/tmp", (long)getpid());
+        snprintf(fallback, sizeof fallback, "%s/diagnose.%ld%s", dir && *dir ? dir : "/tmp", (long)getpid(),
+                 diag__g.tag);
         if (diag__write_all(fallback, snap, prefix, cap) == 0) {
             diag__warn("diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
                     fallback);
@@ -4633,12 +4633,7 @@ static int diag__exit_write(diag__snapshot *snap, const char *prefix, int arg)
     (void)prefix;
     (void)arg;
     diag__exit_files(snap, written, sizeof written);
-    if (!diag__g.quiet && !diag__others_live()) { /* the last runtime's table holds all */
-        diag__print_table_to_stderr(snap, written);
-        if (snap->others)
-            diag__warn("diagnose.h: %lu path%s from a copy of diagnose.h of another version: polls, busy, wall and "
-                       "sched only\n", (unsigned long)snap->others, snap->others == 1 ? "" : "s");
-    }
+    if (!diag__g.quiet) diag__print_table_to_stderr(snap, written);
     diag__report_limits(snap);
     diag__report_open_polls();
     return 0;
@@ -4677,10 +4672,11 @@ static void diag__exit_handler(void)
    /proc/self/maps. It holds a table of runtimes by key (diag__abi_key):
    copies that agree on every structure they would share use one runtime,
    so their frames stack and one table is printed; copies that disagree
-   keep their own runtimes and add their values into each other's files
-   (see diag__file_merges). Without /proc or memfd a copy keeps a runtime
-   of its own. The mapping's layout is version-stable: a later layout
-   only appends fields and raises `layout`. */
+   keep their own runtimes, and every runtime but the first listed writes
+   under prefixes tagged with its key (diag__g.tag), so no two write the
+   same files. Without /proc or memfd a copy keeps a runtime of its own.
+   The mapping's layout is version-stable: a later layout keeps the
+   offsets of runtimes[] and threads, which copies of every layout read. */
 
 #ifndef DIAG__ABI
 #define DIAG__ABI 1 /* raise whenever a structure the copies share changes */
@@ -4689,19 +4685,19 @@ static void diag__exit_handler(void)
 #define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */
 #define DIAG__REGISTRY_SIZE 8192u
 #define DIAG__REGISTRY_RUNTIMES 32
-#define DIAG__REGISTRY_PREFIXES 416
 
+/* Layout 2 dropped layout 1's merging of files across runtimes: its count
+   and table of prefixes (the table followed runtimes[]) and the runtimes'
+   "has copies" flags are left unused, so a copy of layout 1 in the same
+   process still reads them as its own. */
 typedef struct diag__registry {
     uint64_t magic;  /* DIAG__REGISTRY_MAGIC, stored last (release) */
     uint64_t stamp;  /* CLOCK_MONOTONIC ns at creation: of two, the older serves */
-    uint32_t layout; /* 1 */
+    uint32_t layout; /* 2 */
     uint32_t lock;   /* spin lock over the rest */
-    uint32_t nruntimes, nprefixes;
+    uint32_t nruntimes, unused;
     uint64_t threads; /* atomic: thread numbers handed out, by every runtime */
-    struct { uint64_t abi; void *runtime; uint64_t live; } runtimes[DIAG__REGISTRY_RUNTIMES]; /* live: has copies */
-    /* output prefixes written in this process: FNV-1a hash of the resolved
-       prefix, and which runtimes (bit i: runtimes[i]) wrote there */
-    struct { uint64_t hash, writers; } prefixes[DIAG__REGISTRY_PREFIXES];
+    struct { uint64_t abi; void *runtime; uint64_t unused; } runtimes[DIAG__REGISTRY_RUNTIMES];
 } diag__registry;
 typedef char diag__registry_fits[sizeof(diag__registry) <= DIAG__REGISTRY_SIZE ? 1 : -1];
 
@@ -4815,7 +4811,7 @@ static diag__registry *diag__registry_find(void)
     if (p == MAP_FAILED) return NULL;
     mine = (diag__registry *)p;
     mine->stamp = diag__clock_ns();
-    mine->layout = 1;
+    mine->layout = 2;
     __atomic_store_n(&mine->magic, DIAG__REGISTRY_MAGIC, __ATOMIC_RELEASE);
     found = diag__registry_oldest();
     if (found != mine) munmap(p, DIAG__REGISTRY_SIZE);
@@ -4826,10 +4822,10 @@ static diag__registry *diag__registry_find(void) { return NULL; }
 #endif
 
 /* A thread's number in trace files: distinct across every runtime in the
-   process, since their files may be merged. */
+   process, so that their trace files can be opened together. */
 static uint64_t diag__thread_number(void)
 {
-    if (diag__g.registry) return __atomic_add_fetch(&diag__g.registry->threads, 1, __ATOMIC_RELAXED);
+    if (diag__registry_at) return __atomic_add_fetch(&diag__registry_at->threads, 1, __ATOMIC_RELAXED);
     return ++diag__trace.next_tid;
 }
 
@@ -4841,12 +4837,10 @@ static void diag__registry_lock(diag__registry *r)
 static void diag__registry_unlock(diag__registry *r) { __atomic_store_n(&r->lock, 0, __ATOMIC_RELEASE); }
 
 /* In the child of fork: the lock may have been held by a thread the child
-   does not have; and the child writes files of its own. */
+   does not have. */
 static void diag__registry_forked(void)
 {
-    if (diag__registry_at == NULL) return;
-    diag__registry_at->lock = 0;
-    diag__registry_at->nprefixes = 0;
+    if (diag__registry_at != NULL) diag__registry_at->lock = 0;
 }
 
 #if defined(__linux__)
@@ -4854,6 +4848,7 @@ typedef struct diag__object {
     uintptr_t lo[16], hi[16]; /* its PT_LOAD segments */
     unsigned segments, index; /* index: 0 for the executable */
     int found;
+    const char *name; /* its file, as the loader has it */
 } diag__object;
 
 static int diag__object_visit(struct dl_phdr_info *info, size_t size, void *arg)
@@ -4871,6 +4866,7 @@ static int diag__object_visit(struct dl_phdr_info *info, size_t size, void *arg)
         o->hi[o->segments++] = lo + (uintptr_t)ph->p_memsz;
         if (me >= lo && me < lo + (uintptr_t)ph->p_memsz) o->found = 1;
     }
+    o->name = info->dlpi_name;
     if (o->found) return 1;
     o->index++;
     return 0;
@@ -4898,6 +4894,16 @@ static int diag__in_executable(void)
     return diag__object_of_self(&o) && o.index == 0;
 }
 
+/* The file name of the library that holds this copy, or "the program". */
+static const char *diag__object_name(void)
+{
+    diag__object o;
+    const char *slash;
+    if (!diag__object_of_self(&o) || o.index == 0 || o.name == NULL || o.name[0] == '\0') return "the program";
+    slash = strrchr(o.name, '/');
+    return slash ? slash + 1 : o.name;
+}
+
 /* Under the lock, as this copy's library goes away: paths named by
    strings that lived in it get copies of their names. A path's name is
    also its key in the index and the threads' caches, and a copy matches
@@ -4918,6 +4924,7 @@ static void diag__keep_names(void)
 }
 #else
 static int diag__in_executable(void) { return 0; }
+static const char *diag__object_name(void) { return "the program"; }
 static void diag__keep_names(void) {}
 #endif
 
@@ -4949,11 +4956,9 @@ static void diag__copy_enter(int *rejoined)
         diag__key_move(&diag__self);
 }
 
-/* Finds this copy's runtime in the registry, or makes it; sets diag__rt.
-   NULL when out of memory. */
 /* Finds the runtime of this copy's key in r, or makes it and lists it
-   there (a full list: a runtime of its own); sets diag__rt. -1 when out
-   of memory. */
+   there (a full list: a runtime of its own); sets diag__rt. A runtime made
+   when r lists another already gets a tag. -1 when out of memory. */
 static int diag__join_registry(diag__registry *r, int *created)
 {
     uint64_t abi = diag__abi_key();
@@ -4967,18 +4972,18 @@ static int diag__join_registry(diag__registry *r, int *created)
             return -1;
         }
         *created = 1;
+        if (r->nruntimes > 0) snprintf(diag__g.tag, sizeof diag__g.tag, ".abi-%08lx", (unsigned long)(abi >> 32));
         if (r->nruntimes < DIAG__REGISTRY_RUNTIMES) {
-            diag__g.registry = r;
-            diag__g.registry_index = r->nruntimes;
             r->runtimes[r->nruntimes].abi = abi;
             r->runtimes[r->nruntimes++].runtime = diag__rt;
         }
     }
-    if (diag__g.registry == r) r->runtimes[diag__g.registry_index].live = 1;
     diag__registry_unlock(r);
     return 0;
 }
 
+/* Finds this copy's runtime in the registry, or makes it; sets diag__rt.
+   NULL when out of memory. */
 static diag__runtime *diag__join(int *created, int *rejoined)
 {
     diag__registry *r = diag__registry_find();
@@ -4987,6 +4992,10 @@ static diag__runtime *diag__join(int *created, int *rejoined)
     *created = 0;
     if (r != NULL ? diag__join_registry(r, created) != 0 : diag__runtime_new() != 0) return NULL;
     if (r == NULL) *created = 1;
+    if (*created && diag__g.tag[0] && !diag__g.quiet)
+        diag__warn("diagnose.h: this copy (in %s) was built with other settings or another version than the "
+                   "process's first copy; its profile goes to %s%s.*\n", diag__object_name(),
+                   diag__g.out ? diag__g.out : "diagnose", diag__g.tag);
     pthread_mutex_lock(&diag__lock);
     diag__copy_enter(rejoined);
     pthread_mutex_unlock(&diag__lock);
@@ -5061,293 +5070,10 @@ static void diag__leave(void)
     diag__keep_names();
     pthread_mutex_unlock(&diag__lock);
     diag__agent_hand_over(stays, diag__self.in_executable);
-    if (stays == NULL && diag__g.registry != NULL) {
-        diag__registry_lock(diag__g.registry);
-        diag__g.registry->runtimes[diag__g.registry_index].live = 0;
-        diag__registry_unlock(diag__g.registry);
-    }
     if (stays == NULL) diag__exit_handler();
     else if (!diag__self.in_executable) diag__write_at_unload();
     diag__exit_deadline = 0;
     errno = saved_errno;
-}
-
-/* ---- copies: files shared with runtimes of other versions ---------------- */
-
-/* Runtimes that share no structures (see "copies") share the files. Each
-   records in the registry the prefixes it writes; one that writes where
-   another runtime of this process wrote reads the folded files back and
-   adds their values to its snapshot, less what it wrote there itself the
-   time before (kept while other runtimes exist), so that folded files,
-   pending files, SVGs and the table hold every runtime's data. Files left
-   by an earlier run are in no record: they are replaced. */
-
-typedef struct diag__part {
-    struct diag__part *next;
-    uint64_t hash;    /* of the prefix */
-    char *text;       /* the stacks this runtime wrote there last, NUL-separated */
-    size_t count;
-    uint64_t *values; /* DIAG__METRICS + 1 per stack, as written */
-} diag__part;
-
-enum { DIAG__FROM_FILE, DIAG__FROM_PART, DIAG__FROM_ROW };
-#define DIAG__MERGED (DIAG__METRICS + 1) /* the metrics and the open runs */
-
-typedef struct diag__merge_entry {
-    const char *stack;
-    uint64_t v[DIAG__MERGED];
-    int from; /* DIAG__FROM_*: a file line (added), the last part (taken away), a row */
-    size_t row;
-} diag__merge_entry;
-
-static uint64_t diag__prefix_hash(const char *prefix)
-{
-    return diag__fnv(0xCBF29CE484222325ull, prefix, strlen(prefix));
-}
-
-/* Whether another runtime of this process wrote files under prefix, so
-   that they must be added to, not replaced; records this runtime as one
-   that writes there. A file type of its own decides with this too. */
-static int diag__file_merges(const char *prefix)
-{
-    diag__registry *r = diag__g.registry;
-    uint64_t hash = diag__prefix_hash(prefix), me, others = 0;
-    uint32_t i;
-    if (r == NULL) return 0;
-    me = 1ull << diag__g.registry_index;
-    diag__registry_lock(r);
-    for (i = 0; i < r->nprefixes && r->prefixes[i].hash != hash; i++) {
-    }
-    if (i == r->nprefixes && i < DIAG__REGISTRY_PREFIXES) { /* full: not recorded */
-        r->prefixes[i].hash = hash;
-        r->prefixes[i].writers = 0;
-        r->nprefixes++;
-    }
-    if (i < r->nprefixes) {
-        others = r->prefixes[i].writers & ~me;
-        r->prefixes[i].writers |= me;
-    }
-    diag__registry_unlock(r);
-    return others != 0;
-}
-
-/* Another runtime of this process still has copies: it prints the table. */
-static int diag__others_live(void)
-{
-    diag__registry *r = diag__g.registry;
-    uint32_t i;
-    int live = 0;
-    if (r == NULL) return 0;
-    diag__registry_lock(r);
-    for (i = 0; i < r->nruntimes; i++)
-        if (i != diag__g.registry_index && r->runtimes[i].live) live = 1;
-    diag__registry_unlock(r);
-    return live;
-}
-
-/* Appends the file's bytes to b (nothing if it is missing). */
-static void diag__read_into(diag__buf *b, const char *path)
-{
-    char chunk[4096];
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return;
-    for (;;) {
-        ssize_t n = read(fd, chunk, sizeof chunk);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        diag__buf_put(b, chunk, (size_t)n);
-    }
-    close(fd);
-}
-
-/* Under the lock: snap's rows as this runtime writes them to the prefix
-   of hash, to take away next time. Out of memory: nothing is kept (the
-   next write then adds this one's values twice). */
-static void diag__part_keep(uint64_t hash, const diag__snapshot *snap)
-{
-    diag__part *p;
-    diag__buf text = { NULL, 0, 0, 0 };
-    size_t i;
-    int m;
-    for (p = diag__g.parts; p != NULL && p->hash != hash; p = p->next) {
-    }
-    if (p == NULL) {
-        p = (diag__part *)diag__alloc_zero(sizeof *p);
-        if (p == NULL) return;
-        p->hash = hash;
-        p->next = diag__g.parts;
-        diag__g.parts = p;
-    }
-    DIAG_FREE(p->text);
-    DIAG_FREE(p->values);
-    p->count = 0;
-    p->values = (uint64_t *)DIAG_MALLOC((snap->count + 1) * DIAG__MERGED * sizeof *p->values);
-    for (i = 0; i < snap->count && p->values != NULL; i++) {
-        diag__buf_put(&text, snap->rows[i].stack, strlen(snap->rows[i].stack) + 1);
-        for (m = 0; m < DIAG__MERGED; m++) p->values[i * DIAG__MERGED + (size_t)m] = diag__metric(&snap->rows[i], m);
-    }
-    p->text = text.data;
-    if (p->values == NULL || text.failed) {
-        DIAG_FREE(p->values);
-        DIAG_FREE(p->text);
-        p->values = NULL;
-        p->text = NULL;
-        return;
-    }
-    p->count = snap->count;
-}
-
-/* The lines "stack value" of metric m's file, in text (made writable),
-   as entries; returns how many. */
-static size_t diag__file_entries(char *text, int m, diag__merge_entry *out)
-{
-    size_t n = 0;
-    char *line = text, *end;
-    while ((end = strchr(line, '\n')) != NULL) {
-        char *space;
-        *end = '\0';
-        space = strrchr(line, ' ');
-        if (space != NULL && space > line && space[1] != '\0' && strspn(space + 1, "0123456789") == strlen(space + 1)) {
-            *space = '\0';
-            memset(&out[n], 0, sizeof out[n]);
-            out[n].stack = line;
-            out[n].v[m] = strtoull(space + 1, NULL, 10);
-            out[n++].from = DIAG__FROM_FILE;
-        }
-        line = end + 1;
-    }
-    return n;
-}
-
-static int diag__compare_entries(const void *a, const void *b)
-{
-    const diag__merge_entry *x = (const diag__merge_entry *)a, *y = (const diag__merge_entry *)b;
-    int c = strcmp(x->stack, y->stack);
-    return c ? c : x->from - y->from;
-}
-
-/* Adds other's values (indexed as diag__metric) to row r. */
-static void diag__row_add_other(diag__row *r, const uint64_t *other)
-{
-    r->polls += other[DIAG__POLLS];
-    r->busy += other[DIAG__BUSY];
-    r->self_wall += other[DIAG__WALL];
-    r->wall += other[DIAG__WALL];
-    r->sched += other[DIAG__SCHED];
-    if (other[DIAG__SCHED] && r->wakes == 0) r->wakes = 1; /* so the sched file is written */
-    r->open += other[DIAG__OPEN];
-    r->pending += other[DIAG__OPEN];
-    if (r->poll_time == 0) r->poll_time = r->busy; /* a row of theirs: the nearest to a mean there is */
-}
-
-/* Sums one stack's entries from e[*i] on: others' values into other,
-   this runtime's row (or -1) into row; returns whether a file had it. */
-static int diag__merge_group(const diag__merge_entry *e, size_t n, size_t *i, uint64_t *other, long *row)
-{
-    int64_t sum[DIAG__MERGED];
-    const char *stack = e[*i].stack;
-    int m, in_file = 0;
-    memset(sum, 0, sizeof sum);
-    *row = -1;
-    for (; *i < n && strcmp(e[*i].stack, stack) == 0; ++*i) {
-        if (e[*i].from == DIAG__FROM_ROW) *row = (long)e[*i].row;
-        in_file |= e[*i].from == DIAG__FROM_FILE;
-        for (m = 0; m < DIAG__MERGED; m++)
-            sum[m] += e[*i].from == DIAG__FROM_FILE ? (int64_t)e[*i].v[m] : -(int64_t)e[*i].v[m];
-    }
-    for (m = 0; m < DIAG__MERGED; m++) other[m] = sum[m] > 0 ? (uint64_t)sum[m] : 0;
-    return in_file;
-}
-
-/* Called by every write of the files under prefix: adds what other
-   runtimes of this process wrote there (see above) to snap, once. */
-static void diag__files_merge(diag__snapshot *snap, const char *prefix)
-{
-    diag__buf files = { NULL, 0, 0, 0 };
-    size_t starts[DIAG__MERGED + 1], lines = 0, n = 0, i, added = 0, own = snap->count;
-    diag__merge_entry *e = NULL;
-    uint64_t *other = NULL, hash = diag__prefix_hash(prefix);
-    diag__row *rows;
-    diag__part *part;
-    int m, keep;
-    if (snap->merged || diag__g.registry == NULL) return;
-    snap->merged = 1;
-    keep = __atomic_load_n(&diag__g.registry->nruntimes, __ATOMIC_RELAXED) > 1;
-    if (!diag__file_merges(prefix)) {
-        if (keep) {
-            pthread_mutex_lock(&diag__lock);
-            diag__part_keep(hash, snap);
-            pthread_mutex_unlock(&diag__lock);
-        }
-        return;
-    }
-    for (m = 0; m < DIAG__MERGED; m++) {
-        char path[4200];
-        snprintf(path, sizeof path, "%s.%s.folded", prefix, diag__metric_names[m]);
-        starts[m] = files.len;
-        diag__read_into(&files, path);
-        diag__buf_put(&files, "\n", 1); /* ends a last line without one; NUL after */
-        diag__buf_put(&files, "", 1);
-    }
-    starts[DIAG__MERGED] = files.len;
-    for (i = 0; i < files.len; i++) lines += files.data[i] == '\n';
-    pthread_mutex_lock(&diag__lock);
-    for (part = diag__g.parts; part != NULL && part->hash != hash; part = part->next) {
-    }
-    if (!files.failed)
-        e = (diag__merge_entry *)DIAG_MALLOC((lines + (part ? part->count : 0) + own + 1) * sizeof *e);
-    other = (uint64_t *)diag__alloc_zero((lines + own + 1) * DIAG__MERGED * sizeof *other);
-    rows = e && other ? (diag__row *)DIAG_REALLOC(snap->rows, (own + lines + 1) * sizeof *rows) : NULL;
-    if (rows == NULL) {
-        pthread_mutex_unlock(&diag__lock);
-        fprintf(stderr, "diagnose.h: out of memory: %s.* written without the other runtimes' data\n", prefix);
-        DIAG_FREE(files.data);
-        DIAG_FREE(e);
-        DIAG_FREE(other);
-        return;
-    }
-    snap->rows = rows;
-    for (m = 0; m < DIAG__MERGED; m++) n += diag__file_entries(files.data + starts[m], m, e + n);
-    if (part != NULL) {
-        const char *stack = part->text;
-        for (i = 0; i < part->count; i++, stack += strlen(stack) + 1) {
-            e[n].stack = stack;
-            memcpy(e[n].v, part->values + i * DIAG__MERGED, sizeof e[n].v);
-            e[n++].from = DIAG__FROM_PART;
-        }
-    }
-    for (i = 0; i < own; i++) {
-        memset(&e[n], 0, sizeof e[n]);
-        e[n].stack = snap->rows[i].stack;
-        e[n].row = i;
-        e[n++].from = DIAG__FROM_ROW;
-    }
-    qsort(e, n, sizeof *e, diag__compare_entries);
-    for (i = 0; i < n;) {
-        const char *stack = e[i].stack;
-        uint64_t *o = other + (own + added) * DIAG__MERGED;
-        long row;
-        int in_file = diag__merge_group(e, n, &i, o, &row);
-        if (row >= 0) {
-            memcpy(other + (size_t)row * DIAG__MERGED, o, DIAG__MERGED * sizeof *o);
-            memset(o, 0, DIAG__MERGED * sizeof *o);
-        } else if (in_file) { /* a path only other runtimes have */
-            memset(&snap->rows[own + added], 0, sizeof *snap->rows);
-            snap->rows[own + added++].stack = stack; /* in files.data, kept as merged_text */
-        } else { /* only in what this runtime wrote before: gone */
-            memset(o, 0, DIAG__MERGED * sizeof *o);
-        }
-    }
-    diag__part_keep(hash, snap); /* this runtime's own rows, before the others' are added */
-    pthread_mutex_unlock(&diag__lock);
-    snap->count = own + added;
-    snap->others = added;
-    snap->merged = 2;
-    for (i = 0; i < snap->count; i++) diag__row_add_other(&snap->rows[i], other + i * DIAG__MERGED);
-    qsort(snap->rows, snap->count, sizeof *snap->rows, diag__compare_rows);
-    snap->merged_text = files.data;
-    DIAG_FREE(e);
-    DIAG_FREE(other);
 }
 
 #ifdef __cplusplus

@@ -2,8 +2,9 @@
    (unless built with DIAGNOSE_DISABLE) and runs libraries that hold theirs:
      copies_prog linked               prog's future calls the linked library (-DLINKED)
      copies_prog two A.so B.so        A's work inside prog's future, B's outside
-     copies_prog unload A.so          a thread works in A, which is dlclosed while
+     copies_prog unload A.so [FILE]   a thread works in A, which is dlclosed while
                                       the thread lives; prints the polls file then
+                                      (FILE, a glob pattern; diagnose.polls.folded)
      copies_prog reload A.so          A loaded, worked in and unloaded twice
      copies_prog handover A.so B.so   a thread works in A, which is dlclosed while
                                       the thread lives; then SIGUSR2 (DIAGNOSE_SIGNAL)
@@ -12,6 +13,7 @@
 #include "diagnose.h"
 
 #include <dlfcn.h>
+#include <glob.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -85,16 +87,17 @@ static void *worker(void *arg)
     return NULL;
 }
 
-static void print_file(const char *path)
+/* Prints the one file that matches pattern. */
+static void print_file(const char *pattern)
 {
     char line[256];
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        printf("no %s\n", path);
-        return;
-    }
-    while (fgets(line, sizeof line, f)) printf("at unload: %s", line);
-    fclose(f);
+    glob_t g;
+    FILE *f = NULL;
+    if (glob(pattern, 0, NULL, &g) == 0 && g.gl_pathc == 1) f = fopen(g.gl_pathv[0], "r");
+    if (f == NULL) printf("no single %s\n", pattern);
+    while (f != NULL && fgets(line, sizeof line, f)) printf("at unload: %s", line);
+    if (f != NULL) fclose(f);
+    globfree(&g);
 }
 
 /* Waits up to 10 s for path to exist; returns whether it does. */
@@ -131,13 +134,13 @@ int main(int argc, char **argv)
         b(4);
         (void)ha, (void)hb;
         return 0;
-    } else if (strcmp(mode, "unload") == 0 && argc == 3) {
+    } else if (strcmp(mode, "unload") == 0 && (argc == 3 || argc == 4)) {
         pthread_t thread;
         ha = open_library(argv[2], &a);
         if (pthread_create(&thread, NULL, worker, &a) != 0) return 2;
         wait_for(1);
         dlclose(ha);
-        print_file("diagnose.polls.folded");
+        print_file(argc == 4 ? argv[3] : "diagnose.polls.folded");
         fflush(stdout);
         set_stage(2);
         pthread_join(thread, NULL);
@@ -166,6 +169,6 @@ int main(int argc, char **argv)
         (void)hb;
         return 0;
     }
-    fprintf(stderr, "usage: copies_prog linked | two A.so B.so | unload A.so | reload A.so | handover A.so B.so\n");
+    fprintf(stderr, "usage: copies_prog linked | two A.so B.so | unload A.so [FILE] | reload A.so | handover A.so B.so\n");
     return 2;
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Several copies of diagnose.h in one process: a program and shared
 # libraries, each with its own DIAGNOSE_IMPLEMENTATION, built with
-# -fvisibility=hidden or loaded with dlopen(RTLD_LOCAL). They must share one
-# profile: one set of files, one summary table, paths across copies.
+# -fvisibility=hidden or loaded with dlopen(RTLD_LOCAL). Copies of one
+# version must share one profile: one set of files, one summary table, paths
+# across copies; a copy of another version writes its own, tagged files.
 # Uses CC and CFLAGS as tests/run.sh passes them (tests/check.sh runs it
 # again with sanitizer flags).
 set -u
@@ -135,31 +136,44 @@ libb 4" "$(cat "$tmp/handover/diagnose.polls.folded")"
 check "dlclose of the first plugin: one summary table" 1 "$(tables "$tmp/handover/err")"
 
 # 8. A plugin built with another version of the header (DIAG__ABI differs):
-# the two runtimes share no structure, so the plugin's future is not nested
-# in the program's, but they share the files, and one table holds both.
+# the two runtimes share no structure, so each writes its own files, the
+# plugin's under the prefix tagged with its key, named in one line on
+# stderr; each prints its own table.
+warned() { grep -c 'was built with other settings or another version' "$1"; }
+tag() { sed -n 's/.*its profile goes to diagnose\(\.abi-[0-9a-f]\{8\}\)\.\*$/\1/p' "$1"; }
 run versions "$bin/plain" two "$bin/liba.so" "$bin/libv2.so"
+t=$(tag "$tmp/versions/err")
 check "two versions: exit 0" 0 $rc
-check "two versions: files hold both runtimes' data" "libv2 4
-prog 1
+check "two versions: one warning line, naming the library and the tagged prefix" "1 1" \
+    "$(warned "$tmp/versions/err") $(grep -c "^diagnose\.h: this copy (in libv2\.so) .* diagnose$t\.\*\$" "$tmp/versions/err")"
+check "two versions: the first runtime's files and the tagged ones" "diagnose$t.busy.folded diagnose$t.polls.folded \
+diagnose$t.wall.folded diagnose.busy.folded diagnose.polls.folded diagnose.wall.folded " "$(files "$tmp/versions")"
+check "two versions: the first runtime's files hold its paths only" "prog 1
 prog;liba 2" "$(cat "$tmp/versions/diagnose.polls.folded")"
-check "two versions: the same paths in every file" "libv2
-prog
-prog;liba" "$(cut -d' ' -f1 "$tmp/versions/diagnose.busy.folded")"
-check "two versions: one summary table, with both" "1 1" \
-    "$(tables "$tmp/versions/err") $(grep -cE ' libv2$' "$tmp/versions/err")"
+check "two versions: the other version's files hold its paths only" "libv2 4" \
+    "$(cat "$tmp/versions/diagnose$t.polls.folded" 2>&1)"
+check "two versions: the same paths in every file of each" "prog
+prog;liba
+libv2" "$(cut -d' ' -f1 "$tmp/versions/diagnose.busy.folded" "$tmp/versions/diagnose$t.wall.folded" 2>&1)"
+check "two versions: two tables, one naming the tagged prefix" "2 1" \
+    "$(tables "$tmp/versions/err") $(grep -cE "^diagnose\.h: [0-9]+ paths?, .* files diagnose$t\.\{" "$tmp/versions/err")"
 run versions "$bin/plain" two "$bin/liba.so" "$bin/libv2.so"
-check "two versions, rerun: old files are replaced, not added to" "libv2 4
-prog 1
-prog;liba 2" "$(cat "$tmp/versions/diagnose.polls.folded")"
+check "two versions, rerun: old files are replaced, not added to" "prog 1
+prog;liba 2
+libv2 4" "$(cat "$tmp/versions/diagnose.polls.folded" "$tmp/versions/diagnose$t.polls.folded" 2>&1)"
 
-# 9. The other version unloaded while its thread lives: its files, written
-# at the unload, are added to at exit, not replaced.
-run versions_unload "$bin/plain" unload "$bin/liblonev2.so"
+# 9. The other version unloaded while its thread lives: its files are
+# written at the unload, under its tagged prefix, with its table; the
+# first runtime's files at exit hold the program's paths only.
+run versions_unload "$bin/plain" unload "$bin/liblonev2.so" 'diagnose.abi-*.polls.folded'
+t=$(tag "$tmp/versions_unload/err")
 check "two versions, dlclose: exit 0" 0 $rc
-check "two versions, dlclose: files written at the unload" "at unload: lib 3" "$(cat "$tmp/versions_unload/out")"
-check "two versions, dlclose: both in the files at exit" "lib 3
-prog 1" "$(cat "$tmp/versions_unload/diagnose.polls.folded")"
-check "two versions, dlclose: one summary table" 1 "$(tables "$tmp/versions_unload/err")"
+check "two versions, dlclose: one warning line" 1 "$(warned "$tmp/versions_unload/err")"
+check "two versions, dlclose: its files written at the unload" "at unload: lib 3" \
+    "$(cat "$tmp/versions_unload/out")"
+check "two versions, dlclose: each runtime's files at exit" "prog 1
+lib 3" "$(cat "$tmp/versions_unload/diagnose.polls.folded" "$tmp/versions_unload/diagnose$t.polls.folded" 2>&1)"
+check "two versions, dlclose: two tables" 2 "$(tables "$tmp/versions_unload/err")"
 
 # 10. Two copies linked statically into one executable: a link error.
 # shellcheck disable=SC2086
