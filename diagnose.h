@@ -171,7 +171,7 @@
                            after a chdir (diag_dump(prefix): to the current).
    DIAGNOSE_QUIET=1        write the files but not the table.
    DIAGNOSE_SVG=1          at exit, also diag_write_svg's flame graphs.
-   DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_MAX_PATHS - 2).
+   DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_PATH_TABLE_SIZE - 2).
    DIAGNOSE_SLOW_NS=n      a poll of n ns or more is slow (default 1000000);
                            0 turns the slow-poll lint off.
    DIAGNOSE_INTERVAL=s     every s seconds (>= 0.001) the snapshot thread
@@ -242,7 +242,8 @@
                       function directly, diag_dump and diag_write_svg write
                       nothing and return 0.
    DIAG_MAX_DEPTH     frames in a path and nested polls per thread (64).
-   DIAG_MAX_PATHS     hard cap on distinct paths (1048576).
+   DIAG_PATH_TABLE_SIZE  size of the path table: the hard cap on distinct
+                      paths (1048576). Old name DIAG_MAX_PATHS, still read.
    DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
    DIAG_DEBUG         abort with a message on misuse instead of ignoring it.
    DIAG_API           starts each declaration of what the implementation
@@ -259,7 +260,7 @@
    "diagnose.h" in /proc/self/maps (hidden visibility and RTLD_LOCAL do not
    matter) and share one runtime: one set of files, one table, paths across
    copies. Copies built with other versions or other DIAG_MAX_DEPTH,
-   DIAG_MAX_PATHS or allocator than the first copy that started keep a
+   DIAG_PATH_TABLE_SIZE or allocator than the first copy that started keep a
    runtime of their own, with its own table, and write every file under
    PREFIX.abi-XXXXXXXX (explicit prefixes too; the tag is 8 hex digits of
    their key, the same on every run), which one stderr line names when
@@ -306,7 +307,7 @@
      dump lock  one dump at a time, from its snapshot to its last rename:
                 diag_dump, diag_write_svg, numbered snapshots, a library's
                 unload, exit. An exit that waits for it goes first.
-     runtime lock  (diag__lock) new paths, the thread list, `retired`,
+     runtime lock  (diag__rt->lock) new paths, the thread list, `retired`,
                 reset baselines, parked records, exited threads' rings, the
                 copies and their key; it keeps threads' tables alive while
                 a snapshot reads them (polls go on, new paths wait).
@@ -354,14 +355,24 @@
 #ifndef DIAG_MAX_DEPTH
 #define DIAG_MAX_DEPTH 64
 #endif
+/* The path table's size, fixed at compile time; DIAGNOSE_MAX_PATHS (the
+   environment) caps paths below it at run time. DIAG_MAX_PATHS is its old
+   name, still accepted and still defined. */
+#ifndef DIAG_PATH_TABLE_SIZE
+#ifdef DIAG_MAX_PATHS
+#define DIAG_PATH_TABLE_SIZE DIAG_MAX_PATHS
+#else
+#define DIAG_PATH_TABLE_SIZE (1u << 20)
+#endif
+#endif
 #ifndef DIAG_MAX_PATHS
-#define DIAG_MAX_PATHS (1u << 20)
+#define DIAG_MAX_PATHS DIAG_PATH_TABLE_SIZE
 #endif
 #if DIAG_MAX_DEPTH < 2 || DIAG_MAX_DEPTH > 4096
 #error "diagnose.h: DIAG_MAX_DEPTH must be between 2 and 4096"
 #endif
-#if DIAG_MAX_PATHS < 256 || DIAG_MAX_PATHS > (1u << 28)
-#error "diagnose.h: DIAG_MAX_PATHS must be between 256 and 2^28"
+#if DIAG_PATH_TABLE_SIZE < 256 || DIAG_PATH_TABLE_SIZE > (1u << 28)
+#error "diagnose.h: DIAG_PATH_TABLE_SIZE must be between 256 and 2^28"
 #endif
 #if defined(DIAG_MALLOC) != defined(DIAG_FREE) || defined(DIAG_MALLOC) != defined(DIAG_REALLOC)
 #error "diagnose.h: define all of DIAG_MALLOC, DIAG_REALLOC and DIAG_FREE, or none"
@@ -446,7 +457,7 @@ DIAG_API void diag_span_cancel(diag_span *s);
 /* ---- internal: the per-thread table, read by the inline poll path ---- */
 #define DIAG__CHUNK_BITS 8
 #define DIAG__CHUNK (1u << DIAG__CHUNK_BITS)
-#define DIAG__DIR ((DIAG_MAX_PATHS + DIAG__CHUNK - 1) / DIAG__CHUNK)
+#define DIAG__DIR ((DIAG_PATH_TABLE_SIZE + DIAG__CHUNK - 1) / DIAG__CHUNK)
 #define DIAG__HIST 31 /* log2 buckets of poll time in ticks: [0,4), [4,8) ... [2^31,inf) */
 #define DIAG__ROOT 0u
 #define DIAG__OVERFLOW 1u
@@ -924,6 +935,7 @@ static inline void diag__call_end(diag_span *s, int done)
 #ifdef __cplusplus
 extern "C" {
 #endif
+/* >>state: the runtime every copy shares, and its types ---------------------- */
 
 __thread diag__thread *diag__tls;
 int diag__mode;
@@ -935,12 +947,12 @@ typedef struct diag__path {
     uint32_t parent, depth, flags;
 } diag__path;
 
-/* Process-wide state, guarded by diag__lock except where marked. Every copy
+/* Process-wide state, guarded by diag__rt->lock except where marked. Every copy
    of this header in the process with the same DIAG__ABI key shares one
    runtime, allocated once and never freed (see "copies"). */
 static pthread_once_t diag__once = PTHREAD_ONCE_INIT;
 struct diag__copy_info;
-struct diag__agent_state;
+struct diag__snapshot_thread;
 typedef struct diag__runtime {
     pthread_key_t key;
     uint64_t tsc0, mono0;       /* clock origin, for calibration (read-only) */
@@ -968,24 +980,24 @@ typedef struct diag__runtime {
     uint64_t *hist_base[DIAG__DIR]; /* their values at the last reset */
     int overflow_why;           /* atomic: DIAG__OVERFLOW_CAP | DIAG__OVERFLOW_MEMORY, why [overflow] has polls */
     int use_tsc;                /* read-only: diag__use_tsc of every copy */
-    pthread_mutex_t lock;       /* diag__lock */
+    pthread_mutex_t lock;       /* the runtime lock (see HOW IT WORKS) */
     /* A thread whose table could not be allocated: full stack, so every begin
        takes the slow path, which counts the poll as unmeasured. Never written. */
     diag__thread *no_table;
-    struct diag__agent_state *agent; /* diag__agent */
+    struct diag__snapshot_thread *snapshot_thread;
     uint64_t slow_ticks;        /* atomic: the calibrated diag__slow_ticks, once slow_exact */
     struct diag__copy_info *copies; /* the copies in the process now, newest first */
     const struct diag__copy_info *key_owner; /* whose diag__thread_exit the key calls; NULL: no key */
     const struct diag__copy_info *fork_owner;  /* the copy whose fork handlers take the lock */
     const struct diag__copy_info *fork_locker; /* the copy whose fork handlers hold it now */
     char tag[16];               /* "" or ".abi-" and 8 hex digits of its key, after every prefix (see "copies") */
-    struct diag__trace_state *trace; /* diag__trace */
-    struct diag__at_state *at;       /* diag__at */
-    pthread_mutex_t dump_lock;  /* diag__dump_lock */
+    struct diag__trace_state *trace; /* the flight recorder's shared state */
+    struct diag__at_state *at;       /* the diag_span_at table */
+    pthread_mutex_t dump_lock;  /* one dump at a time (see HOW IT WORKS) */
     uint64_t open_at_thread_end; /* polls not ended when their thread exited */
     int said_unwound;           /* atomic: warned once of frames a later end unwound */
-    int exit_waiting;           /* atomic: diag__exit_waiting */
-    uint64_t interval_ns;       /* DIAGNOSE_INTERVAL; 0: no timer (see diag__agent_start) */
+    int exit_waiting;           /* atomic: the exit dump waits for the dump lock: others let it go first */
+    uint64_t interval_ns;       /* DIAGNOSE_INTERVAL; 0: no timer (see diag__snapshot_thread_start) */
     int signo;                  /* DIAGNOSE_SIGNAL; 0: none */
     uint32_t trace_n;           /* DIAGNOSE_TRACE: events per thread; 0: off */
 } diag__runtime;
@@ -993,11 +1005,11 @@ typedef struct diag__runtime {
 /* What the runtime needs of a copy's own code, so that when the copy
    leaves, what pointed into its code can move to one that stays. */
 typedef struct diag__copy_info {
-    struct diag__copy_info *next; /* in diag__g.copies */
+    struct diag__copy_info *next; /* in diag__rt->copies */
     void (*thread_exit)(void *); /* the key's destructor */
     void (*tls_clear)(void);     /* forgets this copy's diag__tls of the calling thread */
-    void *(*agent_main)(void *);
-    void (*agent_signal)(int);
+    void *(*snapshot_thread_main)(void *);
+    void (*snapshot_thread_signal)(int);
     int in_executable;           /* never unloaded: it leaves only at exit */
 } diag__copy_info;
 
@@ -1005,15 +1017,57 @@ typedef struct diag__copy_info {
    one of this copy's own: the paths that run while off read only zeros. */
 static diag__runtime diag__local;
 static diag__runtime *diag__rt = &diag__local;
-#define diag__g (*diag__rt)
-#define diag__lock (diag__g.lock)
-#define diag__dump_lock (diag__g.dump_lock)
-#define diag__exit_waiting (diag__g.exit_waiting)
-#define diag__no_table (diag__g.no_table)
 
 #define DIAG__OVERFLOW_CAP 1    /* new paths past DIAGNOSE_MAX_PATHS */
 #define DIAG__OVERFLOW_MEMORY 2 /* new paths or slots found no memory */
-#define DIAG__OVERFLOWED(why) __atomic_fetch_or(&diag__g.overflow_why, (why), __ATOMIC_RELAXED)
+#define DIAG__OVERFLOWED(why) __atomic_fetch_or(&diag__rt->overflow_why, (why), __ATOMIC_RELAXED)
+
+/* While a snapshot reads the tables, rows are indexed by path and hold
+   ticks (diag__row_to_ns converts them); after it, they are sorted by
+   stack, one per stack, in ns. A row has the slot's counters under their
+   row names (DIAG__SLOT_COUNTERS: pending is the runs open now, start_sum
+   their starts while reading), then its own: X(name, kind), kind as there. */
+#define DIAG__ROW_ONLY(X)                                                                   \
+    X(self_wall, SUM)  /* ns: wall less the walls of the paths run inside it */              \
+    X(started, SUM)    /* runs started in the window */                                     \
+    X(self_wakes, SUM) /* wakes from the path's own poll */                                 \
+    X(open, SUM)       /* open runs listed now */                                           \
+    X(oldest, PEAK)    /* ns: the oldest open run's age */                                  \
+    X(running, PEAK)   /* ns: the longest poll running now + 1 (0: none) */                 \
+    X(orphans, SUM)    /* open runs whose parent run ended */                               \
+    X(lost, SUM)       /* open runs not woken, polled or running for DIAGNOSE_STUCK_S */
+#define DIAG__ROW_FIELD(row, kind) uint64_t row;
+#define DIAG__ROW_SHARED_FIELD(slot, row, kind, to_ns) uint64_t row;
+typedef struct diag__row {
+    const char *stack;
+    DIAG__SLOT_COUNTERS(DIAG__ROW_SHARED_FIELD)
+    DIAG__ROW_ONLY(DIAG__ROW_FIELD)
+    uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in snap->hists; NULL without */
+    uint64_t open_base; /* while reading: open runs at the window's start */
+} diag__row;
+
+typedef struct diag__snapshot {
+    diag__row *rows;
+    size_t count;
+    char *text;          /* the stacks */
+    uint64_t *hists; /* DIAG__HIST per path: the rows' histograms (only the table needs them) */
+    double ns_per_tick;
+    uint64_t elapsed_ns; /* since start, or since the last reset */
+    unsigned threads;
+    uint64_t folded, unmeasured;
+} diag__snapshot;
+
+typedef struct diag__buf {
+    char *data;
+    size_t len, cap;
+    int failed;
+} diag__buf;
+
+/* The only calls to code further down: each closes a cycle. */
+static uint64_t diag__thread_number(void);   /* rings <- copies: numbers are process-wide */
+static void diag__trace_slow(void);          /* a slow poll -> the snapshot thread */
+static const struct diag__copy_info *diag__copy_self(void); /* the snapshot thread's owner */
+static int diag__runtime_new(void);          /* copies -> start-up: the first copy makes it */
 
 static void *diag__alloc_zero(size_t size)
 {
@@ -1022,67 +1076,15 @@ static void *diag__alloc_zero(size_t size)
     return p;
 }
 
-/* ---- clock --------------------------------------------------------------- */
-
-uint64_t diag__clock_ns(void)
+static char *diag__copy(const char *text)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    size_t n = strlen(text) + 1;
+    char *copy = (char *)DIAG_MALLOC(n);
+    if (copy) memcpy(copy, text, n);
+    return copy;
 }
 
-static int diag__tsc_is_invariant(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    unsigned a, b, c, d;
-    if (!__get_cpuid(0x80000007u, &a, &b, &c, &d)) return 0;
-    return ((d >> 8) & 1u) != 0;
-#else
-    return 0;
-#endif
-}
-
-/* One (ticks, monotonic ns) pair, the monotonic time taken as the middle of
-   two reads around the tick read. The tightest of a few tries is kept: a
-   preemption between the reads would skew the rate by its whole length,
-   which over the 1 ms a short program calibrates on is a large error. */
-static void diag__clock_pair(uint64_t *ticks, uint64_t *mono)
-{
-    uint64_t best = UINT64_MAX;
-    int i;
-    for (i = 0; i < 16 && best > 2000; i++) {
-        uint64_t before = diag__clock_ns(), t = diag__now(), after = diag__clock_ns();
-        if (after - before < best) {
-            best = after - before;
-            *ticks = t;
-            *mono = before + best / 2;
-        }
-    }
-}
-
-/* Nanoseconds per tick, measured over the whole run so far (at least 1 ms). */
-static double diag__ns_per_tick(void)
-{
-    uint64_t ticks, mono;
-    if (!diag__use_tsc) return 1.0;
-    do diag__clock_pair(&ticks, &mono);
-    while (mono - diag__g.mono0 < 1000000u);
-    return (double)(mono - diag__g.mono0) / (double)(ticks - diag__g.tsc0);
-}
-
-/* x (not negative) to the nearest integer, halves up; no libm. */
-static uint64_t diag__round(double x)
-{
-    uint64_t n = (uint64_t)x;
-    return x - (double)n >= 0.5 ? n + 1 : n;
-}
-
-static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
-{
-    return diag__round((double)ticks * ns_per_tick);
-}
-
-/* ---- stderr: every line the library writes ------------------------------- */
+/* >>stderr: every line the library writes ------------------------------------ */
 
 /* Writes text to stderr with SIGPIPE blocked on this thread, so a closed
    pipe (prog 2>&1 | head, a log collector that died) neither kills the
@@ -1133,7 +1135,12 @@ __attribute__((format(printf, 1, 2))) static void diag__warn(const char *format,
     diag__stderr_write(line, (size_t)n);
 }
 
-/* ---- inside diagnose.h: what an exit from a signal handler interrupts ---- */
+#ifndef DIAG_DEBUG /* DIAG_DEBUG aborts instead of warning */
+static void diag__say_once(int *flag, const char *message)
+{
+    if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) diag__stderr_write(message, strlen(message));
+}
+#endif
 
 /* Marks the library's work that takes a lock or allocates (dumps, reset,
    new paths, thread tables, start-up). A signal handler that calls exit()
@@ -1157,7 +1164,237 @@ static void diag__inside_leave(void)
 
 static int diag__inside(void) { return diag__inside_depth != 0; }
 
-/* ---- start-up and environment ------------------------------------------- */
+/* >>clock -------------------------------------------------------------------- */
+
+uint64_t diag__clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static int diag__tsc_is_invariant(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0x80000007u, &a, &b, &c, &d)) return 0;
+    return ((d >> 8) & 1u) != 0;
+#else
+    return 0;
+#endif
+}
+
+/* One (ticks, monotonic ns) pair, the monotonic time taken as the middle of
+   two reads around the tick read. The tightest of a few tries is kept: a
+   preemption between the reads would skew the rate by its whole length,
+   which over the 1 ms a short program calibrates on is a large error. */
+static void diag__clock_pair(uint64_t *ticks, uint64_t *mono)
+{
+    uint64_t best = UINT64_MAX;
+    int i;
+    for (i = 0; i < 16 && best > 2000; i++) {
+        uint64_t before = diag__clock_ns(), t = diag__now(), after = diag__clock_ns();
+        if (after - before < best) {
+            best = after - before;
+            *ticks = t;
+            *mono = before + best / 2;
+        }
+    }
+}
+
+/* Nanoseconds per tick, measured over the whole run so far (at least 1 ms). */
+static double diag__ns_per_tick(void)
+{
+    uint64_t ticks, mono;
+    if (!diag__use_tsc) return 1.0;
+    do diag__clock_pair(&ticks, &mono);
+    while (mono - diag__rt->mono0 < 1000000u);
+    return (double)(mono - diag__rt->mono0) / (double)(ticks - diag__rt->tsc0);
+}
+
+/* x (not negative) to the nearest integer, halves up; no libm. */
+static uint64_t diag__round(double x)
+{
+    uint64_t n = (uint64_t)x;
+    return x - (double)n >= 0.5 ? n + 1 : n;
+}
+
+static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
+{
+    return diag__round((double)ticks * ns_per_tick);
+}
+
+/* >>locks: the dump lock, and bounded waits at exit -------------------------- */
+
+/* Every writer of files (diag_dump, diag_write_svg, a numbered snapshot,
+   the exit dump) holds diag__rt->dump_lock (in the runtime, for all copies)
+   from its snapshot to its last rename: the files of a prefix come from
+   one snapshot, the last dump to finish wins, and no two dumps ever share
+   a temporary file. */
+
+/* Set on the thread that runs the exit dump, and only there: a lock that
+   another thread holds is waited for until this time (CLOCK_REALTIME ns),
+   then given up, so that exit never blocks for good. 0: no limit. */
+static __thread uint64_t diag__exit_deadline;
+#define DIAG__EXIT_WAIT_NS 1000000000u
+
+static uint64_t diag__realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* diag__rt->exit_waiting is set when the exit dump waits for diag__rt->dump_lock:
+   other dumps then wait for it, or a thread dumping in a loop could take
+   the lock back each time first (mutexes are not fair) until the exit
+   dump gives up. */
+
+/* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
+   returns 0 when locked, ETIMEDOUT when given up. */
+static int diag__lock_or_give_up(pthread_mutex_t *m)
+{
+    struct timespec until;
+    if (diag__exit_deadline == 0) return pthread_mutex_lock(m);
+    until.tv_sec = (time_t)(diag__exit_deadline / 1000000000u);
+    until.tv_nsec = (long)(diag__exit_deadline % 1000000000u);
+    return pthread_mutex_timedlock(m, &until);
+}
+
+/* Takes diag__rt->dump_lock: the exit dump until diag__exit_deadline at most,
+   any other after the exit dump if one is waiting. Returns 0 when locked. */
+static int diag__dump_lock_take(void)
+{
+    if (diag__exit_deadline != 0) return diag__lock_or_give_up(&diag__rt->dump_lock);
+    while (__atomic_load_n(&diag__rt->exit_waiting, __ATOMIC_ACQUIRE)) {
+        struct timespec ms = { 0, 1000000 };
+        nanosleep(&ms, NULL); /* the exit ends the process, this thread too */
+    }
+    return pthread_mutex_lock(&diag__rt->dump_lock);
+}
+
+/* >>names: frame names as the files write them ------------------------------- */
+
+/* Makes room for n more bytes and a NUL; returns 0, or -1 and sets failed. */
+static int diag__buf_reserve(diag__buf *b, size_t n)
+{
+    if (b->failed) return -1;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        char *d;
+        while (cap < b->len + n + 1) cap *= 2;
+        d = (char *)DIAG_REALLOC(b->data, cap);
+        if (d == NULL) {
+            b->failed = 1;
+            return -1;
+        }
+        b->data = d;
+        b->cap = cap;
+    }
+    return 0;
+}
+
+static void diag__buf_put(diag__buf *b, const char *s, size_t n)
+{
+    if (diag__buf_reserve(b, n) != 0) return;
+    memmove(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+}
+
+static void diag__buf_str(diag__buf *b, const char *s) { diag__buf_put(b, s, strlen(s)); }
+
+static void diag__buf_u64(diag__buf *b, uint64_t v)
+{
+    char digits[24];
+    size_t n = 0;
+    do digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    diag__buf_put(b, digits + sizeof digits - n, n);
+}
+
+static int diag__frame_char(unsigned char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("_:.-/<>()[]#@+=,&", c) != NULL);
+}
+
+/* Length of the valid UTF-8 sequence at s encoding a printable, non-space
+   code point of U+00A0 or above; 0 if there is none. Spaces and invisible
+   separators are refused because viewers split on them. */
+static size_t diag__utf8_printable(const unsigned char *s)
+{
+    uint32_t cp;
+    size_t n, i;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) n = 2, cp = s[0] & 0x1Fu;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF) n = 3, cp = s[0] & 0x0Fu;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4) n = 4, cp = s[0] & 0x07u;
+    else return 0;
+    for (i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3Fu);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
+    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
+    if (cp < 0xA1 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
+        cp == 0x205F || cp == 0x3000 || cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFF))
+        return 0;
+    return n;
+}
+
+/* Writes a frame name made only of safe bytes into out (at least
+   DIAG__NAME_MAX + 1 bytes): allowed ASCII and printable UTF-8 are kept,
+   every other byte becomes '_'; long names are cut with "..."; an empty
+   name is "[unnamed]". A derived name (DIAGNOSE's argument text) first
+   loses leading '&', '*', '(' and blanks and trailing ')' and blanks. */
+static size_t diag__sanitize(const char *name, int derived, char *out)
+{
+    const unsigned char *s = (const unsigned char *)(name ? name : "");
+    size_t end, len = 0, i = 0;
+    if (derived) {
+        while (*s == '&' || *s == '*' || *s == '(' || *s == ' ' || *s == '\t') s++;
+    }
+    end = strlen((const char *)s);
+    if (derived)
+        while (end > 0 && (s[end - 1] == ')' || s[end - 1] == ' ' || s[end - 1] == '\t')) end--;
+    while (i < end) {
+        size_t n = diag__frame_char(s[i]) ? 1 : diag__utf8_printable(s + i);
+        if (n == 0 || i + n > end) n = 0; /* not a safe byte: replaced */
+        if (len + (n ? n : 1) > DIAG__NAME_MAX - 3) {
+            memcpy(out + len, "...", 3);
+            len += 3;
+            break;
+        }
+        if (n == 0) {
+            out[len++] = '_';
+            i++;
+        } else {
+            memcpy(out + len, s + i, n);
+            len += n;
+            i += n;
+        }
+    }
+    if (len == 0) {
+        memcpy(out, "[unnamed]", 9);
+        len = 9;
+    }
+    out[len] = '\0';
+    return len;
+}
+
+/* A duration in at most 6 characters: 999ns, 12.3us, 450ms, 1.20s. */
+static void diag__format_ns(char *out, size_t cap, uint64_t ns)
+{
+    static const char *const units[] = { "ns", "us", "ms", "s" };
+    double v = (double)ns;
+    int u = 0;
+    while (v >= 999.5 && u < 3) v /= 1000.0, u++;
+    if (u == 0 || v >= 99.95) snprintf(out, cap, "%.0f%s", v, units[u]);
+    else if (v >= 9.995) snprintf(out, cap, "%.1f%s", v, units[u]);
+    else snprintf(out, cap, "%.2f%s", v, units[u]);
+}
+
+/* >>settings: every DIAGNOSE_* variable, parsed one way ---------------------- */
 
 static const char *diag__getenv(const char *name)
 {
@@ -1167,8 +1404,6 @@ static const char *diag__getenv(const char *name)
     return getenv(name);
 #endif
 }
-
-/* ---- settings: every DIAGNOSE_* variable parsed one way ------------------ */
 
 /* Each variable is read once, at start-up, by one of these, all of them in
    diag__settings_read (and diag__settings_on) below. Unset or empty
@@ -1298,14 +1533,6 @@ static int diag__setting_signal(const char *name, int fallback)
     return fallback;
 }
 
-static char *diag__copy(const char *text)
-{
-    size_t n = strlen(text) + 1;
-    char *copy = (char *)DIAG_MALLOC(n);
-    if (copy) memcpy(copy, text, n);
-    return copy;
-}
-
 /* DIAGNOSE_OUT (a copy: the program may change its environment), or
    "diagnose". A relative prefix means the working directory at start-up:
    that is kept, for diag__pinned_dir. */
@@ -1314,14 +1541,14 @@ static void diag__setting_out(void)
     const char *v = diag__setting_text("DIAGNOSE_OUT");
     char dir[4096];
     size_t n;
-    diag__g.out = diag__copy(v ? v : "diagnose"); /* "diagnose" too: the copy that read it may be unloaded */
-    if (diag__g.out == NULL || diag__g.out[0] == '/' || getcwd(dir, sizeof dir - 1) == NULL) return;
+    diag__rt->out = diag__copy(v ? v : "diagnose"); /* "diagnose" too: the copy that read it may be unloaded */
+    if (diag__rt->out == NULL || diag__rt->out[0] == '/' || getcwd(dir, sizeof dir - 1) == NULL) return;
     n = strlen(dir);
     if (dir[n - 1] != '/') dir[n++] = '/';
-    diag__g.start_dir = (char *)DIAG_MALLOC(n + 1);
-    if (diag__g.start_dir == NULL) return; /* out stays relative to the directory of the day */
-    memcpy(diag__g.start_dir, dir, n);
-    diag__g.start_dir[n] = '\0';
+    diag__rt->start_dir = (char *)DIAG_MALLOC(n + 1);
+    if (diag__rt->start_dir == NULL) return; /* out stays relative to the directory of the day */
+    memcpy(diag__rt->start_dir, dir, n);
+    diag__rt->start_dir[n] = '\0';
 }
 
 /* What to put before a relative DIAGNOSE_OUT: the start-up directory when
@@ -1332,12 +1559,12 @@ static const char *diag__pinned_dir(void)
 {
     char dir[4096];
     size_t n;
-    if (diag__g.start_dir == NULL) return "";
-    if (getcwd(dir, sizeof dir - 1) == NULL) return diag__g.start_dir;
+    if (diag__rt->start_dir == NULL) return "";
+    if (getcwd(dir, sizeof dir - 1) == NULL) return diag__rt->start_dir;
     n = strlen(dir);
     if (dir[n - 1] != '/') dir[n++] = '/';
     dir[n] = '\0';
-    return strcmp(dir, diag__g.start_dir) == 0 ? "" : diag__g.start_dir;
+    return strcmp(dir, diag__rt->start_dir) == 0 ? "" : diag__rt->start_dir;
 }
 
 #define DIAG__SLOW_DEFAULT_NS 1000000u
@@ -1353,56 +1580,51 @@ static void diag__settings_read(void)
 {
     double stuck_s;
     /* max_paths counts the user's paths: the root and [overflow] are extra */
-    diag__g.max_paths = (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_MAX_PATHS - 2, 1, DIAG_MAX_PATHS - 2);
-    diag__g.quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
-    diag__g.svg = diag__setting_bool("DIAGNOSE_SVG", 0);
+    diag__rt->max_paths =
+        (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_PATH_TABLE_SIZE - 2, 1, DIAG_PATH_TABLE_SIZE - 2);
+    diag__rt->quiet = diag__setting_bool("DIAGNOSE_QUIET", 0);
+    diag__rt->svg = diag__setting_bool("DIAGNOSE_SVG", 0);
     diag__setting_out();
-    diag__g.slow_ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
+    diag__rt->slow_ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
     /* an open run this old is stuck; a run that old since its last woken
        poll and not woken since is a lost wake */
     stuck_s = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
-    diag__g.stuck_ns = (uint64_t)(stuck_s * 1e9);
-    diag__g.trace_n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
-    diag__g.interval_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400) * 1e9);
-    diag__g.signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
+    diag__rt->stuck_ns = (uint64_t)(stuck_s * 1e9);
+    diag__rt->trace_n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
+    diag__rt->interval_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400) * 1e9);
+    diag__rt->signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
 }
 
-/* ---- start-up ------------------------------------------------------------ */
+/* The poll path only compares a poll's ticks with diag__slow_ticks. Exact
+   needs the tick rate, which start-up does not know and should not spend
+   time measuring. So the threshold starts low, as if the counter ran at
+   DIAG__MIN_TICKS_PER_NS: every poll that may be slow comes here and is
+   judged with the rate measured so far; once DIAG__CALIBRATE_NS have passed
+   the threshold is set in ticks (rate good to about 1e-5) and only slow
+   polls come here. Cost: none for fast polls, two clock reads for a slow
+   one during the first DIAG__CALIBRATE_NS. */
+#define DIAG__CALIBRATE_NS 10000000u
+#define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 
-static void diag__exit_handler(void);
-static void diag__thread_exit(void *arg);
-static void diag__fork_prepare(void);
-static void diag__fork_parent(void);
-static void diag__fork_child(void);
-static void diag__slow_start(void);
-static int diag__agent_alloc(void);
-static void diag__runs_adopt(diag__thread *t);
-static void diag__runs_park(diag__thread *t);
-static void diag__live_forked(void);
-static void diag__agent_start(void);
-static void diag__agent_resume(void);
-static void diag__agent_forked(void);
-static diag__runtime *diag__join(int *created, int *rejoined);
-static void diag__leave(void);
-static void diag__key_move(const struct diag__copy_info *to);
-static const struct diag__copy_info *diag__copy_self(void);
-static void diag__registry_forked(void);
-static uint64_t diag__thread_number(void);
-static int diag__trace_alloc(void);
-static int diag__at_alloc(void);
-static void diag__trace_start(void);
-static void diag__trace_attach(diag__thread *t);
-static void diag__trace_retire(diag__thread *t);
-static void diag__trace_slow(void);
-static int diag__trace_slow_wanted(void);
-static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap);
-static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32_t path);
+static void diag__slow_start(void)
+{
+    uint64_t ns = diag__rt->slow_ns;
+    if (ns == 0) return; /* lint off: the threshold stays UINT64_MAX */
+    if (!diag__use_tsc) {  /* ticks are nanoseconds */
+        diag__slow_ticks = ns;
+        diag__rt->slow_exact = 1;
+        return;
+    }
+    diag__slow_ticks = (uint64_t)((double)ns * DIAG__MIN_TICKS_PER_NS);
+}
+
+/* >>paths: (parent path, name) -> path id ------------------------------------ */
 
 /* The path table is in chunks that never move, so a thread's cache can
    read the key of a path it was given (under the lock) without the lock. */
 static diag__path *diag__path_at(uint32_t path)
 {
-    return &__atomic_load_n(&diag__g.paths[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE)[path & (DIAG__CHUNK - 1)];
+    return &__atomic_load_n(&diag__rt->paths[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE)[path & (DIAG__CHUNK - 1)];
 }
 
 /* A path's name is its key; it changes (under the lock) when the library
@@ -1415,117 +1637,24 @@ static const char *diag__path_name(uint32_t path)
 
 static int diag__reserve_path(void)
 {
-    uint32_t c = diag__g.npaths >> DIAG__CHUNK_BITS;
-    if (diag__g.paths[c] == NULL) {
+    uint32_t c = diag__rt->npaths >> DIAG__CHUNK_BITS;
+    if (diag__rt->paths[c] == NULL) {
         diag__path *chunk = (diag__path *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
         if (chunk == NULL) return -1;
-        __atomic_store_n(&diag__g.paths[c], chunk, __ATOMIC_RELEASE);
+        __atomic_store_n(&diag__rt->paths[c], chunk, __ATOMIC_RELEASE);
     }
     return 0;
 }
 
 static uint32_t diag__add_path(const char *name, uint32_t parent, uint32_t depth, uint32_t flags)
 {
-    diag__path *p = &diag__g.paths[diag__g.npaths >> DIAG__CHUNK_BITS][diag__g.npaths & (DIAG__CHUNK - 1)];
+    diag__path *p = &diag__rt->paths[diag__rt->npaths >> DIAG__CHUNK_BITS][diag__rt->npaths & (DIAG__CHUNK - 1)];
     p->name = name;
     p->parent = parent;
     p->depth = depth;
     p->flags = flags;
-    return diag__g.npaths++;
+    return diag__rt->npaths++;
 }
-
-#if defined(__SANITIZE_ADDRESS__)
-#define DIAG__LSAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define DIAG__LSAN 1
-#endif
-#endif
-#ifdef DIAG__LSAN
-/* The runtime is never freed, and once every copy's library is unloaded
-   only the registry's mapping points at it, which LeakSanitizer does not
-   read: it is told so. */
-void __lsan_ignore_object(const void *p) __attribute__((weak));
-#endif
-
-/* A new runtime, made by the first copy that starts (see "copies"); sets
-   diag__rt. Returns -1 when out of memory (diag__rt is then this copy's
-   zeroed one again). */
-static int diag__runtime_new(void)
-{
-    diag__rt = (diag__runtime *)diag__alloc_zero(sizeof *diag__rt);
-    if (diag__rt == NULL) {
-        diag__rt = &diag__local;
-        return -1;
-    }
-#ifdef DIAG__LSAN
-    if (__lsan_ignore_object) __lsan_ignore_object(diag__rt);
-#endif
-    pthread_mutex_init(&diag__lock, NULL);
-    pthread_mutex_init(&diag__dump_lock, NULL);
-    diag__settings_read();
-    diag__use_tsc = diag__tsc_is_invariant();
-    diag__g.use_tsc = diag__use_tsc;
-    diag__clock_pair(&diag__g.tsc0, &diag__g.mono0);
-    diag__g.reset_at = diag__g.tsc0;
-    diag__no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__no_table);
-    /* the first chunk of shared histograms holds [overflow]'s, where counts
-       go when memory for another chunk runs out */
-    diag__g.hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
-    if (diag__no_table == NULL || diag__g.hist[0] == NULL || diag__reserve_path() != 0 ||
-        diag__agent_alloc() != 0 || diag__trace_alloc() != 0 || diag__at_alloc() != 0) {
-        DIAG_FREE(diag__no_table);
-        DIAG_FREE(diag__g.hist[0]);
-        DIAG_FREE(diag__g.paths[0]);
-        DIAG_FREE(diag__g.agent);
-        DIAG_FREE(diag__g.trace);
-        DIAG_FREE(diag__g.at);
-        DIAG_FREE(diag__rt);
-        diag__rt = &diag__local;
-        return -1;
-    }
-    diag__key_move(diag__copy_self()); /* no key: threads are then counted, not merged at exit */
-    diag__add_path(NULL, DIAG__ROOT, 0, 0);
-    diag__add_path("[overflow]", DIAG__ROOT, 1, 0);
-    diag__no_table->depth = DIAG_MAX_DEPTH;
-    diag__slow_start();
-    diag__g.slow_ticks = diag__slow_ticks;
-    diag__trace_start();
-    return 0;
-}
-
-static void diag__start_once(void)
-{
-    int created = 0, rejoined = 0;
-    if (!diag__settings_on()) {
-        diag__mode = 2;
-        return;
-    }
-    if (diag__join(&created, &rejoined) == NULL) {
-        diag__warn("diagnose.h: out of memory at start-up; profiling is off\n");
-        diag__mode = 2;
-        return;
-    }
-    diag__use_tsc = diag__g.use_tsc;
-    diag__slow_ticks = DIAG__LOAD(diag__g.slow_ticks);
-    pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
-    atexit(diag__leave);
-    __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
-    if (created) diag__agent_start();
-    else if (rejoined) diag__agent_resume();
-}
-
-int diag__start(void)
-{
-    diag__inside_enter();
-    pthread_once(&diag__once, diag__start_once);
-    diag__inside_leave();
-    return diag__mode == 1;
-}
-
-__attribute__((constructor)) static void diag__constructor(void) { diag__start(); }
-
-/* ---- path table: (parent path, name) -> path id -------------------------- */
 
 static uint32_t diag__hash(uint32_t parent, const char *name)
 {
@@ -1584,15 +1713,15 @@ static int diag__map_put(diag__map *m, uint32_t parent, const char *name, uint32
 static uint32_t diag__path_of(uint32_t parent, const char *name, uint32_t flags)
 {
     uint32_t depth = diag__path_at(parent)->depth + 1;
-    uint32_t path = diag__map_get(&diag__g.index, parent, name);
+    uint32_t path = diag__map_get(&diag__rt->index, parent, name);
     if (path != 0) return path;
     if (parent == DIAG__OVERFLOW) return DIAG__OVERFLOW;
     if (depth > DIAG_MAX_DEPTH) return parent;
-    if (diag__g.npaths - 2 >= diag__g.max_paths) {
+    if (diag__rt->npaths - 2 >= diag__rt->max_paths) {
         DIAG__OVERFLOWED(DIAG__OVERFLOW_CAP);
         return DIAG__OVERFLOW;
     }
-    if (diag__reserve_path() != 0 || diag__map_put(&diag__g.index, parent, name, diag__g.npaths) != 0) {
+    if (diag__reserve_path() != 0 || diag__map_put(&diag__rt->index, parent, name, diag__rt->npaths) != 0) {
         DIAG__OVERFLOWED(DIAG__OVERFLOW_MEMORY);
         return DIAG__OVERFLOW;
     }
@@ -1604,9 +1733,9 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
     uint32_t path = diag__map_get(&t->cache, parent, s->name);
     if (path == 0) {
         diag__inside_enter();
-        pthread_mutex_lock(&diag__lock);
+        pthread_mutex_lock(&diag__rt->lock);
         path = diag__path_of(parent, s->name, s->flags);
-        pthread_mutex_unlock(&diag__lock);
+        pthread_mutex_unlock(&diag__rt->lock);
         /* The key of an entry is its path's: a context folded into its
            parent or counted in [overflow] is looked up again next time. A
            full cache only costs speed. */
@@ -1620,10 +1749,10 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
     return path;
 }
 
-/* ---- shared histograms: where the slots' byte counters spill ------------- */
+/* >>hist: shared histograms, where the slots' byte counters spill ------------ */
 
-/* Path's row (DIAG__HIST counts) in the chunked table dir (diag__g.hist, or
-   diag__g.hist_base), the chunk allocated on first use; NULL when memory
+/* Path's row (DIAG__HIST counts) in the chunked table dir (diag__rt->hist, or
+   diag__rt->hist_base), the chunk allocated on first use; NULL when memory
    runs out. Any thread, with or without the lock. */
 static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path)
 {
@@ -1652,8 +1781,8 @@ void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket)
     const diag__slot *chunk = t->dir[path >> DIAG__CHUNK_BITS];
     uint64_t *row;
     if (chunk == NULL || fr->slot != &chunk[path & (DIAG__CHUNK - 1)]) path = DIAG__OVERFLOW; /* the fallback slot */
-    row = diag__hist_row(diag__g.hist, path);
-    if (row == NULL) row = diag__hist_row(diag__g.hist, DIAG__OVERFLOW);
+    row = diag__hist_row(diag__rt->hist, path);
+    if (row == NULL) row = diag__hist_row(diag__rt->hist, DIAG__OVERFLOW);
     __atomic_fetch_add(&row[bucket], 256, __ATOMIC_RELAXED);
 }
 
@@ -1665,7 +1794,7 @@ static void diag__hist_last(uint64_t *hist, unsigned last, uint64_t delta)
 }
 
 /* Moves the byte counters of chunk c of a thread's slots (or of their
-   baselines, into diag__g.hist_base) to the shared rows, so that the
+   baselines, into diag__rt->hist_base) to the shared rows, so that the
    table can join the retired one by plain adds. Under the lock. */
 static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
 {
@@ -1686,520 +1815,7 @@ static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
     }
 }
 
-/* ---- per-thread tables ---------------------------------------------------- */
-
-static diag__thread *diag__attach_table(void)
-{
-    diag__thread *t;
-    diag__slot *first;
-    pthread_mutex_lock(&diag__lock);
-    t = diag__g.key_owner ? (diag__thread *)pthread_getspecific(diag__g.key) : NULL;
-    pthread_mutex_unlock(&diag__lock);
-    if (t != NULL) { /* another copy attached this thread: frames stack across copies */
-        diag__tls = t;
-        return t;
-    }
-    t = (diag__thread *)diag__alloc_zero(sizeof *t);
-    first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
-    if (t == NULL || first == NULL) {
-        DIAG_FREE(t);
-        DIAG_FREE(first);
-        diag__tls = diag__no_table;
-        return diag__no_table;
-    }
-    t->dir[0] = first; /* holds the overflow path, so a thread can always count */
-    pthread_mutex_lock(&diag__lock);
-    t->next = diag__g.threads;
-    diag__g.threads = t;
-    if (diag__g.key_owner) pthread_setspecific(diag__g.key, t);
-    diag__runs_adopt(t);
-    diag__trace_attach(t);
-    pthread_mutex_unlock(&diag__lock);
-    diag__tls = t;
-    return t;
-}
-
-diag__thread *diag__attach(void)
-{
-    diag__thread *t;
-    diag__inside_enter(); /* it allocates and takes the lock */
-    t = diag__attach_table();
-    diag__inside_leave();
-    return t;
-}
-
-diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
-{
-    diag__slot *chunk;
-    diag__inside_enter();
-    chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
-    diag__inside_leave();
-    if (chunk == NULL) {
-        DIAG__OVERFLOWED(DIAG__OVERFLOW_MEMORY);
-        return &t->dir[0][DIAG__OVERFLOW];
-    }
-    __atomic_store_n(&t->dir[path >> DIAG__CHUNK_BITS], chunk, __ATOMIC_RELEASE);
-    return &chunk[path & (DIAG__CHUNK - 1)];
-}
-
-static uint64_t diag__peak(uint64_t a, uint64_t b) { return a > b ? a : b; }
-
-/* Two values of one counter (see DIAG__SLOT_COUNTERS) as one: sums add,
-   maximums take the larger. */
-#define DIAG__MERGE_SUM(a, b) ((a) + (b))
-#define DIAG__MERGE_GAUGE(a, b) ((a) + (b))
-#define DIAG__MERGE_PEAK(a, b) diag__peak(a, b)
-
-/* Adds slot b into a: used when a thread's table joins the retired one
-   (the histograms went to the shared rows: diag__hist_flush). */
-static void diag__slot_merge(diag__slot *a, const diag__slot *b)
-{
-#define DIAG__X(slot, row, kind, to_ns) a->slot = DIAG__MERGE_##kind(a->slot, b->slot);
-    DIAG__SLOT_COUNTERS(DIAG__X)
-#undef DIAG__X
-}
-
-/* Moves chunk c of src into dst[c], adding where dst already has one. */
-static void diag__chunk_merge(diag__slot **dst, diag__slot **src, uint32_t c)
-{
-    uint32_t i;
-    if (src[c] == NULL) return;
-    if (dst[c] == NULL) {
-        dst[c] = src[c];
-        src[c] = NULL;
-        return;
-    }
-    for (i = 0; i < DIAG__CHUNK; i++) diag__slot_merge(&dst[c][i], &src[c][i]);
-    DIAG_FREE(src[c]);
-    src[c] = NULL;
-}
-
-static void diag__free_table(diag__thread *t)
-{
-    uint32_t c;
-    for (c = 0; c < DIAG__DIR; c++) {
-        DIAG_FREE(t->dir[c]);
-        if (t->base) DIAG_FREE(t->base[c]);
-    }
-    DIAG_FREE(t->base);
-    DIAG_FREE(t->cache.entries);
-    DIAG_FREE(t);
-}
-
-/* A thread that exits keeps its counts: its table joins the retired one, so
-   memory stays bounded by paths, not by how many threads came and went. */
-static void diag__thread_exit(void *arg)
-{
-    diag__thread *t = (diag__thread *)arg, **link;
-    const struct diag__copy_info *copy;
-    uint32_t c;
-    diag__inside_enter();
-    pthread_mutex_lock(&diag__lock);
-    for (link = &diag__g.threads; *link != NULL; link = &(*link)->next)
-        if (*link == t) {
-            *link = t->next;
-            break;
-        }
-    for (c = 0; c < DIAG__DIR; c++) {
-        diag__hist_flush(diag__g.hist, t->dir[c], c);
-        if (t->base) diag__hist_flush(diag__g.hist_base, t->base[c], c);
-    }
-    if (t->base != NULL && diag__g.retired.base == NULL) {
-        diag__g.retired.base = t->base;
-        t->base = NULL;
-    }
-    for (c = 0; c < DIAG__DIR; c++) {
-        diag__chunk_merge(diag__g.retired.dir, t->dir, c);
-        if (t->base) diag__chunk_merge(diag__g.retired.base, t->base, c);
-    }
-    diag__g.retired.folded += t->folded;
-    __atomic_fetch_add(&diag__g.open_at_thread_end, t->depth, __ATOMIC_RELAXED);
-    diag__g.nretired++;
-    diag__runs_park(t);
-    diag__trace_retire(t);
-    for (copy = diag__g.copies; copy != NULL; copy = copy->next) copy->tls_clear(); /* every copy's diag__tls */
-    pthread_mutex_unlock(&diag__lock);
-    diag__free_table(t);
-    diag__tls = NULL;
-    diag__inside_leave();
-}
-
-/* ---- non-local exits: polls left by longjmp -------------------------------- */
-
-/* A poll that longjmp leaves never reaches its diag_span_end: its frame
-   stays on the thread's stack, and every later poll there would be counted
-   under it. diag_drop of the future the landing site abandons unwinds the
-   stack to where it was before that poll. A diag_span_end that finds its
-   span below the top unwinds the frames above it, and says so once. (In
-   C++, an exception ends each poll it leaves: see diag__poll_guard.) */
-
-/* The end-of-poll accounting, out of line: pops t's top frame, a poll
-   that ended at now, and adds it to its slot's counters (the rest is
-   diag__end_rest's); returns its ticks. The inline diag_span_end does the
-   same for its common case itself: it is the hot path, where a call would
-   cost more than the work. */
-static uint64_t diag__frame_pop(diag__thread *t, uint64_t now)
-{
-    diag__frame *fr;
-    diag__slot *slot;
-    uint64_t dt;
-    DIAG__STORE(t->depth, t->depth - 1); /* dumps read the stack: see diag_span_end */
-    fr = &t->stack[t->depth];
-    slot = fr->slot;
-    dt = now > fr->start ? now - fr->start : 0;
-    if (t->depth) t->stack[t->depth - 1].child += dt;
-    DIAG__ADD(slot->polls, 1);
-    DIAG__ADD(slot->busy, dt > fr->child ? dt - fr->child : 0);
-    DIAG__ADD(slot->poll_ticks, dt);
-    if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
-    return dt;
-}
-
-/* Ends the top frame's poll now, as a poll that returned PENDING. Reads
-   only the thread's own memory: the future of a frame that a longjmp left
-   may have lived on the stack it discarded, so its run stays open (and
-   diag__end_rest, told PENDING, reads no span). */
-static void diag__frame_abandon(diag__thread *t, uint64_t now)
-{
-    uint64_t dt = diag__frame_pop(t, now);
-    diag__end_rest(t, NULL, DIAG_PENDING, now, dt);
-}
-
-/* Ends the polls above depth `depth`, innermost first; returns how many. */
-static size_t diag__sanitize(const char *name, int derived, char *out);
-
-static uint32_t diag__unwind_to(diag__thread *t, uint32_t depth)
-{
-    uint64_t now = diag__now();
-    uint32_t n = t->depth - depth;
-    while (t->depth > depth) diag__frame_abandon(t, now);
-    return n;
-}
-
-/* diag_drop of a future whose poll is open on this thread: a longjmp left
-   it. The stack goes back to where it was before its outermost open poll,
-   which ends now with every poll above it. */
-static void diag__drop_unwind(diag__thread *t, const diag_span *s)
-{
-    uint32_t i;
-    for (i = 0; i < t->depth; i++)
-        if (t->stack[i].span == s) {
-            diag__unwind_to(t, i);
-            return;
-        }
-}
-
-/* A diag_span_end whose span is on the stack below the top: the polls
-   above it were left without their end. Ends them now, and s's poll as
-   PENDING (the caller ends its run if it said READY); returns 0 if s is
-   not on the stack. Not at DIAG_MAX_DEPTH, where a poll folded into the
-   deepest frame legitimately ends unmatched. (Not diag_span_end itself:
-   a second call of it would keep the compiler from inlining the first.) */
-static int diag__end_unwind(diag__thread *t, const diag_span *s)
-{
-    uint32_t i = t->depth, n;
-    if (t->depth >= DIAG_MAX_DEPTH) return 0;
-    while (i > 0 && t->stack[i - 1].span != s) i--;
-    if (i == 0) return 0;
-    n = diag__unwind_to(t, i);
-    diag__unwind_to(t, i - 1);
-    if (__atomic_exchange_n(&diag__g.said_unwound, 1, __ATOMIC_RELAXED) == 0) {
-        char name[DIAG__NAME_MAX + 1];
-        diag__sanitize(s->name, (s->flags & DIAG__NAME_DERIVED) != 0, name);
-        diag__warn("diagnose.h: diag_span_end of %s found %u poll%s above it never ended (left by longjmp?); "
-                   "ended %s now\n", name, n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
-    }
-    return 1;
-}
-
-/* The end of a poll that a C++ exception leaves: diag_span_end(s,
-   DIAG_PENDING), out of line (see diag__poll_guard). */
-void diag__poll_unwound(diag_span *s)
-{
-    diag__thread *t = diag__tls;
-    if (t != NULL && t->depth > 0 && t->stack[t->depth - 1].span == s) diag__frame_abandon(t, diag__now());
-    else diag__end_unmatched(t, s, DIAG_PENDING);
-}
-
-/* ---- slow paths of the poll ---------------------------------------------- */
-
-#ifndef DIAG_DEBUG /* DIAG_DEBUG aborts instead of warning */
-static void diag__say_once(int *flag, const char *message)
-{
-    if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) diag__stderr_write(message, strlen(message));
-}
-#endif
-
-/* Nested deeper than DIAG_MAX_DEPTH: the poll counts in the deepest frame,
-   and its time stays in that frame's busy time. */
-void diag__begin_too_deep(diag__thread *t, diag_span *s)
-{
-    diag__frame *top = &t->stack[DIAG_MAX_DEPTH - 1];
-    if (t == diag__no_table) {
-        __atomic_fetch_add(&diag__g.unmeasured, 1, __ATOMIC_RELAXED);
-        return;
-    }
-    if (s->path == 0) {
-        s->path = top->path;
-        s->run_start = diag__now();
-        DIAG__ADD(top->slot->open_runs, 1);
-        DIAG__ADD(top->slot->open_start_sum, s->run_start);
-        diag__run_open(t, s, s->path, s->run_start);
-    }
-    DIAG__ADD(top->slot->polls, 1);
-    DIAG__ADD(t->folded, 1);
-}
-
-/* Ends s's run, whose path's slot is slot: its wall, the open-run gauges,
-   and one finished (done) or abandoned (drops) run. */
-static void diag__run_end(diag__slot *slot, diag_span *s, uint64_t wall, int dropped)
-{
-    DIAG__ADD(slot->wall, wall);
-    DIAG__ADD(slot->open_runs, (uint64_t)-1);
-    DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
-    if (dropped) DIAG__ADD(slot->drops, 1);
-    else DIAG__ADD(slot->done, 1);
-    s->path = 0;
-    diag__run_close(s);
-}
-
-/* The end of a poll that was not measured as a frame: a folded poll, a
-   thread without a table, or a span_end without its begin. Ends the run
-   if the poll said READY; counts nothing else. */
-void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
-{
-    diag__slot *slot;
-    uint64_t now;
-    int unwound = t != NULL && t->depth > 0 && diag__end_unwind(t, s);
-    (void)unwound; /* read with DIAG_DEBUG only */
-    if (status != DIAG_READY || s->path == 0) return;
-    if (t == NULL || t == diag__no_table) {
-        s->path = 0;
-        diag__run_close(s);
-        return;
-    }
-#ifdef DIAG_DEBUG
-    if (!unwound && t->depth < DIAG_MAX_DEPTH) {
-        diag__warn("diagnose.h: diag_span_end of '%s' without its diag_span_begin\n", s->name);
-        abort();
-    }
-#endif
-    slot = diag__slot_at(t, s->path);
-    now = diag__now();
-    diag__run_end(slot, s, now - s->run_start, 0);
-}
-
-/* The whole begin of a poll, for what the inline part leaves (see
-   diag_span_begin): a new run, a wake, a chunk not yet there, a clock that
-   is not the timestamp counter, a thread without a table or too deep. */
-void diag__begin_rest(diag__thread *t, diag_span *s)
-{
-    diag__frame *fr;
-    uint32_t path;
-    uint64_t now, woke;
-    if (t->depth >= DIAG_MAX_DEPTH) {
-        diag__begin_too_deep(t, s);
-        return;
-    }
-    fr = &t->stack[t->depth];
-    path = s->path;
-    if (path == 0) { /* a new run: its path is the context it starts in */
-        uint32_t parent = t->depth ? t->stack[t->depth - 1].path : DIAG__ROOT;
-        path = (s->last_parent == parent && s->last_path) ? s->last_path
-                                                          : diag__resolve(t, s, parent);
-    }
-    fr->slot = diag__slot_at(t, path);
-    now = diag__now();
-    if (s->path == 0) {
-        /* No memory for path's slots here: an overflow run, so that its end
-           finds the open run where it was counted. */
-        if (DIAG__UNLIKELY(fr->slot == &t->dir[0][DIAG__OVERFLOW])) path = DIAG__OVERFLOW;
-        s->path = path;
-        s->run_start = now;
-        DIAG__ADD(fr->slot->open_runs, 1);
-        DIAG__ADD(fr->slot->open_start_sum, now);
-        diag__run_open(t, s, path, now);
-    }
-    woke = DIAG__LOAD(s->woke_at);
-    if (DIAG__UNLIKELY(woke != 0)) diag__woken(fr->slot, s, now, woke);
-    /* Dumps read the stack for the polls running now (plain moves on x86) */
-    DIAG__STORE(fr->start, now);
-    DIAG__STORE(fr->span, s);
-    DIAG__STORE(fr->path, path);
-    fr->child = 0;
-    __atomic_store_n(&t->depth, t->depth + 1, __ATOMIC_RELEASE);
-}
-
-/* The rest of a poll's end (see diag_span_end): the frame is popped and its
-   counters added; here the histogram (whose byte wraps), the flight
-   recorder, the slow-poll lint and, if the poll said READY, the end of
-   the run (s is read only then). */
-void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt)
-{
-    const diag__frame *fr = &t->stack[t->depth];
-    diag__slot *slot = fr->slot;
-    diag__hist_add(t, fr, dt);
-    if (t->ring != NULL) diag__ring_put(t->ring, fr->path, fr->start, dt);
-    if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
-    if (status == DIAG_READY && s->path != 0) diag__run_end(slot, s, now - s->run_start, 0);
-}
-
-/* The whole end of a poll whose frame is the top of t's stack, with any
-   clock (the inline part takes only the timestamp counter). */
-void diag__end_all(diag__thread *t, diag_span *s, diag_status status)
-{
-    uint64_t now = diag__now(), dt = diag__frame_pop(t, now);
-    diag__end_rest(t, s, status, now, dt);
-}
-
-void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
-{
-    /* Only the wake we read is cleared: a wake that lands during this poll
-       belongs to the next one. */
-    if (__atomic_compare_exchange_n(&s->woke_at, &woke, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        DIAG__ADD(slot->wakes, 1);
-        DIAG__ADD(slot->sched, now > woke ? now - woke : 0);
-        if (s->run) DIAG__STORE(s->run->polled, now);
-    }
-}
-
-void diag_span_cancel(diag_span *s)
-{
-    diag__thread *t;
-    diag__slot *slot;
-    uint64_t now;
-    if (s == NULL) return;
-    DIAG__STORE(s->woke_at, 0);
-    if (s->path == 0) return;
-    t = diag__tls ? diag__tls : diag__attach();
-    if (t == diag__no_table) {
-        s->path = 0;
-        diag__run_close(s);
-        return;
-    }
-    if (t->depth) diag__drop_unwind(t, s);
-    slot = diag__slot_at(t, s->path);
-    now = diag__now();
-    diag__run_end(slot, s, now > s->run_start ? now - s->run_start : 0, 1);
-}
-
-diag_status diag__poll_invalid(diag_future *f)
-{
-#ifdef DIAG_DEBUG
-    diag__warn("diagnose.h: diag_poll of %s\n", f ? "a future with a NULL poll function" : "a NULL future");
-    abort();
-#else
-    (void)f;
-    diag__say_once(&diag__g.said_invalid,
-                   "diagnose.h: diag_poll of a NULL future or NULL poll function; returned DIAG_READY\n");
-    return DIAG_READY;
-#endif
-}
-
-/* ---- slow polls: the DIAGNOSE_SLOW_NS lint -------------------------------- */
-
-/* The poll path only compares a poll's ticks with diag__slow_ticks. Exact
-   needs the tick rate, which start-up does not know and should not spend
-   time measuring. So the threshold starts low, as if the counter ran at
-   DIAG__MIN_TICKS_PER_NS: every poll that may be slow comes here and is
-   judged with the rate measured so far; once DIAG__CALIBRATE_NS have passed
-   the threshold is set in ticks (rate good to about 1e-5) and only slow
-   polls come here. Cost: none for fast polls, two clock reads for a slow
-   one during the first DIAG__CALIBRATE_NS. */
-#define DIAG__CALIBRATE_NS 10000000u
-#define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
-
-static void diag__slow_start(void)
-{
-    uint64_t ns = diag__g.slow_ns;
-    if (ns == 0) return; /* lint off: the threshold stays UINT64_MAX */
-    if (!diag__use_tsc) {  /* ticks are nanoseconds */
-        diag__slow_ticks = ns;
-        diag__g.slow_exact = 1;
-        return;
-    }
-    diag__slow_ticks = (uint64_t)((double)ns * DIAG__MIN_TICKS_PER_NS);
-}
-
-void diag__slow_poll(diag__slot *slot, uint64_t ticks)
-{
-    uint64_t now, mono;
-    double ns_per_tick;
-    if (__atomic_load_n(&diag__g.slow_exact, __ATOMIC_ACQUIRE)) {
-        /* a poll that read the early threshold can land here after it
-           changed, or in a copy whose diag__slow_ticks is not yet exact */
-        uint64_t exact = DIAG__LOAD(diag__g.slow_ticks);
-        DIAG__STORE(diag__slow_ticks, exact);
-        if (ticks >= exact) {
-            DIAG__ADD(slot->slow, 1);
-            diag__trace_slow();
-        }
-        return;
-    }
-    diag__clock_pair(&now, &mono);
-    if (now <= diag__g.tsc0) return;
-    ns_per_tick = (double)(mono - diag__g.mono0) / (double)(now - diag__g.tsc0);
-    if (mono - diag__g.mono0 >= DIAG__CALIBRATE_NS) {
-        DIAG__STORE(diag__g.slow_ticks, (uint64_t)((double)diag__g.slow_ns / ns_per_tick) + 1);
-        DIAG__STORE(diag__slow_ticks, DIAG__LOAD(diag__g.slow_ticks));
-        __atomic_store_n(&diag__g.slow_exact, 1, __ATOMIC_RELEASE);
-    }
-    if ((double)ticks * ns_per_tick >= (double)diag__g.slow_ns) {
-        DIAG__ADD(slot->slow, 1);
-        diag__trace_slow();
-    }
-}
-
-/* ---- one dump at a time ----------------------------------------------------- */
-
-/* Every writer of files (diag_dump, diag_write_svg, a numbered snapshot,
-   the exit dump) holds diag__dump_lock (in the runtime, for all copies)
-   from its snapshot to its last rename: the files of a prefix come from
-   one snapshot, the last dump to finish wins, and no two dumps ever share
-   a temporary file. */
-
-/* Set on the thread that runs the exit dump, and only there: a lock that
-   another thread holds is waited for until this time (CLOCK_REALTIME ns),
-   then given up, so that exit never blocks for good. 0: no limit. */
-static __thread uint64_t diag__exit_deadline;
-#define DIAG__EXIT_WAIT_NS 1000000000u
-
-static uint64_t diag__realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* diag__exit_waiting is set when the exit dump waits for diag__dump_lock:
-   other dumps then wait for it, or a thread dumping in a loop could take
-   the lock back each time first (mutexes are not fair) until the exit
-   dump gives up. */
-
-/* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
-   returns 0 when locked, ETIMEDOUT when given up. */
-static int diag__lock_or_give_up(pthread_mutex_t *m)
-{
-    struct timespec until;
-    if (diag__exit_deadline == 0) return pthread_mutex_lock(m);
-    until.tv_sec = (time_t)(diag__exit_deadline / 1000000000u);
-    until.tv_nsec = (long)(diag__exit_deadline % 1000000000u);
-    return pthread_mutex_timedlock(m, &until);
-}
-
-/* Takes diag__dump_lock: the exit dump until diag__exit_deadline at most,
-   any other after the exit dump if one is waiting. Returns 0 when locked. */
-static int diag__dump_lock_take(void)
-{
-    if (diag__exit_deadline != 0) return diag__lock_or_give_up(&diag__dump_lock);
-    while (__atomic_load_n(&diag__exit_waiting, __ATOMIC_ACQUIRE)) {
-        struct timespec ms = { 0, 1000000 };
-        nanosleep(&ms, NULL); /* the exit ends the process, this thread too */
-    }
-    return pthread_mutex_lock(&diag__dump_lock);
-}
-
-/* ---- live: records of the open runs ------------------------------------- */
+/* >>runs: records of the open runs ------------------------------------------- */
 
 /* Each run takes a record at its first poll (per run, never per poll) so
    that a dump can say which runs are open, since when, inside which run
@@ -2282,7 +1898,7 @@ void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
    slots: they are rare next to polls, and a slot stays 128 bytes. */
 static void diag__self_wake(uint32_t path)
 {
-    uint64_t **at = &diag__g.self_wakes[path >> DIAG__CHUNK_BITS];
+    uint64_t **at = &diag__rt->self_wakes[path >> DIAG__CHUNK_BITS];
     uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
     if (chunk == NULL) {
         uint64_t *fresh;
@@ -2299,21 +1915,21 @@ static void diag__self_wake(uint32_t path)
 /* Self-wakes of path since the last reset. Under the lock. */
 static uint64_t diag__self_wakes(uint32_t path)
 {
-    const uint64_t *chunk = __atomic_load_n(&diag__g.self_wakes[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
+    const uint64_t *chunk = __atomic_load_n(&diag__rt->self_wakes[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
     uint64_t n = chunk ? __atomic_load_n(&chunk[path & (DIAG__CHUNK - 1)], __ATOMIC_RELAXED) : 0;
-    return n - (path < diag__g.nself_wakes_base ? diag__g.self_wakes_base[path] : 0);
+    return n - (path < diag__rt->nself_wakes_base ? diag__rt->self_wakes_base[path] : 0);
 }
 
 /* Under the lock, at a reset: the baseline of the self-wake counts. */
 static int diag__live_reset(void)
 {
-    uint32_t p, n = diag__g.npaths;
-    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__g.self_wakes_base, (n ? n : 1) * sizeof *base);
+    uint32_t p, n = diag__rt->npaths;
+    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__rt->self_wakes_base, (n ? n : 1) * sizeof *base);
     if (base == NULL) return -1;
-    diag__g.self_wakes_base = base;
-    diag__g.nself_wakes_base = 0; /* diag__self_wakes reads no baseline while it is being written */
+    diag__rt->self_wakes_base = base;
+    diag__rt->nself_wakes_base = 0; /* diag__self_wakes reads no baseline while it is being written */
     for (p = 0; p < n; p++) base[p] = diag__self_wakes(p);
-    diag__g.nself_wakes_base = n;
+    diag__rt->nself_wakes_base = n;
     return 0;
 }
 
@@ -2325,7 +1941,7 @@ void diag__wake_noted(diag_span *s, uint64_t now)
     diag__run *r = DIAG__LOAD(s->run);
     uint32_t i;
     if (r != NULL) DIAG__STORE(r->woke, now ? now : 1); /* a record freed meanwhile: at worst a missed lint */
-    if (t == NULL || t == diag__no_table) return;
+    if (t == NULL || t == diag__rt->no_table) return;
     for (i = t->depth; i-- > 0;)
         if (t->stack[i].span == s) {
             diag__self_wake(t->stack[i].path);
@@ -2338,429 +1954,23 @@ void diag__wake_noted(diag_span *s, uint64_t now)
 static void diag__runs_park(diag__thread *t)
 {
     if (t->runs.head == NULL) return;
-    __atomic_store_n(&t->runs.tail->next, diag__g.parked, __ATOMIC_RELEASE);
-    diag__g.parked = t->runs.head;
+    __atomic_store_n(&t->runs.tail->next, diag__rt->parked, __ATOMIC_RELEASE);
+    diag__rt->parked = t->runs.head;
     memset(&t->runs, 0, sizeof t->runs);
 }
 
 /* Under the lock: a new thread takes the parked records as its own. */
 static void diag__runs_adopt(diag__thread *t)
 {
-    diag__run_chunk *c = diag__g.parked;
+    diag__run_chunk *c = diag__rt->parked;
     if (c == NULL) return;
-    diag__g.parked = NULL;
+    diag__rt->parked = NULL;
     t->runs.head = t->runs.cursor = c;
     for (; c != NULL; c = c->next) {
         t->runs.total += c->count;
         t->runs.tail = c;
     }
 }
-
-/* In a fork child only the forking thread exists: the polls the others
-   were running will never end, so no stack but its own is running. Their
-   runs stay open, as the child's copies of the spans say. */
-static void diag__live_forked(void)
-{
-    diag__thread *t;
-    for (t = diag__g.threads; t != NULL; t = t->next)
-        if (t != diag__tls) DIAG__STORE(t->depth, 0);
-}
-
-/* ---- reset: baselines subtracted by every later dump ---------------------- */
-
-/* Every counter is a sum, so a window is "now minus the baseline". Wall is
-   kept with the pending part included, which makes runs open across the
-   reset count from the reset on. */
-#define DIAG__BASE_SUM(f) base->f = DIAG__LOAD(live->f);
-#define DIAG__BASE_GAUGE(f) base->f = DIAG__LOAD(live->f);
-#define DIAG__BASE_PEAK(f) DIAG__STORE(live->f, 0);
-static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
-{
-    uint32_t c, i;
-    if (t->base == NULL) {
-        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-        t->base = (diag__slot **)diag__alloc_zero(DIAG__DIR * sizeof *t->base);
-        if (t->base == NULL) return -1;
-    }
-    for (c = 0; c < nchunks; c++) {
-        diag__slot *chunk = __atomic_load_n(&t->dir[c], __ATOMIC_ACQUIRE);
-        if (chunk == NULL) continue;
-        if (t->base[c] == NULL) t->base[c] = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof(diag__slot));
-        if (t->base[c] == NULL) return -1;
-        for (i = 0; i < DIAG__CHUNK; i++) {
-            diag__slot *live = &chunk[i], *base = &t->base[c][i];
-            unsigned h;
-            /* open_runs' baseline: runs started since = done + drops + open - it.
-               A maximum is zeroed: a racing poll may put its own time back,
-               still a real poll. */
-#define DIAG__X(slot, row, kind, to_ns) DIAG__BASE_##kind(slot)
-            DIAG__SLOT_COUNTERS(DIAG__X)
-#undef DIAG__X
-            base->wall += DIAG__LOAD(live->open_runs) * now - DIAG__LOAD(live->open_start_sum);
-            for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
-        }
-    }
-    return 0;
-}
-
-/* The shared histograms' baseline: a copy of them. */
-static int diag__reset_hists(uint32_t nchunks)
-{
-    uint32_t c, i;
-    if (diag__hist_row(diag__g.hist_base, DIAG__OVERFLOW) == NULL) return -1; /* see diag__hist_flush */
-    for (c = 0; c < nchunks; c++) {
-        uint64_t *live = __atomic_load_n(&diag__g.hist[c], __ATOMIC_ACQUIRE), *base;
-        if (live == NULL && diag__g.hist_base[c] == NULL) continue;
-        base = diag__hist_row(diag__g.hist_base, c * DIAG__CHUNK);
-        if (base == NULL) return -1;
-        for (i = 0; i < DIAG__CHUNK * DIAG__HIST; i++) base[i] = live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0;
-    }
-    return 0;
-}
-
-static int diag__reset_locked(void)
-{
-    uint32_t nchunks = (diag__g.npaths + DIAG__CHUNK - 1) / DIAG__CHUNK;
-    uint64_t now = diag__now();
-    diag__thread *t;
-    int rc = diag__reset_hists(nchunks) != 0 || diag__reset_table(&diag__g.retired, nchunks, now) != 0 ? -1 : 0;
-    for (t = diag__g.threads; t != NULL; t = t->next)
-        if (diag__reset_table(t, nchunks, now) != 0) rc = -1;
-    if (diag__live_reset() != 0) rc = -1;
-    diag__g.reset_at = now;
-    __atomic_store_n(&diag__g.unmeasured, 0, __ATOMIC_RELAXED);
-    return rc;
-}
-
-int diag_reset(void)
-{
-    int rc;
-    if (!diag__on()) return 0;
-    diag__inside_enter();
-    pthread_mutex_lock(&diag__lock);
-    rc = diag__reset_locked();
-    pthread_mutex_unlock(&diag__lock);
-    diag__inside_leave();
-    if (rc != 0) errno = ENOMEM;
-    return rc;
-}
-
-/* The child of fork() starts with empty tables: the other threads are gone
-   and what the parent counted is the parent's to write. */
-static void diag__fork_child(void)
-{
-    diag__registry_forked();
-    if (diag__g.fork_locker == NULL || diag__g.fork_locker != diag__copy_self()) return;
-    diag__g.fork_locker = NULL;
-    pthread_mutex_unlock(&diag__lock); /* taken by diag__fork_prepare, on this thread */
-    pthread_mutex_unlock(&diag__dump_lock);
-    diag__exit_waiting = 0;
-    diag__g.forked = 1;
-    diag__g.exit_done = 0;
-    diag__reset_locked();
-    diag__live_forked();
-    diag__agent_forked();
-}
-
-/* ---- snapshot: all tables merged into rows, one per folded stack ---------- */
-
-/* While a snapshot reads the tables, rows are indexed by path and hold
-   ticks (diag__row_to_ns converts them); after it, they are sorted by
-   stack, one per stack, in ns. A row has the slot's counters under their
-   row names (DIAG__SLOT_COUNTERS: pending is the runs open now, start_sum
-   their starts while reading), then its own: X(name, kind), kind as there. */
-#define DIAG__ROW_ONLY(X)                                                                   \
-    X(self_wall, SUM)  /* ns: wall less the walls of the paths run inside it */              \
-    X(started, SUM)    /* runs started in the window */                                     \
-    X(self_wakes, SUM) /* wakes from the path's own poll */                                 \
-    X(open, SUM)       /* open runs listed now */                                           \
-    X(oldest, PEAK)    /* ns: the oldest open run's age */                                  \
-    X(running, PEAK)   /* ns: the longest poll running now + 1 (0: none) */                 \
-    X(orphans, SUM)    /* open runs whose parent run ended */                               \
-    X(lost, SUM)       /* open runs not woken, polled or running for DIAGNOSE_STUCK_S */
-#define DIAG__ROW_FIELD(row, kind) uint64_t row;
-#define DIAG__ROW_SHARED_FIELD(slot, row, kind, to_ns) uint64_t row;
-typedef struct diag__row {
-    const char *stack;
-    DIAG__SLOT_COUNTERS(DIAG__ROW_SHARED_FIELD)
-    DIAG__ROW_ONLY(DIAG__ROW_FIELD)
-    uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in snap->hists; NULL without */
-    uint64_t open_base; /* while reading: open runs at the window's start */
-} diag__row;
-
-typedef struct diag__snapshot {
-    diag__row *rows;
-    size_t count;
-    char *text;          /* the stacks */
-    uint64_t *hists; /* DIAG__HIST per path: the rows' histograms (only the table needs them) */
-    double ns_per_tick;
-    uint64_t elapsed_ns; /* since start, or since the last reset */
-    unsigned threads;
-    uint64_t folded, unmeasured;
-} diag__snapshot;
-
-typedef struct diag__buf {
-    char *data;
-    size_t len, cap;
-    int failed;
-} diag__buf;
-
-/* Makes room for n more bytes and a NUL; returns 0, or -1 and sets failed. */
-static int diag__buf_reserve(diag__buf *b, size_t n)
-{
-    if (b->failed) return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *d;
-        while (cap < b->len + n + 1) cap *= 2;
-        d = (char *)DIAG_REALLOC(b->data, cap);
-        if (d == NULL) {
-            b->failed = 1;
-            return -1;
-        }
-        b->data = d;
-        b->cap = cap;
-    }
-    return 0;
-}
-
-static void diag__buf_put(diag__buf *b, const char *s, size_t n)
-{
-    if (diag__buf_reserve(b, n) != 0) return;
-    memmove(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-}
-
-static void diag__buf_str(diag__buf *b, const char *s) { diag__buf_put(b, s, strlen(s)); }
-
-static void diag__buf_u64(diag__buf *b, uint64_t v)
-{
-    char digits[24];
-    size_t n = 0;
-    do digits[sizeof digits - 1 - n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    diag__buf_put(b, digits + sizeof digits - n, n);
-}
-
-static int diag__frame_char(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           (c != 0 && strchr("_:.-/<>()[]#@+=,&", c) != NULL);
-}
-
-/* Length of the valid UTF-8 sequence at s encoding a printable, non-space
-   code point of U+00A0 or above; 0 if there is none. Spaces and invisible
-   separators are refused because viewers split on them. */
-static size_t diag__utf8_printable(const unsigned char *s)
-{
-    uint32_t cp;
-    size_t n, i;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) n = 2, cp = s[0] & 0x1Fu;
-    else if (s[0] >= 0xE0 && s[0] <= 0xEF) n = 3, cp = s[0] & 0x0Fu;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4) n = 4, cp = s[0] & 0x07u;
-    else return 0;
-    for (i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3Fu);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
-    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
-    if (cp < 0xA1 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
-        cp == 0x205F || cp == 0x3000 || cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFF))
-        return 0;
-    return n;
-}
-
-/* Writes a frame name made only of safe bytes into out (at least
-   DIAG__NAME_MAX + 1 bytes): allowed ASCII and printable UTF-8 are kept,
-   every other byte becomes '_'; long names are cut with "..."; an empty
-   name is "[unnamed]". A derived name (DIAGNOSE's argument text) first
-   loses leading '&', '*', '(' and blanks and trailing ')' and blanks. */
-static size_t diag__sanitize(const char *name, int derived, char *out)
-{
-    const unsigned char *s = (const unsigned char *)(name ? name : "");
-    size_t end, len = 0, i = 0;
-    if (derived) {
-        while (*s == '&' || *s == '*' || *s == '(' || *s == ' ' || *s == '\t') s++;
-    }
-    end = strlen((const char *)s);
-    if (derived)
-        while (end > 0 && (s[end - 1] == ')' || s[end - 1] == ' ' || s[end - 1] == '\t')) end--;
-    while (i < end) {
-        size_t n = diag__frame_char(s[i]) ? 1 : diag__utf8_printable(s + i);
-        if (n == 0 || i + n > end) n = 0; /* not a safe byte: replaced */
-        if (len + (n ? n : 1) > DIAG__NAME_MAX - 3) {
-            memcpy(out + len, "...", 3);
-            len += 3;
-            break;
-        }
-        if (n == 0) {
-            out[len++] = '_';
-            i++;
-        } else {
-            memcpy(out + len, s + i, n);
-            len += n;
-            i += n;
-        }
-    }
-    if (len == 0) {
-        memcpy(out, "[unnamed]", 9);
-        len = 9;
-    }
-    out[len] = '\0';
-    return len;
-}
-
-static int diag__compare_rows(const void *a, const void *b)
-{
-    return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
-}
-
-/* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist.
-   A thread's part can be below its baseline (its bytes wrapped since, into
-   the shared rows): the sum over threads and shared rows is right. */
-static void diag__add_hist(uint64_t *hist, const diag__slot *s, const diag__slot *b)
-{
-    unsigned h;
-    for (h = 0; h < DIAG__HIST; h++) hist[h] += (uint64_t)DIAG__LOAD(s->hist[1 + h]) - (b ? b->hist[1 + h] : 0u);
-    diag__hist_last(hist, DIAG__LOAD(s->hist[0]), 1);
-    if (b) diag__hist_last(hist, b->hist[0], (uint64_t)-1);
-}
-
-/* Adds the shared rows, less their baselines, to hists (DIAG__HIST per path). */
-static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
-{
-    uint32_t c, i;
-    for (c = 0; c * DIAG__CHUNK < npaths; c++) {
-        const uint64_t *live = __atomic_load_n(&diag__g.hist[c], __ATOMIC_ACQUIRE), *base = diag__g.hist_base[c];
-        uint32_t n = npaths - c * DIAG__CHUNK < DIAG__CHUNK ? npaths - c * DIAG__CHUNK : DIAG__CHUNK;
-        if (live == NULL && base == NULL) continue;
-        for (i = 0; i < n * DIAG__HIST; i++)
-            hists[(size_t)c * DIAG__CHUNK * DIAG__HIST + i] +=
-                (live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0) - (base ? base[i] : 0);
-    }
-}
-
-/* Adds thread t's table to the rows (one per path, in ticks; open runs:
-   gauges, no baseline), and to hists (DIAG__HIST per path) unless it is
-   NULL: the histograms are most of the reading and memory, and only the
-   summary table uses them. */
-#define DIAG__TAKE_SUM(r, f) o->r += DIAG__LOAD(s->f) - (b ? b->f : 0);
-#define DIAG__TAKE_GAUGE(r, f) o->r += DIAG__LOAD(s->f);
-#define DIAG__TAKE_PEAK(r, f) o->r = diag__peak(o->r, DIAG__LOAD(s->f));
-static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread *t, uint32_t npaths)
-{
-    uint32_t p;
-    for (p = 0; p < npaths; p++) {
-        const diag__slot *s = __atomic_load_n(&t->dir[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
-        const diag__slot *b = t->base ? t->base[p >> DIAG__CHUNK_BITS] : NULL;
-        diag__row *o = &rows[p];
-        if (s == NULL) {
-            p |= DIAG__CHUNK - 1; /* skip the missing chunk */
-            continue;
-        }
-        s += p & (DIAG__CHUNK - 1);
-        if (b) b += p & (DIAG__CHUNK - 1);
-        /* wall: the open runs' part is added by the caller */
-#define DIAG__X(slot, row, kind, to_ns) DIAG__TAKE_##kind(row, slot)
-        DIAG__SLOT_COUNTERS(DIAG__X)
-#undef DIAG__X
-        o->open_base += b ? b->open_runs : 0;
-        if (hists) diag__add_hist(hists + (size_t)p * DIAG__HIST, s, b);
-    }
-}
-
-/* The folded stack of every path, NUL-terminated, into text at offsets[p].
-   Parents have smaller ids than their children, so each stack is its
-   parent's stack, ';' and its own frame. */
-static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
-{
-    char frame[DIAG__NAME_MAX + 1];
-    uint32_t p;
-    offsets[0] = 0;
-    diag__buf_put(text, "", 1);
-    for (p = 1; p < npaths; p++) {
-        const diag__path *path = diag__path_at(p);
-        size_t len = diag__sanitize(path->name, (path->flags & DIAG__NAME_DERIVED) != 0, frame);
-        size_t parent_len = path->parent == DIAG__ROOT ? 0 : strlen(text->data + offsets[path->parent]);
-        if (diag__buf_reserve(text, parent_len + len + 2) != 0) return -1;
-        offsets[p] = text->len;
-        if (parent_len) { /* room was made above, so the source cannot move */
-            diag__buf_put(text, text->data + offsets[path->parent], parent_len);
-            diag__buf_put(text, ";", 1);
-        }
-        diag__buf_put(text, frame, len);
-        diag__buf_put(text, "", 1);
-    }
-    return text->failed ? -1 : 0;
-}
-
-/* Adds row b into a: two paths that print the same stack. */
-static void diag__row_add(diag__row *a, const diag__row *b)
-{
-#define DIAG__X(slot, row, kind, to_ns) a->row = DIAG__MERGE_##kind(a->row, b->row);
-    DIAG__SLOT_COUNTERS(DIAG__X)
-#undef DIAG__X
-#define DIAG__X(row, kind) a->row = DIAG__MERGE_##kind(a->row, b->row);
-    DIAG__ROW_ONLY(DIAG__X)
-#undef DIAG__X
-    if (a->hist && b->hist) {
-        int h;
-        for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
-    }
-}
-
-static void diag__snapshot_free(diag__snapshot *snap)
-{
-    DIAG_FREE(snap->rows);
-    DIAG_FREE(snap->text);
-    DIAG_FREE(snap->hists);
-    memset(snap, 0, sizeof *snap);
-}
-
-/* Adds the wall of the runs still open at `now` (read after the tables,
-   so no run seen open began after it). Other threads poll while the
-   tables are read: a run can be seen half begun or half ended (open_runs
-   and open_start_sum are two stores), or begun and ended on two threads
-   between the reads of their tables. That is off by about a timestamp, so
-   the open runs' wall comes out below zero or above open_runs times the
-   time since start: returns 0, and the caller reads the tables again (a
-   torn view lasts until its writer runs again; on the last of eight
-   tries a path still torn is written without its open runs). */
-static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, int last)
-{
-    uint32_t p;
-    int possible = 1;
-    for (p = 0; p < npaths; p++) {
-        uint64_t pending = rows[p].pending * now - rows[p].start_sum;
-        if (rows[p].pending > (uint64_t)INT64_MAX || pending > (uint64_t)INT64_MAX || /* below zero */
-            pending > rows[p].pending * (now - diag__g.tsc0)) {
-            possible = 0;
-            if (last) continue; /* still torn: leave the open runs out, not a wild number */
-        }
-        rows[p].wall += pending;
-    }
-    return possible;
-}
-
-/* A path's row from ticks to ns, in place; on entry self_wall holds the
-   ticks of its children's walls. */
-#define DIAG__TO_NS_0(f)
-#define DIAG__TO_NS_1(f) r->f = diag__to_ns(r->f, ns_per_tick);
-static void diag__row_to_ns(diag__row *r, double ns_per_tick)
-{
-    uint64_t child_wall = r->self_wall;
-    r->self_wall = r->wall > child_wall ? diag__to_ns(r->wall - child_wall, ns_per_tick) : 0;
-#define DIAG__X(slot, row, kind, to_ns) DIAG__TO_NS_##to_ns(row)
-    DIAG__SLOT_COUNTERS(DIAG__X)
-#undef DIAG__X
-    r->started = r->done + r->drops + r->pending - r->open_base;
-    r->oldest = diag__to_ns(r->oldest, ns_per_tick);
-    r->running = r->running ? diag__to_ns(r->running - 1, ns_per_tick) + 1 : 0;
-}
-
-/* ---- live: the open runs and running polls at a dump ----------------------- */
 
 typedef struct diag__running {
     const diag_span *span;
@@ -2873,15 +2083,881 @@ static void diag__live_read(diag__row *rows, uint32_t npaths, double ns_per_tick
     memset(&L, 0, sizeof L);
     L.rows = rows;
     L.npaths = npaths;
-    L.stuck_ticks = (uint64_t)((double)diag__g.stuck_ns / ns_per_tick);
+    L.stuck_ticks = (uint64_t)((double)diag__rt->stuck_ns / ns_per_tick);
     L.now = diag__now();
-    for (t = diag__g.threads; t != NULL; t = t->next) diag__live_stack(&L, t);
+    for (t = diag__rt->threads; t != NULL; t = t->next) diag__live_stack(&L, t);
     if (L.nrunning) qsort(L.running, L.nrunning, sizeof *L.running, diag__compare_running);
-    for (t = diag__g.threads; t != NULL; t = t->next)
+    for (t = diag__rt->threads; t != NULL; t = t->next)
         diag__live_records(&L, __atomic_load_n(&t->runs.head, __ATOMIC_ACQUIRE));
-    diag__live_records(&L, diag__g.parked);
+    diag__live_records(&L, diag__rt->parked);
     for (p = 0; p < npaths; p++) rows[p].self_wakes = diag__self_wakes(p);
     DIAG_FREE(L.running);
+}
+
+/* >>rings: the flight recorder's per-thread rings of the last polls ---------- */
+
+/* DIAGNOSE_TRACE=n gives every thread a ring of its last n polls, written
+   as a Chrome trace (speedscope, Perfetto) by every dump and, after a slow
+   poll, by the snapshot thread. The owner writes an event's fields with
+   release stores, then publishes `done` (release). A reader copies the
+   last n events below `done` (acquire) and reads `done` again: event j's
+   slot is next written by event j + n + 1, which stores after `done`
+   became j + n + 1, so every event j >= done - n it copied is whole. */
+#define DIAG__TRACE_EXITED 16     /* exited threads whose rings are kept */
+#define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
+#define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
+
+struct diag__trace_state {
+    uint32_t n;            /* DIAGNOSE_TRACE; 0: off */
+    uint64_t next_tid;     /* under the lock */
+    diag__ring *exited;    /* newest first, at most DIAG__TRACE_EXITED; under the lock */
+    unsigned nexited;
+    int slow_state;        /* atomic: DIAG__SLOW_* */
+    unsigned slow_written; /* the snapshot thread's: N in PREFIX.slow.N.trace.json, */
+    uint64_t write_at, rearm_at; /* when to write one, when to take requests again (ns) */
+};
+/* One per runtime, shared by its copies (see "copies"). */
+
+static int diag__trace_alloc(void)
+{
+    diag__rt->trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__rt->trace);
+    return diag__rt->trace ? 0 : -1;
+}
+
+/* A slow poll inside other polls asks with 'w' (NESTED): its parents are
+   as slow, so the outermost one's end soon asks with 't' (ASKED), and the
+   trace holds the whole nest; the snapshot thread waits for that at most
+   DIAG__TRACE_NEST_NS, for outer polls that never end. After writing, the
+   state stays ASKED for DIAG__TRACE_SLOW_GAP_NS: polls do not ask. */
+enum { DIAG__SLOW_IDLE, DIAG__SLOW_NESTED, DIAG__SLOW_ASKED };
+#define DIAG__TRACE_NEST_NS 100000000u
+
+static void diag__trace_start(void)
+{
+    diag__rt->trace->n = diag__rt->trace_n;
+}
+
+static int diag__trace_slow_wanted(void) { return diag__rt->trace->n != 0 && diag__rt->slow_ns != 0; }
+
+static void diag__thread_name(diag__ring *r)
+{
+#if defined(__GLIBC__)
+    char name[16];
+    if (pthread_getname_np(pthread_self(), name, sizeof name) == 0) memcpy(r->name, name, sizeof name);
+#else
+    (void)r;
+#endif
+}
+
+/* Under the lock, when thread t gets its table. Without memory the thread
+   is simply not recorded. */
+static void diag__trace_attach(diag__thread *t)
+{
+    diag__ring *r;
+    if (diag__rt->trace->n == 0) return;
+    /* Only the header is cleared: events are read only once written, so a
+       large ring's pages are touched as the thread fills them. */
+    r = (diag__ring *)DIAG_MALLOC(sizeof *r + ((size_t)diag__rt->trace->n + 1) * sizeof(diag__event));
+    if (r == NULL) return;
+    memset(r, 0, sizeof *r);
+    r->slots = diag__rt->trace->n + 1;
+    r->tid = diag__thread_number();
+    r->events = (diag__event *)(void *)(r + 1);
+    diag__thread_name(r);
+    t->ring = r;
+}
+
+/* Under the lock, when thread t exits: its ring joins the exited ones;
+   past DIAG__TRACE_EXITED the oldest is freed. */
+static void diag__trace_retire(diag__thread *t)
+{
+    diag__ring *r = t->ring, **link;
+    unsigned kept = 0;
+    if (r == NULL) return;
+    t->ring = NULL;
+    diag__thread_name(r); /* threads are often named after they start */
+    r->next = diag__rt->trace->exited;
+    diag__rt->trace->exited = r;
+    for (link = &diag__rt->trace->exited; *link != NULL && ++kept <= DIAG__TRACE_EXITED; link = &(*link)->next) {
+    }
+    while (*link != NULL) {
+        diag__ring *old = *link;
+        *link = old->next;
+        DIAG_FREE(old);
+    }
+}
+
+void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur)
+{
+    diag__event *e = &r->events[r->pos];
+    __atomic_store_n(&e->start, start, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->dur, dur, __ATOMIC_RELEASE);
+    __atomic_store_n(&e->path, path, __ATOMIC_RELEASE);
+    __atomic_store_n(&r->done, DIAG__LOAD(r->done) + 1, __ATOMIC_RELEASE);
+    r->pos = r->pos + 1 == r->slots ? 0 : r->pos + 1;
+}
+
+/* Copies ring r's whole events, oldest first, into out (room for n);
+   returns how many. */
+static size_t diag__ring_copy(const diag__ring *r, diag__event *out)
+{
+    uint64_t n = r->slots - 1, done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE), first, j;
+    size_t count = 0, skip;
+    first = done > n ? done - n : 0;
+    for (j = first; j < done; j++) {
+        const diag__event *e = &r->events[j % r->slots];
+        out[count].start = __atomic_load_n(&e->start, __ATOMIC_ACQUIRE);
+        out[count].dur = __atomic_load_n(&e->dur, __ATOMIC_ACQUIRE);
+        out[count++].path = __atomic_load_n(&e->path, __ATOMIC_ACQUIRE);
+    }
+    done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
+    skip = done > n + first ? (size_t)(done - n - first) : 0; /* overwritten while copied */
+    if (skip >= count) return 0;
+    memmove(out, out + skip, (count - skip) * sizeof *out);
+    return count - skip;
+}
+
+/* >>threads: per-thread tables ----------------------------------------------- */
+
+static diag__thread *diag__attach_table(void)
+{
+    diag__thread *t;
+    diag__slot *first;
+    pthread_mutex_lock(&diag__rt->lock);
+    t = diag__rt->key_owner ? (diag__thread *)pthread_getspecific(diag__rt->key) : NULL;
+    pthread_mutex_unlock(&diag__rt->lock);
+    if (t != NULL) { /* another copy attached this thread: frames stack across copies */
+        diag__tls = t;
+        return t;
+    }
+    t = (diag__thread *)diag__alloc_zero(sizeof *t);
+    first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
+    if (t == NULL || first == NULL) {
+        DIAG_FREE(t);
+        DIAG_FREE(first);
+        diag__tls = diag__rt->no_table;
+        return diag__rt->no_table;
+    }
+    t->dir[0] = first; /* holds the overflow path, so a thread can always count */
+    pthread_mutex_lock(&diag__rt->lock);
+    t->next = diag__rt->threads;
+    diag__rt->threads = t;
+    if (diag__rt->key_owner) pthread_setspecific(diag__rt->key, t);
+    diag__runs_adopt(t);
+    diag__trace_attach(t);
+    pthread_mutex_unlock(&diag__rt->lock);
+    diag__tls = t;
+    return t;
+}
+
+diag__thread *diag__attach(void)
+{
+    diag__thread *t;
+    diag__inside_enter(); /* it allocates and takes the lock */
+    t = diag__attach_table();
+    diag__inside_leave();
+    return t;
+}
+
+diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
+{
+    diag__slot *chunk;
+    diag__inside_enter();
+    chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+    diag__inside_leave();
+    if (chunk == NULL) {
+        DIAG__OVERFLOWED(DIAG__OVERFLOW_MEMORY);
+        return &t->dir[0][DIAG__OVERFLOW];
+    }
+    __atomic_store_n(&t->dir[path >> DIAG__CHUNK_BITS], chunk, __ATOMIC_RELEASE);
+    return &chunk[path & (DIAG__CHUNK - 1)];
+}
+
+static uint64_t diag__peak(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+/* Two values of one counter (see DIAG__SLOT_COUNTERS) as one: sums add,
+   maximums take the larger. */
+#define DIAG__MERGE_SUM(a, b) ((a) + (b))
+#define DIAG__MERGE_GAUGE(a, b) ((a) + (b))
+#define DIAG__MERGE_PEAK(a, b) diag__peak(a, b)
+
+/* Adds slot b into a: used when a thread's table joins the retired one
+   (the histograms went to the shared rows: diag__hist_flush). */
+static void diag__slot_merge(diag__slot *a, const diag__slot *b)
+{
+#define DIAG__X(slot, row, kind, to_ns) a->slot = DIAG__MERGE_##kind(a->slot, b->slot);
+    DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+}
+
+/* Moves chunk c of src into dst[c], adding where dst already has one. */
+static void diag__chunk_merge(diag__slot **dst, diag__slot **src, uint32_t c)
+{
+    uint32_t i;
+    if (src[c] == NULL) return;
+    if (dst[c] == NULL) {
+        dst[c] = src[c];
+        src[c] = NULL;
+        return;
+    }
+    for (i = 0; i < DIAG__CHUNK; i++) diag__slot_merge(&dst[c][i], &src[c][i]);
+    DIAG_FREE(src[c]);
+    src[c] = NULL;
+}
+
+static void diag__free_table(diag__thread *t)
+{
+    uint32_t c;
+    for (c = 0; c < DIAG__DIR; c++) {
+        DIAG_FREE(t->dir[c]);
+        if (t->base) DIAG_FREE(t->base[c]);
+    }
+    DIAG_FREE(t->base);
+    DIAG_FREE(t->cache.entries);
+    DIAG_FREE(t);
+}
+
+/* A thread that exits keeps its counts: its table joins the retired one, so
+   memory stays bounded by paths, not by how many threads came and went. */
+static void diag__thread_exit(void *arg)
+{
+    diag__thread *t = (diag__thread *)arg, **link;
+    const struct diag__copy_info *copy;
+    uint32_t c;
+    diag__inside_enter();
+    pthread_mutex_lock(&diag__rt->lock);
+    for (link = &diag__rt->threads; *link != NULL; link = &(*link)->next)
+        if (*link == t) {
+            *link = t->next;
+            break;
+        }
+    for (c = 0; c < DIAG__DIR; c++) {
+        diag__hist_flush(diag__rt->hist, t->dir[c], c);
+        if (t->base) diag__hist_flush(diag__rt->hist_base, t->base[c], c);
+    }
+    if (t->base != NULL && diag__rt->retired.base == NULL) {
+        diag__rt->retired.base = t->base;
+        t->base = NULL;
+    }
+    for (c = 0; c < DIAG__DIR; c++) {
+        diag__chunk_merge(diag__rt->retired.dir, t->dir, c);
+        if (t->base) diag__chunk_merge(diag__rt->retired.base, t->base, c);
+    }
+    diag__rt->retired.folded += t->folded;
+    __atomic_fetch_add(&diag__rt->open_at_thread_end, t->depth, __ATOMIC_RELAXED);
+    diag__rt->nretired++;
+    diag__runs_park(t);
+    diag__trace_retire(t);
+    for (copy = diag__rt->copies; copy != NULL; copy = copy->next) copy->tls_clear(); /* every copy's diag__tls */
+    pthread_mutex_unlock(&diag__rt->lock);
+    diag__free_table(t);
+    diag__tls = NULL;
+    diag__inside_leave();
+}
+
+/* >>poll: the slow paths of the poll ----------------------------------------- */
+
+/* A poll that longjmp leaves never reaches its diag_span_end: its frame
+   stays on the thread's stack, and every later poll there would be counted
+   under it. diag_drop of the future the landing site abandons unwinds the
+   stack to where it was before that poll. A diag_span_end that finds its
+   span below the top unwinds the frames above it, and says so once. (In
+   C++, an exception ends each poll it leaves: see diag__poll_guard.) */
+
+/* The end-of-poll accounting, out of line: pops t's top frame, a poll
+   that ended at now, and adds it to its slot's counters (the rest is
+   diag__end_rest's); returns its ticks. The inline diag_span_end does the
+   same for its common case itself: it is the hot path, where a call would
+   cost more than the work. */
+static uint64_t diag__frame_pop(diag__thread *t, uint64_t now)
+{
+    diag__frame *fr;
+    diag__slot *slot;
+    uint64_t dt;
+    DIAG__STORE(t->depth, t->depth - 1); /* dumps read the stack: see diag_span_end */
+    fr = &t->stack[t->depth];
+    slot = fr->slot;
+    dt = now > fr->start ? now - fr->start : 0;
+    if (t->depth) t->stack[t->depth - 1].child += dt;
+    DIAG__ADD(slot->polls, 1);
+    DIAG__ADD(slot->busy, dt > fr->child ? dt - fr->child : 0);
+    DIAG__ADD(slot->poll_ticks, dt);
+    if (dt > DIAG__LOAD(slot->max)) DIAG__STORE(slot->max, dt);
+    return dt;
+}
+
+/* Ends the top frame's poll now, as a poll that returned PENDING. Reads
+   only the thread's own memory: the future of a frame that a longjmp left
+   may have lived on the stack it discarded, so its run stays open (and
+   diag__end_rest, told PENDING, reads no span). */
+static void diag__frame_abandon(diag__thread *t, uint64_t now)
+{
+    uint64_t dt = diag__frame_pop(t, now);
+    diag__end_rest(t, NULL, DIAG_PENDING, now, dt);
+}
+
+static uint32_t diag__unwind_to(diag__thread *t, uint32_t depth)
+{
+    uint64_t now = diag__now();
+    uint32_t n = t->depth - depth;
+    while (t->depth > depth) diag__frame_abandon(t, now);
+    return n;
+}
+
+/* diag_drop of a future whose poll is open on this thread: a longjmp left
+   it. The stack goes back to where it was before its outermost open poll,
+   which ends now with every poll above it. */
+static void diag__drop_unwind(diag__thread *t, const diag_span *s)
+{
+    uint32_t i;
+    for (i = 0; i < t->depth; i++)
+        if (t->stack[i].span == s) {
+            diag__unwind_to(t, i);
+            return;
+        }
+}
+
+/* A diag_span_end whose span is on the stack below the top: the polls
+   above it were left without their end. Ends them now, and s's poll as
+   PENDING (the caller ends its run if it said READY); returns 0 if s is
+   not on the stack. Not at DIAG_MAX_DEPTH, where a poll folded into the
+   deepest frame legitimately ends unmatched. (Not diag_span_end itself:
+   a second call of it would keep the compiler from inlining the first.) */
+static int diag__end_unwind(diag__thread *t, const diag_span *s)
+{
+    uint32_t i = t->depth, n;
+    if (t->depth >= DIAG_MAX_DEPTH) return 0;
+    while (i > 0 && t->stack[i - 1].span != s) i--;
+    if (i == 0) return 0;
+    n = diag__unwind_to(t, i);
+    diag__unwind_to(t, i - 1);
+    if (__atomic_exchange_n(&diag__rt->said_unwound, 1, __ATOMIC_RELAXED) == 0) {
+        char name[DIAG__NAME_MAX + 1];
+        diag__sanitize(s->name, (s->flags & DIAG__NAME_DERIVED) != 0, name);
+        diag__warn("diagnose.h: diag_span_end of %s found %u poll%s above it never ended (left by longjmp?); "
+                   "ended %s now\n", name, n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
+    }
+    return 1;
+}
+
+/* The end of a poll that a C++ exception leaves: diag_span_end(s,
+   DIAG_PENDING), out of line (see diag__poll_guard). */
+void diag__poll_unwound(diag_span *s)
+{
+    diag__thread *t = diag__tls;
+    if (t != NULL && t->depth > 0 && t->stack[t->depth - 1].span == s) diag__frame_abandon(t, diag__now());
+    else diag__end_unmatched(t, s, DIAG_PENDING);
+}
+
+/* Nested deeper than DIAG_MAX_DEPTH: the poll counts in the deepest frame,
+   and its time stays in that frame's busy time. */
+void diag__begin_too_deep(diag__thread *t, diag_span *s)
+{
+    diag__frame *top = &t->stack[DIAG_MAX_DEPTH - 1];
+    if (t == diag__rt->no_table) {
+        __atomic_fetch_add(&diag__rt->unmeasured, 1, __ATOMIC_RELAXED);
+        return;
+    }
+    if (s->path == 0) {
+        s->path = top->path;
+        s->run_start = diag__now();
+        DIAG__ADD(top->slot->open_runs, 1);
+        DIAG__ADD(top->slot->open_start_sum, s->run_start);
+        diag__run_open(t, s, s->path, s->run_start);
+    }
+    DIAG__ADD(top->slot->polls, 1);
+    DIAG__ADD(t->folded, 1);
+}
+
+/* Ends s's run, whose path's slot is slot: its wall, the open-run gauges,
+   and one finished (done) or abandoned (drops) run. */
+static void diag__run_end(diag__slot *slot, diag_span *s, uint64_t wall, int dropped)
+{
+    DIAG__ADD(slot->wall, wall);
+    DIAG__ADD(slot->open_runs, (uint64_t)-1);
+    DIAG__ADD(slot->open_start_sum, (uint64_t)0 - s->run_start);
+    if (dropped) DIAG__ADD(slot->drops, 1);
+    else DIAG__ADD(slot->done, 1);
+    s->path = 0;
+    diag__run_close(s);
+}
+
+/* The end of a poll that was not measured as a frame: a folded poll, a
+   thread without a table, or a span_end without its begin. Ends the run
+   if the poll said READY; counts nothing else. */
+void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
+{
+    diag__slot *slot;
+    uint64_t now;
+    int unwound = t != NULL && t->depth > 0 && diag__end_unwind(t, s);
+    (void)unwound; /* read with DIAG_DEBUG only */
+    if (status != DIAG_READY || s->path == 0) return;
+    if (t == NULL || t == diag__rt->no_table) {
+        s->path = 0;
+        diag__run_close(s);
+        return;
+    }
+#ifdef DIAG_DEBUG
+    if (!unwound && t->depth < DIAG_MAX_DEPTH) {
+        diag__warn("diagnose.h: diag_span_end of '%s' without its diag_span_begin\n", s->name);
+        abort();
+    }
+#endif
+    slot = diag__slot_at(t, s->path);
+    now = diag__now();
+    diag__run_end(slot, s, now - s->run_start, 0);
+}
+
+/* The whole begin of a poll, for what the inline part leaves (see
+   diag_span_begin): a new run, a wake, a chunk not yet there, a clock that
+   is not the timestamp counter, a thread without a table or too deep. */
+void diag__begin_rest(diag__thread *t, diag_span *s)
+{
+    diag__frame *fr;
+    uint32_t path;
+    uint64_t now, woke;
+    if (t->depth >= DIAG_MAX_DEPTH) {
+        diag__begin_too_deep(t, s);
+        return;
+    }
+    fr = &t->stack[t->depth];
+    path = s->path;
+    if (path == 0) { /* a new run: its path is the context it starts in */
+        uint32_t parent = t->depth ? t->stack[t->depth - 1].path : DIAG__ROOT;
+        path = (s->last_parent == parent && s->last_path) ? s->last_path
+                                                          : diag__resolve(t, s, parent);
+    }
+    fr->slot = diag__slot_at(t, path);
+    now = diag__now();
+    if (s->path == 0) {
+        /* No memory for path's slots here: an overflow run, so that its end
+           finds the open run where it was counted. */
+        if (DIAG__UNLIKELY(fr->slot == &t->dir[0][DIAG__OVERFLOW])) path = DIAG__OVERFLOW;
+        s->path = path;
+        s->run_start = now;
+        DIAG__ADD(fr->slot->open_runs, 1);
+        DIAG__ADD(fr->slot->open_start_sum, now);
+        diag__run_open(t, s, path, now);
+    }
+    woke = DIAG__LOAD(s->woke_at);
+    if (DIAG__UNLIKELY(woke != 0)) diag__woken(fr->slot, s, now, woke);
+    /* Dumps read the stack for the polls running now (plain moves on x86) */
+    DIAG__STORE(fr->start, now);
+    DIAG__STORE(fr->span, s);
+    DIAG__STORE(fr->path, path);
+    fr->child = 0;
+    __atomic_store_n(&t->depth, t->depth + 1, __ATOMIC_RELEASE);
+}
+
+void diag__slow_poll(diag__slot *slot, uint64_t ticks)
+{
+    uint64_t now, mono;
+    double ns_per_tick;
+    if (__atomic_load_n(&diag__rt->slow_exact, __ATOMIC_ACQUIRE)) {
+        /* a poll that read the early threshold can land here after it
+           changed, or in a copy whose diag__slow_ticks is not yet exact */
+        uint64_t exact = DIAG__LOAD(diag__rt->slow_ticks);
+        DIAG__STORE(diag__slow_ticks, exact);
+        if (ticks >= exact) {
+            DIAG__ADD(slot->slow, 1);
+            diag__trace_slow();
+        }
+        return;
+    }
+    diag__clock_pair(&now, &mono);
+    if (now <= diag__rt->tsc0) return;
+    ns_per_tick = (double)(mono - diag__rt->mono0) / (double)(now - diag__rt->tsc0);
+    if (mono - diag__rt->mono0 >= DIAG__CALIBRATE_NS) {
+        DIAG__STORE(diag__rt->slow_ticks, (uint64_t)((double)diag__rt->slow_ns / ns_per_tick) + 1);
+        DIAG__STORE(diag__slow_ticks, DIAG__LOAD(diag__rt->slow_ticks));
+        __atomic_store_n(&diag__rt->slow_exact, 1, __ATOMIC_RELEASE);
+    }
+    if ((double)ticks * ns_per_tick >= (double)diag__rt->slow_ns) {
+        DIAG__ADD(slot->slow, 1);
+        diag__trace_slow();
+    }
+}
+
+/* The rest of a poll's end (see diag_span_end): the frame is popped and its
+   counters added; here the histogram (whose byte wraps), the flight
+   recorder, the slow-poll lint and, if the poll said READY, the end of
+   the run (s is read only then). */
+void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt)
+{
+    const diag__frame *fr = &t->stack[t->depth];
+    diag__slot *slot = fr->slot;
+    diag__hist_add(t, fr, dt);
+    if (t->ring != NULL) diag__ring_put(t->ring, fr->path, fr->start, dt);
+    if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
+    if (status == DIAG_READY && s->path != 0) diag__run_end(slot, s, now - s->run_start, 0);
+}
+
+/* The whole end of a poll whose frame is the top of t's stack, with any
+   clock (the inline part takes only the timestamp counter). */
+void diag__end_all(diag__thread *t, diag_span *s, diag_status status)
+{
+    uint64_t now = diag__now(), dt = diag__frame_pop(t, now);
+    diag__end_rest(t, s, status, now, dt);
+}
+
+void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
+{
+    /* Only the wake we read is cleared: a wake that lands during this poll
+       belongs to the next one. */
+    if (__atomic_compare_exchange_n(&s->woke_at, &woke, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        DIAG__ADD(slot->wakes, 1);
+        DIAG__ADD(slot->sched, now > woke ? now - woke : 0);
+        if (s->run) DIAG__STORE(s->run->polled, now);
+    }
+}
+
+diag_status diag__poll_invalid(diag_future *f)
+{
+#ifdef DIAG_DEBUG
+    diag__warn("diagnose.h: diag_poll of %s\n", f ? "a future with a NULL poll function" : "a NULL future");
+    abort();
+#else
+    (void)f;
+    diag__say_once(&diag__rt->said_invalid,
+                   "diagnose.h: diag_poll of a NULL future or NULL poll function; returned DIAG_READY\n");
+    return DIAG_READY;
+#endif
+}
+
+/* >>at: spans by address, for call-style async ------------------------------- */
+
+/* A task whose struct has no room for a span (a third-party struct) gets
+   one here, keyed by its address: an open-addressing table (linear probing,
+   at most half full, deletion by backward shift) of pointers to spans.
+   Spans are allocated in blocks and never freed or moved, since a poll in
+   progress holds its span's address; a released one goes on a free list.
+   One mutex guards it all: a look-up is a hash and a probe or two under an
+   uncontended lock (make bench: "DIAG_CALL_AT").
+   Not a diag__map: that one holds 4-byte path ids whose keys live in the
+   path table and never leaves an entry; this one holds spans keyed by an
+   address, and removes them as runs end. */
+typedef struct diag__at_span {
+    diag_span span; /* first: a diag_span * of the table is a diag__at_span * */
+    const void *task;
+    struct diag__at_span *next_free;
+} diag__at_span;
+
+#define DIAG__AT_BLOCK 64 /* spans allocated at once */
+
+struct diag__at_state {
+    pthread_mutex_t lock;
+    diag__at_span **slots; /* cap entries, NULL: empty */
+    diag__at_span *free;
+    uint32_t cap, count;
+    int forks_handled;
+};
+/* One per runtime: a task may be polled through one copy and dropped
+   through another (see "copies"). */
+
+static int diag__at_alloc(void)
+{
+    diag__rt->at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__rt->at);
+    if (diag__rt->at == NULL) return -1;
+    pthread_mutex_init(&diag__rt->at->lock, NULL);
+    return 0;
+}
+
+static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
+
+/* Marked as library work (see diag__inside_enter): it may allocate. */
+static void diag__at_lock(void)
+{
+    diag__inside_enter();
+    pthread_mutex_lock(&diag__rt->at->lock);
+}
+static void diag__at_unlock(void)
+{
+    pthread_mutex_unlock(&diag__rt->at->lock);
+    diag__inside_leave();
+}
+
+static uint32_t diag__at_home(const void *task, uint32_t cap)
+{
+    return (uint32_t)(((uint64_t)(uintptr_t)task * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
+}
+
+/* The slot holding task, or the empty slot where it would go. */
+static uint32_t diag__at_find(const void *task)
+{
+    uint32_t i = diag__at_home(task, diag__rt->at->cap);
+    while (diag__rt->at->slots[i] != NULL && diag__rt->at->slots[i]->task != task)
+        i = (i + 1) & (diag__rt->at->cap - 1);
+    return i;
+}
+
+/* Room for one more entry, growing the table to stay at most half full. */
+static int diag__at_room(void)
+{
+    diag__at_span **old = diag__rt->at->slots;
+    uint32_t old_cap = diag__rt->at->cap, cap = old_cap ? old_cap * 2 : 64, i;
+    if ((diag__rt->at->count + 1) * 2 <= old_cap) return 1;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    diag__rt->at->slots = (diag__at_span **)diag__alloc_zero(cap * sizeof *old);
+    if (diag__rt->at->slots == NULL) {
+        diag__rt->at->slots = old;
+        return 0;
+    }
+    diag__rt->at->cap = cap;
+    for (i = 0; i < old_cap; i++)
+        if (old[i] != NULL) diag__rt->at->slots[diag__at_find(old[i]->task)] = old[i];
+    DIAG_FREE(old);
+    return 1;
+}
+
+static diag__at_span *diag__at_new(void)
+{
+    diag__at_span *a = diag__rt->at->free;
+    if (a == NULL) {
+        diag__at_span *block = (diag__at_span *)DIAG_MALLOC(DIAG__AT_BLOCK * sizeof *block);
+        int i;
+        if (block == NULL) return NULL;
+        for (i = DIAG__AT_BLOCK - 1; i >= 0; i--) {
+            block[i].next_free = a;
+            a = &block[i];
+        }
+    }
+    diag__rt->at->free = a->next_free;
+    return a;
+}
+
+/* Empties slot i; moves later entries of its probe run back into the gap. */
+static void diag__at_remove(uint32_t i)
+{
+    uint32_t mask = diag__rt->at->cap - 1, j = i;
+    diag__rt->at->slots[i] = NULL;
+    diag__rt->at->count--;
+    for (;;) {
+        uint32_t home;
+        j = (j + 1) & mask;
+        if (diag__rt->at->slots[j] == NULL) return;
+        home = diag__at_home(diag__rt->at->slots[j]->task, diag__rt->at->cap);
+        if (((j - home) & mask) >= ((j - i) & mask)) { /* the gap lies on its probe run */
+            diag__rt->at->slots[i] = diag__rt->at->slots[j];
+            diag__rt->at->slots[j] = NULL;
+            i = j;
+        }
+    }
+}
+
+/* >>reset: baselines subtracted by every later dump -------------------------- */
+
+/* Every counter is a sum, so a window is "now minus the baseline". Wall is
+   kept with the pending part included, which makes runs open across the
+   reset count from the reset on. */
+#define DIAG__BASE_SUM(f) base->f = DIAG__LOAD(live->f);
+#define DIAG__BASE_GAUGE(f) base->f = DIAG__LOAD(live->f);
+#define DIAG__BASE_PEAK(f) DIAG__STORE(live->f, 0);
+static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
+{
+    uint32_t c, i;
+    if (t->base == NULL) {
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+        t->base = (diag__slot **)diag__alloc_zero(DIAG__DIR * sizeof *t->base);
+        if (t->base == NULL) return -1;
+    }
+    for (c = 0; c < nchunks; c++) {
+        diag__slot *chunk = __atomic_load_n(&t->dir[c], __ATOMIC_ACQUIRE);
+        if (chunk == NULL) continue;
+        if (t->base[c] == NULL) t->base[c] = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof(diag__slot));
+        if (t->base[c] == NULL) return -1;
+        for (i = 0; i < DIAG__CHUNK; i++) {
+            diag__slot *live = &chunk[i], *base = &t->base[c][i];
+            unsigned h;
+            /* open_runs' baseline: runs started since = done + drops + open - it.
+               A maximum is zeroed: a racing poll may put its own time back,
+               still a real poll. */
+#define DIAG__X(slot, row, kind, to_ns) DIAG__BASE_##kind(slot)
+            DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+            base->wall += DIAG__LOAD(live->open_runs) * now - DIAG__LOAD(live->open_start_sum);
+            for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
+        }
+    }
+    return 0;
+}
+
+/* The shared histograms' baseline: a copy of them. */
+static int diag__reset_hists(uint32_t nchunks)
+{
+    uint32_t c, i;
+    if (diag__hist_row(diag__rt->hist_base, DIAG__OVERFLOW) == NULL) return -1; /* see diag__hist_flush */
+    for (c = 0; c < nchunks; c++) {
+        uint64_t *live = __atomic_load_n(&diag__rt->hist[c], __ATOMIC_ACQUIRE), *base;
+        if (live == NULL && diag__rt->hist_base[c] == NULL) continue;
+        base = diag__hist_row(diag__rt->hist_base, c * DIAG__CHUNK);
+        if (base == NULL) return -1;
+        for (i = 0; i < DIAG__CHUNK * DIAG__HIST; i++) base[i] = live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0;
+    }
+    return 0;
+}
+
+static int diag__reset_locked(void)
+{
+    uint32_t nchunks = (diag__rt->npaths + DIAG__CHUNK - 1) / DIAG__CHUNK;
+    uint64_t now = diag__now();
+    diag__thread *t;
+    int rc = diag__reset_hists(nchunks) != 0 || diag__reset_table(&diag__rt->retired, nchunks, now) != 0 ? -1 : 0;
+    for (t = diag__rt->threads; t != NULL; t = t->next)
+        if (diag__reset_table(t, nchunks, now) != 0) rc = -1;
+    if (diag__live_reset() != 0) rc = -1;
+    diag__rt->reset_at = now;
+    __atomic_store_n(&diag__rt->unmeasured, 0, __ATOMIC_RELAXED);
+    return rc;
+}
+
+/* >>snapshot: all tables merged into rows, one per folded stack -------------- */
+
+static int diag__compare_rows(const void *a, const void *b)
+{
+    return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
+}
+
+/* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist.
+   A thread's part can be below its baseline (its bytes wrapped since, into
+   the shared rows): the sum over threads and shared rows is right. */
+static void diag__add_hist(uint64_t *hist, const diag__slot *s, const diag__slot *b)
+{
+    unsigned h;
+    for (h = 0; h < DIAG__HIST; h++) hist[h] += (uint64_t)DIAG__LOAD(s->hist[1 + h]) - (b ? b->hist[1 + h] : 0u);
+    diag__hist_last(hist, DIAG__LOAD(s->hist[0]), 1);
+    if (b) diag__hist_last(hist, b->hist[0], (uint64_t)-1);
+}
+
+/* Adds the shared rows, less their baselines, to hists (DIAG__HIST per path). */
+static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
+{
+    uint32_t c, i;
+    for (c = 0; c * DIAG__CHUNK < npaths; c++) {
+        const uint64_t *live = __atomic_load_n(&diag__rt->hist[c], __ATOMIC_ACQUIRE), *base = diag__rt->hist_base[c];
+        uint32_t n = npaths - c * DIAG__CHUNK < DIAG__CHUNK ? npaths - c * DIAG__CHUNK : DIAG__CHUNK;
+        if (live == NULL && base == NULL) continue;
+        for (i = 0; i < n * DIAG__HIST; i++)
+            hists[(size_t)c * DIAG__CHUNK * DIAG__HIST + i] +=
+                (live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0) - (base ? base[i] : 0);
+    }
+}
+
+/* Adds thread t's table to the rows (one per path, in ticks; open runs:
+   gauges, no baseline), and to hists (DIAG__HIST per path) unless it is
+   NULL: the histograms are most of the reading and memory, and only the
+   summary table uses them. */
+#define DIAG__TAKE_SUM(r, f) o->r += DIAG__LOAD(s->f) - (b ? b->f : 0);
+#define DIAG__TAKE_GAUGE(r, f) o->r += DIAG__LOAD(s->f);
+#define DIAG__TAKE_PEAK(r, f) o->r = diag__peak(o->r, DIAG__LOAD(s->f));
+static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread *t, uint32_t npaths)
+{
+    uint32_t p;
+    for (p = 0; p < npaths; p++) {
+        const diag__slot *s = __atomic_load_n(&t->dir[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
+        const diag__slot *b = t->base ? t->base[p >> DIAG__CHUNK_BITS] : NULL;
+        diag__row *o = &rows[p];
+        if (s == NULL) {
+            p |= DIAG__CHUNK - 1; /* skip the missing chunk */
+            continue;
+        }
+        s += p & (DIAG__CHUNK - 1);
+        if (b) b += p & (DIAG__CHUNK - 1);
+        /* wall: the open runs' part is added by the caller */
+#define DIAG__X(slot, row, kind, to_ns) DIAG__TAKE_##kind(row, slot)
+        DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+        o->open_base += b ? b->open_runs : 0;
+        if (hists) diag__add_hist(hists + (size_t)p * DIAG__HIST, s, b);
+    }
+}
+
+/* The folded stack of every path, NUL-terminated, into text at offsets[p].
+   Parents have smaller ids than their children, so each stack is its
+   parent's stack, ';' and its own frame. */
+static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
+{
+    char frame[DIAG__NAME_MAX + 1];
+    uint32_t p;
+    offsets[0] = 0;
+    diag__buf_put(text, "", 1);
+    for (p = 1; p < npaths; p++) {
+        const diag__path *path = diag__path_at(p);
+        size_t len = diag__sanitize(path->name, (path->flags & DIAG__NAME_DERIVED) != 0, frame);
+        size_t parent_len = path->parent == DIAG__ROOT ? 0 : strlen(text->data + offsets[path->parent]);
+        if (diag__buf_reserve(text, parent_len + len + 2) != 0) return -1;
+        offsets[p] = text->len;
+        if (parent_len) { /* room was made above, so the source cannot move */
+            diag__buf_put(text, text->data + offsets[path->parent], parent_len);
+            diag__buf_put(text, ";", 1);
+        }
+        diag__buf_put(text, frame, len);
+        diag__buf_put(text, "", 1);
+    }
+    return text->failed ? -1 : 0;
+}
+
+/* Adds row b into a: two paths that print the same stack. */
+static void diag__row_add(diag__row *a, const diag__row *b)
+{
+#define DIAG__X(slot, row, kind, to_ns) a->row = DIAG__MERGE_##kind(a->row, b->row);
+    DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+#define DIAG__X(row, kind) a->row = DIAG__MERGE_##kind(a->row, b->row);
+    DIAG__ROW_ONLY(DIAG__X)
+#undef DIAG__X
+    if (a->hist && b->hist) {
+        int h;
+        for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
+    }
+}
+
+static void diag__snapshot_free(diag__snapshot *snap)
+{
+    DIAG_FREE(snap->rows);
+    DIAG_FREE(snap->text);
+    DIAG_FREE(snap->hists);
+    memset(snap, 0, sizeof *snap);
+}
+
+/* Adds the wall of the runs still open at `now` (read after the tables,
+   so no run seen open began after it). Other threads poll while the
+   tables are read: a run can be seen half begun or half ended (open_runs
+   and open_start_sum are two stores), or begun and ended on two threads
+   between the reads of their tables. That is off by about a timestamp, so
+   the open runs' wall comes out below zero or above open_runs times the
+   time since start: returns 0, and the caller reads the tables again (a
+   torn view lasts until its writer runs again; on the last of eight
+   tries a path still torn is written without its open runs). */
+static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, int last)
+{
+    uint32_t p;
+    int possible = 1;
+    for (p = 0; p < npaths; p++) {
+        uint64_t pending = rows[p].pending * now - rows[p].start_sum;
+        if (rows[p].pending > (uint64_t)INT64_MAX || pending > (uint64_t)INT64_MAX || /* below zero */
+            pending > rows[p].pending * (now - diag__rt->tsc0)) {
+            possible = 0;
+            if (last) continue; /* still torn: leave the open runs out, not a wild number */
+        }
+        rows[p].wall += pending;
+    }
+    return possible;
+}
+
+/* A path's row from ticks to ns, in place; on entry self_wall holds the
+   ticks of its children's walls. */
+#define DIAG__TO_NS_0(f)
+#define DIAG__TO_NS_1(f) r->f = diag__to_ns(r->f, ns_per_tick);
+static void diag__row_to_ns(diag__row *r, double ns_per_tick)
+{
+    uint64_t child_wall = r->self_wall;
+    r->self_wall = r->wall > child_wall ? diag__to_ns(r->wall - child_wall, ns_per_tick) : 0;
+#define DIAG__X(slot, row, kind, to_ns) DIAG__TO_NS_##to_ns(row)
+    DIAG__SLOT_COUNTERS(DIAG__X)
+#undef DIAG__X
+    r->started = r->done + r->drops + r->pending - r->open_base;
+    r->oldest = diag__to_ns(r->oldest, ns_per_tick);
+    r->running = r->running ? diag__to_ns(r->running - 1, ns_per_tick) + 1 : 0;
 }
 
 /* Under the lock: each row's self_wall (ticks) becomes its children's walls. */
@@ -2932,17 +3008,17 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     int attempt;
     memset(snap, 0, sizeof *snap);
     snap->ns_per_tick = diag__ns_per_tick();
-    if (diag__lock_or_give_up(&diag__lock) != 0) {
+    if (diag__lock_or_give_up(&diag__rt->lock) != 0) {
         errno = ETIMEDOUT;
         return -1;
     }
-    npaths = diag__g.npaths;
+    npaths = diag__rt->npaths;
     snap->rows = (diag__row *)diag__alloc_zero(npaths * sizeof *snap->rows);
     snap->hists = with_hist ? (uint64_t *)diag__alloc_zero((size_t)npaths * DIAG__HIST * sizeof(uint64_t)) : NULL;
     offsets = (size_t *)DIAG_MALLOC(npaths * sizeof *offsets);
     if (offsets == NULL || snap->rows == NULL || (with_hist && snap->hists == NULL) ||
         diag__stacks(&text, offsets, npaths) != 0) {
-        pthread_mutex_unlock(&diag__lock);
+        pthread_mutex_unlock(&diag__rt->lock);
         DIAG_FREE(offsets);
         DIAG_FREE(text.data);
         diag__snapshot_free(snap);
@@ -2950,10 +3026,10 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
         return -1;
     }
     for (attempt = 0;; attempt++) {
-        diag__add_table(snap->rows, snap->hists, &diag__g.retired, npaths);
-        snap->folded = diag__g.retired.folded;
-        snap->threads = diag__g.nretired;
-        for (t = diag__g.threads; t != NULL; t = t->next) {
+        diag__add_table(snap->rows, snap->hists, &diag__rt->retired, npaths);
+        snap->folded = diag__rt->retired.folded;
+        snap->threads = diag__rt->nretired;
+        for (t = diag__rt->threads; t != NULL; t = t->next) {
             diag__add_table(snap->rows, snap->hists, t, npaths);
             snap->folded += DIAG__LOAD(t->folded);
             snap->threads++;
@@ -2966,10 +3042,10 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
         sched_yield(); /* a writer preempted between its two stores must run first */
     }
     diag__live_read(snap->rows, npaths, snap->ns_per_tick);
-    snap->elapsed_ns = diag__to_ns(now - diag__g.reset_at, snap->ns_per_tick);
+    snap->elapsed_ns = diag__to_ns(now - diag__rt->reset_at, snap->ns_per_tick);
     diag__add_child_walls(snap->rows, npaths);
-    pthread_mutex_unlock(&diag__lock);
-    snap->unmeasured = __atomic_load_n(&diag__g.unmeasured, __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&diag__rt->lock);
+    snap->unmeasured = __atomic_load_n(&diag__rt->unmeasured, __ATOMIC_RELAXED);
     snap->text = text.data;
     snap->count = diag__rows_finish(snap->rows, npaths, text.data, offsets, snap->hists, snap->ns_per_tick);
     DIAG_FREE(offsets);
@@ -3000,7 +3076,7 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
     return r->max;
 }
 
-/* ---- output: folded files ------------------------------------------------ */
+/* >>folded: the folded files ------------------------------------------------- */
 
 enum { DIAG__POLLS, DIAG__BUSY, DIAG__WALL, DIAG__SCHED, DIAG__METRICS };
 #define DIAG__OPEN DIAG__METRICS /* open runs: PREFIX.pending.*, not one of the metrics */
@@ -3077,7 +3153,7 @@ static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
     if (prefix == NULL || *prefix == '\0') { /* the setting, pinned to the start-up directory */
         dir = diag__pinned_dir();
-        prefix = diag__g.out ? diag__g.out : "diagnose";
+        prefix = diag__rt->out ? diag__rt->out : "diagnose";
     }
     len = strlen(dir);
     if (len + 1 >= cap) goto too_long;
@@ -3095,15 +3171,15 @@ static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
         memcpy(out + len, piece, n);
         len += n;
     }
-    if (diag__g.forked && !has_pid) {
+    if (diag__rt->forked && !has_pid) {
         if (len + strlen(pid) + 2 >= cap) goto too_long;
         out[len++] = '.';
         memcpy(out + len, pid, strlen(pid));
         len += strlen(pid);
     }
-    if (len + strlen(diag__g.tag) + 1 >= cap) goto too_long;
-    memcpy(out + len, diag__g.tag, strlen(diag__g.tag));
-    len += strlen(diag__g.tag);
+    if (len + strlen(diag__rt->tag) + 1 >= cap) goto too_long;
+    memcpy(out + len, diag__rt->tag, strlen(diag__rt->tag));
+    len += strlen(diag__rt->tag);
     out[len] = '\0';
     return 0;
 too_long:
@@ -3146,87 +3222,115 @@ static int diag__write_metrics(const char *prefix, const char *ext, diag__writer
     return 0;
 }
 
-static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap);
+/* >>pending: what is open now (PREFIX.pending.*) ----------------------------- */
 
-static int diag__write_all(const char *prefix, diag__snapshot *snap, char *failed_path, size_t cap)
+#define DIAG__PENDING_LINES 25 /* pending lines at the end of the summary, at most */
+
+static int diag__compare_oldest(const void *a, const void *b)
 {
-    if (diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap) != 0) return -1;
-    if (diag__write_pending(prefix, snap, failed_path, cap) != 0) return -1;
-    return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
+    const diag__row *x = *(const diag__row *const *)a, *y = *(const diag__row *const *)b;
+    if (x->oldest != y->oldest) return x->oldest < y->oldest ? 1 : -1;
+    return strcmp(x->stack, y->stack);
 }
 
-/* Writes one snapshot's files, under diag__dump_lock: prefix and arg are
-   what diag__snapshot_write was given. Returns 0, or -1 with errno set. */
-typedef int (*diag__files_writer)(diag__snapshot *snap, const char *prefix, int arg);
-
-/* Snapshot, write, free: every writer of files (diag_dump, diag_write_svg,
-   a numbered snapshot, the exit, the unload of a library) comes here, and
-   holds diag__dump_lock from the snapshot to the last rename, so that a
-   prefix's files all come from one snapshot. with_hist: with the poll-time
-   histograms (the summary table's). Returns -1 with errno set when no
-   snapshot was taken (ETIMEDOUT: the exit gave up waiting for a lock),
-   else what write returned. */
-static int diag__snapshot_write(int with_hist, diag__files_writer write, const char *prefix, int arg)
+/* The rows with open runs, oldest first (caller frees), or NULL with *n 0
+   when there is none or no memory. */
+static const diag__row **diag__pending_rows(const diag__snapshot *snap, size_t *n)
 {
-    diag__snapshot snap;
-    int rc = -1;
-    diag__inside_enter();
-    if (diag__dump_lock_take() != 0) {
-        errno = ETIMEDOUT;
-    } else {
-        if (diag__snapshot_read(&snap, with_hist) == 0) {
-            rc = write(&snap, prefix, arg);
-            diag__snapshot_free(&snap);
-        }
-        pthread_mutex_unlock(&diag__dump_lock);
+    const diag__row **order;
+    size_t i;
+    *n = 0;
+    for (i = 0; i < snap->count; i++) *n += snap->rows[i].open != 0;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
+    if (order == NULL) {
+        *n = 0;
+        return NULL;
     }
-    diag__inside_leave();
+    for (i = 0, *n = 0; i < snap->count; i++)
+        if (snap->rows[i].open) order[(*n)++] = &snap->rows[i];
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    qsort(order, *n, sizeof *order, diag__compare_oldest);
+    return order;
+}
+
+/* "<path>: <n> open, oldest <age>[, running <age>][, stuck]" and a newline. */
+static void diag__pending_line(diag__buf *b, const diag__row *r)
+{
+    char age[16];
+    diag__buf_str(b, r->stack);
+    diag__buf_str(b, ": ");
+    diag__buf_u64(b, r->open);
+    diag__format_ns(age, sizeof age, r->oldest);
+    diag__buf_str(b, " open, oldest ");
+    diag__buf_str(b, age);
+    if (r->running) {
+        diag__format_ns(age, sizeof age, r->running - 1);
+        diag__buf_str(b, ", running ");
+        diag__buf_str(b, age);
+    }
+    if (r->oldest >= diag__rt->stuck_ns) diag__buf_str(b, ", stuck");
+    diag__buf_put(b, "\n", 1);
+}
+
+/* Writes (or, with nothing open, removes) one PREFIX.pending.<ext> file. */
+static int diag__pending_file(const char *prefix, const char *ext, const diag__buf *b, int any, char *failed_path,
+                              size_t cap)
+{
+    snprintf(failed_path, cap, "%s.pending.%s", prefix, ext);
+    if (!any) return unlink(failed_path) == 0 || errno == ENOENT ? 0 : -1;
+    if (b->failed) {
+        errno = ENOMEM;
+        return -1;
+    }
+    return diag__write_file(failed_path, b->data, b->len);
+}
+
+/* PREFIX.pending.folded (open runs per path, the folded grammar) and
+   PREFIX.pending.txt (the same paths for people, oldest first); a dump
+   that finds no open run removes both. */
+static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
+{
+    diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
+    size_t n, i;
+    const diag__row **order = diag__pending_rows(snap, &n);
+    int rc;
+    diag__buf_put(&folded, "", 0);
+    diag__buf_put(&text, "", 0);
+    for (i = 0; i < snap->count; i++) {
+        if (snap->rows[i].open == 0) continue;
+        diag__buf_str(&folded, snap->rows[i].stack);
+        diag__buf_put(&folded, " ", 1);
+        diag__buf_u64(&folded, snap->rows[i].open);
+        diag__buf_put(&folded, "\n", 1);
+    }
+    for (i = 0; i < n; i++) diag__pending_line(&text, order[i]);
+    if (order == NULL && folded.len) text.failed = 1; /* open runs, but no memory to order them */
+    rc = diag__pending_file(prefix, "folded", &folded, folded.len != 0, failed_path, cap);
+    if (rc == 0) rc = diag__pending_file(prefix, "txt", &text, folded.len != 0, failed_path, cap);
+    DIAG_FREE(folded.data);
+    DIAG_FREE(text.data);
+    DIAG_FREE(order);
     return rc;
 }
 
-/* A writer: the files at prefix (NULL: DIAGNOSE_OUT), saying on stderr
-   which one could not be written. -1 only when prefix cannot be made. */
-static int diag__write_or_warn(diag__snapshot *snap, const char *prefix, int arg)
+/* The end of the summary: the pending lines, each after "pending: ". */
+static void diag__print_pending(FILE *out, const diag__snapshot *snap, const char *prefix)
 {
-    char resolved[4096], failed[4200];
-    (void)arg;
-    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    if (diag__write_all(resolved, snap, failed, sizeof failed) != 0)
-        diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    return 0;
+    size_t n, i;
+    const diag__row **order = diag__pending_rows(snap, &n);
+    for (i = 0; i < n && i < DIAG__PENDING_LINES; i++) {
+        diag__buf b = { NULL, 0, 0, 0 };
+        diag__pending_line(&b, order[i]);
+        if (!b.failed) fprintf(out, "pending: %s", b.data);
+        DIAG_FREE(b.data);
+    }
+    if (n > DIAG__PENDING_LINES)
+        fprintf(out, "pending: (%lu more paths in %s.pending.txt)\n", (unsigned long)(n - DIAG__PENDING_LINES), prefix);
+    DIAG_FREE(order);
 }
 
-/* diag_dump and diag_write_svg: the files of `write` at prefix. */
-static int diag__dump_with(const char *prefix, diag__files_writer write)
-{
-    char resolved[4096];
-    if (!diag__on()) return 0;
-    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    return diag__snapshot_write(0, write, resolved, 0);
-}
-
-static int diag__write_folded_files(diag__snapshot *snap, const char *prefix, int arg)
-{
-    char failed[4200];
-    (void)arg;
-    return diag__write_all(prefix, snap, failed, sizeof failed);
-}
-
-int diag_dump(const char *prefix) { return diag__dump_with(prefix, diag__write_folded_files); }
-
-/* ---- output: the summary table ------------------------------------------ */
-
-/* A duration in at most 6 characters: 999ns, 12.3us, 450ms, 1.20s. */
-static void diag__format_ns(char *out, size_t cap, uint64_t ns)
-{
-    static const char *const units[] = { "ns", "us", "ms", "s" };
-    double v = (double)ns;
-    int u = 0;
-    while (v >= 999.5 && u < 3) v /= 1000.0, u++;
-    if (u == 0 || v >= 99.95) snprintf(out, cap, "%.0f%s", v, units[u]);
-    else if (v >= 9.995) snprintf(out, cap, "%.1f%s", v, units[u]);
-    else snprintf(out, cap, "%.2f%s", v, units[u]);
-}
+/* >>table: the summary table and its lints ----------------------------------- */
 
 static int diag__compare_busy(const void *a, const void *b)
 {
@@ -3235,14 +3339,10 @@ static int diag__compare_busy(const void *a, const void *b)
     return strcmp(x->stack, y->stack);
 }
 
-/* ---- output: lints, the patterns a table of sums hides -------------------- */
-
 #define DIAG__LINT_POLLS 100 /* "polled many times": at least this many polls */
 #define DIAG__LINT_DROPS 3   /* "dropped more often than finished": one abandoned run is no pattern */
 #define DIAG__LINT_LINES 20  /* lints printed at most; the rest are counted */
 #define DIAG__LINT_SELF_WAKES 20 /* "wakes itself": at least this many self-wakes */
-
-static void diag__print_pending(FILE *out, const diag__snapshot *snap, const char *prefix);
 
 /* Lints of what is open and running at the dump (see diag__live_read);
    wakes: the program uses diag_wake. Returns how many lines it added. */
@@ -3260,11 +3360,11 @@ static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wake
     /* only where every poll starts a run or follows a wake: then a run's
        last woken poll is its last poll */
     if (r->lost && wakes && r->polls <= r->wakes + r->started) {
-        diag__format_ns(a, sizeof a, diag__g.stuck_ns);
+        diag__format_ns(a, sizeof a, diag__rt->stuck_ns);
         snprintf(lines[n++], sizeof lines[0], "%llu open run%s not woken, polled or running for %s or more (lost wake?)",
                  (unsigned long long)r->lost, r->lost == 1 ? "" : "s", a);
     }
-    if (r->running && diag__g.slow_ns && r->running - 1 >= diag__g.slow_ns) {
+    if (r->running && diag__rt->slow_ns && r->running - 1 >= diag__rt->slow_ns) {
         diag__format_ns(a, sizeof a, r->running - 1);
         snprintf(lines[n++], sizeof lines[0], "a poll still running at the dump had run for %s", a);
     }
@@ -3279,7 +3379,7 @@ static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget, 
     unsigned n = 0, i;
     if (r->slow) {
         char a[16], b[16];
-        diag__format_ns(a, sizeof a, diag__g.slow_ns);
+        diag__format_ns(a, sizeof a, diag__rt->slow_ns);
         diag__format_ns(b, sizeof b, r->max);
         snprintf(lines[n++], sizeof lines[0], "%llu of %llu polls took %s or more (max %s)",
                  (unsigned long long)r->slow, (unsigned long long)r->polls, a, b);
@@ -3308,12 +3408,13 @@ static void diag__print_lints(FILE *out, const diag__row *const *order, size_t c
    to raise ("" for every other row). */
 static const char *diag__row_note(const diag__row *r, char *note, size_t cap)
 {
-    int why = __atomic_load_n(&diag__g.overflow_why, __ATOMIC_RELAXED);
+    int why = __atomic_load_n(&diag__rt->overflow_why, __ATOMIC_RELAXED);
     const char *memory = why & DIAG__OVERFLOW_MEMORY ? "paths that found no memory" : "";
     if (strcmp(r->stack, "[overflow]") != 0 || why == 0) return "";
     if (why & DIAG__OVERFLOW_CAP)
         snprintf(note, cap, " (new paths past DIAGNOSE_MAX_PATHS=%lu: raise it, up to %lu%s%s)",
-                 (unsigned long)diag__g.max_paths, (unsigned long)(DIAG_MAX_PATHS - 2), *memory ? "; and " : "", memory);
+                 (unsigned long)diag__rt->max_paths, (unsigned long)(DIAG_PATH_TABLE_SIZE - 2),
+                 *memory ? "; and " : "", memory);
     else snprintf(note, cap, " (new %s)", memory);
     return note;
 }
@@ -3368,610 +3469,32 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     DIAG_FREE(order);
 }
 
-/* ---- interactive: numbered snapshots on a timer or a signal --------------- */
-
-/* DIAGNOSE_INTERVAL and DIAGNOSE_SIGNAL start one background thread. The
-   signal handler only writes a byte to a pipe (async-signal-safe); the
-   thread does the dump, so no lock or allocation ever runs in a handler.
-   Snapshots are PREFIX.N.<metric>.folded, N = 1, 2, 3 ... in this process. */
-struct diag__agent_state {
-    pthread_t thread;
-    int running;          /* the thread exists in this process */
-    int pipe[2];          /* [1] written by the handler, read by the thread */
-    int stop;             /* atomic: the thread should end */
-    uint64_t interval_ns; /* 0: no timer */
-    unsigned next;        /* number of the last snapshot written */
-    int signo;            /* DIAGNOSE_SIGNAL; 0: none */
-    int handling;         /* our handler is installed; the program's was old_action */
-    struct sigaction old_action;
-    const struct diag__copy_info *owner; /* whose functions the thread and handler run */
-    int finished;         /* atomic: the thread has ended (it can then be joined at once) */
-};
-/* One per runtime: copies share the thread and the snapshot numbers. */
-#define diag__agent (*diag__g.agent)
-
-static int diag__agent_alloc(void)
+static void diag__report_limits(const diag__snapshot *snap)
 {
-    diag__g.agent = (struct diag__agent_state *)diag__alloc_zero(sizeof *diag__g.agent);
-    if (diag__g.agent == NULL) return -1;
-    diag__agent.pipe[0] = diag__agent.pipe[1] = -1;
-    return 0;
+    if (snap->folded)
+        diag__warn("diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
+                (unsigned long long)snap->folded, DIAG_MAX_DEPTH);
+    if (snap->unmeasured)
+        diag__warn("diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
+                (unsigned long long)snap->unmeasured);
 }
 
-static int diag__write_svgs(const char *prefix, const diag__snapshot *snap); /* with DIAGNOSE_SVG=1 */
-static void diag__agent_run(const struct diag__copy_info *by);
-
-static void diag__agent_signal(int signo)
+/* The table in one write (see diag__stderr_write), built in memory. */
+static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *prefix)
 {
-    int saved = errno, fd = __atomic_load_n(&diag__agent.pipe[1], __ATOMIC_RELAXED);
-    char byte = 'd';
-    (void)signo;
-    if (fd >= 0 && write(fd, &byte, 1) < 0) {
-        /* pipe full: a snapshot is already requested */
-    }
-    errno = saved;
-}
-
-/* A writer: snapshot number next + 1 at DIAGNOSE_OUT (prefix unused),
-   saying on stderr what could not be written. -1 only when the prefix
-   cannot be made. */
-static int diag__agent_write(diag__snapshot *snap, const char *prefix, int by_signal)
-{
-    char resolved[4096], numbered[4200], failed[4300];
-    unsigned n = diag__agent.next + 1;
-    (void)prefix;
-    if (diag__resolve_prefix(NULL, resolved, sizeof resolved) != 0) return -1;
-    snprintf(numbered, sizeof numbered, "%s.%u", resolved, n);
-    if (diag__write_all(numbered, snap, failed, sizeof failed) != 0) {
-        diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__g.svg && diag__write_svgs(numbered, snap) != 0) {
-        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
-    } else {
-        diag__agent.next = n; /* numbers stay consecutive: a failed one is retried */
-        if (by_signal && !diag__g.quiet)
-            diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
-    }
-    return 0;
-}
-
-/* Writes snapshot number next + 1; a failure is reported on stderr. */
-static void diag__agent_snapshot(int by_signal)
-{
-    if (diag__snapshot_write(0, diag__agent_write, NULL, by_signal) != 0)
-        diag__warn("diagnose.h: snapshot %u not written: %s\n", diag__agent.next + 1, strerror(errno));
-}
-
-/* Milliseconds until the next tick of the timer; -1 (wait for the pipe)
-   when there is no timer. Ticks keep their schedule whatever signals do. */
-static int diag__agent_timeout(uint64_t next_at)
-{
-    uint64_t now = diag__clock_ns();
-    if (diag__agent.interval_ns == 0) return -1;
-    return next_at > now ? (int)((next_at - now + 999999u) / 1000000u) : 0;
-}
-
-static void diag__agent_slow(int asked);
-static int diag__agent_slow_timeout(int timeout);
-
-/* Reads all the pipe holds; returns 1 if a snapshot was requested. *slow:
-   2 if a slow poll asked with 't', else 1 if with 'w' (see DIAG__SLOW_*). */
-static int diag__agent_drain(int fd, int *slow)
-{
-    char bytes[64];
-    ssize_t got;
-    int requested = 0;
-    while ((got = read(fd, bytes, sizeof bytes)) > 0) {
-        ssize_t i;
-        for (i = 0; i < got; i++) {
-            if (bytes[i] == 't') *slow = 2;
-            else if (bytes[i] == 'w') *slow = *slow ? *slow : 1;
-            else requested = 1;
-        }
-    }
-    return requested;
-}
-
-static void *diag__agent_main(void *arg)
-{
-    uint64_t next_at = diag__clock_ns() + diag__agent.interval_ns;
-    struct pollfd p;
-    (void)arg;
-    p.fd = diag__agent.pipe[0];
-    p.events = POLLIN;
-    while (!__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) {
-        int n = poll(&p, 1, diag__agent_slow_timeout(diag__agent_timeout(next_at)));
-        int requested = 0, slow = 0;
-        if (n < 0 && errno != EINTR) break;
-        if (n > 0) requested = diag__agent_drain(p.fd, &slow); /* many signals in a burst make one snapshot */
-        if (__atomic_load_n(&diag__agent.stop, __ATOMIC_ACQUIRE)) break;
-        diag__agent_slow(slow);
-        if (requested) diag__agent_snapshot(1);
-        if (diag__agent.interval_ns && diag__clock_ns() >= next_at) {
-            diag__agent_snapshot(0);
-            while (next_at <= diag__clock_ns()) next_at += diag__agent.interval_ns; /* skip missed ticks */
-        }
-    }
-    __atomic_store_n(&diag__agent.finished, 1, __ATOMIC_RELEASE);
-    return NULL;
-}
-
-static int diag__agent_pipe(void)
-{
-    int i;
-    if (pipe(diag__agent.pipe) != 0) return -1;
-    for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
-        fcntl(diag__agent.pipe[i], F_SETFL, O_NONBLOCK);
-        fcntl(diag__agent.pipe[i], F_SETFD, FD_CLOEXEC);
-    }
-    return 0;
-}
-
-/* Called once at start-up; does nothing unless one of the variables is set. */
-static void diag__agent_start(void)
-{
-    diag__agent.interval_ns = diag__g.interval_ns;
-    if (diag__agent.interval_ns == 0 && diag__g.signo == 0 && !diag__trace_slow_wanted()) return;
-    if (diag__agent_pipe() != 0) return;
-    diag__agent.signo = diag__g.signo;
-    diag__agent_run(diag__copy_self());
-}
-
-/* Starts the thread on `by`'s diag__agent_main and points the signal at
-   `by`'s handler: the copy whose code they run must stay loaded. */
-static void diag__agent_run(const struct diag__copy_info *by)
-{
-    sigset_t all, old;
-    sigfillset(&all); /* the thread takes none of the program's signals */
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    __atomic_store_n(&diag__agent.stop, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&diag__agent.finished, 0, __ATOMIC_RELAXED);
-    diag__agent.running = pthread_create(&diag__agent.thread, NULL, by->agent_main, NULL) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    diag__agent.owner = by;
-    if (diag__agent.running && diag__agent.signo) {
-        struct sigaction sa;
-        memset(&sa, 0, sizeof sa);
-        sa.sa_handler = by->agent_signal;
-        sa.sa_flags = SA_RESTART;
-        sigemptyset(&sa.sa_mask);
-        sigaction(diag__agent.signo, &sa, diag__agent.handling ? NULL : &diag__agent.old_action);
-        diag__agent.handling = 1;
-    }
-}
-
-/* A copy joins a runtime whose copies had all left: the thread and the
-   handler they stopped come back, on this copy's functions. */
-static void diag__agent_resume(void)
-{
-    if (diag__agent.running || diag__agent.pipe[0] < 0) return;
-    diag__agent_run(diag__copy_self());
-}
-
-/* The thread finishes the snapshot it may be writing and ends. The pipe
-   stays open, so a late signal writes to it harmlessly. It is waited for
-   until `deadline` (CLOCK_REALTIME ns; 0: not at all, UINT64_MAX: as long
-   as it takes): at exit a snapshot can wait on a lock that another
-   thread, or the interrupted exiting one, holds. A thread not joined ends
-   with the process. */
-static void diag__agent_stop(uint64_t deadline)
-{
-    char byte = 's';
-    if (!diag__agent.running) return;
-    __atomic_store_n(&diag__agent.stop, 1, __ATOMIC_RELEASE);
-    if (write(diag__agent.pipe[1], &byte, 1) < 0) {
-        /* pipe full: the thread wakes up anyway */
-    }
-    diag__agent.running = 0;
-    while (!__atomic_load_n(&diag__agent.finished, __ATOMIC_ACQUIRE)) {
-        struct timespec ms = { 0, 1000000 };
-        if (diag__realtime_ns() >= deadline) return;
-        nanosleep(&ms, NULL);
-    }
-    pthread_join(diag__agent.thread, NULL);
-}
-
-/* This copy leaves (see "copies"): the thread and the handler it runs move
-   to the copy `to`, or, when none stays, stop; the program's own handler is
-   then put back, unless this copy is in the executable (never unloaded,
-   so a late signal still finds the handler, as at exit). */
-static void diag__agent_hand_over(const struct diag__copy_info *to, int in_executable)
-{
-    if (diag__agent.owner != diag__copy_self()) return;
-    /* handed over: this copy's code may go; at exit: bounded */
-    diag__agent_stop(to != NULL || diag__exit_deadline == 0 ? UINT64_MAX : diag__exit_deadline);
-    diag__agent.owner = NULL;
-    if (to != NULL) {
-        diag__agent_run(to);
-    } else if (diag__agent.handling && !in_executable) {
-        sigaction(diag__agent.signo, &diag__agent.old_action, NULL);
-        diag__agent.handling = 0;
-    }
-}
-
-/* The child of fork() has no agent thread; it takes no snapshots, and its
-   handler must not wake the parent's thread through the shared pipe. */
-static void diag__agent_forked(void)
-{
-    int fd = diag__agent.pipe[1];
-    diag__agent.running = 0;
-    diag__agent.owner = NULL;
-    if (fd < 0) return;
-    __atomic_store_n(&diag__agent.pipe[1], -1, __ATOMIC_RELAXED);
-    close(fd);
-    close(diag__agent.pipe[0]);
-    diag__agent.pipe[0] = -1;
-}
-
-/* ---- flight recorder: per-thread rings of the last polls, PREFIX.trace.json */
-
-/* DIAGNOSE_TRACE=n gives every thread a ring of its last n polls, written
-   as a Chrome trace (speedscope, Perfetto) by every dump and, after a slow
-   poll, by the snapshot thread. The owner writes an event's fields with
-   release stores, then publishes `done` (release). A reader copies the
-   last n events below `done` (acquire) and reads `done` again: event j's
-   slot is next written by event j + n + 1, which stores after `done`
-   became j + n + 1, so every event j >= done - n it copied is whole. */
-#define DIAG__TRACE_EXITED 16     /* exited threads whose rings are kept */
-#define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
-#define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
-
-struct diag__trace_state {
-    uint32_t n;            /* DIAGNOSE_TRACE; 0: off */
-    uint64_t next_tid;     /* under the lock */
-    diag__ring *exited;    /* newest first, at most DIAG__TRACE_EXITED; under the lock */
-    unsigned nexited;
-    int slow_state;        /* atomic: DIAG__SLOW_* */
-    unsigned slow_written; /* the snapshot thread's: N in PREFIX.slow.N.trace.json, */
-    uint64_t write_at, rearm_at; /* when to write one, when to take requests again (ns) */
-};
-/* One per runtime, shared by its copies (see "copies"). */
-#define diag__trace (*diag__g.trace)
-
-static int diag__trace_alloc(void)
-{
-    diag__g.trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__g.trace);
-    return diag__g.trace ? 0 : -1;
-}
-
-/* A slow poll inside other polls asks with 'w' (NESTED): its parents are
-   as slow, so the outermost one's end soon asks with 't' (ASKED), and the
-   trace holds the whole nest; the snapshot thread waits for that at most
-   DIAG__TRACE_NEST_NS, for outer polls that never end. After writing, the
-   state stays ASKED for DIAG__TRACE_SLOW_GAP_NS: polls do not ask. */
-enum { DIAG__SLOW_IDLE, DIAG__SLOW_NESTED, DIAG__SLOW_ASKED };
-#define DIAG__TRACE_NEST_NS 100000000u
-
-static void diag__trace_start(void)
-{
-    diag__trace.n = diag__g.trace_n;
-}
-
-static int diag__trace_slow_wanted(void) { return diag__trace.n != 0 && diag__g.slow_ns != 0; }
-
-static void diag__thread_name(diag__ring *r)
-{
-#if defined(__GLIBC__)
-    char name[16];
-    if (pthread_getname_np(pthread_self(), name, sizeof name) == 0) memcpy(r->name, name, sizeof name);
-#else
-    (void)r;
-#endif
-}
-
-/* Under the lock, when thread t gets its table. Without memory the thread
-   is simply not recorded. */
-static void diag__trace_attach(diag__thread *t)
-{
-    diag__ring *r;
-    if (diag__trace.n == 0) return;
-    /* Only the header is cleared: events are read only once written, so a
-       large ring's pages are touched as the thread fills them. */
-    r = (diag__ring *)DIAG_MALLOC(sizeof *r + ((size_t)diag__trace.n + 1) * sizeof(diag__event));
-    if (r == NULL) return;
-    memset(r, 0, sizeof *r);
-    r->slots = diag__trace.n + 1;
-    r->tid = diag__thread_number();
-    r->events = (diag__event *)(void *)(r + 1);
-    diag__thread_name(r);
-    t->ring = r;
-}
-
-/* Under the lock, when thread t exits: its ring joins the exited ones;
-   past DIAG__TRACE_EXITED the oldest is freed. */
-static void diag__trace_retire(diag__thread *t)
-{
-    diag__ring *r = t->ring, **link;
-    unsigned kept = 0;
-    if (r == NULL) return;
-    t->ring = NULL;
-    diag__thread_name(r); /* threads are often named after they start */
-    r->next = diag__trace.exited;
-    diag__trace.exited = r;
-    for (link = &diag__trace.exited; *link != NULL && ++kept <= DIAG__TRACE_EXITED; link = &(*link)->next) {
-    }
-    while (*link != NULL) {
-        diag__ring *old = *link;
-        *link = old->next;
-        DIAG_FREE(old);
-    }
-}
-
-void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur)
-{
-    diag__event *e = &r->events[r->pos];
-    __atomic_store_n(&e->start, start, __ATOMIC_RELEASE);
-    __atomic_store_n(&e->dur, dur, __ATOMIC_RELEASE);
-    __atomic_store_n(&e->path, path, __ATOMIC_RELEASE);
-    __atomic_store_n(&r->done, DIAG__LOAD(r->done) + 1, __ATOMIC_RELEASE);
-    r->pos = r->pos + 1 == r->slots ? 0 : r->pos + 1;
-}
-
-/* Copies ring r's whole events, oldest first, into out (room for n);
-   returns how many. */
-static size_t diag__ring_copy(const diag__ring *r, diag__event *out)
-{
-    uint64_t n = r->slots - 1, done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE), first, j;
-    size_t count = 0, skip;
-    first = done > n ? done - n : 0;
-    for (j = first; j < done; j++) {
-        const diag__event *e = &r->events[j % r->slots];
-        out[count].start = __atomic_load_n(&e->start, __ATOMIC_ACQUIRE);
-        out[count].dur = __atomic_load_n(&e->dur, __ATOMIC_ACQUIRE);
-        out[count++].path = __atomic_load_n(&e->path, __ATOMIC_ACQUIRE);
-    }
-    done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE);
-    skip = done > n + first ? (size_t)(done - n - first) : 0; /* overwritten while copied */
-    if (skip >= count) return 0;
-    memmove(out, out + skip, (count - skip) * sizeof *out);
-    return count - skip;
-}
-
-/* What a trace file is made of, copied under the lock. */
-typedef struct diag__trace_thread {
-    uint64_t tid;
-    char name[16];
-    size_t first, count; /* its events in diag__trace_copy's events */
-} diag__trace_thread;
-
-typedef struct diag__trace_copy {
-    diag__event *events;
-    diag__trace_thread *threads;
-    size_t nthreads;
-    char *stacks;    /* folded stack of every path, at offsets[path] */
-    size_t *offsets;
-    uint64_t origin, reset_at; /* ticks */
-} diag__trace_copy;
-
-static void diag__trace_copy_free(diag__trace_copy *c)
-{
-    DIAG_FREE(c->events);
-    DIAG_FREE(c->threads);
-    DIAG_FREE(c->stacks);
-    DIAG_FREE(c->offsets);
-}
-
-static void diag__trace_copy_ring(diag__trace_copy *c, const diag__ring *r, size_t *used)
-{
-    diag__trace_thread *th = &c->threads[c->nthreads++];
-    th->tid = r->tid;
-    memcpy(th->name, r->name, sizeof th->name);
-    th->first = *used;
-    th->count = diag__ring_copy(r, c->events + *used);
-    *used += th->count;
-}
-
-static int diag__trace_take(diag__trace_copy *c)
-{
-    diag__buf text = { NULL, 0, 0, 0 };
-    const diag__thread *t;
-    const diag__ring *r;
-    size_t rings = 0, used = 0;
-    memset(c, 0, sizeof *c);
-    if (diag__lock_or_give_up(&diag__lock) != 0) { /* at exit: 1 s at most */
-        errno = ETIMEDOUT;
-        return -1;
-    }
-    for (t = diag__g.threads; t != NULL; t = t->next) rings += t->ring != NULL;
-    for (r = diag__trace.exited; r != NULL; r = r->next) rings++;
-    c->events = (diag__event *)DIAG_MALLOC((rings * diag__trace.n + 1) * sizeof *c->events);
-    c->threads = (diag__trace_thread *)DIAG_MALLOC((rings + 1) * sizeof *c->threads);
-    c->offsets = (size_t *)DIAG_MALLOC(diag__g.npaths * sizeof *c->offsets);
-    if (c->events == NULL || c->threads == NULL || c->offsets == NULL ||
-        diag__stacks(&text, c->offsets, diag__g.npaths) != 0) {
-        pthread_mutex_unlock(&diag__lock);
-        DIAG_FREE(text.data);
-        diag__trace_copy_free(c);
-        errno = ENOMEM;
-        return -1;
-    }
-    c->stacks = text.data;
-    for (t = diag__g.threads; t != NULL; t = t->next)
-        if (t->ring) diag__trace_copy_ring(c, t->ring, &used);
-    for (r = diag__trace.exited; r != NULL; r = r->next) diag__trace_copy_ring(c, r, &used);
-    c->origin = diag__g.tsc0;
-    c->reset_at = diag__g.reset_at;
-    pthread_mutex_unlock(&diag__lock);
-    return 0;
-}
-
-/* ns as microseconds with three decimals: exact, so nesting survives. */
-static void diag__buf_us(diag__buf *b, uint64_t ns)
-{
-    char frac[4];
-    diag__buf_u64(b, ns / 1000);
-    frac[0] = '.';
-    frac[1] = (char)('0' + ns / 100 % 10);
-    frac[2] = (char)('0' + ns / 10 % 10);
-    frac[3] = (char)('0' + ns % 10);
-    diag__buf_put(b, frac, 4);
-}
-
-/* "pid": P, "tid": T */
-static void diag__trace_ids(diag__buf *b, uint64_t tid)
-{
-    diag__buf_str(b, "\"pid\": ");
-    diag__buf_u64(b, (uint64_t)getpid());
-    diag__buf_str(b, ", \"tid\": ");
-    diag__buf_u64(b, tid);
-}
-
-/* An "M" event naming the process (tid 0) or a thread. Names are
-   sanitized (see diag__sanitize), so they need no JSON escapes. */
-static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const char *name)
-{
-    char safe[DIAG__NAME_MAX + 1];
-    diag__sanitize(name, 0, safe);
-    diag__buf_str(b, "{\"ph\": \"M\", \"name\": \"");
-    diag__buf_str(b, what);
-    diag__buf_str(b, "\", ");
-    diag__trace_ids(b, tid);
-    diag__buf_str(b, ", \"args\": {\"name\": \"");
-    diag__buf_str(b, safe);
-    if (tid) {
-        diag__buf_put(b, " ", 1); /* a thread's number, so that equal names stay apart */
-        diag__buf_u64(b, tid);
-    }
-    diag__buf_str(b, "\"}},\n");
-}
-
-/* One "X" event. Start and end are each rounded to ns from the origin, and
-   dur is their difference: a child, inside its parent in ticks, stays
-   inside it in the file. */
-static void diag__trace_event(diag__buf *b, const diag__trace_copy *c, uint64_t tid, const diag__event *e,
-                              double ns_per_tick)
-{
-    const char *stack = c->stacks + c->offsets[e->path], *frame = strrchr(stack, ';');
-    uint64_t from = e->start > c->origin ? e->start - c->origin : 0;
-    uint64_t start = diag__to_ns(from, ns_per_tick), end = diag__to_ns(from + e->dur, ns_per_tick);
-    diag__buf_str(b, "{\"ph\": \"X\", \"name\": \"");
-    diag__buf_str(b, frame ? frame + 1 : stack);
-    diag__buf_str(b, "\", \"ts\": ");
-    diag__buf_us(b, start);
-    diag__buf_str(b, ", \"dur\": ");
-    diag__buf_us(b, end - start);
-    diag__buf_str(b, ", ");
-    diag__trace_ids(b, tid);
-    diag__buf_str(b, ", \"args\": {\"path\": \"");
-    diag__buf_str(b, stack);
-    diag__buf_str(b, "\"}},\n");
-}
-
-static void diag__trace_json(diag__buf *b, const diag__trace_copy *c, double ns_per_tick)
-{
-    size_t i, k;
-    diag__buf_str(b, "{\"traceEvents\": [\n");
-#if defined(__GLIBC__)
-    diag__trace_meta(b, "process_name", 0, program_invocation_short_name);
-#else
-    diag__trace_meta(b, "process_name", 0, "process");
-#endif
-    for (i = 0; i < c->nthreads; i++) {
-        const diag__trace_thread *th = &c->threads[i];
-        size_t first = th->first, end = th->first + th->count;
-        /* after a reset (or in a forked child): the polls that ended since */
-        while (first < end && c->events[first].start + c->events[first].dur < c->reset_at) first++;
-        if (first == end) continue; /* no polls: no thread in the file */
-        diag__trace_meta(b, "thread_name", th->tid, th->name[0] ? th->name : "thread");
-        for (k = first; k < end; k++) diag__trace_event(b, c, th->tid, &c->events[k], ns_per_tick);
-    }
-    b->len -= 2; /* the last ",\n": there is always the process's event */
-    diag__buf_str(b, "\n]}\n");
-}
-
-/* Writes PREFIX.trace.json when DIAGNOSE_TRACE is set; on failure names
-   the file in failed_path and returns -1 with errno set. */
-static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap)
-{
-    diag__trace_copy c;
-    diag__buf b = { NULL, 0, 0, 0 };
-    int rc;
-    if (diag__trace.n == 0) return 0;
-    snprintf(failed_path, cap, "%s.trace.json", prefix);
-    if (diag__trace_take(&c) != 0) return -1;
-    diag__trace_json(&b, &c, ns_per_tick);
-    diag__trace_copy_free(&c);
-    if (b.failed) {
-        DIAG_FREE(b.data);
-        errno = ENOMEM;
-        return -1;
-    }
-    rc = diag__write_file(failed_path, b.data, b.len);
-    DIAG_FREE(b.data);
-    return rc;
-}
-
-/* On the polling thread, after a slow poll: one byte to the snapshot
-   thread, unless it already has the request (see DIAG__SLOW_*). */
-static void diag__trace_slow(void)
-{
-    int fd = __atomic_load_n(&diag__agent.pipe[1], __ATOMIC_RELAXED);
-    int outermost = diag__tls == NULL || diag__tls->depth == 0;
-    int want = outermost ? DIAG__SLOW_ASKED : DIAG__SLOW_NESTED;
-    int state = __atomic_load_n(&diag__trace.slow_state, __ATOMIC_RELAXED);
-    char byte = outermost ? 't' : 'w';
-    if (!diag__trace_slow_wanted() || fd < 0 || state >= want ||
-        !__atomic_compare_exchange_n(&diag__trace.slow_state, &state, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
-        return;
-    if (write(fd, &byte, 1) < 0) /* pipe full: this request is lost, the next slow poll asks again */
-        __atomic_store_n(&diag__trace.slow_state, state, __ATOMIC_RELEASE);
-}
-
-static void diag__agent_slow_write(void);
-
-/* On the snapshot thread, each time it wakes; asked: 2 for a 't', 1 for a
-   'w', else 0. Writes PREFIX.slow.N.trace.json when the outermost slow
-   poll ended or DIAG__TRACE_NEST_NS after a nested one. */
-static void diag__agent_slow(int asked)
-{
-    uint64_t now = diag__clock_ns();
-    if (diag__trace.rearm_at) {
-        if (now < diag__trace.rearm_at) return;
-        diag__trace.rearm_at = 0;
-        __atomic_store_n(&diag__trace.slow_state, DIAG__SLOW_IDLE, __ATOMIC_RELEASE);
-    }
-    if (asked == 1 && diag__trace.write_at == 0) diag__trace.write_at = now + DIAG__TRACE_NEST_NS;
-    if (asked != 2 && (diag__trace.write_at == 0 || now < diag__trace.write_at)) return;
-    diag__trace.write_at = 0;
-    __atomic_store_n(&diag__trace.slow_state, DIAG__SLOW_ASKED, __ATOMIC_RELEASE); /* no asking meanwhile */
-    if (diag__trace.slow_written == DIAG__TRACE_SLOW_MAX) {
-        diag__warn("diagnose.h: %u slow-poll traces written; no more\n", DIAG__TRACE_SLOW_MAX);
-        diag__trace.slow_written++; /* said once; the state stays ASKED: polls stop asking */
+    char *text = NULL;
+    size_t len = 0;
+    FILE *out = open_memstream(&text, &len);
+    if (out == NULL) {
+        diag__warn("diagnose.h: out of memory for the summary table\n");
         return;
     }
-    if (diag__trace.slow_written > DIAG__TRACE_SLOW_MAX) return;
-    diag__trace.rearm_at = now + DIAG__TRACE_SLOW_GAP_NS;
-    diag__agent_slow_write();
+    diag__print_table(out, snap, prefix);
+    if (fclose(out) == 0) diag__stderr_write(text, len);
+    free(text); /* open_memstream's buffer comes from malloc, whatever DIAG_MALLOC is */
 }
 
-static void diag__agent_slow_write(void)
-{
-    char prefix[4096], numbered[4200];
-    snprintf(numbered, sizeof numbered, "(prefix)");
-    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) == 0) {
-        char failed[4300];
-        snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__trace.slow_written + 1);
-        if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
-            diag__trace.slow_written++;
-            if (!diag__g.quiet)
-                diag__warn("diagnose.h: slow poll; wrote %s\n", failed);
-            return;
-        }
-    }
-    diag__warn("diagnose.h: cannot write %s.trace.json: %s\n", numbered, strerror(errno));
-}
-
-/* The poll timeout of the snapshot thread, shortened to wake when a
-   slow-poll trace is due or requests are taken again. */
-static int diag__agent_slow_timeout(int timeout)
-{
-    uint64_t now = diag__clock_ns(), at = diag__trace.write_at ? diag__trace.write_at : diag__trace.rearm_at;
-    int ms;
-    if (at == 0) return timeout;
-    ms = at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
-    return timeout < 0 || ms < timeout ? ms : timeout;
-}
-
-/* ---- output: flame graph SVG --------------------------------------------- */
+/* >>svg: flame graph SVG ----------------------------------------------------- */
 
 /* One self-contained SVG per metric, drawn as flamegraph.pl draws a folded
    file: each row holds a self value, a frame is as wide as the sum of the
@@ -4240,116 +3763,6 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
     DIAG_FREE(g.open);
 }
 
-/* PREFIX.<metric>.svg for every metric that has a folded file. */
-static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap);
-
-static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
-{
-    char path[4200];
-    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
-    return diag__write_pending_svg(prefix, snap);
-}
-
-static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int arg)
-{
-    (void)arg;
-    return diag__write_svgs(prefix, snap);
-}
-
-int diag_write_svg(const char *prefix) { return diag__dump_with(prefix, diag__write_svg_files); }
-
-/* ---- output: what is pending now (PREFIX.pending.*) ----------------------- */
-
-#define DIAG__PENDING_LINES 25 /* pending lines at the end of the summary, at most */
-
-static int diag__compare_oldest(const void *a, const void *b)
-{
-    const diag__row *x = *(const diag__row *const *)a, *y = *(const diag__row *const *)b;
-    if (x->oldest != y->oldest) return x->oldest < y->oldest ? 1 : -1;
-    return strcmp(x->stack, y->stack);
-}
-
-/* The rows with open runs, oldest first (caller frees), or NULL with *n 0
-   when there is none or no memory. */
-static const diag__row **diag__pending_rows(const diag__snapshot *snap, size_t *n)
-{
-    const diag__row **order;
-    size_t i;
-    *n = 0;
-    for (i = 0; i < snap->count; i++) *n += snap->rows[i].open != 0;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
-    if (order == NULL) {
-        *n = 0;
-        return NULL;
-    }
-    for (i = 0, *n = 0; i < snap->count; i++)
-        if (snap->rows[i].open) order[(*n)++] = &snap->rows[i];
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    qsort(order, *n, sizeof *order, diag__compare_oldest);
-    return order;
-}
-
-/* "<path>: <n> open, oldest <age>[, running <age>][, stuck]" and a newline. */
-static void diag__pending_line(diag__buf *b, const diag__row *r)
-{
-    char age[16];
-    diag__buf_str(b, r->stack);
-    diag__buf_str(b, ": ");
-    diag__buf_u64(b, r->open);
-    diag__format_ns(age, sizeof age, r->oldest);
-    diag__buf_str(b, " open, oldest ");
-    diag__buf_str(b, age);
-    if (r->running) {
-        diag__format_ns(age, sizeof age, r->running - 1);
-        diag__buf_str(b, ", running ");
-        diag__buf_str(b, age);
-    }
-    if (r->oldest >= diag__g.stuck_ns) diag__buf_str(b, ", stuck");
-    diag__buf_put(b, "\n", 1);
-}
-
-/* Writes (or, with nothing open, removes) one PREFIX.pending.<ext> file. */
-static int diag__pending_file(const char *prefix, const char *ext, const diag__buf *b, int any, char *failed_path,
-                              size_t cap)
-{
-    snprintf(failed_path, cap, "%s.pending.%s", prefix, ext);
-    if (!any) return unlink(failed_path) == 0 || errno == ENOENT ? 0 : -1;
-    if (b->failed) {
-        errno = ENOMEM;
-        return -1;
-    }
-    return diag__write_file(failed_path, b->data, b->len);
-}
-
-/* PREFIX.pending.folded (open runs per path, the folded grammar) and
-   PREFIX.pending.txt (the same paths for people, oldest first); a dump
-   that finds no open run removes both. */
-static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
-{
-    diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
-    size_t n, i;
-    const diag__row **order = diag__pending_rows(snap, &n);
-    int rc;
-    diag__buf_put(&folded, "", 0);
-    diag__buf_put(&text, "", 0);
-    for (i = 0; i < snap->count; i++) {
-        if (snap->rows[i].open == 0) continue;
-        diag__buf_str(&folded, snap->rows[i].stack);
-        diag__buf_put(&folded, " ", 1);
-        diag__buf_u64(&folded, snap->rows[i].open);
-        diag__buf_put(&folded, "\n", 1);
-    }
-    for (i = 0; i < n; i++) diag__pending_line(&text, order[i]);
-    if (order == NULL && folded.len) text.failed = 1; /* open runs, but no memory to order them */
-    rc = diag__pending_file(prefix, "folded", &folded, folded.len != 0, failed_path, cap);
-    if (rc == 0) rc = diag__pending_file(prefix, "txt", &text, folded.len != 0, failed_path, cap);
-    DIAG_FREE(folded.data);
-    DIAG_FREE(text.data);
-    DIAG_FREE(order);
-    return rc;
-}
-
 /* With DIAGNOSE_SVG=1: PREFIX.pending.svg, where the open runs sit. */
 static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap)
 {
@@ -4367,302 +3780,548 @@ static int diag__write_pending_svg(const char *prefix, const diag__snapshot *sna
     return rc;
 }
 
-/* The end of the summary: the pending lines, each after "pending: ". */
-static void diag__print_pending(FILE *out, const diag__snapshot *snap, const char *prefix)
+/* >>trace: PREFIX.trace.json ------------------------------------------------- */
+
+/* What a trace file is made of, copied under the lock. */
+typedef struct diag__trace_thread {
+    uint64_t tid;
+    char name[16];
+    size_t first, count; /* its events in diag__trace_copy's events */
+} diag__trace_thread;
+
+typedef struct diag__trace_copy {
+    diag__event *events;
+    diag__trace_thread *threads;
+    size_t nthreads;
+    char *stacks;    /* folded stack of every path, at offsets[path] */
+    size_t *offsets;
+    uint64_t origin, reset_at; /* ticks */
+} diag__trace_copy;
+
+static void diag__trace_copy_free(diag__trace_copy *c)
 {
-    size_t n, i;
-    const diag__row **order = diag__pending_rows(snap, &n);
-    for (i = 0; i < n && i < DIAG__PENDING_LINES; i++) {
-        diag__buf b = { NULL, 0, 0, 0 };
-        diag__pending_line(&b, order[i]);
-        if (!b.failed) fprintf(out, "pending: %s", b.data);
+    DIAG_FREE(c->events);
+    DIAG_FREE(c->threads);
+    DIAG_FREE(c->stacks);
+    DIAG_FREE(c->offsets);
+}
+
+static void diag__trace_copy_ring(diag__trace_copy *c, const diag__ring *r, size_t *used)
+{
+    diag__trace_thread *th = &c->threads[c->nthreads++];
+    th->tid = r->tid;
+    memcpy(th->name, r->name, sizeof th->name);
+    th->first = *used;
+    th->count = diag__ring_copy(r, c->events + *used);
+    *used += th->count;
+}
+
+static int diag__trace_take(diag__trace_copy *c)
+{
+    diag__buf text = { NULL, 0, 0, 0 };
+    const diag__thread *t;
+    const diag__ring *r;
+    size_t rings = 0, used = 0;
+    memset(c, 0, sizeof *c);
+    if (diag__lock_or_give_up(&diag__rt->lock) != 0) { /* at exit: 1 s at most */
+        errno = ETIMEDOUT;
+        return -1;
+    }
+    for (t = diag__rt->threads; t != NULL; t = t->next) rings += t->ring != NULL;
+    for (r = diag__rt->trace->exited; r != NULL; r = r->next) rings++;
+    c->events = (diag__event *)DIAG_MALLOC((rings * diag__rt->trace->n + 1) * sizeof *c->events);
+    c->threads = (diag__trace_thread *)DIAG_MALLOC((rings + 1) * sizeof *c->threads);
+    c->offsets = (size_t *)DIAG_MALLOC(diag__rt->npaths * sizeof *c->offsets);
+    if (c->events == NULL || c->threads == NULL || c->offsets == NULL ||
+        diag__stacks(&text, c->offsets, diag__rt->npaths) != 0) {
+        pthread_mutex_unlock(&diag__rt->lock);
+        DIAG_FREE(text.data);
+        diag__trace_copy_free(c);
+        errno = ENOMEM;
+        return -1;
+    }
+    c->stacks = text.data;
+    for (t = diag__rt->threads; t != NULL; t = t->next)
+        if (t->ring) diag__trace_copy_ring(c, t->ring, &used);
+    for (r = diag__rt->trace->exited; r != NULL; r = r->next) diag__trace_copy_ring(c, r, &used);
+    c->origin = diag__rt->tsc0;
+    c->reset_at = diag__rt->reset_at;
+    pthread_mutex_unlock(&diag__rt->lock);
+    return 0;
+}
+
+/* ns as microseconds with three decimals: exact, so nesting survives. */
+static void diag__buf_us(diag__buf *b, uint64_t ns)
+{
+    char frac[4];
+    diag__buf_u64(b, ns / 1000);
+    frac[0] = '.';
+    frac[1] = (char)('0' + ns / 100 % 10);
+    frac[2] = (char)('0' + ns / 10 % 10);
+    frac[3] = (char)('0' + ns % 10);
+    diag__buf_put(b, frac, 4);
+}
+
+/* "pid": P, "tid": T */
+static void diag__trace_ids(diag__buf *b, uint64_t tid)
+{
+    diag__buf_str(b, "\"pid\": ");
+    diag__buf_u64(b, (uint64_t)getpid());
+    diag__buf_str(b, ", \"tid\": ");
+    diag__buf_u64(b, tid);
+}
+
+/* An "M" event naming the process (tid 0) or a thread. Names are
+   sanitized (see diag__sanitize), so they need no JSON escapes. */
+static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const char *name)
+{
+    char safe[DIAG__NAME_MAX + 1];
+    diag__sanitize(name, 0, safe);
+    diag__buf_str(b, "{\"ph\": \"M\", \"name\": \"");
+    diag__buf_str(b, what);
+    diag__buf_str(b, "\", ");
+    diag__trace_ids(b, tid);
+    diag__buf_str(b, ", \"args\": {\"name\": \"");
+    diag__buf_str(b, safe);
+    if (tid) {
+        diag__buf_put(b, " ", 1); /* a thread's number, so that equal names stay apart */
+        diag__buf_u64(b, tid);
+    }
+    diag__buf_str(b, "\"}},\n");
+}
+
+/* One "X" event. Start and end are each rounded to ns from the origin, and
+   dur is their difference: a child, inside its parent in ticks, stays
+   inside it in the file. */
+static void diag__trace_event(diag__buf *b, const diag__trace_copy *c, uint64_t tid, const diag__event *e,
+                              double ns_per_tick)
+{
+    const char *stack = c->stacks + c->offsets[e->path], *frame = strrchr(stack, ';');
+    uint64_t from = e->start > c->origin ? e->start - c->origin : 0;
+    uint64_t start = diag__to_ns(from, ns_per_tick), end = diag__to_ns(from + e->dur, ns_per_tick);
+    diag__buf_str(b, "{\"ph\": \"X\", \"name\": \"");
+    diag__buf_str(b, frame ? frame + 1 : stack);
+    diag__buf_str(b, "\", \"ts\": ");
+    diag__buf_us(b, start);
+    diag__buf_str(b, ", \"dur\": ");
+    diag__buf_us(b, end - start);
+    diag__buf_str(b, ", ");
+    diag__trace_ids(b, tid);
+    diag__buf_str(b, ", \"args\": {\"path\": \"");
+    diag__buf_str(b, stack);
+    diag__buf_str(b, "\"}},\n");
+}
+
+static void diag__trace_json(diag__buf *b, const diag__trace_copy *c, double ns_per_tick)
+{
+    size_t i, k;
+    diag__buf_str(b, "{\"traceEvents\": [\n");
+#if defined(__GLIBC__)
+    diag__trace_meta(b, "process_name", 0, program_invocation_short_name);
+#else
+    diag__trace_meta(b, "process_name", 0, "process");
+#endif
+    for (i = 0; i < c->nthreads; i++) {
+        const diag__trace_thread *th = &c->threads[i];
+        size_t first = th->first, end = th->first + th->count;
+        /* after a reset (or in a forked child): the polls that ended since */
+        while (first < end && c->events[first].start + c->events[first].dur < c->reset_at) first++;
+        if (first == end) continue; /* no polls: no thread in the file */
+        diag__trace_meta(b, "thread_name", th->tid, th->name[0] ? th->name : "thread");
+        for (k = first; k < end; k++) diag__trace_event(b, c, th->tid, &c->events[k], ns_per_tick);
+    }
+    b->len -= 2; /* the last ",\n": there is always the process's event */
+    diag__buf_str(b, "\n]}\n");
+}
+
+/* Writes PREFIX.trace.json when DIAGNOSE_TRACE is set; on failure names
+   the file in failed_path and returns -1 with errno set. */
+static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap)
+{
+    diag__trace_copy c;
+    diag__buf b = { NULL, 0, 0, 0 };
+    int rc;
+    if (diag__rt->trace->n == 0) return 0;
+    snprintf(failed_path, cap, "%s.trace.json", prefix);
+    if (diag__trace_take(&c) != 0) return -1;
+    diag__trace_json(&b, &c, ns_per_tick);
+    diag__trace_copy_free(&c);
+    if (b.failed) {
         DIAG_FREE(b.data);
+        errno = ENOMEM;
+        return -1;
     }
-    if (n > DIAG__PENDING_LINES)
-        fprintf(out, "pending: (%lu more paths in %s.pending.txt)\n", (unsigned long)(n - DIAG__PENDING_LINES), prefix);
-    DIAG_FREE(order);
+    rc = diag__write_file(failed_path, b.data, b.len);
+    DIAG_FREE(b.data);
+    return rc;
 }
 
-/* ---- spans by address: diag_span_at -------------------------------------- */
+/* >>dump: snapshot, write, free; one dump at a time -------------------------- */
 
-/* A task whose struct has no room for a span (a third-party struct) gets
-   one here, keyed by its address: an open-addressing table (linear probing,
-   at most half full, deletion by backward shift) of pointers to spans.
-   Spans are allocated in blocks and never freed or moved, since a poll in
-   progress holds its span's address; a released one goes on a free list.
-   One mutex guards it all: a look-up is a hash and a probe or two under an
-   uncontended lock (make bench: "DIAG_CALL_AT").
-   Not a diag__map: that one holds 4-byte path ids whose keys live in the
-   path table and never leaves an entry; this one holds spans keyed by an
-   address, and removes them as runs end. */
-typedef struct diag__at_span {
-    diag_span span; /* first: a diag_span * of the table is a diag__at_span * */
-    const void *task;
-    struct diag__at_span *next_free;
-} diag__at_span;
-
-#define DIAG__AT_BLOCK 64 /* spans allocated at once */
-
-struct diag__at_state {
-    pthread_mutex_t lock;
-    diag__at_span **slots; /* cap entries, NULL: empty */
-    diag__at_span *free;
-    uint32_t cap, count;
-    int forks_handled;
-};
-/* One per runtime: a task may be polled through one copy and dropped
-   through another (see "copies"). */
-#define diag__at (*diag__g.at)
-
-static int diag__at_alloc(void)
+static int diag__write_all(const char *prefix, diag__snapshot *snap, char *failed_path, size_t cap)
 {
-    diag__g.at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__g.at);
-    if (diag__g.at == NULL) return -1;
-    pthread_mutex_init(&diag__at.lock, NULL);
-    return 0;
+    if (diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap) != 0) return -1;
+    if (diag__write_pending(prefix, snap, failed_path, cap) != 0) return -1;
+    return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
 }
 
-static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
+/* Writes one snapshot's files, under diag__rt->dump_lock: prefix and arg are
+   what diag__snapshot_write was given. Returns 0, or -1 with errno set. */
+typedef int (*diag__files_writer)(diag__snapshot *snap, const char *prefix, int arg);
 
-/* Marked as library work (see diag__inside_enter): it may allocate. */
-static void diag__at_lock(void)
+/* Snapshot, write, free: every writer of files (diag_dump, diag_write_svg,
+   a numbered snapshot, the exit, the unload of a library) comes here, and
+   holds diag__rt->dump_lock from the snapshot to the last rename, so that a
+   prefix's files all come from one snapshot. with_hist: with the poll-time
+   histograms (the summary table's). Returns -1 with errno set when no
+   snapshot was taken (ETIMEDOUT: the exit gave up waiting for a lock),
+   else what write returned. */
+static int diag__snapshot_write(int with_hist, diag__files_writer write, const char *prefix, int arg)
 {
+    diag__snapshot snap;
+    int rc = -1;
     diag__inside_enter();
-    pthread_mutex_lock(&diag__at.lock);
-}
-static void diag__at_unlock(void)
-{
-    pthread_mutex_unlock(&diag__at.lock);
+    if (diag__dump_lock_take() != 0) {
+        errno = ETIMEDOUT;
+    } else {
+        if (diag__snapshot_read(&snap, with_hist) == 0) {
+            rc = write(&snap, prefix, arg);
+            diag__snapshot_free(&snap);
+        }
+        pthread_mutex_unlock(&diag__rt->dump_lock);
+    }
     diag__inside_leave();
+    return rc;
 }
 
-static uint32_t diag__at_home(const void *task, uint32_t cap)
+/* A writer: the files at prefix (NULL: DIAGNOSE_OUT), saying on stderr
+   which one could not be written. -1 only when prefix cannot be made. */
+static int diag__write_or_warn(diag__snapshot *snap, const char *prefix, int arg)
 {
-    return (uint32_t)(((uint64_t)(uintptr_t)task * 0x9E3779B97F4A7C15ull) >> 32) & (cap - 1);
-}
-
-/* The slot holding task, or the empty slot where it would go. */
-static uint32_t diag__at_find(const void *task)
-{
-    uint32_t i = diag__at_home(task, diag__at.cap);
-    while (diag__at.slots[i] != NULL && diag__at.slots[i]->task != task) i = (i + 1) & (diag__at.cap - 1);
-    return i;
-}
-
-/* Room for one more entry, growing the table to stay at most half full. */
-static int diag__at_room(void)
-{
-    diag__at_span **old = diag__at.slots;
-    uint32_t old_cap = diag__at.cap, cap = old_cap ? old_cap * 2 : 64, i;
-    if ((diag__at.count + 1) * 2 <= old_cap) return 1;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    diag__at.slots = (diag__at_span **)diag__alloc_zero(cap * sizeof *old);
-    if (diag__at.slots == NULL) {
-        diag__at.slots = old;
-        return 0;
-    }
-    diag__at.cap = cap;
-    for (i = 0; i < old_cap; i++)
-        if (old[i] != NULL) diag__at.slots[diag__at_find(old[i]->task)] = old[i];
-    DIAG_FREE(old);
-    return 1;
-}
-
-static diag__at_span *diag__at_new(void)
-{
-    diag__at_span *a = diag__at.free;
-    if (a == NULL) {
-        diag__at_span *block = (diag__at_span *)DIAG_MALLOC(DIAG__AT_BLOCK * sizeof *block);
-        int i;
-        if (block == NULL) return NULL;
-        for (i = DIAG__AT_BLOCK - 1; i >= 0; i--) {
-            block[i].next_free = a;
-            a = &block[i];
-        }
-    }
-    diag__at.free = a->next_free;
-    return a;
-}
-
-/* Empties slot i; moves later entries of its probe run back into the gap. */
-static void diag__at_remove(uint32_t i)
-{
-    uint32_t mask = diag__at.cap - 1, j = i;
-    diag__at.slots[i] = NULL;
-    diag__at.count--;
-    for (;;) {
-        uint32_t home;
-        j = (j + 1) & mask;
-        if (diag__at.slots[j] == NULL) return;
-        home = diag__at_home(diag__at.slots[j]->task, diag__at.cap);
-        if (((j - home) & mask) >= ((j - i) & mask)) { /* the gap lies on its probe run */
-            diag__at.slots[i] = diag__at.slots[j];
-            diag__at.slots[j] = NULL;
-            i = j;
-        }
-    }
-}
-
-diag_span *diag_span_at(const void *task, const char *name)
-{
-    diag__at_span *a = NULL;
-    if (task == NULL || !diag__on()) return &diag__at_unmeasured;
-    diag__at_lock();
-    if (!diag__at.forks_handled) { /* a fork while a thread holds the lock must not inherit it locked */
-        diag__at.forks_handled = pthread_atfork(diag__at_lock, diag__at_unlock, diag__at_unlock) == 0;
-    }
-    if (diag__at.cap) a = diag__at.slots[diag__at_find(task)];
-    if (a == NULL && diag__at_room() && (a = diag__at_new()) != NULL) {
-        diag_span_init(&a->span, name);
-        a->span.flags = DIAG__SPAN_AT;
-        a->task = task;
-        diag__at.slots[diag__at_find(task)] = a;
-        diag__at.count++;
-    }
-    diag__at_unlock();
-    return a ? &a->span : &diag__at_unmeasured;
-}
-
-/* The span's run ended: it leaves the table (unless another task took its
-   place already) and goes on the free list. */
-void diag__at_release(diag_span *s)
-{
-    diag__at_span *a = (diag__at_span *)s;
-    uint32_t i;
-    diag__at_lock();
-    i = diag__at_find(a->task);
-    if (diag__at.slots[i] == a) {
-        diag__at_remove(i);
-        a->next_free = diag__at.free;
-        diag__at.free = a;
-    }
-    diag__at_unlock();
-}
-
-void diag_drop_at(const void *task)
-{
-    diag__at_span *a = NULL;
-    if (task == NULL || diag__mode != 1) return;
-    diag__at_lock();
-    if (diag__at.cap) a = diag__at.slots[diag__at_find(task)];
-    diag__at_unlock();
-    if (a == NULL) return;
-    diag_span_cancel(&a->span);
-    diag__at_release(&a->span);
-}
-
-/* ---- exit ----------------------------------------------------------------- */
-
-static void diag__report_limits(const diag__snapshot *snap)
-{
-    if (snap->folded)
-        diag__warn("diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
-                (unsigned long long)snap->folded, DIAG_MAX_DEPTH);
-    if (snap->unmeasured)
-        diag__warn("diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
-                (unsigned long long)snap->unmeasured);
-}
-
-/* The table in one write (see diag__stderr_write), built in memory. */
-static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *prefix)
-{
-    char *text = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
-    if (out == NULL) {
-        diag__warn("diagnose.h: out of memory for the summary table\n");
-        return;
-    }
-    diag__print_table(out, snap, prefix);
-    if (fclose(out) == 0) diag__stderr_write(text, len);
-    free(text); /* open_memstream's buffer comes from malloc, whatever DIAG_MALLOC is */
-}
-
-/* A signal handler called exit() while its thread was inside diagnose.h:
-   the lock may be this thread's own and malloc half way, so no dump; one
-   line, written without a lock or an allocation. */
-static void diag__exit_interrupted(void)
-{
-    static const char line[] =
-        "diagnose.h: exit() interrupted diagnose.h on the same thread (from a signal handler?); no profile written\n";
-    diag__agent_stop(0);
-    diag__stderr_write(line, sizeof line - 1);
-}
-
-/* Polls that never returned: on this thread at exit (exit() inside a poll,
-   or a poll left by longjmp without diag_drop), or on threads that ended. */
-static void diag__report_open_polls(void)
-{
-    const diag__thread *t = diag__tls;
-    uint64_t ended = __atomic_load_n(&diag__g.open_at_thread_end, __ATOMIC_RELAXED);
-    if (t != NULL && t != diag__no_table && t->depth > 0)
-        diag__warn("diagnose.h: %u poll%s had not returned at exit on the exiting thread (exit inside a poll, "
-                   "or a longjmp out of it without diag_drop)\n", t->depth, t->depth == 1 ? "" : "s");
-    if (ended)
-        diag__warn("diagnose.h: %llu poll%s had not returned when their thread ended (a longjmp out of them "
-                   "without diag_drop?)\n", (unsigned long long)ended, ended == 1 ? "" : "s");
-}
-
-/* The files at exit, at DIAGNOSE_OUT or else in $TMPDIR, each failure
-   said in one line; prefix (cap bytes) gets where they went. */
-static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
-{
-    char failed[4200] = "";
-    if (diag__resolve_prefix(NULL, prefix, cap) != 0 || diag__write_all(prefix, snap, failed, sizeof failed) != 0) {
-        const char *dir = diag__getenv("TMPDIR");
-        char fallback[4096];
-        int reason = errno;
-        snprintf(fallback, sizeof fallback, "%s/diagnose.%ld%s", dir && *dir ? dir : "/tmp", (long)getpid(),
-                 diag__g.tag);
-        if (diag__write_all(fallback, snap, prefix, cap) == 0) {
-            diag__warn("diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
-                    fallback);
-            snprintf(prefix, cap, "%s", fallback);
-        } else {
-            diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
-        }
-    }
-    if (diag__g.svg && diag__write_svgs(prefix, snap) != 0)
-        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
-}
-
-/* A writer: the exit's files (prefix unused), then its lines on stderr. */
-static int diag__exit_write(diag__snapshot *snap, const char *prefix, int arg)
-{
-    char written[4096];
-    (void)prefix;
+    char resolved[4096], failed[4200];
     (void)arg;
-    diag__exit_files(snap, written, sizeof written);
-    if (!diag__g.quiet) diag__print_table_to_stderr(snap, written);
-    diag__report_limits(snap);
-    diag__report_open_polls();
+    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    if (diag__write_all(resolved, snap, failed, sizeof failed) != 0)
+        diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
     return 0;
 }
 
-static void diag__exit_handler(void)
+/* diag_dump and diag_write_svg: the files of `write` at prefix. */
+static int diag__dump_with(const char *prefix, diag__files_writer write)
 {
-    int saved_errno = errno;
-    if (diag__mode != 1 || __atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) return;
-    if (diag__inside()) {
-        diag__exit_interrupted();
-        errno = saved_errno;
-        return;
-    }
-    if (diag__exit_deadline == 0) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
-    diag__agent_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
-    __atomic_store_n(&diag__exit_waiting, 1, __ATOMIC_RELEASE);
-    if (diag__snapshot_write(1, diag__exit_write, NULL, 0) != 0) {
-        if (errno == ETIMEDOUT)
-            diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
-        else
-            diag__warn("diagnose.h: out of memory at exit; no profile written\n");
-    }
-    diag__exit_deadline = 0;
-    errno = saved_errno;
+    char resolved[4096];
+    if (!diag__on()) return 0;
+    if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
+    return diag__snapshot_write(0, write, resolved, 0);
 }
 
+static int diag__write_folded_files(diag__snapshot *snap, const char *prefix, int arg)
+{
+    char failed[4200];
+    (void)arg;
+    return diag__write_all(prefix, snap, failed, sizeof failed);
+}
 
-/* ---- copies: one runtime for every copy of the header in the process ---- */
+static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
+{
+    char path[4200];
+    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
+    return diag__write_pending_svg(prefix, snap);
+}
+
+static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int arg)
+{
+    (void)arg;
+    return diag__write_svgs(prefix, snap);
+}
+
+/* >>snapshots: the snapshot thread (numbered snapshots, slow-poll traces) ---- */
+
+/* DIAGNOSE_INTERVAL and DIAGNOSE_SIGNAL start one background thread. The
+   signal handler only writes a byte to a pipe (async-signal-safe); the
+   thread does the dump, so no lock or allocation ever runs in a handler.
+   Snapshots are PREFIX.N.<metric>.folded, N = 1, 2, 3 ... in this process. */
+struct diag__snapshot_thread {
+    pthread_t thread;
+    int running;          /* the thread exists in this process */
+    int pipe[2];          /* [1] written by the handler, read by the thread */
+    int stop;             /* atomic: the thread should end */
+    uint64_t interval_ns; /* 0: no timer */
+    unsigned next;        /* number of the last snapshot written */
+    int signo;            /* DIAGNOSE_SIGNAL; 0: none */
+    int handling;         /* our handler is installed; the program's was old_action */
+    struct sigaction old_action;
+    const struct diag__copy_info *owner; /* whose functions the thread and handler run */
+    int finished;         /* atomic: the thread has ended (it can then be joined at once) */
+};
+/* One per runtime: copies share the thread and the snapshot numbers. */
+
+static int diag__snapshot_thread_alloc(void)
+{
+    diag__rt->snapshot_thread = (struct diag__snapshot_thread *)diag__alloc_zero(sizeof *diag__rt->snapshot_thread);
+    if (diag__rt->snapshot_thread == NULL) return -1;
+    diag__rt->snapshot_thread->pipe[0] = diag__rt->snapshot_thread->pipe[1] = -1;
+    return 0;
+}
+
+static void diag__snapshot_thread_signal(int signo)
+{
+    int saved = errno, fd = __atomic_load_n(&diag__rt->snapshot_thread->pipe[1], __ATOMIC_RELAXED);
+    char byte = 'd';
+    (void)signo;
+    if (fd >= 0 && write(fd, &byte, 1) < 0) {
+        /* pipe full: a snapshot is already requested */
+    }
+    errno = saved;
+}
+
+/* A writer: snapshot number next + 1 at DIAGNOSE_OUT (prefix unused),
+   saying on stderr what could not be written. -1 only when the prefix
+   cannot be made. */
+static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix, int by_signal)
+{
+    char resolved[4096], numbered[4200], failed[4300];
+    unsigned n = diag__rt->snapshot_thread->next + 1;
+    (void)prefix;
+    if (diag__resolve_prefix(NULL, resolved, sizeof resolved) != 0) return -1;
+    snprintf(numbered, sizeof numbered, "%s.%u", resolved, n);
+    if (diag__write_all(numbered, snap, failed, sizeof failed) != 0) {
+        diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
+    } else if (diag__rt->svg && diag__write_svgs(numbered, snap) != 0) {
+        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
+    } else {
+        diag__rt->snapshot_thread->next = n; /* numbers stay consecutive: a failed one is retried */
+        if (by_signal && !diag__rt->quiet)
+            diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
+    }
+    return 0;
+}
+
+/* Writes snapshot number next + 1; a failure is reported on stderr. */
+static void diag__snapshot_thread_snapshot(int by_signal)
+{
+    if (diag__snapshot_write(0, diag__snapshot_thread_write, NULL, by_signal) != 0)
+        diag__warn("diagnose.h: snapshot %u not written: %s\n", diag__rt->snapshot_thread->next + 1, strerror(errno));
+}
+
+/* Milliseconds until the next tick of the timer; -1 (wait for the pipe)
+   when there is no timer. Ticks keep their schedule whatever signals do. */
+static int diag__snapshot_thread_timeout(uint64_t next_at)
+{
+    uint64_t now = diag__clock_ns();
+    if (diag__rt->snapshot_thread->interval_ns == 0) return -1;
+    return next_at > now ? (int)((next_at - now + 999999u) / 1000000u) : 0;
+}
+
+/* On the polling thread, after a slow poll: one byte to the snapshot
+   thread, unless it already has the request (see DIAG__SLOW_*). */
+static void diag__trace_slow(void)
+{
+    int fd = __atomic_load_n(&diag__rt->snapshot_thread->pipe[1], __ATOMIC_RELAXED);
+    int outermost = diag__tls == NULL || diag__tls->depth == 0;
+    int want = outermost ? DIAG__SLOW_ASKED : DIAG__SLOW_NESTED;
+    int state = __atomic_load_n(&diag__rt->trace->slow_state, __ATOMIC_RELAXED);
+    char byte = outermost ? 't' : 'w';
+    if (!diag__trace_slow_wanted() || fd < 0 || state >= want ||
+        !__atomic_compare_exchange_n(&diag__rt->trace->slow_state, &state, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
+        return;
+    if (write(fd, &byte, 1) < 0) /* pipe full: this request is lost, the next slow poll asks again */
+        __atomic_store_n(&diag__rt->trace->slow_state, state, __ATOMIC_RELEASE);
+}
+
+static void diag__snapshot_thread_slow_write(void)
+{
+    char prefix[4096], numbered[4200];
+    snprintf(numbered, sizeof numbered, "(prefix)");
+    if (diag__resolve_prefix(NULL, prefix, sizeof prefix) == 0) {
+        char failed[4300];
+        snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__rt->trace->slow_written + 1);
+        if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
+            diag__rt->trace->slow_written++;
+            if (!diag__rt->quiet)
+                diag__warn("diagnose.h: slow poll; wrote %s\n", failed);
+            return;
+        }
+    }
+    diag__warn("diagnose.h: cannot write %s.trace.json: %s\n", numbered, strerror(errno));
+}
+
+/* On the snapshot thread, each time it wakes; asked: 2 for a 't', 1 for a
+   'w', else 0. Writes PREFIX.slow.N.trace.json when the outermost slow
+   poll ended or DIAG__TRACE_NEST_NS after a nested one. */
+static void diag__snapshot_thread_slow(int asked)
+{
+    uint64_t now = diag__clock_ns();
+    if (diag__rt->trace->rearm_at) {
+        if (now < diag__rt->trace->rearm_at) return;
+        diag__rt->trace->rearm_at = 0;
+        __atomic_store_n(&diag__rt->trace->slow_state, DIAG__SLOW_IDLE, __ATOMIC_RELEASE);
+    }
+    if (asked == 1 && diag__rt->trace->write_at == 0) diag__rt->trace->write_at = now + DIAG__TRACE_NEST_NS;
+    if (asked != 2 && (diag__rt->trace->write_at == 0 || now < diag__rt->trace->write_at)) return;
+    diag__rt->trace->write_at = 0;
+    __atomic_store_n(&diag__rt->trace->slow_state, DIAG__SLOW_ASKED, __ATOMIC_RELEASE); /* no asking meanwhile */
+    if (diag__rt->trace->slow_written == DIAG__TRACE_SLOW_MAX) {
+        diag__warn("diagnose.h: %u slow-poll traces written; no more\n", DIAG__TRACE_SLOW_MAX);
+        diag__rt->trace->slow_written++; /* said once; the state stays ASKED: polls stop asking */
+        return;
+    }
+    if (diag__rt->trace->slow_written > DIAG__TRACE_SLOW_MAX) return;
+    diag__rt->trace->rearm_at = now + DIAG__TRACE_SLOW_GAP_NS;
+    diag__snapshot_thread_slow_write();
+}
+
+/* The poll timeout of the snapshot thread, shortened to wake when a
+   slow-poll trace is due or requests are taken again. */
+static int diag__snapshot_thread_slow_timeout(int timeout)
+{
+    uint64_t now = diag__clock_ns();
+    uint64_t at = diag__rt->trace->write_at ? diag__rt->trace->write_at : diag__rt->trace->rearm_at;
+    int ms;
+    if (at == 0) return timeout;
+    ms = at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
+    return timeout < 0 || ms < timeout ? ms : timeout;
+}
+
+/* Reads all the pipe holds; returns 1 if a snapshot was requested. *slow:
+   2 if a slow poll asked with 't', else 1 if with 'w' (see DIAG__SLOW_*). */
+static int diag__snapshot_thread_drain(int fd, int *slow)
+{
+    char bytes[64];
+    ssize_t got;
+    int requested = 0;
+    while ((got = read(fd, bytes, sizeof bytes)) > 0) {
+        ssize_t i;
+        for (i = 0; i < got; i++) {
+            if (bytes[i] == 't') *slow = 2;
+            else if (bytes[i] == 'w') *slow = *slow ? *slow : 1;
+            else requested = 1;
+        }
+    }
+    return requested;
+}
+
+static void *diag__snapshot_thread_main(void *arg)
+{
+    uint64_t next_at = diag__clock_ns() + diag__rt->snapshot_thread->interval_ns;
+    struct pollfd p;
+    (void)arg;
+    p.fd = diag__rt->snapshot_thread->pipe[0];
+    p.events = POLLIN;
+    while (!__atomic_load_n(&diag__rt->snapshot_thread->stop, __ATOMIC_ACQUIRE)) {
+        int n = poll(&p, 1, diag__snapshot_thread_slow_timeout(diag__snapshot_thread_timeout(next_at)));
+        int requested = 0, slow = 0;
+        if (n < 0 && errno != EINTR) break;
+        if (n > 0) requested = diag__snapshot_thread_drain(p.fd, &slow); /* many signals in a burst make one snapshot */
+        if (__atomic_load_n(&diag__rt->snapshot_thread->stop, __ATOMIC_ACQUIRE)) break;
+        diag__snapshot_thread_slow(slow);
+        if (requested) diag__snapshot_thread_snapshot(1);
+        if (diag__rt->snapshot_thread->interval_ns && diag__clock_ns() >= next_at) {
+            diag__snapshot_thread_snapshot(0);
+            while (next_at <= diag__clock_ns()) /* skip missed ticks */
+                next_at += diag__rt->snapshot_thread->interval_ns;
+        }
+    }
+    __atomic_store_n(&diag__rt->snapshot_thread->finished, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static int diag__snapshot_thread_pipe(void)
+{
+    int i;
+    if (pipe(diag__rt->snapshot_thread->pipe) != 0) return -1;
+    for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
+        fcntl(diag__rt->snapshot_thread->pipe[i], F_SETFL, O_NONBLOCK);
+        fcntl(diag__rt->snapshot_thread->pipe[i], F_SETFD, FD_CLOEXEC);
+    }
+    return 0;
+}
+
+/* Starts the thread on `by`'s diag__snapshot_thread_main and points the signal at
+   `by`'s handler: the copy whose code they run must stay loaded. */
+static void diag__snapshot_thread_run(const struct diag__copy_info *by)
+{
+    sigset_t all, old;
+    sigfillset(&all); /* the thread takes none of the program's signals */
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    __atomic_store_n(&diag__rt->snapshot_thread->stop, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&diag__rt->snapshot_thread->finished, 0, __ATOMIC_RELAXED);
+    diag__rt->snapshot_thread->running =
+        pthread_create(&diag__rt->snapshot_thread->thread, NULL, by->snapshot_thread_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    diag__rt->snapshot_thread->owner = by;
+    if (diag__rt->snapshot_thread->running && diag__rt->snapshot_thread->signo) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = by->snapshot_thread_signal;
+        sa.sa_flags = SA_RESTART;
+        sigemptyset(&sa.sa_mask);
+        sigaction(diag__rt->snapshot_thread->signo, &sa,
+                  diag__rt->snapshot_thread->handling ? NULL : &diag__rt->snapshot_thread->old_action);
+        diag__rt->snapshot_thread->handling = 1;
+    }
+}
+
+/* Called once at start-up; does nothing unless one of the variables is set. */
+static void diag__snapshot_thread_start(void)
+{
+    diag__rt->snapshot_thread->interval_ns = diag__rt->interval_ns;
+    if (diag__rt->snapshot_thread->interval_ns == 0 && diag__rt->signo == 0 && !diag__trace_slow_wanted()) return;
+    if (diag__snapshot_thread_pipe() != 0) return;
+    diag__rt->snapshot_thread->signo = diag__rt->signo;
+    diag__snapshot_thread_run(diag__copy_self());
+}
+
+/* A copy joins a runtime whose copies had all left: the thread and the
+   handler they stopped come back, on this copy's functions. */
+static void diag__snapshot_thread_resume(void)
+{
+    if (diag__rt->snapshot_thread->running || diag__rt->snapshot_thread->pipe[0] < 0) return;
+    diag__snapshot_thread_run(diag__copy_self());
+}
+
+/* The thread finishes the snapshot it may be writing and ends. The pipe
+   stays open, so a late signal writes to it harmlessly. It is waited for
+   until `deadline` (CLOCK_REALTIME ns; 0: not at all, UINT64_MAX: as long
+   as it takes): at exit a snapshot can wait on a lock that another
+   thread, or the interrupted exiting one, holds. A thread not joined ends
+   with the process. */
+static void diag__snapshot_thread_stop(uint64_t deadline)
+{
+    char byte = 's';
+    if (!diag__rt->snapshot_thread->running) return;
+    __atomic_store_n(&diag__rt->snapshot_thread->stop, 1, __ATOMIC_RELEASE);
+    if (write(diag__rt->snapshot_thread->pipe[1], &byte, 1) < 0) {
+        /* pipe full: the thread wakes up anyway */
+    }
+    diag__rt->snapshot_thread->running = 0;
+    while (!__atomic_load_n(&diag__rt->snapshot_thread->finished, __ATOMIC_ACQUIRE)) {
+        struct timespec ms = { 0, 1000000 };
+        if (diag__realtime_ns() >= deadline) return;
+        nanosleep(&ms, NULL);
+    }
+    pthread_join(diag__rt->snapshot_thread->thread, NULL);
+}
+
+/* This copy leaves (see "copies"): the thread and the handler it runs move
+   to the copy `to`, or, when none stays, stop; the program's own handler is
+   then put back, unless this copy is in the executable (never unloaded,
+   so a late signal still finds the handler, as at exit). */
+static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, int in_executable)
+{
+    if (diag__rt->snapshot_thread->owner != diag__copy_self()) return;
+    /* handed over: this copy's code may go; at exit: bounded */
+    diag__snapshot_thread_stop(to != NULL || diag__exit_deadline == 0 ? UINT64_MAX : diag__exit_deadline);
+    diag__rt->snapshot_thread->owner = NULL;
+    if (to != NULL) {
+        diag__snapshot_thread_run(to);
+    } else if (diag__rt->snapshot_thread->handling && !in_executable) {
+        sigaction(diag__rt->snapshot_thread->signo, &diag__rt->snapshot_thread->old_action, NULL);
+        diag__rt->snapshot_thread->handling = 0;
+    }
+}
+
+/* >>copies: one runtime for every copy of the header in the process ---------- */
 
 /* A program and the libraries it loads can each hold a copy of this
    implementation, each with its own static variables: hidden visibility
@@ -4673,7 +4332,7 @@ static void diag__exit_handler(void)
    copies that agree on every structure they would share use one runtime,
    so their frames stack and one table is printed; copies that disagree
    keep their own runtimes, and every runtime but the first listed writes
-   under prefixes tagged with its key (diag__g.tag), so no two write the
+   under prefixes tagged with its key (diag__rt->tag), so no two write the
    same files. Without /proc or memfd a copy keeps a runtime of its own.
    The mapping's layout is version-stable: a later layout keeps the
    offsets of runtimes[] and threads, which copies of every layout read. */
@@ -4702,10 +4361,9 @@ typedef struct diag__registry {
 typedef char diag__registry_fits[sizeof(diag__registry) <= DIAG__REGISTRY_SIZE ? 1 : -1];
 
 static void diag__tls_clear(void) { diag__tls = NULL; }
-static void *diag__agent_main(void *arg);
-static void diag__agent_signal(int signo);
 
-static diag__copy_info diag__self = { NULL, diag__thread_exit, diag__tls_clear, diag__agent_main, diag__agent_signal, 0 };
+static diag__copy_info diag__self = { NULL, diag__thread_exit, diag__tls_clear, diag__snapshot_thread_main,
+                                     diag__snapshot_thread_signal, 0 };
 static diag__registry *diag__registry_at; /* this copy's view; NULL: none found or made */
 
 static const struct diag__copy_info *diag__copy_self(void) { return &diag__self; }
@@ -4722,15 +4380,15 @@ static uint64_t diag__fnv(uint64_t h, const void *data, size_t n)
 }
 
 /* Copies share a runtime only when this key is equal: the same DIAG__ABI,
-   the same sizes of what they share (DIAG_MAX_DEPTH, DIAG_MAX_PATHS and
+   the same sizes of what they share (DIAG_MAX_DEPTH, DIAG_PATH_TABLE_SIZE and
    the structures), and the same allocator, since one copy frees what
    another allocated. */
 static uint64_t diag__abi_key(void)
 {
     static const char allocator[] = DIAG__EXPANDED(DIAG_MALLOC(n) DIAG_REALLOC(p, n) DIAG_FREE(p));
-    const uint64_t sizes[] = { DIAG__ABI, DIAG_MAX_DEPTH, DIAG_MAX_PATHS, sizeof(diag__runtime),
+    const uint64_t sizes[] = { DIAG__ABI, DIAG_MAX_DEPTH, DIAG_PATH_TABLE_SIZE, sizeof(diag__runtime),
                                sizeof(diag__thread), sizeof(diag__slot), sizeof(diag_span), sizeof(diag__copy_info),
-                               sizeof(struct diag__agent_state), sizeof(struct diag__trace_state),
+                               sizeof(struct diag__snapshot_thread), sizeof(struct diag__trace_state),
                                sizeof(struct diag__at_state),
                                sizeof(diag__ring), sizeof(diag__path) };
     return diag__fnv(diag__fnv(0xCBF29CE484222325ull, sizes, sizeof sizes), allocator, sizeof allocator);
@@ -4826,7 +4484,7 @@ static diag__registry *diag__registry_find(void) { return NULL; }
 static uint64_t diag__thread_number(void)
 {
     if (diag__registry_at) return __atomic_add_fetch(&diag__registry_at->threads, 1, __ATOMIC_RELAXED);
-    return ++diag__trace.next_tid;
+    return ++diag__rt->trace->next_tid;
 }
 
 static void diag__registry_lock(diag__registry *r)
@@ -4835,13 +4493,6 @@ static void diag__registry_lock(diag__registry *r)
 }
 
 static void diag__registry_unlock(diag__registry *r) { __atomic_store_n(&r->lock, 0, __ATOMIC_RELEASE); }
-
-/* In the child of fork: the lock may have been held by a thread the child
-   does not have. */
-static void diag__registry_forked(void)
-{
-    if (diag__registry_at != NULL) diag__registry_at->lock = 0;
-}
 
 #if defined(__linux__)
 typedef struct diag__object {
@@ -4914,7 +4565,7 @@ static void diag__keep_names(void)
     diag__object o;
     uint32_t p;
     if (diag__self.in_executable || !diag__object_of_self(&o)) return;
-    for (p = 1; p < diag__g.npaths; p++) {
+    for (p = 1; p < diag__rt->npaths; p++) {
         diag__path *path = diag__path_at(p);
         char *copy;
         if (!diag__object_holds(&o, path->name)) continue;
@@ -4935,24 +4586,24 @@ static void diag__keep_names(void) {}
    at their exit. The calling thread's table moves to the new key. */
 static void diag__key_move(const struct diag__copy_info *to)
 {
-    diag__thread *mine = diag__g.key_owner ? (diag__thread *)pthread_getspecific(diag__g.key) : NULL;
-    if (diag__g.key_owner) pthread_key_delete(diag__g.key);
-    diag__g.key_owner = NULL;
-    if (to == NULL || pthread_key_create(&diag__g.key, to->thread_exit) != 0) return;
-    diag__g.key_owner = to;
-    if (mine != NULL) pthread_setspecific(diag__g.key, mine);
+    diag__thread *mine = diag__rt->key_owner ? (diag__thread *)pthread_getspecific(diag__rt->key) : NULL;
+    if (diag__rt->key_owner) pthread_key_delete(diag__rt->key);
+    diag__rt->key_owner = NULL;
+    if (to == NULL || pthread_key_create(&diag__rt->key, to->thread_exit) != 0) return;
+    diag__rt->key_owner = to;
+    if (mine != NULL) pthread_setspecific(diag__rt->key, mine);
 }
 
 /* Under the lock: this copy is one of the runtime's copies now. */
 static void diag__copy_enter(int *rejoined)
 {
-    *rejoined = diag__g.copies == NULL && diag__g.npaths > 0; /* all copies had left */
-    if (*rejoined) diag__g.exit_done = 0;
-    diag__self.next = diag__g.copies;
-    diag__g.copies = &diag__self;
-    if (diag__g.fork_owner == NULL) diag__g.fork_owner = &diag__self;
+    *rejoined = diag__rt->copies == NULL && diag__rt->npaths > 0; /* all copies had left */
+    if (*rejoined) diag__rt->exit_done = 0;
+    diag__self.next = diag__rt->copies;
+    diag__rt->copies = &diag__self;
+    if (diag__rt->fork_owner == NULL) diag__rt->fork_owner = &diag__self;
     /* the key's destructor lives best where it is never unloaded */
-    if (diag__g.key_owner == NULL || (diag__self.in_executable && !diag__g.key_owner->in_executable))
+    if (diag__rt->key_owner == NULL || (diag__self.in_executable && !diag__rt->key_owner->in_executable))
         diag__key_move(&diag__self);
 }
 
@@ -4972,7 +4623,7 @@ static int diag__join_registry(diag__registry *r, int *created)
             return -1;
         }
         *created = 1;
-        if (r->nruntimes > 0) snprintf(diag__g.tag, sizeof diag__g.tag, ".abi-%08lx", (unsigned long)(abi >> 32));
+        if (r->nruntimes > 0) snprintf(diag__rt->tag, sizeof diag__rt->tag, ".abi-%08lx", (unsigned long)(abi >> 32));
         if (r->nruntimes < DIAG__REGISTRY_RUNTIMES) {
             r->runtimes[r->nruntimes].abi = abi;
             r->runtimes[r->nruntimes++].runtime = diag__rt;
@@ -4992,38 +4643,14 @@ static diag__runtime *diag__join(int *created, int *rejoined)
     *created = 0;
     if (r != NULL ? diag__join_registry(r, created) != 0 : diag__runtime_new() != 0) return NULL;
     if (r == NULL) *created = 1;
-    if (*created && diag__g.tag[0] && !diag__g.quiet)
+    if (*created && diag__rt->tag[0] && !diag__rt->quiet)
         diag__warn("diagnose.h: this copy (in %s) was built with other settings or another version than the "
                    "process's first copy; its profile goes to %s%s.*\n", diag__object_name(),
-                   diag__g.out ? diag__g.out : "diagnose", diag__g.tag);
-    pthread_mutex_lock(&diag__lock);
+                   diag__rt->out ? diag__rt->out : "diagnose", diag__rt->tag);
+    pthread_mutex_lock(&diag__rt->lock);
     diag__copy_enter(rejoined);
-    pthread_mutex_unlock(&diag__lock);
+    pthread_mutex_unlock(&diag__rt->lock);
     return diag__rt;
-}
-
-/* Every copy registers these; the runtime's fork_owner's take the lock. */
-/* Both locks, in the order dumps take them, so that the child finds them
-   held by its one thread and no dump half done. */
-static void diag__fork_prepare(void)
-{
-    if (diag__g.fork_owner != &diag__self) return;
-    pthread_mutex_lock(&diag__dump_lock);
-    pthread_mutex_lock(&diag__lock);
-    if (diag__g.fork_owner != &diag__self) { /* it changed hands meanwhile */
-        pthread_mutex_unlock(&diag__lock);
-        pthread_mutex_unlock(&diag__dump_lock);
-        return;
-    }
-    diag__g.fork_locker = &diag__self;
-}
-
-static void diag__fork_parent(void)
-{
-    if (diag__g.fork_locker != &diag__self) return;
-    diag__g.fork_locker = NULL;
-    pthread_mutex_unlock(&diag__lock);
-    pthread_mutex_unlock(&diag__dump_lock);
 }
 
 /* This copy's files at the unload of its library: the process's profile
@@ -5032,6 +4659,165 @@ static void diag__write_at_unload(void)
 {
     if (diag__snapshot_write(0, diag__write_or_warn, NULL, 0) != 0)
         diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
+}
+
+/* >>fork: the child of fork starts a profile of its own ---------------------- */
+
+/* In the child of fork: the lock may have been held by a thread the child
+   does not have. */
+static void diag__registry_forked(void)
+{
+    if (diag__registry_at != NULL) diag__registry_at->lock = 0;
+}
+
+/* In a fork child only the forking thread exists: the polls the others
+   were running will never end, so no stack but its own is running. Their
+   runs stay open, as the child's copies of the spans say. */
+static void diag__live_forked(void)
+{
+    diag__thread *t;
+    for (t = diag__rt->threads; t != NULL; t = t->next)
+        if (t != diag__tls) DIAG__STORE(t->depth, 0);
+}
+
+/* The child of fork() has no snapshot thread; it takes no snapshots, and its
+   handler must not wake the parent's thread through the shared pipe. */
+static void diag__snapshot_thread_forked(void)
+{
+    int fd = diag__rt->snapshot_thread->pipe[1];
+    diag__rt->snapshot_thread->running = 0;
+    diag__rt->snapshot_thread->owner = NULL;
+    if (fd < 0) return;
+    __atomic_store_n(&diag__rt->snapshot_thread->pipe[1], -1, __ATOMIC_RELAXED);
+    close(fd);
+    close(diag__rt->snapshot_thread->pipe[0]);
+    diag__rt->snapshot_thread->pipe[0] = -1;
+}
+
+/* Every copy registers these; the runtime's fork_owner's take the lock. */
+/* Both locks, in the order dumps take them, so that the child finds them
+   held by its one thread and no dump half done. */
+static void diag__fork_prepare(void)
+{
+    if (diag__rt->fork_owner != &diag__self) return;
+    pthread_mutex_lock(&diag__rt->dump_lock);
+    pthread_mutex_lock(&diag__rt->lock);
+    if (diag__rt->fork_owner != &diag__self) { /* it changed hands meanwhile */
+        pthread_mutex_unlock(&diag__rt->lock);
+        pthread_mutex_unlock(&diag__rt->dump_lock);
+        return;
+    }
+    diag__rt->fork_locker = &diag__self;
+}
+
+static void diag__fork_parent(void)
+{
+    if (diag__rt->fork_locker != &diag__self) return;
+    diag__rt->fork_locker = NULL;
+    pthread_mutex_unlock(&diag__rt->lock);
+    pthread_mutex_unlock(&diag__rt->dump_lock);
+}
+
+/* The child of fork() starts with empty tables: the other threads are gone
+   and what the parent counted is the parent's to write. */
+static void diag__fork_child(void)
+{
+    diag__registry_forked();
+    if (diag__rt->fork_locker == NULL || diag__rt->fork_locker != diag__copy_self()) return;
+    diag__rt->fork_locker = NULL;
+    pthread_mutex_unlock(&diag__rt->lock); /* taken by diag__fork_prepare, on this thread */
+    pthread_mutex_unlock(&diag__rt->dump_lock);
+    diag__rt->exit_waiting = 0;
+    diag__rt->forked = 1;
+    diag__rt->exit_done = 0;
+    diag__reset_locked();
+    diag__live_forked();
+    diag__snapshot_thread_forked();
+}
+
+/* >>exit: the last copy out writes the files and the table ------------------- */
+
+/* A signal handler called exit() while its thread was inside diagnose.h:
+   the lock may be this thread's own and malloc half way, so no dump; one
+   line, written without a lock or an allocation. */
+static void diag__exit_interrupted(void)
+{
+    static const char line[] =
+        "diagnose.h: exit() interrupted diagnose.h on the same thread (from a signal handler?); no profile written\n";
+    diag__snapshot_thread_stop(0);
+    diag__stderr_write(line, sizeof line - 1);
+}
+
+/* Polls that never returned: on this thread at exit (exit() inside a poll,
+   or a poll left by longjmp without diag_drop), or on threads that ended. */
+static void diag__report_open_polls(void)
+{
+    const diag__thread *t = diag__tls;
+    uint64_t ended = __atomic_load_n(&diag__rt->open_at_thread_end, __ATOMIC_RELAXED);
+    if (t != NULL && t != diag__rt->no_table && t->depth > 0)
+        diag__warn("diagnose.h: %u poll%s had not returned at exit on the exiting thread (exit inside a poll, "
+                   "or a longjmp out of it without diag_drop)\n", t->depth, t->depth == 1 ? "" : "s");
+    if (ended)
+        diag__warn("diagnose.h: %llu poll%s had not returned when their thread ended (a longjmp out of them "
+                   "without diag_drop?)\n", (unsigned long long)ended, ended == 1 ? "" : "s");
+}
+
+/* The files at exit, at DIAGNOSE_OUT or else in $TMPDIR, each failure
+   said in one line; prefix (cap bytes) gets where they went. */
+static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
+{
+    char failed[4200] = "";
+    if (diag__resolve_prefix(NULL, prefix, cap) != 0 || diag__write_all(prefix, snap, failed, sizeof failed) != 0) {
+        const char *dir = diag__getenv("TMPDIR");
+        char fallback[4096];
+        int reason = errno;
+        snprintf(fallback, sizeof fallback, "%s/diagnose.%ld%s", dir && *dir ? dir : "/tmp", (long)getpid(),
+                 diag__rt->tag);
+        if (diag__write_all(fallback, snap, prefix, cap) == 0) {
+            diag__warn("diagnose.h: cannot write %s: %s; wrote %s.*.folded instead\n", failed, strerror(reason),
+                    fallback);
+            snprintf(prefix, cap, "%s", fallback);
+        } else {
+            diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
+        }
+    }
+    if (diag__rt->svg && diag__write_svgs(prefix, snap) != 0)
+        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
+}
+
+/* A writer: the exit's files (prefix unused), then its lines on stderr. */
+static int diag__exit_write(diag__snapshot *snap, const char *prefix, int arg)
+{
+    char written[4096];
+    (void)prefix;
+    (void)arg;
+    diag__exit_files(snap, written, sizeof written);
+    if (!diag__rt->quiet) diag__print_table_to_stderr(snap, written);
+    diag__report_limits(snap);
+    diag__report_open_polls();
+    return 0;
+}
+
+static void diag__exit_handler(void)
+{
+    int saved_errno = errno;
+    if (diag__mode != 1 || __atomic_exchange_n(&diag__rt->exit_done, 1, __ATOMIC_ACQ_REL)) return;
+    if (diag__inside()) {
+        diag__exit_interrupted();
+        errno = saved_errno;
+        return;
+    }
+    if (diag__exit_deadline == 0) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
+    diag__snapshot_thread_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
+    __atomic_store_n(&diag__rt->exit_waiting, 1, __ATOMIC_RELEASE);
+    if (diag__snapshot_write(1, diag__exit_write, NULL, 0) != 0) {
+        if (errno == ETIMEDOUT)
+            diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
+        else
+            diag__warn("diagnose.h: out of memory at exit; no profile written\n");
+    }
+    diag__exit_deadline = 0;
+    errno = saved_errno;
 }
 
 /* The atexit handler: this copy leaves the process, at exit or when its
@@ -5048,32 +4834,212 @@ static void diag__leave(void)
     int saved_errno = errno;
     if (diag__mode != 1) return;
     if (diag__inside()) { /* exit() from a handler: this thread may hold the lock */
-        if (!__atomic_exchange_n(&diag__g.exit_done, 1, __ATOMIC_ACQ_REL)) diag__exit_interrupted();
+        if (!__atomic_exchange_n(&diag__rt->exit_done, 1, __ATOMIC_ACQ_REL)) diag__exit_interrupted();
         errno = saved_errno;
         return;
     }
     if (diag__self.in_executable) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS; /* only at exit */
-    if (diag__lock_or_give_up(&diag__lock) != 0) {
+    if (diag__lock_or_give_up(&diag__rt->lock) != 0) {
         diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
         diag__exit_deadline = 0;
         errno = saved_errno;
         return;
     }
-    for (link = &diag__g.copies; *link != NULL; link = &(*link)->next)
+    for (link = &diag__rt->copies; *link != NULL; link = &(*link)->next)
         if (*link == &diag__self) {
             *link = diag__self.next;
             break;
         }
-    stays = diag__g.copies;
-    if (diag__g.key_owner == &diag__self || stays == NULL) diag__key_move(stays);
-    if (diag__g.fork_owner == &diag__self) diag__g.fork_owner = stays;
+    stays = diag__rt->copies;
+    if (diag__rt->key_owner == &diag__self || stays == NULL) diag__key_move(stays);
+    if (diag__rt->fork_owner == &diag__self) diag__rt->fork_owner = stays;
     diag__keep_names();
-    pthread_mutex_unlock(&diag__lock);
-    diag__agent_hand_over(stays, diag__self.in_executable);
+    pthread_mutex_unlock(&diag__rt->lock);
+    diag__snapshot_thread_hand_over(stays, diag__self.in_executable);
     if (stays == NULL) diag__exit_handler();
     else if (!diag__self.in_executable) diag__write_at_unload();
     diag__exit_deadline = 0;
     errno = saved_errno;
+}
+
+/* >>start: start-up, at the first poll or at load ---------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+#define DIAG__LSAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DIAG__LSAN 1
+#endif
+#endif
+#ifdef DIAG__LSAN
+/* The runtime is never freed, and once every copy's library is unloaded
+   only the registry's mapping points at it, which LeakSanitizer does not
+   read: it is told so. */
+void __lsan_ignore_object(const void *p) __attribute__((weak));
+#endif
+
+/* A new runtime, made by the first copy that starts (see "copies"); sets
+   diag__rt. Returns -1 when out of memory (diag__rt is then this copy's
+   zeroed one again). */
+static int diag__runtime_new(void)
+{
+    diag__rt = (diag__runtime *)diag__alloc_zero(sizeof *diag__rt);
+    if (diag__rt == NULL) {
+        diag__rt = &diag__local;
+        return -1;
+    }
+#ifdef DIAG__LSAN
+    if (__lsan_ignore_object) __lsan_ignore_object(diag__rt);
+#endif
+    pthread_mutex_init(&diag__rt->lock, NULL);
+    pthread_mutex_init(&diag__rt->dump_lock, NULL);
+    diag__settings_read();
+    diag__use_tsc = diag__tsc_is_invariant();
+    diag__rt->use_tsc = diag__use_tsc;
+    diag__clock_pair(&diag__rt->tsc0, &diag__rt->mono0);
+    diag__rt->reset_at = diag__rt->tsc0;
+    diag__rt->no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__rt->no_table);
+    /* the first chunk of shared histograms holds [overflow]'s, where counts
+       go when memory for another chunk runs out */
+    diag__rt->hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+    if (diag__rt->no_table == NULL || diag__rt->hist[0] == NULL || diag__reserve_path() != 0 ||
+        diag__snapshot_thread_alloc() != 0 || diag__trace_alloc() != 0 || diag__at_alloc() != 0) {
+        DIAG_FREE(diag__rt->no_table);
+        DIAG_FREE(diag__rt->hist[0]);
+        DIAG_FREE(diag__rt->paths[0]);
+        DIAG_FREE(diag__rt->snapshot_thread);
+        DIAG_FREE(diag__rt->trace);
+        DIAG_FREE(diag__rt->at);
+        DIAG_FREE(diag__rt);
+        diag__rt = &diag__local;
+        return -1;
+    }
+    diag__key_move(diag__copy_self()); /* no key: threads are then counted, not merged at exit */
+    diag__add_path(NULL, DIAG__ROOT, 0, 0);
+    diag__add_path("[overflow]", DIAG__ROOT, 1, 0);
+    diag__rt->no_table->depth = DIAG_MAX_DEPTH;
+    diag__slow_start();
+    diag__rt->slow_ticks = diag__slow_ticks;
+    diag__trace_start();
+    return 0;
+}
+
+static void diag__start_once(void)
+{
+    int created = 0, rejoined = 0;
+    if (!diag__settings_on()) {
+        diag__mode = 2;
+        return;
+    }
+    if (diag__join(&created, &rejoined) == NULL) {
+        diag__warn("diagnose.h: out of memory at start-up; profiling is off\n");
+        diag__mode = 2;
+        return;
+    }
+    diag__use_tsc = diag__rt->use_tsc;
+    diag__slow_ticks = DIAG__LOAD(diag__rt->slow_ticks);
+    pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
+    atexit(diag__leave);
+    __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
+    if (created) diag__snapshot_thread_start();
+    else if (rejoined) diag__snapshot_thread_resume();
+}
+
+int diag__start(void)
+{
+    diag__inside_enter();
+    pthread_once(&diag__once, diag__start_once);
+    diag__inside_leave();
+    return diag__mode == 1;
+}
+
+__attribute__((constructor)) static void diag__constructor(void) { diag__start(); }
+
+/* >>api: the public entry points --------------------------------------------- */
+
+void diag_span_cancel(diag_span *s)
+{
+    diag__thread *t;
+    diag__slot *slot;
+    uint64_t now;
+    if (s == NULL) return;
+    DIAG__STORE(s->woke_at, 0);
+    if (s->path == 0) return;
+    t = diag__tls ? diag__tls : diag__attach();
+    if (t == diag__rt->no_table) {
+        s->path = 0;
+        diag__run_close(s);
+        return;
+    }
+    if (t->depth) diag__drop_unwind(t, s);
+    slot = diag__slot_at(t, s->path);
+    now = diag__now();
+    diag__run_end(slot, s, now > s->run_start ? now - s->run_start : 0, 1);
+}
+
+int diag_reset(void)
+{
+    int rc;
+    if (!diag__on()) return 0;
+    diag__inside_enter();
+    pthread_mutex_lock(&diag__rt->lock);
+    rc = diag__reset_locked();
+    pthread_mutex_unlock(&diag__rt->lock);
+    diag__inside_leave();
+    if (rc != 0) errno = ENOMEM;
+    return rc;
+}
+
+int diag_dump(const char *prefix) { return diag__dump_with(prefix, diag__write_folded_files); }
+
+int diag_write_svg(const char *prefix) { return diag__dump_with(prefix, diag__write_svg_files); }
+
+diag_span *diag_span_at(const void *task, const char *name)
+{
+    diag__at_span *a = NULL;
+    if (task == NULL || !diag__on()) return &diag__at_unmeasured;
+    diag__at_lock();
+    if (!diag__rt->at->forks_handled) { /* a fork while a thread holds the lock must not inherit it locked */
+        diag__rt->at->forks_handled = pthread_atfork(diag__at_lock, diag__at_unlock, diag__at_unlock) == 0;
+    }
+    if (diag__rt->at->cap) a = diag__rt->at->slots[diag__at_find(task)];
+    if (a == NULL && diag__at_room() && (a = diag__at_new()) != NULL) {
+        diag_span_init(&a->span, name);
+        a->span.flags = DIAG__SPAN_AT;
+        a->task = task;
+        diag__rt->at->slots[diag__at_find(task)] = a;
+        diag__rt->at->count++;
+    }
+    diag__at_unlock();
+    return a ? &a->span : &diag__at_unmeasured;
+}
+
+/* The span's run ended: it leaves the table (unless another task took its
+   place already) and goes on the free list. */
+void diag__at_release(diag_span *s)
+{
+    diag__at_span *a = (diag__at_span *)s;
+    uint32_t i;
+    diag__at_lock();
+    i = diag__at_find(a->task);
+    if (diag__rt->at->slots[i] == a) {
+        diag__at_remove(i);
+        a->next_free = diag__rt->at->free;
+        diag__rt->at->free = a;
+    }
+    diag__at_unlock();
+}
+
+void diag_drop_at(const void *task)
+{
+    diag__at_span *a = NULL;
+    if (task == NULL || diag__mode != 1) return;
+    diag__at_lock();
+    if (diag__rt->at->cap) a = diag__rt->at->slots[diag__at_find(task)];
+    diag__at_unlock();
+    if (a == NULL) return;
+    diag_span_cancel(&a->span);
+    diag__at_release(&a->span);
 }
 
 #ifdef __cplusplus
