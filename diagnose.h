@@ -269,6 +269,13 @@
    executable are a link error.
 
    ---- HOW IT WORKS (for maintainers) ---------------------------------------
+   The implementation's parts are marked ">>name" in the order data flows
+   (grep '>>'): state, stderr, clock, locks, names, settings, paths, hist,
+   runs, rings, threads, poll (its slow paths), at, reset, snapshot, the
+   writers (folded, pending, table, svg, trace), dump, snapshots (the
+   snapshot thread), copies, fork, exit, start, and api, the public
+   functions, last. A function comes before its callers; the forward
+   declarations at the top of >>state each close a cycle.
    Data flows span -> frame -> slot -> row -> writers:
    span     diag_span, in the user's task: name, the open run's path (0:
             none) and start, a pending wake, the last path resolved, the
