@@ -676,7 +676,7 @@ static void trace_at(int depth)
     extra = extra_median(&cases[1], &cases[0]);
     snprintf(name, sizeof name, "trace ring off, %d level%s (reference)", depth, depth > 1 ? "s" : "");
     row(name, per_poll(&cases[0]), "", "", -1);
-    snprintf(name, sizeof name, "trace ring on (DIAGNOSE_TRACE=%u), %d level%s", diag__trace.n, depth,
+    snprintf(name, sizeof name, "trace ring on (DIAGNOSE_TRACE=%u), %d level%s", diag__rt->trace->n, depth,
              depth > 1 ? "s" : "");
     snprintf(figure, sizeof figure, "extra %+.2f ns", extra);
     row(name, per_poll(&cases[1]), figure, "<= 5 ns", extra <= 5.0);

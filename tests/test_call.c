@@ -42,7 +42,7 @@ static struct stepper *next_task(int i)
 static unsigned table_count(void)
 {
 #ifndef DIAGNOSE_DISABLE
-    return diag__at.count;
+    return diag__rt->at->count;
 #else
     return 0;
 #endif

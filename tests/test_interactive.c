@@ -33,7 +33,7 @@ static char dir[256];
 
 /* The snapshot thread of this process exists (internal state: counting
    threads in /proc would also count a sanitizer's own). */
-static int agent_running(void) { return diag__agent.running; }
+static int snapshot_thread_running(void) { return diag__rt->snapshot_thread->running; }
 
 /* The clock is calibrated over the whole run: well under 1e-3 off. */
 #define CAL_LO(ns) ((double)(ns) * 0.999)
@@ -170,7 +170,7 @@ static int child_interval(void)
     struct task t;
     diag_future *f = task_init(&t, "tick");
     int k;
-    if (!agent_running()) return 2;
+    if (!snapshot_thread_running()) return 2;
     for (k = 0; k < 10; k++) diag_poll(f, NULL);
     if (settle("snap") != 0) return 3;
     t.ready = 1;
@@ -184,7 +184,7 @@ static int child_no_variables(void)
     struct sigaction sa;
     sigaction(SIGUSR2, NULL, &sa);
     if (sa.sa_handler != SIG_DFL) return 2;
-    return agent_running() ? 1 : 0;
+    return snapshot_thread_running() ? 1 : 0;
 }
 
 /* Number n of the series as text, NULL when the file is missing. */
@@ -249,7 +249,7 @@ static int child_signal(void)
     diag_future *f = task_init(&t, "tick");
     struct sigaction sa;
     int k;
-    if (!agent_running()) return 2;
+    if (!snapshot_thread_running()) return 2;
     sigaction(SIGUSR2, NULL, &sa);
     if (sa.sa_handler == SIG_DFL) return 3;
     for (k = 0; k < 7; k++) diag_poll(f, NULL);
@@ -292,7 +292,7 @@ static int child_fork(void)
     pid_t pid;
     int status;
     diag_poll(f, NULL);
-    /* Lets the agent thread, just started, reach its poll(): forked while
+    /* Lets the snapshot thread, just started, reach its poll(): forked while
        it is inside ASan's allocator (thread start-up), the child inherits
        the allocator's lock and its leak check at exit waits forever (the
        sanitizer runtime of gcc 12 takes no locks around fork). */
@@ -301,7 +301,7 @@ static int child_fork(void)
     if (pid < 0) return 2;
     if (pid == 0) {
         diag_poll(f, NULL);
-        if (agent_running()) _exit(3);
+        if (snapshot_thread_running()) _exit(3);
         kill(getpid(), SIGUSR2); /* handled: a no-op here */
         tt_sleep_ns(30 * MS);
         exit(0); /* writes sigf.<pid>.*.folded */
@@ -329,7 +329,7 @@ static void test_fork_child_takes_no_snapshots(void)
 
 static int child_bad_values(void)
 {
-    return agent_running() ? 1 : 0;
+    return snapshot_thread_running() ? 1 : 0;
 }
 
 static void test_bad_values_are_named_and_ignored(void)

@@ -121,23 +121,23 @@ static void test_overflow_note_for_memory(void)
 {
     diag__row r;
     char note[160];
-    int saved = diag__g.overflow_why;
-    uint32_t saved_max = diag__g.max_paths;
+    int saved = diag__rt->overflow_why;
+    uint32_t saved_max = diag__rt->max_paths;
     memset(&r, 0, sizeof r);
     r.stack = "[overflow]";
-    diag__g.max_paths = 500;
-    diag__g.overflow_why = DIAG__OVERFLOW_MEMORY;
+    diag__rt->max_paths = 500;
+    diag__rt->overflow_why = DIAG__OVERFLOW_MEMORY;
     CHECK_STR(diag__row_note(&r, note, sizeof note), " (new paths that found no memory)");
-    diag__g.overflow_why = DIAG__OVERFLOW_MEMORY | DIAG__OVERFLOW_CAP;
+    diag__rt->overflow_why = DIAG__OVERFLOW_MEMORY | DIAG__OVERFLOW_CAP;
     CHECK_STR(diag__row_note(&r, note, sizeof note),
               " (new paths past DIAGNOSE_MAX_PATHS=500: raise it, up to 1048574; and paths that found no memory)");
-    diag__g.overflow_why = 0;
+    diag__rt->overflow_why = 0;
     CHECK_STR(diag__row_note(&r, note, sizeof note), "");
     r.stack = "main";
-    diag__g.overflow_why = DIAG__OVERFLOW_CAP;
+    diag__rt->overflow_why = DIAG__OVERFLOW_CAP;
     CHECK_STR(diag__row_note(&r, note, sizeof note), "");
-    diag__g.overflow_why = saved;
-    diag__g.max_paths = saved_max;
+    diag__rt->overflow_why = saved;
+    diag__rt->max_paths = saved_max;
 }
 
 /* ---- lints ----------------------------------------------------------------------- */

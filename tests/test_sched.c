@@ -437,14 +437,14 @@ static int child_slow_threshold(void)
         polls_at_least(f, &t, 2 * MS, 3, 800 * US);
         /* round 0 normally ends before the 10 ms of calibration (unless
            the machine is loaded): its polls were judged uncalibrated */
-        if (round == 0 && tt_now_ns() - diag__g.mono0 < DIAG__CALIBRATE_NS && diag__use_tsc &&
-            __atomic_load_n(&diag__g.slow_exact, __ATOMIC_RELAXED))
+        if (round == 0 && tt_now_ns() - diag__rt->mono0 < DIAG__CALIBRATE_NS && diag__use_tsc &&
+            __atomic_load_n(&diag__rt->slow_exact, __ATOMIC_RELAXED))
             return 3;
         if (round == 0) tt_sleep_ns(15 * MS);
     }
     r = tt_row_of("child.slow");
-    if (!__atomic_load_n(&diag__g.slow_exact, __ATOMIC_RELAXED)) return 4;
-    if (diag__g.slow_ns != 800000) return 5;
+    if (!__atomic_load_n(&diag__rt->slow_exact, __ATOMIC_RELAXED)) return 4;
+    if (diag__rt->slow_ns != 800000) return 5;
     return r.polls == 16 && r.slow >= 6 && r.slow <= 6 + (uint64_t)preempted ? 0 : 6;
 }
 

@@ -449,7 +449,7 @@ static void test_off_by_default(void)
     CHECK(tt_exists(strcat(prefix, ".polls.folded")));
     snprintf(prefix, sizeof prefix, "%s/out.trace.json", dir);
     CHECK(!tt_exists(prefix));
-    CHECK(!diag__agent.running); /* no snapshot thread either */
+    CHECK(!diag__rt->snapshot_thread->running); /* no snapshot thread either */
 }
 
 static void test_counts_nesting_and_exited_thread(void)
