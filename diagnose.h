@@ -3857,7 +3857,9 @@ static int diag__trace_take(diag__trace_copy *c)
     return 0;
 }
 
-/* ns as microseconds with three decimals: exact, so nesting survives. */
+/* ns as microseconds with three decimals: exact, so nesting survives; and
+   1 ns is far more than a double's rounding step, so the strict nesting of
+   diag__trace_nest survives readers that add ts and dur in doubles. */
 static void diag__buf_us(diag__buf *b, uint64_t ns)
 {
     char frac[4];
@@ -3897,21 +3899,70 @@ static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const
     diag__buf_str(b, "\"}},\n");
 }
 
-/* One "X" event. Start and end are each rounded to ns from the origin, and
-   dur is their difference: a child, inside its parent in ticks, stays
-   inside it in the file. */
-static void diag__trace_event(diag__buf *b, const diag__trace_copy *c, uint64_t tid, const diag__event *e,
-                              double ns_per_tick)
+/* A poll around the one diag__trace_nest is at: its span in ticks and as
+   written (ns), and its path's folded stack. */
+typedef struct diag__trace_open {
+    uint64_t start, end, ws, we;
+    const char *stack;
+    size_t len;
+} diag__trace_open;
+
+/* Turns the events [first, end) of one thread (ticks, in completion order:
+   a child before its parent) into what is written: start and dur in ns
+   from the origin. Each end is rounded to ns, then a child is pulled
+   strictly inside its parent's written span [ps, pe], to [ps + 1, pe - 1]
+   (so 1 ns per shared end; more only where a parent shares that end with
+   its own parent too): readers that add ts and dur in doubles, or order
+   equal starts by the file, still nest them. Polls that touched still do
+   not overlap (the clamp keeps their order). A parent written shorter than
+   2 ns has no room inside: its children are written 0 ns long at its end.
+   Walked newest first, a parent comes before its children: the stack
+   `open` (room for DIAG_MAX_DEPTH) holds the polls around, the nearest
+   poll of the path less its last frame is the parent. */
+static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, double ns_per_tick,
+                             diag__trace_open *open)
+{
+    size_t depth = 0, k = end;
+    while (k-- > first) {
+        diag__event *e = &c->events[k];
+        const char *stack = c->stacks + c->offsets[e->path], *semi = strrchr(stack, ';');
+        size_t plen = semi ? (size_t)(semi - stack) : 0;
+        uint64_t from = e->start > c->origin ? e->start - c->origin : 0;
+        uint64_t ws = diag__to_ns(from, ns_per_tick), we = diag__to_ns(from + e->dur, ns_per_tick);
+        while (depth > 0 &&
+               (semi == NULL || open[depth - 1].len != plen || memcmp(open[depth - 1].stack, stack, plen) != 0))
+            depth--;
+        if (depth > 0 && open[depth - 1].start <= e->start && e->start + e->dur <= open[depth - 1].end) {
+            const diag__trace_open *p = &open[depth - 1];
+            uint64_t lo = p->we - p->ws >= 2 ? p->ws + 1 : p->we, hi = p->we - p->ws >= 2 ? p->we - 1 : p->we;
+            ws = ws < lo ? lo : ws > hi ? hi : ws;
+            we = we < ws ? ws : we > hi ? hi : we;
+        }
+        if (depth < DIAG_MAX_DEPTH) {
+            diag__trace_open o;
+            o.start = e->start;
+            o.end = e->start + e->dur;
+            o.ws = ws;
+            o.we = we;
+            o.stack = stack;
+            o.len = strlen(stack);
+            open[depth++] = o;
+        }
+        e->start = ws;
+        e->dur = we - ws;
+    }
+}
+
+/* One "X" event; e's start and dur are in ns (see diag__trace_nest). */
+static void diag__trace_event(diag__buf *b, const diag__trace_copy *c, uint64_t tid, const diag__event *e)
 {
     const char *stack = c->stacks + c->offsets[e->path], *frame = strrchr(stack, ';');
-    uint64_t from = e->start > c->origin ? e->start - c->origin : 0;
-    uint64_t start = diag__to_ns(from, ns_per_tick), end = diag__to_ns(from + e->dur, ns_per_tick);
     diag__buf_str(b, "{\"ph\": \"X\", \"name\": \"");
     diag__buf_str(b, frame ? frame + 1 : stack);
     diag__buf_str(b, "\", \"ts\": ");
-    diag__buf_us(b, start);
+    diag__buf_us(b, e->start);
     diag__buf_str(b, ", \"dur\": ");
-    diag__buf_us(b, end - start);
+    diag__buf_us(b, e->dur);
     diag__buf_str(b, ", ");
     diag__trace_ids(b, tid);
     diag__buf_str(b, ", \"args\": {\"path\": \"");
@@ -3919,9 +3970,15 @@ static void diag__trace_event(diag__buf *b, const diag__trace_copy *c, uint64_t 
     diag__buf_str(b, "\"}},\n");
 }
 
-static void diag__trace_json(diag__buf *b, const diag__trace_copy *c, double ns_per_tick)
+/* The file, from c; rewrites c's events (see diag__trace_nest). */
+static void diag__trace_json(diag__buf *b, diag__trace_copy *c, double ns_per_tick)
 {
     size_t i, k;
+    diag__trace_open *open = (diag__trace_open *)DIAG_MALLOC(DIAG_MAX_DEPTH * sizeof *open);
+    if (open == NULL) {
+        b->failed = 1;
+        return;
+    }
     diag__buf_str(b, "{\"traceEvents\": [\n");
 #if defined(__GLIBC__)
     diag__trace_meta(b, "process_name", 0, program_invocation_short_name);
@@ -3935,8 +3992,10 @@ static void diag__trace_json(diag__buf *b, const diag__trace_copy *c, double ns_
         while (first < end && c->events[first].start + c->events[first].dur < c->reset_at) first++;
         if (first == end) continue; /* no polls: no thread in the file */
         diag__trace_meta(b, "thread_name", th->tid, th->name[0] ? th->name : "thread");
-        for (k = first; k < end; k++) diag__trace_event(b, c, th->tid, &c->events[k], ns_per_tick);
+        diag__trace_nest(c, first, end, ns_per_tick, open);
+        for (k = first; k < end; k++) diag__trace_event(b, c, th->tid, &c->events[k]);
     }
+    DIAG_FREE(open);
     b->len -= 2; /* the last ",\n": there is always the process's event */
     diag__buf_str(b, "\n]}\n");
 }

@@ -183,6 +183,30 @@ static int nesting_holds(const trace *tr)
     return 1;
 }
 
+/* Stricter: every event with a parent path lies strictly inside one (a
+   later start and an earlier end), so that a reader adding ts and dur in
+   doubles, or ordering equal starts by the file, nests it too. */
+static int strictly_nested(const trace *tr)
+{
+    int i, k;
+    for (i = 0; i < tr->n; i++) {
+        const event *c = &tr->ev[i];
+        const char *semi = strrchr(c->path, ';');
+        int inside = semi == NULL;
+        for (k = 0; k < tr->n && !inside; k++) {
+            const event *p = &tr->ev[k];
+            inside = k != i && p->tid == c->tid && strlen(p->path) == (size_t)(semi - c->path) &&
+                     strncmp(p->path, c->path, strlen(p->path)) == 0 && p->ts < c->ts && c->ts + c->dur < p->ts + p->dur;
+        }
+        if (!inside) {
+            printf("  %s at %llu (dur %llu) is not strictly inside a parent\n", c->path, (unsigned long long)c->ts,
+                   (unsigned long long)c->dur);
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static uint64_t sum_dur(const trace *tr, const char *path)
 {
     uint64_t sum = 0;
@@ -472,6 +496,7 @@ static void test_counts_nesting_and_exited_thread(void)
     CHECK_EQ(tr.n, 27);
     CHECK(names_match_paths(&tr));
     CHECK(nesting_holds(&tr));
+    CHECK(strictly_nested(&tr));
     /* Durations against the folded busy times of the same dump: each event
        is rounded to ns at both ends, the folded sum once, so they agree to
        within 1 ns per event (plus 1). */
@@ -508,6 +533,68 @@ static void test_ring_keeps_the_last_n(void)
         CHECK_STR(tr.ev[k].name, want);
         if (k) CHECK(tr.ev[k].ts >= tr.ev[k - 1].ts + tr.ev[k - 1].dur);
     }
+}
+
+/* The writer on polls made up in ticks (1 ns each, completion order: a
+   child before its parent), whose ends coincide as a clock that steps in
+   10 ns makes them: each child is written strictly inside its parent, 1 ns
+   in from each shared end. */
+static void test_shared_ends_are_written_strictly_nested(void)
+{
+    /* start, end (ticks), path: 0 outer, 1 outer;inner, 2 outer;inner;leaf */
+    static const uint64_t polls[][3] = {
+        { 150, 200, 1 }, { 100, 200, 0 },                  /* a child ends with its parent */
+        { 300, 400, 1 }, { 300, 400, 0 },                  /* a child with its parent's start and end */
+        { 500, 550, 1 }, { 550, 600, 1 }, { 500, 600, 0 }, /* two children touching, and their parent */
+        { 800, 900, 2 }, { 800, 900, 1 }, { 800, 900, 0 }, /* three deep, all the same */
+        { 700, 701, 1 }, { 700, 701, 0 },                  /* 1 ns in 1 ns: no room */
+    };
+    /* what is written: ts, end (ns) */
+    static const uint64_t want[][2] = {
+        { 150, 199 }, { 100, 200 }, { 301, 399 }, { 300, 400 }, { 501, 550 }, { 550, 599 },
+        { 500, 600 }, { 802, 898 }, { 801, 899 }, { 800, 900 }, { 701, 701 }, { 700, 701 },
+    };
+    static char stacks[] = "outer\0outer;inner\0outer;inner;leaf";
+    size_t offsets[3] = { 0, 6, 18 };
+    diag__event events[12];
+    diag__trace_thread th;
+    diag__trace_copy c;
+    diag__buf b = { NULL, 0, 0, 0 };
+    char path[300];
+    FILE *f;
+    int k;
+    for (k = 0; k < 12; k++) {
+        events[k].start = polls[k][0];
+        events[k].dur = polls[k][1] - polls[k][0];
+        events[k].path = (uint32_t)polls[k][2];
+    }
+    memset(&th, 0, sizeof th);
+    th.tid = 1;
+    th.count = 12;
+    memset(&c, 0, sizeof c);
+    c.events = events;
+    c.threads = &th;
+    c.nthreads = 1;
+    c.stacks = stacks;
+    c.offsets = offsets;
+    diag__trace_json(&b, &c, 1.0);
+    CHECK(!b.failed);
+    snprintf(path, sizeof path, "%s/made.trace.json", fresh_dir());
+    f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f == NULL) return;
+    fwrite(b.data, 1, b.len, f);
+    fclose(f);
+    DIAG_FREE(b.data);
+    CHECK(read_trace(&tr, path));
+    CHECK_EQ(tr.n, 12);
+    for (k = 0; k < 12 && k < tr.n; k++) {
+        CHECK_EQ(tr.ev[k].ts, want[k][0]);
+        CHECK_EQ(tr.ev[k].ts + tr.ev[k].dur, want[k][1]);
+    }
+    CHECK(nesting_holds(&tr));
+    tr.n = 10; /* all but the last two, which have no room */
+    CHECK(strictly_nested(&tr));
 }
 
 static void test_exited_threads_kept_up_to_16(void)
@@ -644,6 +731,7 @@ int main(int argc, char **argv)
     RUN(test_off_by_default);
     RUN(test_counts_nesting_and_exited_thread);
     RUN(test_ring_keeps_the_last_n);
+    RUN(test_shared_ends_are_written_strictly_nested);
     RUN(test_exited_threads_kept_up_to_16);
     RUN(test_slow_poll_writes_a_trace);
     RUN(test_slow_nested_poll_waits_for_its_parent);
