@@ -130,71 +130,35 @@
    polls stay open (exit names them); a diag_span_end that finds its poll
    below the top ends the ones above (one warning).
 
-   ---- WHAT IS MEASURED -----------------------------------------------------
+   ---- WHAT IS MEASURED (in full: docs/measured.md, docs/live.md) ----------
    A *run* of a future lasts from the start of its first poll to the end of
-   the poll that returned READY, or to diag_drop; a poll after READY starts
-   a new one. Its *path* is the chain of names of the marked futures being
-   polled, outermost first, when its first poll began, for all its polls on
-   any thread. Per path, summed over all runs and threads:
+   the poll that returned READY, or to diag_drop. Its *path* is the chain of
+   names of the marked futures being polled, outermost first, when its first
+   poll began. Per path, summed over all runs and threads:
      polls   number of polls.
-     busy    ns inside those polls minus nested marked polls (self time,
-             so the flame graph's widths are inclusive).
-     wall    ns of the runs, a pending run up to the dump; written as self
-             wall: minus the children's walls, never below zero.
+     busy    ns inside those polls minus nested marked polls (self time).
+     wall    ns of the runs (a pending one: up to the dump), as self wall:
+             minus the children's walls, never below zero.
      sched   ns from diag_wake to the next poll (only with wakes).
-   The table also shows per path p50 and p99 of the whole poll's time (log2
-   buckets: within a factor of two, never above max), max (exact) and the
-   mean sched per wake. Then lint lines, "lint: <path>: <what>", name
-   patterns sums hide (a slow child flags its parents too):
-     - polls of DIAGNOSE_SLOW_NS (1 ms) or more, counted exactly per path;
-     - 100 polls or more, runs still pending and none finished;
-     - 3 drops or more, and more drops than finished runs;
-     - 20 self-wakes or more, and most wakes are: diag_wake(f) while f's
-       own poll (or one nested in it) runs on that thread, a busy loop;
-     - orphans: open runs whose parent run (the one they began in) ended;
-     - lost wakes: open runs neither running nor woken since their last
-       woken (or first) poll for DIAGNOSE_STUCK_S, with diag_wake in use,
-       on paths whose polls all start a run or follow a wake, while their
-       parent run is not open;
-     - a poll still running at the dump after DIAGNOSE_SLOW_NS or more.
-   The runs column counts runs started in the window. Paths deeper than
-   DIAG_MAX_DEPTH frames fold into their deepest frame (reported at exit).
-   Past DIAGNOSE_MAX_PATHS paths (or out of memory) new paths count in one
-   "[overflow]" path, whose row names the limit to raise. Clock: the
-   invariant timestamp counter (x86), calibrated against CLOCK_MONOTONIC
-   at each dump over the whole run; else CLOCK_MONOTONIC. Values: ns.
+   The table adds p50, p99 and max of a poll per path, then "lint:" lines:
+   slow polls, runs never finished, drops, self-wakes, orphans, lost wakes,
+   polls still running. Depth, paths, names, clock: docs/limits.md.
 
-   ---- ENVIRONMENT ----------------------------------------------------------
+   ---- ENVIRONMENT (in full: docs/environment.md) --------------------------
    DIAGNOSE=0              record nothing: no files, no table.
-   DIAGNOSE_OUT=prefix     output prefix (default "diagnose"); "%p": the
-                           pid. Relative to the start-up directory, even
-                           after a chdir (diag_dump(prefix): to the current).
+   DIAGNOSE_OUT=prefix     output prefix (default "diagnose"); "%p": the pid.
    DIAGNOSE_QUIET=1        write the files but not the table.
    DIAGNOSE_SVG=1          at exit, also diag_write_svg's flame graphs.
    DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_PATH_TABLE_SIZE - 2).
-   DIAGNOSE_SLOW_NS=n      a poll of n ns or more is slow (default 1000000);
-                           0 turns the slow-poll lint off.
-   DIAGNOSE_INTERVAL=s     every s seconds (>= 0.001) the snapshot thread
-                           writes PREFIX.N.<metric>.folded (and .svg with
-                           DIAGNOSE_SVG=1), N = 1, 2 ...: like diag_dump.
-   DIAGNOSE_SIGNAL=USR2    this signal (USR2, sigusr1, HUP, 12 ...) asks the
-                           snapshot thread for one; a stderr line names
-                           each. Neither set: no thread, no handler. The
-                           thread stops at exit, before the final files;
-                           a forked child takes no snapshots.
-   DIAGNOSE_STUCK_S=s      an open run this old is stuck (default 10), in
-                           PREFIX.pending.txt and the lost-wake lint.
-   DIAGNOSE_TRACE=n        each thread keeps its last n polls (up to
-                           16777216; 0: off): PREFIX.trace.json.
-   Read once, before main; a set-uid or set-gid program ignores them all
-   (and TMPDIR). Yes/no: 0/1, off/on, no/yes, false/true in any case;
-   numbers are whole, not negative (seconds: decimals allowed); signals
-   are names, SIG optional, any case, or numbers. Empty is unset. A value
-   not understood gets one stderr line, and the default is used:
-     diagnose.h: DIAGNOSE_MAX_PATHS=-5 is negative; accepted: a whole
-     number from 1 to 1048574; using 1048574
+   DIAGNOSE_SLOW_NS=n      a poll this long is slow (default 1000000; 0: off).
+   DIAGNOSE_INTERVAL=s     every s seconds, a numbered snapshot PREFIX.N.*.
+   DIAGNOSE_SIGNAL=USR2    this signal asks for a numbered snapshot.
+   DIAGNOSE_STUCK_S=s      an open run this old is stuck (default 10).
+   DIAGNOSE_TRACE=n        each thread keeps its last n polls: PREFIX.trace.json.
+   Read once, before main; a set-uid or set-gid program ignores them all.
+   A value not understood gets one stderr line, and the default is used.
 
-   ---- OUTPUT ---------------------------------------------------------------
+   ---- OUTPUT (in full: docs/output.md, docs/live.md, docs/timeline.md) ----
    PREFIX.polls.folded, PREFIX.busy.folded, PREFIX.wall.folded (and
    PREFIX.sched.folded when diag_wake was used), written at normal exit
    (return from main or exit()) exactly once, and by diag_dump. Each line is
@@ -209,33 +173,14 @@
    paths in every metric's file. Files are written to a temporary name and
    renamed. A forked child writes its own (its pid appended to a prefix
    without "%p"). If they cannot be written at exit, one stderr line says
-   why and they go to $TMPDIR (or /tmp). The exit code never changes;
-   stderr never raises SIGPIPE. At exit a lock another thread holds is
-   waited for 1 s at most, and an exit() from a signal handler that
-   interrupts diagnose.h on its thread writes no files: one line says so.
-
-   PREFIX.pending.folded and .txt, written by every dump when runs are
-   open (from first poll to READY or drop), removed by one that finds none.
-   pending.folded: open runs per path. pending.txt, oldest first:
+   why and they go to $TMPDIR (or /tmp). The exit code never changes
+   (exits and signals: docs/exits.md).
+   PREFIX.pending.folded and .txt, by every dump when runs are open:
 
        main;fetch: 3 open, oldest 12.4s, running 2.10s, stuck
 
-   oldest: the oldest open run's age (across diag_reset and fork);
-   running: a poll of the path runs now, for that long at most; stuck: the
-   oldest is DIAGNOSE_STUCK_S old. DIAGNOSE_SVG=1: also pending.svg. The
-   exit summary ends with 25 of these lines at most. A run that begins or
-   ends during a dump may be listed or not; a quiet moment is exact.
-
-   PREFIX.trace.json (DIAGNOSE_TRACE=n), by every dump: a Chrome trace for
-   speedscope and ui.perfetto.dev, one event a line: per thread a "M"
-   thread_name ("NAME TID") and an "X" event per poll of its last n, in
-   the order they ended (name: the frame; ts, dur: us since start-up;
-   tid: 1, 2 ... by first poll; args.path: the folded stack). Folded polls
-   are left out; the 16 latest exited threads' rings stay; after a reset,
-   only polls that end later; a forked child starts empty. A slow poll
-   makes the snapshot thread write PREFIX.slow.N.trace.json when the
-   outermost poll around it ends (100 ms at most), one a second and 100
-   in all at most, each named on stderr unless DIAGNOSE_QUIET=1.
+   PREFIX.trace.json (DIAGNOSE_TRACE=n), by every dump: a Chrome trace of
+   each thread's last n polls; after a slow poll, PREFIX.slow.N.trace.json.
 
    ---- CONFIGURATION (#define before the #include) --------------------------
    DIAGNOSE_DISABLE   compile out: DIAGNOSE(f) is f, diag_poll calls the poll
@@ -246,27 +191,19 @@
                       paths (1048576). Old name DIAG_MAX_PATHS, still read.
    DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
    DIAG_DEBUG         abort with a message on misuse instead of ignoring it.
-   DIAG_API           starts each declaration of what the implementation
-                      defines for other files (the public functions, and
-                      what the inline poll path calls): extern by default;
-                      keep the extern, e.g. extern __attribute__((
-                      visibility("default"))) to export them from a library
-                      built -fvisibility=hidden. The poll path (diag_poll,
-                      diag_span_begin ...) stays static inline, inlined at
-                      each call; compiled out, so is every function.
+   DIAG_API           starts the declaration of each function defined for
+                      other files (the public ones, and what the inline poll
+                      path calls): extern by default; e.g. extern __attribute__
+                      ((visibility("default"))) exports them from a library
+                      built -fvisibility=hidden. The poll path stays static
+                      inline; compiled out, so is every function.
 
-   LIBRARIES AND PLUGINS: a shared library may define DIAGNOSE_IMPLEMENTATION
-   too. The copies in one process find each other through a mapping named
-   "diagnose.h" in /proc/self/maps (hidden visibility and RTLD_LOCAL do not
-   matter) and share one runtime: one set of files, one table, paths across
-   copies. Copies built with other versions or other DIAG_MAX_DEPTH,
-   DIAG_PATH_TABLE_SIZE or allocator than the first copy that started keep a
-   runtime of their own, with its own table, and write every file under
-   PREFIX.abi-XXXXXXXX (explicit prefixes too; the tag is 8 hex digits of
-   their key, the same on every run), which one stderr line names when
-   that runtime starts (unless DIAGNOSE_QUIET). A dlclose writes the files;
-   the library's data stays in them. Two copies linked statically into one
-   executable are a link error.
+   LIBRARIES AND PLUGINS (docs/libraries.md): a shared library may define
+   DIAGNOSE_IMPLEMENTATION too. The copies in one process share one runtime:
+   one set of files, one table, paths across copies. Copies of another
+   version or configuration keep a runtime of their own, and write under
+   PREFIX.abi-XXXXXXXX. Two copies linked into one executable are a link
+   error.
 
    ---- HOW IT WORKS (for maintainers) ---------------------------------------
    The implementation's parts are marked ">>name" in the order data flows
