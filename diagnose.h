@@ -1695,17 +1695,17 @@ uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
 
 /* >>hist: shared histograms, where the slots' byte counters spill ------------ */
 
-/* Path's row (DIAG__HIST counts) in the chunked table dir (diag__rt->hist, or
-   diag__rt->hist_base), the chunk allocated on first use; NULL when memory
-   runs out. Any thread, with or without the lock. */
-static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path)
+/* Path's width counters in the chunked table dir (atomics), the chunk
+   allocated on first use; NULL when memory runs out. Any thread, with or
+   without the lock. */
+static uint64_t *diag__counters_at(uint64_t **dir, uint32_t path, size_t width)
 {
     uint64_t **at = &dir[path >> DIAG__CHUNK_BITS];
     uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
     if (chunk == NULL) {
         uint64_t *fresh;
         diag__inside_enter(); /* also from the poll path: see diag__exit_interrupted */
-        fresh = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
+        fresh = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * width * sizeof(uint64_t));
         diag__inside_leave();
         if (fresh == NULL) return NULL;
         if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
@@ -1713,8 +1713,11 @@ static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path)
         else
             DIAG_FREE(fresh); /* another thread's came first: chunk is it */
     }
-    return chunk + (size_t)(path & (DIAG__CHUNK - 1)) * DIAG__HIST;
+    return chunk + (size_t)(path & (DIAG__CHUNK - 1)) * width;
 }
+
+/* Path's row of DIAG__HIST counts in diag__rt->hist or diag__rt->hist_base. */
+static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path) { return diag__counters_at(dir, path, DIAG__HIST); }
 
 /* A slot's byte counter of bucket is about to wrap: its 256 polls move to
    the path's shared row. Once per 256 polls of a bucket, off the poll path.
@@ -1811,13 +1814,9 @@ static diag__run *diag__runs_take(diag__runs *rs)
             rs->cursor = c->next;
             rs->index = 0;
         }
-        if (rs->head != NULL && rs->taken >= rs->total / 4) {
-            rs->cursor = rs->head;
-            rs->taken = 0;
-        } else {
-            if (diag__runs_grow(rs) != 0) return NULL;
-            rs->taken = 0;
-        }
+        if (rs->head != NULL && rs->taken >= rs->total / 4) rs->cursor = rs->head;
+        else if (diag__runs_grow(rs) != 0) return NULL;
+        rs->taken = 0;
     }
 }
 
@@ -1842,18 +1841,8 @@ void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
    slots: they are rare next to polls, and a slot stays 128 bytes. */
 static void diag__self_wake(uint32_t path)
 {
-    uint64_t **at = &diag__rt->self_wakes[path >> DIAG__CHUNK_BITS];
-    uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
-    if (chunk == NULL) {
-        uint64_t *fresh;
-        diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
-        fresh = (uint64_t *)diag__alloc_zero(DIAG__CHUNK * sizeof *fresh);
-        diag__inside_leave();
-        if (fresh == NULL) return; /* not counted */
-        if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) chunk = fresh;
-        else DIAG_FREE(fresh);
-    }
-    __atomic_fetch_add(&chunk[path & (DIAG__CHUNK - 1)], 1, __ATOMIC_RELAXED);
+    uint64_t *count = diag__counters_at(diag__rt->self_wakes, path, 1);
+    if (count != NULL) __atomic_fetch_add(count, 1, __ATOMIC_RELAXED); /* else not counted */
 }
 
 /* Self-wakes of path since the last reset. Under the lock. */
@@ -2055,7 +2044,6 @@ struct diag__trace_state {
     uint32_t n;            /* DIAGNOSE_TRACE; 0: off */
     uint64_t next_tid;     /* under the lock */
     diag__ring *exited;    /* newest first, at most DIAG__TRACE_EXITED; under the lock */
-    unsigned nexited;
     int slow_state;        /* atomic: DIAG__SLOW_* */
     unsigned slow_written; /* the snapshot thread's: N in PREFIX.slow.N.trace.json, */
     uint64_t write_at, rearm_at; /* when to write one, when to take requests again (ns) */
