@@ -206,13 +206,10 @@
    error.
 
    ---- HOW IT WORKS (for maintainers) ---------------------------------------
-   The implementation's parts are marked ">>name" in the order data flows
-   (grep '>>'): state, stderr, clock, locks, names, settings, paths, hist,
-   runs, rings, threads, poll (its slow paths), at, reset, snapshot, the
-   writers (folded, pending, table, svg, trace), dump, snapshots (the
-   snapshot thread), copies, fork, exit, start, and api, the public
-   functions, last. A function comes before its callers; the forward
-   declarations at the top of >>state each close a cycle.
+   The implementation's parts are marked ">>name" (grep '>>') in the order
+   data flows, the public functions (>>api) last. A function comes before
+   its callers; the forward declarations at the top of >>state each close a
+   cycle.
    Data flows span -> frame -> slot -> row -> writers:
    span     diag_span, in the user's task: name, the open run's path (0:
             none) and start, a pending wake, the last path resolved, the
@@ -531,7 +528,6 @@ DIAG_API int diag__start(void);
 DIAG_API uint64_t diag__clock_ns(void);
 DIAG_API diag__thread *diag__attach(void);
 DIAG_API diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
-DIAG_API uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent);
 DIAG_API void diag__begin_too_deep(diag__thread *t, diag_span *s);
 DIAG_API void diag__begin_rest(diag__thread *t, diag_span *s);
 DIAG_API void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt);
@@ -540,10 +536,8 @@ DIAG_API void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status sta
 DIAG_API void diag__poll_unwound(diag_span *s);
 DIAG_API void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
 DIAG_API void diag__slow_poll(diag__slot *slot, uint64_t ticks);
-DIAG_API void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now);
 DIAG_API void diag__wake_noted(diag_span *s, uint64_t now);
 DIAG_API void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket);
-DIAG_API void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur);
 DIAG_API diag_status diag__poll_invalid(diag_future *f);
 
 static inline int diag__on(void)
@@ -1110,12 +1104,16 @@ static int diag__inside(void) { return diag__inside_depth != 0; }
 
 /* >>clock -------------------------------------------------------------------- */
 
-uint64_t diag__clock_ns(void)
+static uint64_t diag__clock_read(clockid_t clock)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock, &ts);
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
+
+uint64_t diag__clock_ns(void) { return diag__clock_read(CLOCK_MONOTONIC); }
+
+static uint64_t diag__realtime_ns(void) { return diag__clock_read(CLOCK_REALTIME); }
 
 static int diag__tsc_is_invariant(void)
 {
@@ -1182,18 +1180,6 @@ static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
 static __thread uint64_t diag__exit_deadline;
 #define DIAG__EXIT_WAIT_NS 1000000000u
 
-static uint64_t diag__realtime_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* diag__rt->exit_waiting is set when the exit dump waits for diag__rt->dump_lock:
-   other dumps then wait for it, or a thread dumping in a loop could take
-   the lock back each time first (mutexes are not fair) until the exit
-   dump gives up. */
-
 /* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
    returns 0 when locked, ETIMEDOUT when given up. */
 static int diag__lock_or_give_up(pthread_mutex_t *m)
@@ -1206,7 +1192,9 @@ static int diag__lock_or_give_up(pthread_mutex_t *m)
 }
 
 /* Takes diag__rt->dump_lock: the exit dump until diag__exit_deadline at most,
-   any other after the exit dump if one is waiting. Returns 0 when locked. */
+   any other waits while the exit dump does (exit_waiting): mutexes are
+   not fair, so a thread dumping in a loop could otherwise take the lock
+   back each time first until the exit dump gave up. Returns 0 if locked. */
 static int diag__dump_lock_take(void)
 {
     if (diag__exit_deadline != 0) return diag__lock_or_give_up(&diag__rt->dump_lock);
@@ -1295,9 +1283,8 @@ static size_t diag__sanitize(const char *name, int derived, char *out)
 {
     const unsigned char *s = (const unsigned char *)(name ? name : "");
     size_t end, len = 0, i = 0;
-    if (derived) {
+    if (derived)
         while (*s == '&' || *s == '*' || *s == '(' || *s == ' ' || *s == '\t') s++;
-    }
     end = strlen((const char *)s);
     if (derived)
         while (end > 0 && (s[end - 1] == ')' || s[end - 1] == ' ' || s[end - 1] == '\t')) end--;
@@ -1353,9 +1340,8 @@ static const char *diag__getenv(const char *name)
    diag__settings_read (and diag__settings_on) below. Unset or empty
    means the default, silently; a value not understood gets one stderr line,
    "diagnose.h: NAME=VALUE <problem>; accepted: <what>; using <default>"
-   (or "ignored" when the default is off), and the default is used. */
-
-/* The one line for a refused value. */
+   (or "ignored" when the default is off), written here, and the default
+   is used. */
 static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
                                   const char *fallback)
 {
@@ -1489,10 +1475,8 @@ static void diag__setting_out(void)
     if (diag__rt->out == NULL || diag__rt->out[0] == '/' || getcwd(dir, sizeof dir - 1) == NULL) return;
     n = strlen(dir);
     if (dir[n - 1] != '/') dir[n++] = '/';
-    diag__rt->start_dir = (char *)DIAG_MALLOC(n + 1);
-    if (diag__rt->start_dir == NULL) return; /* out stays relative to the directory of the day */
-    memcpy(diag__rt->start_dir, dir, n);
-    diag__rt->start_dir[n] = '\0';
+    dir[n] = '\0';
+    diag__rt->start_dir = diag__copy(dir); /* NULL: out stays relative to the directory of the day */
 }
 
 /* What to put before a relative DIAGNOSE_OUT: the start-up directory when
@@ -1615,10 +1599,8 @@ static uint32_t diag__map_get(const diag__map *m, uint32_t parent, const char *n
     if (m->cap == 0) return 0;
     for (i = diag__hash(parent, name) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         uint32_t path = m->entries[i];
-        const diag__path *key;
         if (path == 0) return 0;
-        key = diag__path_at(path);
-        if (diag__path_name(path) == name && key->parent == parent) return path;
+        if (diag__path_name(path) == name && diag__path_at(path)->parent == parent) return path;
     }
 }
 
@@ -1672,7 +1654,7 @@ static uint32_t diag__path_of(uint32_t parent, const char *name, uint32_t flags)
     return diag__add_path(name, parent, depth, flags);
 }
 
-uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
+static uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
 {
     uint32_t path = diag__map_get(&t->cache, parent, s->name);
     if (path == 0) {
@@ -1822,7 +1804,7 @@ static diag__run *diag__runs_take(diag__runs *rs)
 
 /* The first poll of a run: takes a record (without memory the run is not
    listed by dumps, and counts everywhere else). */
-void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
+static void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
 {
     diag__run *r = diag__runs_take(&t->runs), *parent = NULL;
     if (r == NULL) return;
@@ -2119,7 +2101,7 @@ static void diag__trace_retire(diag__thread *t)
     }
 }
 
-void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur)
+static void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_t dur)
 {
     diag__event *e = &r->events[r->pos];
     __atomic_store_n(&e->start, start, __ATOMIC_RELEASE);
@@ -2226,14 +2208,12 @@ static void diag__slot_merge(diag__slot *a, const diag__slot *b)
 static void diag__chunk_merge(diag__slot **dst, diag__slot **src, uint32_t c)
 {
     uint32_t i;
-    if (src[c] == NULL) return;
     if (dst[c] == NULL) {
         dst[c] = src[c];
-        src[c] = NULL;
-        return;
+    } else if (src[c] != NULL) {
+        for (i = 0; i < DIAG__CHUNK; i++) diag__slot_merge(&dst[c][i], &src[c][i]);
+        DIAG_FREE(src[c]);
     }
-    for (i = 0; i < DIAG__CHUNK; i++) diag__slot_merge(&dst[c][i], &src[c][i]);
-    DIAG_FREE(src[c]);
     src[c] = NULL;
 }
 
