@@ -235,12 +235,10 @@
             exit), SVG, pending files (from the open-run records), and the
             trace (which copies the per-thread rings itself).
    Open runs: a run's first poll takes a record (diag__run) from its
-   thread's chunks, published by a release store of its span; the run's
-   end, on any thread, frees it with one release store. Records never move
-   and are never freed; an exiting thread parks its chunks for the next
-   new thread. A run that ends on another thread than it began leaves
-   open_runs and open_start_sum right only summed over threads: a snapshot
-   reads again (8 tries) while a torn pair makes the pending wall absurd.
+   thread's chunks; its end, on any thread, frees it with one release
+   store. A run may end on another thread than it began, so open_runs and
+   open_start_sum are right only summed over threads: a snapshot reads
+   again (8 tries) while a torn pair makes the pending wall absurd.
    All of this lives in the runtime, one for the copies of one ABI key.
 
    Locks. Only two nest: the dump lock, then the runtime lock (dumps and
@@ -266,7 +264,7 @@
    - diag_reset: baselines under the runtime lock; zeroes live maxima (a
      racing poll may put its own back: still a real poll).
    - The snapshot thread writes numbered snapshots and slow-poll traces
-     (without the dump lock), asked by a byte on its pipe: from the
+     (these without the dump lock), asked by a byte on its pipe: from the
      DIAGNOSE_SIGNAL handler (all the handler does) or a slow poll. Work
      that locks or allocates is marked per thread: an exit() from a
      handler inside it writes no files.
