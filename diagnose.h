@@ -3100,10 +3100,13 @@ static uint64_t diag__metric(const diag__row *r, int metric)
     }
 }
 
+/* One line per row, "<stack> <value>"; for DIAG__OPEN only the rows with
+   open runs (PREFIX.pending.folded). */
 static void diag__folded(diag__buf *b, const diag__snapshot *snap, int metric)
 {
     size_t i;
     for (i = 0; i < snap->count; i++) {
+        if (metric == DIAG__OPEN && snap->rows[i].open == 0) continue;
         diag__buf_str(b, snap->rows[i].stack);
         diag__buf_put(b, " ", 1);
         diag__buf_u64(b, diag__metric(&snap->rows[i], metric));
@@ -3146,6 +3149,17 @@ fail:
     unlink(tmp);
     errno = saved;
     return -1;
+}
+
+/* Writes what b holds to path (see diag__write_file) and frees it, leaving
+   b->data NULL; ENOMEM when b ran out of memory while it was built. */
+static int diag__write_buf(const char *path, diag__buf *b)
+{
+    int rc = b->failed ? -1 : diag__write_file(path, b->data, b->len);
+    if (b->failed) errno = ENOMEM;
+    DIAG_FREE(b->data);
+    b->data = NULL;
+    return rc;
 }
 
 /* The prefix to write to: "%p" becomes the pid; a forked child with no "%p"
@@ -3213,18 +3227,10 @@ static int diag__write_metrics(const char *prefix, const char *ext, diag__writer
     int metric, metrics = diag__has_wakes(snap) ? DIAG__METRICS : DIAG__SCHED;
     for (metric = 0; metric < metrics; metric++) {
         diag__buf b = { NULL, 0, 0, 0 };
-        int rc;
         snprintf(failed_path, cap, "%s.%s.%s", prefix, diag__metric_names[metric], ext);
         diag__buf_put(&b, "", 0);
         build(&b, snap, metric);
-        if (b.failed) {
-            DIAG_FREE(b.data);
-            errno = ENOMEM;
-            return -1;
-        }
-        rc = diag__write_file(failed_path, b.data, b.len);
-        DIAG_FREE(b.data);
-        if (rc != 0) return -1;
+        if (diag__write_buf(failed_path, &b) != 0) return -1;
     }
     return 0;
 }
@@ -3281,16 +3287,12 @@ static void diag__pending_line(diag__buf *b, const diag__row *r)
 }
 
 /* Writes (or, with nothing open, removes) one PREFIX.pending.<ext> file. */
-static int diag__pending_file(const char *prefix, const char *ext, const diag__buf *b, int any, char *failed_path,
+static int diag__pending_file(const char *prefix, const char *ext, diag__buf *b, int any, char *failed_path,
                               size_t cap)
 {
     snprintf(failed_path, cap, "%s.pending.%s", prefix, ext);
     if (!any) return unlink(failed_path) == 0 || errno == ENOENT ? 0 : -1;
-    if (b->failed) {
-        errno = ENOMEM;
-        return -1;
-    }
-    return diag__write_file(failed_path, b->data, b->len);
+    return diag__write_buf(failed_path, b);
 }
 
 /* PREFIX.pending.folded (open runs per path, the folded grammar) and
@@ -3301,20 +3303,15 @@ static int diag__write_pending(const char *prefix, const diag__snapshot *snap, c
     diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
     size_t n, i;
     const diag__row **order = diag__pending_rows(snap, &n);
-    int rc;
+    int rc, any;
     diag__buf_put(&folded, "", 0);
     diag__buf_put(&text, "", 0);
-    for (i = 0; i < snap->count; i++) {
-        if (snap->rows[i].open == 0) continue;
-        diag__buf_str(&folded, snap->rows[i].stack);
-        diag__buf_put(&folded, " ", 1);
-        diag__buf_u64(&folded, snap->rows[i].open);
-        diag__buf_put(&folded, "\n", 1);
-    }
+    diag__folded(&folded, snap, DIAG__OPEN);
+    any = folded.len != 0;
     for (i = 0; i < n; i++) diag__pending_line(&text, order[i]);
-    if (order == NULL && folded.len) text.failed = 1; /* open runs, but no memory to order them */
-    rc = diag__pending_file(prefix, "folded", &folded, folded.len != 0, failed_path, cap);
-    if (rc == 0) rc = diag__pending_file(prefix, "txt", &text, folded.len != 0, failed_path, cap);
+    if (order == NULL && any) text.failed = 1; /* open runs, but no memory to order them */
+    rc = diag__pending_file(prefix, "folded", &folded, any, failed_path, cap);
+    if (rc == 0) rc = diag__pending_file(prefix, "txt", &text, any, failed_path, cap);
     DIAG_FREE(folded.data);
     DIAG_FREE(text.data);
     DIAG_FREE(order);
@@ -3947,20 +3944,12 @@ static int diag__trace_write(const char *prefix, double ns_per_tick, char *faile
 {
     diag__trace_copy c;
     diag__buf b = { NULL, 0, 0, 0 };
-    int rc;
     if (diag__rt->trace->n == 0) return 0;
     snprintf(failed_path, cap, "%s.trace.json", prefix);
     if (diag__trace_take(&c) != 0) return -1;
     diag__trace_json(&b, &c, ns_per_tick);
     diag__trace_copy_free(&c);
-    if (b.failed) {
-        DIAG_FREE(b.data);
-        errno = ENOMEM;
-        return -1;
-    }
-    rc = diag__write_file(failed_path, b.data, b.len);
-    DIAG_FREE(b.data);
-    return rc;
+    return diag__write_buf(failed_path, &b);
 }
 
 /* >>dump: snapshot, write, free; one dump at a time -------------------------- */
