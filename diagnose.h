@@ -4018,17 +4018,12 @@ static int diag__write_folded_files(diag__snapshot *snap, const char *prefix, in
     return diag__write_all(prefix, snap, failed, sizeof failed);
 }
 
-static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
-{
-    char path[4200];
-    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
-    return diag__write_pending_svg(prefix, snap);
-}
-
 static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int arg)
 {
+    char path[4200];
     (void)arg;
-    return diag__write_svgs(prefix, snap);
+    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
+    return diag__write_pending_svg(prefix, snap);
 }
 
 /* >>snapshots: the snapshot thread (numbered snapshots, slow-poll traces) ---- */
@@ -4042,9 +4037,7 @@ struct diag__snapshot_thread {
     int running;          /* the thread exists in this process */
     int pipe[2];          /* [1] written by the handler, read by the thread */
     int stop;             /* atomic: the thread should end */
-    uint64_t interval_ns; /* 0: no timer */
     unsigned next;        /* number of the last snapshot written */
-    int signo;            /* DIAGNOSE_SIGNAL; 0: none */
     int handling;         /* our handler is installed; the program's was old_action */
     struct sigaction old_action;
     const struct diag__copy_info *owner; /* whose functions the thread and handler run */
@@ -4083,7 +4076,7 @@ static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix,
     snprintf(numbered, sizeof numbered, "%s.%u", resolved, n);
     if (diag__write_all(numbered, snap, failed, sizeof failed) != 0) {
         diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__rt->svg && diag__write_svgs(numbered, snap) != 0) {
+    } else if (diag__rt->svg && diag__write_svg_files(snap, numbered, 0) != 0) {
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__rt->snapshot_thread->next = n; /* numbers stay consecutive: a failed one is retried */
@@ -4100,13 +4093,11 @@ static void diag__snapshot_thread_snapshot(int by_signal)
         diag__warn("diagnose.h: snapshot %u not written: %s\n", diag__rt->snapshot_thread->next + 1, strerror(errno));
 }
 
-/* Milliseconds until the next tick of the timer; -1 (wait for the pipe)
-   when there is no timer. Ticks keep their schedule whatever signals do. */
-static int diag__snapshot_thread_timeout(uint64_t next_at)
+/* Milliseconds from now until `at` (CLOCK_MONOTONIC ns), rounded up. */
+static int diag__ms_until(uint64_t at)
 {
     uint64_t now = diag__clock_ns();
-    if (diag__rt->snapshot_thread->interval_ns == 0) return -1;
-    return next_at > now ? (int)((next_at - now + 999999u) / 1000000u) : 0;
+    return at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
 }
 
 /* On the polling thread, after a slow poll: one byte to the snapshot
@@ -4167,15 +4158,16 @@ static void diag__snapshot_thread_slow(int asked)
     diag__snapshot_thread_slow_write();
 }
 
-/* The poll timeout of the snapshot thread, shortened to wake when a
-   slow-poll trace is due or requests are taken again. */
-static int diag__snapshot_thread_slow_timeout(int timeout)
+/* The poll timeout of the snapshot thread: until the next tick of the
+   timer (-1, wait for the pipe, without one; ticks keep their schedule
+   whatever signals do), or sooner when a slow-poll trace is due or
+   requests are taken again. */
+static int diag__snapshot_thread_timeout(uint64_t next_at)
 {
-    uint64_t now = diag__clock_ns();
     uint64_t at = diag__rt->trace->write_at ? diag__rt->trace->write_at : diag__rt->trace->rearm_at;
-    int ms;
+    int timeout = diag__rt->interval_ns ? diag__ms_until(next_at) : -1, ms;
     if (at == 0) return timeout;
-    ms = at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
+    ms = diag__ms_until(at);
     return timeout < 0 || ms < timeout ? ms : timeout;
 }
 
@@ -4199,23 +4191,22 @@ static int diag__snapshot_thread_drain(int fd, int *slow)
 
 static void *diag__snapshot_thread_main(void *arg)
 {
-    uint64_t next_at = diag__clock_ns() + diag__rt->snapshot_thread->interval_ns;
+    uint64_t next_at = diag__clock_ns() + diag__rt->interval_ns;
     struct pollfd p;
     (void)arg;
     p.fd = diag__rt->snapshot_thread->pipe[0];
     p.events = POLLIN;
     while (!__atomic_load_n(&diag__rt->snapshot_thread->stop, __ATOMIC_ACQUIRE)) {
-        int n = poll(&p, 1, diag__snapshot_thread_slow_timeout(diag__snapshot_thread_timeout(next_at)));
+        int n = poll(&p, 1, diag__snapshot_thread_timeout(next_at));
         int requested = 0, slow = 0;
         if (n < 0 && errno != EINTR) break;
         if (n > 0) requested = diag__snapshot_thread_drain(p.fd, &slow); /* many signals in a burst make one snapshot */
         if (__atomic_load_n(&diag__rt->snapshot_thread->stop, __ATOMIC_ACQUIRE)) break;
         diag__snapshot_thread_slow(slow);
         if (requested) diag__snapshot_thread_snapshot(1);
-        if (diag__rt->snapshot_thread->interval_ns && diag__clock_ns() >= next_at) {
+        if (diag__rt->interval_ns && diag__clock_ns() >= next_at) {
             diag__snapshot_thread_snapshot(0);
-            while (next_at <= diag__clock_ns()) /* skip missed ticks */
-                next_at += diag__rt->snapshot_thread->interval_ns;
+            while (next_at <= diag__clock_ns()) next_at += diag__rt->interval_ns; /* skip missed ticks */
         }
     }
     __atomic_store_n(&diag__rt->snapshot_thread->finished, 1, __ATOMIC_RELEASE);
@@ -4237,34 +4228,31 @@ static int diag__snapshot_thread_pipe(void)
    `by`'s handler: the copy whose code they run must stay loaded. */
 static void diag__snapshot_thread_run(const struct diag__copy_info *by)
 {
+    struct diag__snapshot_thread *st = diag__rt->snapshot_thread;
     sigset_t all, old;
     sigfillset(&all); /* the thread takes none of the program's signals */
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    __atomic_store_n(&diag__rt->snapshot_thread->stop, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&diag__rt->snapshot_thread->finished, 0, __ATOMIC_RELAXED);
-    diag__rt->snapshot_thread->running =
-        pthread_create(&diag__rt->snapshot_thread->thread, NULL, by->snapshot_thread_main, NULL) == 0;
+    __atomic_store_n(&st->stop, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->finished, 0, __ATOMIC_RELAXED);
+    st->running = pthread_create(&st->thread, NULL, by->snapshot_thread_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    diag__rt->snapshot_thread->owner = by;
-    if (diag__rt->snapshot_thread->running && diag__rt->snapshot_thread->signo) {
+    st->owner = by;
+    if (st->running && diag__rt->signo) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = by->snapshot_thread_signal;
         sa.sa_flags = SA_RESTART;
         sigemptyset(&sa.sa_mask);
-        sigaction(diag__rt->snapshot_thread->signo, &sa,
-                  diag__rt->snapshot_thread->handling ? NULL : &diag__rt->snapshot_thread->old_action);
-        diag__rt->snapshot_thread->handling = 1;
+        sigaction(diag__rt->signo, &sa, st->handling ? NULL : &st->old_action);
+        st->handling = 1;
     }
 }
 
 /* Called once at start-up; does nothing unless one of the variables is set. */
 static void diag__snapshot_thread_start(void)
 {
-    diag__rt->snapshot_thread->interval_ns = diag__rt->interval_ns;
-    if (diag__rt->snapshot_thread->interval_ns == 0 && diag__rt->signo == 0 && !diag__trace_slow_wanted()) return;
+    if (diag__rt->interval_ns == 0 && diag__rt->signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__snapshot_thread_pipe() != 0) return;
-    diag__rt->snapshot_thread->signo = diag__rt->signo;
     diag__snapshot_thread_run(diag__copy_self());
 }
 
@@ -4312,7 +4300,7 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
     if (to != NULL) {
         diag__snapshot_thread_run(to);
     } else if (diag__rt->snapshot_thread->handling && !in_executable) {
-        sigaction(diag__rt->snapshot_thread->signo, &diag__rt->snapshot_thread->old_action, NULL);
+        sigaction(diag__rt->signo, &diag__rt->snapshot_thread->old_action, NULL);
         diag__rt->snapshot_thread->handling = 0;
     }
 }
@@ -4659,13 +4647,6 @@ static void diag__write_at_unload(void)
 
 /* >>fork: the child of fork starts a profile of its own ---------------------- */
 
-/* In the child of fork: the lock may have been held by a thread the child
-   does not have. */
-static void diag__registry_forked(void)
-{
-    if (diag__registry_at != NULL) diag__registry_at->lock = 0;
-}
-
 /* In a fork child only the forking thread exists: the polls the others
    were running will never end, so no stack but its own is running. Their
    runs stay open, as the child's copies of the spans say. */
@@ -4690,9 +4671,9 @@ static void diag__snapshot_thread_forked(void)
     diag__rt->snapshot_thread->pipe[0] = -1;
 }
 
-/* Every copy registers these; the runtime's fork_owner's take the lock. */
-/* Both locks, in the order dumps take them, so that the child finds them
-   held by its one thread and no dump half done. */
+/* Every copy registers these; the runtime's fork_owner's take both locks,
+   in the order dumps take them, so that the child finds them held by its
+   one thread and no dump half done. */
 static void diag__fork_prepare(void)
 {
     if (diag__rt->fork_owner != &diag__self) return;
@@ -4718,8 +4699,8 @@ static void diag__fork_parent(void)
    and what the parent counted is the parent's to write. */
 static void diag__fork_child(void)
 {
-    diag__registry_forked();
-    if (diag__rt->fork_locker == NULL || diag__rt->fork_locker != diag__copy_self()) return;
+    if (diag__registry_at != NULL) diag__registry_at->lock = 0; /* maybe held by a thread the child does not have */
+    if (diag__rt->fork_locker != &diag__self) return;
     diag__rt->fork_locker = NULL;
     pthread_mutex_unlock(&diag__rt->lock); /* taken by diag__fork_prepare, on this thread */
     pthread_mutex_unlock(&diag__rt->dump_lock);
@@ -4777,7 +4758,7 @@ static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
             diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
-    if (diag__rt->svg && diag__write_svgs(prefix, snap) != 0)
+    if (diag__rt->svg && diag__write_svg_files(snap, prefix, 0) != 0)
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
 }
 
@@ -4830,8 +4811,7 @@ static void diag__leave(void)
     int saved_errno = errno;
     if (diag__mode != 1) return;
     if (diag__inside()) { /* exit() from a handler: this thread may hold the lock */
-        if (!__atomic_exchange_n(&diag__rt->exit_done, 1, __ATOMIC_ACQ_REL)) diag__exit_interrupted();
-        errno = saved_errno;
+        diag__exit_handler();
         return;
     }
     if (diag__self.in_executable) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS; /* only at exit */
