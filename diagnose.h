@@ -2661,14 +2661,6 @@ struct diag__at_state {
 /* One per runtime: a task may be polled through one copy and dropped
    through another (see "copies"). */
 
-static int diag__at_alloc(void)
-{
-    diag__rt->at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__rt->at);
-    if (diag__rt->at == NULL) return -1;
-    pthread_mutex_init(&diag__rt->at->lock, NULL);
-    return 0;
-}
-
 static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
 
 /* Marked as library work (see diag__inside_enter): it may allocate. */
@@ -3083,6 +3075,28 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
     return r->max;
 }
 
+/* Pointers to the rows (only those with open runs if open_only), sorted by
+   compare (caller frees), or NULL with *n 0 when there is none or no memory. */
+static const diag__row **diag__rows_sorted(const diag__snapshot *snap, int (*compare)(const void *, const void *),
+                                           int open_only, size_t *n)
+{
+    const diag__row **order;
+    size_t i;
+    *n = 0;
+    for (i = 0; i < snap->count; i++) *n += !open_only || snap->rows[i].open != 0;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
+    if (order == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    for (i = 0, *n = 0; i < snap->count; i++)
+        if (!open_only || snap->rows[i].open) order[(*n)++] = &snap->rows[i];
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    qsort(order, *n, sizeof *order, compare);
+    return order;
+}
+
 /* >>folded: the folded files ------------------------------------------------- */
 
 enum { DIAG__POLLS, DIAG__BUSY, DIAG__WALL, DIAG__SCHED, DIAG__METRICS };
@@ -3246,27 +3260,6 @@ static int diag__compare_oldest(const void *a, const void *b)
     return strcmp(x->stack, y->stack);
 }
 
-/* The rows with open runs, oldest first (caller frees), or NULL with *n 0
-   when there is none or no memory. */
-static const diag__row **diag__pending_rows(const diag__snapshot *snap, size_t *n)
-{
-    const diag__row **order;
-    size_t i;
-    *n = 0;
-    for (i = 0; i < snap->count; i++) *n += snap->rows[i].open != 0;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
-    if (order == NULL) {
-        *n = 0;
-        return NULL;
-    }
-    for (i = 0, *n = 0; i < snap->count; i++)
-        if (snap->rows[i].open) order[(*n)++] = &snap->rows[i];
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    qsort(order, *n, sizeof *order, diag__compare_oldest);
-    return order;
-}
-
 /* "<path>: <n> open, oldest <age>[, running <age>][, stuck]" and a newline. */
 static void diag__pending_line(diag__buf *b, const diag__row *r)
 {
@@ -3302,7 +3295,7 @@ static int diag__write_pending(const char *prefix, const diag__snapshot *snap, c
 {
     diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
     size_t n, i;
-    const diag__row **order = diag__pending_rows(snap, &n);
+    const diag__row **order = diag__rows_sorted(snap, diag__compare_oldest, 1, &n);
     int rc, any;
     diag__buf_put(&folded, "", 0);
     diag__buf_put(&text, "", 0);
@@ -3322,7 +3315,7 @@ static int diag__write_pending(const char *prefix, const diag__snapshot *snap, c
 static void diag__print_pending(FILE *out, const diag__snapshot *snap, const char *prefix)
 {
     size_t n, i;
-    const diag__row **order = diag__pending_rows(snap, &n);
+    const diag__row **order = diag__rows_sorted(snap, diag__compare_oldest, 1, &n);
     for (i = 0; i < n && i < DIAG__PENDING_LINES; i++) {
         diag__buf b = { NULL, 0, 0, 0 };
         diag__pending_line(&b, order[i]);
@@ -3427,18 +3420,13 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
 {
     const diag__row **order;
     char t[7][16];
-    size_t i;
+    size_t i, n;
     int sched = diag__has_wakes(snap);
     fprintf(out, "diagnose.h: %lu path%s, %u thread%s, clock %s; files %s.{polls,busy,wall%s}.folded\n",
             (unsigned long)snap->count, snap->count == 1 ? "" : "s", snap->threads, snap->threads == 1 ? "" : "s",
             diag__use_tsc ? "tsc" : "clock_gettime", prefix, sched ? ",sched" : "");
-    if (snap->count == 0) return;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    order = (const diag__row **)DIAG_MALLOC(snap->count * sizeof *order);
+    order = diag__rows_sorted(snap, diag__compare_busy, 0, &n);
     if (order == NULL) return;
-    for (i = 0; i < snap->count; i++) order[i] = &snap->rows[i];
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    qsort(order, snap->count, sizeof *order, diag__compare_busy);
     fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
             "runs", "drops", "b/w");
     if (sched) fprintf(out, " %6s", "sched");
@@ -3739,9 +3727,8 @@ static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
 static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric)
 {
     diag__svg g;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    const diag__row **order = (const diag__row **)DIAG_MALLOC((snap->count + 1) * sizeof *order);
-    size_t i;
+    size_t i, n;
+    const diag__row **order = diag__rows_sorted(snap, diag__svg_compare, 0, &n);
     memset(&g, 0, sizeof g);
     g.out = b;
     g.metric = metric;
@@ -3749,20 +3736,14 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
     for (i = 0; i < snap->count; i++) {
         const char *s = snap->rows[i].stack;
         unsigned levels = 1;
-        if (order) order[i] = &snap->rows[i];
         if (diag__metric(&snap->rows[i], metric) == 0) continue;
         g.total += diag__metric(&snap->rows[i], metric);
         while ((s = strchr(s, ';')) != NULL) s++, levels++;
         if (levels > g.levels) g.levels = levels;
     }
     g.open = (diag__svg_open *)DIAG_MALLOC((g.levels + 1) * sizeof *g.open);
-    if (order == NULL || g.open == NULL) {
-        b->failed = 1;
-    } else {
-        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-        qsort(order, snap->count, sizeof *order, diag__svg_compare);
-        diag__svg_document(&g, order, snap->count);
-    }
+    if ((order == NULL && snap->count) || g.open == NULL) b->failed = 1;
+    else diag__svg_document(&g, order, n);
     DIAG_FREE(order);
     DIAG_FREE(g.open);
 }
@@ -4044,14 +4025,6 @@ struct diag__snapshot_thread {
     int finished;         /* atomic: the thread has ended (it can then be joined at once) */
 };
 /* One per runtime: copies share the thread and the snapshot numbers. */
-
-static int diag__snapshot_thread_alloc(void)
-{
-    diag__rt->snapshot_thread = (struct diag__snapshot_thread *)diag__alloc_zero(sizeof *diag__rt->snapshot_thread);
-    if (diag__rt->snapshot_thread == NULL) return -1;
-    diag__rt->snapshot_thread->pipe[0] = diag__rt->snapshot_thread->pipe[1] = -1;
-    return 0;
-}
 
 static void diag__snapshot_thread_signal(int signo)
 {
@@ -4383,40 +4356,27 @@ static uint64_t diag__abi_key(void)
    returns how many. */
 static unsigned diag__registry_list(diag__registry **out, unsigned cap)
 {
-    static const char name[] = " /memfd:" DIAG__REGISTRY_NAME " (deleted)";
-    char buf[8192];
-    size_t len = 0, name_len = sizeof name - 1;
+    static const char name[] = " /memfd:" DIAG__REGISTRY_NAME " (deleted)\n";
+    char line[512];
+    size_t name_len = sizeof name - 1;
     unsigned found = 0;
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), skipping = 0;
-    if (fd < 0) return 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, sizeof buf - len);
-        char *line = buf, *end;
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        len += (size_t)n;
-        while ((end = (char *)memchr(line, '\n', len - (size_t)(line - buf))) != NULL) {
-            size_t line_len = (size_t)(end - line);
-            *end = '\0';
-            if (!skipping && line_len > name_len && memcmp(end - name_len, name, name_len) == 0 && found < cap) {
-                char *dash;
-                unsigned long long lo = strtoull(line, &dash, 16), hi = strtoull(dash + 1, NULL, 16);
-                if (*dash == '-' && hi - lo >= DIAG__REGISTRY_SIZE && strchr(line, ' ') &&
-                    strncmp(strchr(line, ' ') + 1, "rw", 2) == 0)
-                    /* NOLINTNEXTLINE(performance-no-int-to-ptr): an address /proc/self/maps gave */
-                    out[found++] = (diag__registry *)(uintptr_t)lo;
-            }
-            skipping = 0;
-            line = end + 1;
-        }
-        len -= (size_t)(line - buf);
-        memmove(buf, line, len);
-        if (len == sizeof buf) { /* a line longer than buf: not ours */
-            len = 0;
-            skipping = 1;
-        }
+    int whole = 1; /* line starts a line of the file: a longer one comes in pieces, and is not ours */
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (maps == NULL) return 0;
+    while (found < cap && fgets(line, sizeof line, maps) != NULL) {
+        size_t len = strlen(line);
+        int starts = whole;
+        char *dash, *perms;
+        unsigned long long lo, hi;
+        whole = len > 0 && line[len - 1] == '\n';
+        if (!starts || len <= name_len || memcmp(line + len - name_len, name, name_len) != 0) continue;
+        lo = strtoull(line, &dash, 16);
+        hi = strtoull(dash + 1, &perms, 16);
+        if (*dash == '-' && hi - lo >= DIAG__REGISTRY_SIZE && strncmp(perms, " rw", 3) == 0)
+            /* NOLINTNEXTLINE(performance-no-int-to-ptr): an address /proc/self/maps gave */
+            out[found++] = (diag__registry *)(uintptr_t)lo;
     }
-    close(fd);
+    fclose(maps);
     return found;
 }
 
@@ -4523,18 +4483,14 @@ static int diag__object_holds(const diag__object *o, const void *p)
     return 0;
 }
 
-static int diag__in_executable(void)
-{
-    diag__object o;
-    return diag__object_of_self(&o) && o.index == 0;
-}
-
-/* The file name of the library that holds this copy, or "the program". */
-static const char *diag__object_name(void)
+/* Sets diag__self.in_executable; returns the file name of the library
+   that holds this copy, or "the program". */
+static const char *diag__locate_self(void)
 {
     diag__object o;
     const char *slash;
-    if (!diag__object_of_self(&o) || o.index == 0 || o.name == NULL || o.name[0] == '\0') return "the program";
+    diag__self.in_executable = diag__object_of_self(&o) && o.index == 0;
+    if (!o.found || o.index == 0 || o.name == NULL || o.name[0] == '\0') return "the program";
     slash = strrchr(o.name, '/');
     return slash ? slash + 1 : o.name;
 }
@@ -4558,8 +4514,7 @@ static void diag__keep_names(void)
     }
 }
 #else
-static int diag__in_executable(void) { return 0; }
-static const char *diag__object_name(void) { return "the program"; }
+static const char *diag__locate_self(void) { return "the program"; }
 static void diag__keep_names(void) {}
 #endif
 
@@ -4622,14 +4577,14 @@ static int diag__join_registry(diag__registry *r, int *created)
 static diag__runtime *diag__join(int *created, int *rejoined)
 {
     diag__registry *r = diag__registry_find();
-    diag__self.in_executable = diag__in_executable();
+    const char *object = diag__locate_self();
     diag__registry_at = r;
     *created = 0;
     if (r != NULL ? diag__join_registry(r, created) != 0 : diag__runtime_new() != 0) return NULL;
     if (r == NULL) *created = 1;
     if (*created && diag__rt->tag[0] && !diag__rt->quiet)
         diag__warn("diagnose.h: this copy (in %s) was built with other settings or another version than the "
-                   "process's first copy; its profile goes to %s%s.*\n", diag__object_name(),
+                   "process's first copy; its profile goes to %s%s.*\n", object,
                    diag__rt->out ? diag__rt->out : "diagnose", diag__rt->tag);
     pthread_mutex_lock(&diag__rt->lock);
     diag__copy_enter(rejoined);
@@ -4878,8 +4833,10 @@ static int diag__runtime_new(void)
     /* the first chunk of shared histograms holds [overflow]'s, where counts
        go when memory for another chunk runs out */
     diag__rt->hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
-    if (diag__rt->no_table == NULL || diag__rt->hist[0] == NULL || diag__reserve_path() != 0 ||
-        diag__snapshot_thread_alloc() != 0 || diag__trace_alloc() != 0 || diag__at_alloc() != 0) {
+    diag__rt->snapshot_thread = (struct diag__snapshot_thread *)diag__alloc_zero(sizeof *diag__rt->snapshot_thread);
+    diag__rt->at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__rt->at);
+    if (diag__rt->no_table == NULL || diag__rt->hist[0] == NULL || diag__rt->snapshot_thread == NULL ||
+        diag__rt->at == NULL || diag__reserve_path() != 0 || diag__trace_alloc() != 0) {
         DIAG_FREE(diag__rt->no_table);
         DIAG_FREE(diag__rt->hist[0]);
         DIAG_FREE(diag__rt->paths[0]);
@@ -4890,6 +4847,8 @@ static int diag__runtime_new(void)
         diag__rt = &diag__local;
         return -1;
     }
+    pthread_mutex_init(&diag__rt->at->lock, NULL);
+    diag__rt->snapshot_thread->pipe[0] = diag__rt->snapshot_thread->pipe[1] = -1;
     diag__key_move(diag__copy_self()); /* no key: threads are then counted, not merged at exit */
     diag__add_path(NULL, DIAG__ROOT, 0, 0);
     diag__add_path("[overflow]", DIAG__ROOT, 1, 0);
