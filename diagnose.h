@@ -3176,13 +3176,24 @@ static int diag__write_buf(const char *path, diag__buf *b)
     return rc;
 }
 
+/* Appends n bytes of s to out, which holds *len of cap bytes, if they fit
+   with a NUL and one byte to spare; returns whether they did. */
+static int diag__append(char *out, size_t *len, size_t cap, const char *s, size_t n)
+{
+    if (*len + n + 1 >= cap) return 0;
+    memcpy(out + *len, s, n);
+    *len += n;
+    out[*len] = '\0';
+    return 1;
+}
+
 /* The prefix to write to: "%p" becomes the pid; a forked child with no "%p"
    gets its pid appended so it never overwrites its parent's files; then
    the runtime's tag, if any (see "copies"). */
 static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
 {
-    size_t len;
-    int has_pid = 0;
+    size_t len = 0;
+    int has_pid = 0, fits;
     char pid[24];
     const char *dir = "";
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
@@ -3190,34 +3201,16 @@ static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
         dir = diag__pinned_dir();
         prefix = diag__rt->out ? diag__rt->out : "diagnose";
     }
-    len = strlen(dir);
-    if (len + 1 >= cap) goto too_long;
-    memcpy(out, dir, len);
-    for (; *prefix; prefix++) {
-        const char *piece = prefix;
-        size_t n = 1;
-        if (prefix[0] == '%' && prefix[1] == 'p') {
-            piece = pid;
-            n = strlen(pid);
-            prefix++;
-            has_pid = 1;
-        }
-        if (len + n + 1 >= cap) goto too_long;
-        memcpy(out + len, piece, n);
-        len += n;
+    fits = diag__append(out, &len, cap, dir, strlen(dir));
+    for (; *prefix && fits; prefix++) {
+        int is_pid = prefix[0] == '%' && prefix[1] == 'p';
+        fits = is_pid ? diag__append(out, &len, cap, pid, strlen(pid)) : diag__append(out, &len, cap, prefix, 1);
+        prefix += is_pid;
+        has_pid |= is_pid;
     }
-    if (diag__rt->forked && !has_pid) {
-        if (len + strlen(pid) + 2 >= cap) goto too_long;
-        out[len++] = '.';
-        memcpy(out + len, pid, strlen(pid));
-        len += strlen(pid);
-    }
-    if (len + strlen(diag__rt->tag) + 1 >= cap) goto too_long;
-    memcpy(out + len, diag__rt->tag, strlen(diag__rt->tag));
-    len += strlen(diag__rt->tag);
-    out[len] = '\0';
-    return 0;
-too_long:
+    if (fits && diag__rt->forked && !has_pid)
+        fits = diag__append(out, &len, cap, ".", 1) && diag__append(out, &len, cap, pid, strlen(pid));
+    if (fits && diag__append(out, &len, cap, diag__rt->tag, strlen(diag__rt->tag))) return 0;
     errno = ENAMETOOLONG;
     return -1;
 }
@@ -3500,7 +3493,7 @@ static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *
 #define DIAG__SVG_TOP 36u     /* px above the frames: heading, "Reset zoom" */
 #define DIAG__SVG_BOTTOM 26u  /* px below: the hover line */
 
-/* Indexed by metric; a metric added later without a title uses its name. */
+/* Indexed by metric. */
 static const char *const diag__svg_titles[DIAG__METRICS + 1] = { "polls", "busy time", "wall time",
                                                                  "scheduling delay", "open runs" };
 
@@ -3712,9 +3705,7 @@ static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
              "<text id=\"heading\" x=\"%u\" y=\"22\" text-anchor=\"middle\" style=\"font-size:16px\">"
              "diagnose.h: %s, total %s</text>\n<text id=\"reset\" x=\"%u\" y=\"22\">Reset zoom</text>\n"
              "<text id=\"details\" x=\"%u\" y=\"%u\">%s</text>\n",
-             DIAG__SVG_WIDTH / 2,
-             diag__svg_titles[g->metric] ? diag__svg_titles[g->metric] : diag__metric_names[g->metric], value,
-             DIAG__SVG_PAD, DIAG__SVG_PAD, height - 9,
+             DIAG__SVG_WIDTH / 2, diag__svg_titles[g->metric], value, DIAG__SVG_PAD, DIAG__SVG_PAD, height - 9,
              g->total ? "Hover a frame for its value, click to zoom." : "Nothing was measured.");
     diag__buf_str(g->out, line);
     if (g->total) diag__svg_frames(g, order, n);
