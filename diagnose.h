@@ -2564,14 +2564,6 @@ struct diag__at_state {
 /* One per runtime: a task may be polled through one copy and dropped
    through another (see "copies"). */
 
-static int diag__at_alloc(void)
-{
-    diag__rt->at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__rt->at);
-    if (diag__rt->at == NULL) return -1;
-    pthread_mutex_init(&diag__rt->at->lock, NULL);
-    return 0;
-}
-
 static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
 
 /* Marked as library work (see diag__inside_enter): it may allocate. */
@@ -2986,6 +2978,28 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
     return r->max;
 }
 
+/* Pointers to the rows (only those with open runs if open_only), sorted by
+   compare (caller frees), or NULL with *n 0 when there is none or no memory. */
+static const diag__row **diag__rows_sorted(const diag__snapshot *snap, int (*compare)(const void *, const void *),
+                                           int open_only, size_t *n)
+{
+    const diag__row **order;
+    size_t i;
+    *n = 0;
+    for (i = 0; i < snap->count; i++) *n += !open_only || snap->rows[i].open != 0;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
+    if (order == NULL) {
+        *n = 0;
+        return NULL;
+    }
+    for (i = 0, *n = 0; i < snap->count; i++)
+        if (!open_only || snap->rows[i].open) order[(*n)++] = &snap->rows[i];
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    qsort(order, *n, sizeof *order, compare);
+    return order;
+}
+
 /* >>folded: the folded files ------------------------------------------------- */
 
 enum { DIAG__POLLS, DIAG__BUSY, DIAG__WALL, DIAG__SCHED, DIAG__METRICS };
@@ -3003,10 +3017,13 @@ static uint64_t diag__metric(const diag__row *r, int metric)
     }
 }
 
+/* One line per row, "<stack> <value>"; for DIAG__OPEN only the rows with
+   open runs (PREFIX.pending.folded). */
 static void diag__folded(diag__buf *b, const diag__snapshot *snap, int metric)
 {
     size_t i;
     for (i = 0; i < snap->count; i++) {
+        if (metric == DIAG__OPEN && snap->rows[i].open == 0) continue;
         diag__buf_str(b, snap->rows[i].stack);
         diag__buf_put(b, " ", 1);
         diag__buf_u64(b, diag__metric(&snap->rows[i], metric));
@@ -3051,13 +3068,35 @@ fail:
     return -1;
 }
 
+/* Writes what b holds to path (see diag__write_file) and frees it, leaving
+   b->data NULL; ENOMEM when b ran out of memory while it was built. */
+static int diag__write_buf(const char *path, diag__buf *b)
+{
+    int rc = b->failed ? -1 : diag__write_file(path, b->data, b->len);
+    if (b->failed) errno = ENOMEM;
+    DIAG_FREE(b->data);
+    b->data = NULL;
+    return rc;
+}
+
+/* Appends n bytes of s to out, which holds *len of cap bytes, if they fit
+   with a NUL and one byte to spare; returns whether they did. */
+static int diag__append(char *out, size_t *len, size_t cap, const char *s, size_t n)
+{
+    if (*len + n + 1 >= cap) return 0;
+    memcpy(out + *len, s, n);
+    *len += n;
+    out[*len] = '\0';
+    return 1;
+}
+
 /* The prefix to write to: "%p" becomes the pid; a forked child with no "%p"
    gets its pid appended so it never overwrites its parent's files; then
    the runtime's tag, if any (see "copies"). */
 static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
 {
-    size_t len;
-    int has_pid = 0;
+    size_t len = 0;
+    int has_pid = 0, fits;
     char pid[24];
     const char *dir = "";
     snprintf(pid, sizeof pid, "%ld", (long)getpid());
@@ -3065,34 +3104,16 @@ static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
         dir = diag__pinned_dir();
         prefix = diag__rt->out ? diag__rt->out : "diagnose";
     }
-    len = strlen(dir);
-    if (len + 1 >= cap) goto too_long;
-    memcpy(out, dir, len);
-    for (; *prefix; prefix++) {
-        const char *piece = prefix;
-        size_t n = 1;
-        if (prefix[0] == '%' && prefix[1] == 'p') {
-            piece = pid;
-            n = strlen(pid);
-            prefix++;
-            has_pid = 1;
-        }
-        if (len + n + 1 >= cap) goto too_long;
-        memcpy(out + len, piece, n);
-        len += n;
+    fits = diag__append(out, &len, cap, dir, strlen(dir));
+    for (; *prefix && fits; prefix++) {
+        int is_pid = prefix[0] == '%' && prefix[1] == 'p';
+        fits = is_pid ? diag__append(out, &len, cap, pid, strlen(pid)) : diag__append(out, &len, cap, prefix, 1);
+        prefix += is_pid;
+        has_pid |= is_pid;
     }
-    if (diag__rt->forked && !has_pid) {
-        if (len + strlen(pid) + 2 >= cap) goto too_long;
-        out[len++] = '.';
-        memcpy(out + len, pid, strlen(pid));
-        len += strlen(pid);
-    }
-    if (len + strlen(diag__rt->tag) + 1 >= cap) goto too_long;
-    memcpy(out + len, diag__rt->tag, strlen(diag__rt->tag));
-    len += strlen(diag__rt->tag);
-    out[len] = '\0';
-    return 0;
-too_long:
+    if (fits && diag__rt->forked && !has_pid)
+        fits = diag__append(out, &len, cap, ".", 1) && diag__append(out, &len, cap, pid, strlen(pid));
+    if (fits && diag__append(out, &len, cap, diag__rt->tag, strlen(diag__rt->tag))) return 0;
     errno = ENAMETOOLONG;
     return -1;
 }
@@ -3116,18 +3137,10 @@ static int diag__write_metrics(const char *prefix, const char *ext, diag__writer
     int metric, metrics = diag__has_wakes(snap) ? DIAG__METRICS : DIAG__SCHED;
     for (metric = 0; metric < metrics; metric++) {
         diag__buf b = { NULL, 0, 0, 0 };
-        int rc;
         snprintf(failed_path, cap, "%s.%s.%s", prefix, diag__metric_names[metric], ext);
         diag__buf_put(&b, "", 0);
         build(&b, snap, metric);
-        if (b.failed) {
-            DIAG_FREE(b.data);
-            errno = ENOMEM;
-            return -1;
-        }
-        rc = diag__write_file(failed_path, b.data, b.len);
-        DIAG_FREE(b.data);
-        if (rc != 0) return -1;
+        if (diag__write_buf(failed_path, &b) != 0) return -1;
     }
     return 0;
 }
@@ -3141,27 +3154,6 @@ static int diag__compare_oldest(const void *a, const void *b)
     const diag__row *x = *(const diag__row *const *)a, *y = *(const diag__row *const *)b;
     if (x->oldest != y->oldest) return x->oldest < y->oldest ? 1 : -1;
     return strcmp(x->stack, y->stack);
-}
-
-/* The rows with open runs, oldest first (caller frees), or NULL with *n 0
-   when there is none or no memory. */
-static const diag__row **diag__pending_rows(const diag__snapshot *snap, size_t *n)
-{
-    const diag__row **order;
-    size_t i;
-    *n = 0;
-    for (i = 0; i < snap->count; i++) *n += snap->rows[i].open != 0;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
-    if (order == NULL) {
-        *n = 0;
-        return NULL;
-    }
-    for (i = 0, *n = 0; i < snap->count; i++)
-        if (snap->rows[i].open) order[(*n)++] = &snap->rows[i];
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    qsort(order, *n, sizeof *order, diag__compare_oldest);
-    return order;
 }
 
 /* "<path>: <n> open, oldest <age>[, running <age>][, stuck]" and a newline. */
@@ -3184,16 +3176,12 @@ static void diag__pending_line(diag__buf *b, const diag__row *r)
 }
 
 /* Writes (or, with nothing open, removes) one PREFIX.pending.<ext> file. */
-static int diag__pending_file(const char *prefix, const char *ext, const diag__buf *b, int any, char *failed_path,
+static int diag__pending_file(const char *prefix, const char *ext, diag__buf *b, int any, char *failed_path,
                               size_t cap)
 {
     snprintf(failed_path, cap, "%s.pending.%s", prefix, ext);
     if (!any) return unlink(failed_path) == 0 || errno == ENOENT ? 0 : -1;
-    if (b->failed) {
-        errno = ENOMEM;
-        return -1;
-    }
-    return diag__write_file(failed_path, b->data, b->len);
+    return diag__write_buf(failed_path, b);
 }
 
 /* PREFIX.pending.folded (open runs per path, the folded grammar) and
@@ -3203,21 +3191,16 @@ static int diag__write_pending(const char *prefix, const diag__snapshot *snap, c
 {
     diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
     size_t n, i;
-    const diag__row **order = diag__pending_rows(snap, &n);
-    int rc;
+    const diag__row **order = diag__rows_sorted(snap, diag__compare_oldest, 1, &n);
+    int rc, any;
     diag__buf_put(&folded, "", 0);
     diag__buf_put(&text, "", 0);
-    for (i = 0; i < snap->count; i++) {
-        if (snap->rows[i].open == 0) continue;
-        diag__buf_str(&folded, snap->rows[i].stack);
-        diag__buf_put(&folded, " ", 1);
-        diag__buf_u64(&folded, snap->rows[i].open);
-        diag__buf_put(&folded, "\n", 1);
-    }
+    diag__folded(&folded, snap, DIAG__OPEN);
+    any = folded.len != 0;
     for (i = 0; i < n; i++) diag__pending_line(&text, order[i]);
-    if (order == NULL && folded.len) text.failed = 1; /* open runs, but no memory to order them */
-    rc = diag__pending_file(prefix, "folded", &folded, folded.len != 0, failed_path, cap);
-    if (rc == 0) rc = diag__pending_file(prefix, "txt", &text, folded.len != 0, failed_path, cap);
+    if (order == NULL && any) text.failed = 1; /* open runs, but no memory to order them */
+    rc = diag__pending_file(prefix, "folded", &folded, any, failed_path, cap);
+    if (rc == 0) rc = diag__pending_file(prefix, "txt", &text, any, failed_path, cap);
     DIAG_FREE(folded.data);
     DIAG_FREE(text.data);
     DIAG_FREE(order);
@@ -3228,7 +3211,7 @@ static int diag__write_pending(const char *prefix, const diag__snapshot *snap, c
 static void diag__print_pending(FILE *out, const diag__snapshot *snap, const char *prefix)
 {
     size_t n, i;
-    const diag__row **order = diag__pending_rows(snap, &n);
+    const diag__row **order = diag__rows_sorted(snap, diag__compare_oldest, 1, &n);
     for (i = 0; i < n && i < DIAG__PENDING_LINES; i++) {
         diag__buf b = { NULL, 0, 0, 0 };
         diag__pending_line(&b, order[i]);
@@ -3333,18 +3316,13 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
 {
     const diag__row **order;
     char t[7][16];
-    size_t i;
+    size_t i, n;
     int sched = diag__has_wakes(snap);
     fprintf(out, "diagnose.h: %lu path%s, %u thread%s, clock %s; files %s.{polls,busy,wall%s}.folded\n",
             (unsigned long)snap->count, snap->count == 1 ? "" : "s", snap->threads, snap->threads == 1 ? "" : "s",
             diag__use_tsc ? "tsc" : "clock_gettime", prefix, sched ? ",sched" : "");
-    if (snap->count == 0) return;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    order = (const diag__row **)DIAG_MALLOC(snap->count * sizeof *order);
+    order = diag__rows_sorted(snap, diag__compare_busy, 0, &n);
     if (order == NULL) return;
-    for (i = 0; i < snap->count; i++) order[i] = &snap->rows[i];
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    qsort(order, snap->count, sizeof *order, diag__compare_busy);
     fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
             "runs", "drops", "b/w");
     if (sched) fprintf(out, " %6s", "sched");
@@ -3418,7 +3396,7 @@ static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *
 #define DIAG__SVG_TOP 36u     /* px above the frames: heading, "Reset zoom" */
 #define DIAG__SVG_BOTTOM 26u  /* px below: the hover line */
 
-/* Indexed by metric; a metric added later without a title uses its name. */
+/* Indexed by metric. */
 static const char *const diag__svg_titles[DIAG__METRICS + 1] = { "polls", "busy time", "wall time",
                                                                  "scheduling delay", "open runs" };
 
@@ -3630,9 +3608,7 @@ static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
              "<text id=\"heading\" x=\"%u\" y=\"22\" text-anchor=\"middle\" style=\"font-size:16px\">"
              "diagnose.h: %s, total %s</text>\n<text id=\"reset\" x=\"%u\" y=\"22\">Reset zoom</text>\n"
              "<text id=\"details\" x=\"%u\" y=\"%u\">%s</text>\n",
-             DIAG__SVG_WIDTH / 2,
-             diag__svg_titles[g->metric] ? diag__svg_titles[g->metric] : diag__metric_names[g->metric], value,
-             DIAG__SVG_PAD, DIAG__SVG_PAD, height - 9,
+             DIAG__SVG_WIDTH / 2, diag__svg_titles[g->metric], value, DIAG__SVG_PAD, DIAG__SVG_PAD, height - 9,
              g->total ? "Hover a frame for its value, click to zoom." : "Nothing was measured.");
     diag__buf_str(g->out, line);
     if (g->total) diag__svg_frames(g, order, n);
@@ -3645,9 +3621,8 @@ static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
 static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric)
 {
     diag__svg g;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    const diag__row **order = (const diag__row **)DIAG_MALLOC((snap->count + 1) * sizeof *order);
-    size_t i;
+    size_t i, n;
+    const diag__row **order = diag__rows_sorted(snap, diag__svg_compare, 0, &n);
     memset(&g, 0, sizeof g);
     g.out = b;
     g.metric = metric;
@@ -3655,20 +3630,14 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
     for (i = 0; i < snap->count; i++) {
         const char *s = snap->rows[i].stack;
         unsigned levels = 1;
-        if (order) order[i] = &snap->rows[i];
         if (diag__metric(&snap->rows[i], metric) == 0) continue;
         g.total += diag__metric(&snap->rows[i], metric);
         while ((s = strchr(s, ';')) != NULL) s++, levels++;
         if (levels > g.levels) g.levels = levels;
     }
     g.open = (diag__svg_open *)DIAG_MALLOC((g.levels + 1) * sizeof *g.open);
-    if (order == NULL || g.open == NULL) {
-        b->failed = 1;
-    } else {
-        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-        qsort(order, snap->count, sizeof *order, diag__svg_compare);
-        diag__svg_document(&g, order, snap->count);
-    }
+    if ((order == NULL && snap->count) || g.open == NULL) b->failed = 1;
+    else diag__svg_document(&g, order, n);
     DIAG_FREE(order);
     DIAG_FREE(g.open);
 }
@@ -3909,20 +3878,12 @@ static int diag__trace_write(const char *prefix, double ns_per_tick, char *faile
 {
     diag__trace_copy c;
     diag__buf b = { NULL, 0, 0, 0 };
-    int rc;
     if (diag__rt->trace->n == 0) return 0;
     snprintf(failed_path, cap, "%s.trace.json", prefix);
     if (diag__trace_take(&c) != 0) return -1;
     diag__trace_json(&b, &c, ns_per_tick);
     diag__trace_copy_free(&c);
-    if (b.failed) {
-        DIAG_FREE(b.data);
-        errno = ENOMEM;
-        return -1;
-    }
-    rc = diag__write_file(failed_path, b.data, b.len);
-    DIAG_FREE(b.data);
-    return rc;
+    return diag__write_buf(failed_path, &b);
 }
 
 /* >>dump: snapshot, write, free; one dump at a time -------------------------- */
@@ -3991,17 +3952,12 @@ static int diag__write_folded_files(diag__snapshot *snap, const char *prefix, in
     return diag__write_all(prefix, snap, failed, sizeof failed);
 }
 
-static int diag__write_svgs(const char *prefix, const diag__snapshot *snap)
-{
-    char path[4200];
-    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
-    return diag__write_pending_svg(prefix, snap);
-}
-
 static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int arg)
 {
+    char path[4200];
     (void)arg;
-    return diag__write_svgs(prefix, snap);
+    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
+    return diag__write_pending_svg(prefix, snap);
 }
 
 /* >>snapshots: the snapshot thread (numbered snapshots, slow-poll traces) ---- */
@@ -4015,23 +3971,13 @@ struct diag__snapshot_thread {
     int running;          /* the thread exists in this process */
     int pipe[2];          /* [1] written by the handler, read by the thread */
     int stop;             /* atomic: the thread should end */
-    uint64_t interval_ns; /* 0: no timer */
     unsigned next;        /* number of the last snapshot written */
-    int signo;            /* DIAGNOSE_SIGNAL; 0: none */
     int handling;         /* our handler is installed; the program's was old_action */
     struct sigaction old_action;
     const struct diag__copy_info *owner; /* whose functions the thread and handler run */
     int finished;         /* atomic: the thread has ended (it can then be joined at once) */
 };
 /* One per runtime: copies share the thread and the snapshot numbers. */
-
-static int diag__snapshot_thread_alloc(void)
-{
-    diag__rt->snapshot_thread = (struct diag__snapshot_thread *)diag__alloc_zero(sizeof *diag__rt->snapshot_thread);
-    if (diag__rt->snapshot_thread == NULL) return -1;
-    diag__rt->snapshot_thread->pipe[0] = diag__rt->snapshot_thread->pipe[1] = -1;
-    return 0;
-}
 
 static void diag__snapshot_thread_signal(int signo)
 {
@@ -4056,7 +4002,7 @@ static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix,
     snprintf(numbered, sizeof numbered, "%s.%u", resolved, n);
     if (diag__write_all(numbered, snap, failed, sizeof failed) != 0) {
         diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__rt->svg && diag__write_svgs(numbered, snap) != 0) {
+    } else if (diag__rt->svg && diag__write_svg_files(snap, numbered, 0) != 0) {
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__rt->snapshot_thread->next = n; /* numbers stay consecutive: a failed one is retried */
@@ -4073,13 +4019,11 @@ static void diag__snapshot_thread_snapshot(int by_signal)
         diag__warn("diagnose.h: snapshot %u not written: %s\n", diag__rt->snapshot_thread->next + 1, strerror(errno));
 }
 
-/* Milliseconds until the next tick of the timer; -1 (wait for the pipe)
-   when there is no timer. Ticks keep their schedule whatever signals do. */
-static int diag__snapshot_thread_timeout(uint64_t next_at)
+/* Milliseconds from now until `at` (CLOCK_MONOTONIC ns), rounded up. */
+static int diag__ms_until(uint64_t at)
 {
     uint64_t now = diag__clock_ns();
-    if (diag__rt->snapshot_thread->interval_ns == 0) return -1;
-    return next_at > now ? (int)((next_at - now + 999999u) / 1000000u) : 0;
+    return at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
 }
 
 /* On the polling thread, after a slow poll: one byte to the snapshot
@@ -4140,15 +4084,16 @@ static void diag__snapshot_thread_slow(int asked)
     diag__snapshot_thread_slow_write();
 }
 
-/* The poll timeout of the snapshot thread, shortened to wake when a
-   slow-poll trace is due or requests are taken again. */
-static int diag__snapshot_thread_slow_timeout(int timeout)
+/* The poll timeout of the snapshot thread: until the next tick of the
+   timer (-1, wait for the pipe, without one; ticks keep their schedule
+   whatever signals do), or sooner when a slow-poll trace is due or
+   requests are taken again. */
+static int diag__snapshot_thread_timeout(uint64_t next_at)
 {
-    uint64_t now = diag__clock_ns();
     uint64_t at = diag__rt->trace->write_at ? diag__rt->trace->write_at : diag__rt->trace->rearm_at;
-    int ms;
+    int timeout = diag__rt->interval_ns ? diag__ms_until(next_at) : -1, ms;
     if (at == 0) return timeout;
-    ms = at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
+    ms = diag__ms_until(at);
     return timeout < 0 || ms < timeout ? ms : timeout;
 }
 
@@ -4172,23 +4117,22 @@ static int diag__snapshot_thread_drain(int fd, int *slow)
 
 static void *diag__snapshot_thread_main(void *arg)
 {
-    uint64_t next_at = diag__clock_ns() + diag__rt->snapshot_thread->interval_ns;
+    uint64_t next_at = diag__clock_ns() + diag__rt->interval_ns;
     struct pollfd p;
     (void)arg;
     p.fd = diag__rt->snapshot_thread->pipe[0];
     p.events = POLLIN;
     while (!__atomic_load_n(&diag__rt->snapshot_thread->stop, __ATOMIC_ACQUIRE)) {
-        int n = poll(&p, 1, diag__snapshot_thread_slow_timeout(diag__snapshot_thread_timeout(next_at)));
+        int n = poll(&p, 1, diag__snapshot_thread_timeout(next_at));
         int requested = 0, slow = 0;
         if (n < 0 && errno != EINTR) break;
         if (n > 0) requested = diag__snapshot_thread_drain(p.fd, &slow); /* many signals in a burst make one snapshot */
         if (__atomic_load_n(&diag__rt->snapshot_thread->stop, __ATOMIC_ACQUIRE)) break;
         diag__snapshot_thread_slow(slow);
         if (requested) diag__snapshot_thread_snapshot(1);
-        if (diag__rt->snapshot_thread->interval_ns && diag__clock_ns() >= next_at) {
+        if (diag__rt->interval_ns && diag__clock_ns() >= next_at) {
             diag__snapshot_thread_snapshot(0);
-            while (next_at <= diag__clock_ns()) /* skip missed ticks */
-                next_at += diag__rt->snapshot_thread->interval_ns;
+            while (next_at <= diag__clock_ns()) next_at += diag__rt->interval_ns; /* skip missed ticks */
         }
     }
     __atomic_store_n(&diag__rt->snapshot_thread->finished, 1, __ATOMIC_RELEASE);
@@ -4210,34 +4154,31 @@ static int diag__snapshot_thread_pipe(void)
    `by`'s handler: the copy whose code they run must stay loaded. */
 static void diag__snapshot_thread_run(const struct diag__copy_info *by)
 {
+    struct diag__snapshot_thread *st = diag__rt->snapshot_thread;
     sigset_t all, old;
     sigfillset(&all); /* the thread takes none of the program's signals */
     pthread_sigmask(SIG_BLOCK, &all, &old);
-    __atomic_store_n(&diag__rt->snapshot_thread->stop, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&diag__rt->snapshot_thread->finished, 0, __ATOMIC_RELAXED);
-    diag__rt->snapshot_thread->running =
-        pthread_create(&diag__rt->snapshot_thread->thread, NULL, by->snapshot_thread_main, NULL) == 0;
+    __atomic_store_n(&st->stop, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->finished, 0, __ATOMIC_RELAXED);
+    st->running = pthread_create(&st->thread, NULL, by->snapshot_thread_main, NULL) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
-    diag__rt->snapshot_thread->owner = by;
-    if (diag__rt->snapshot_thread->running && diag__rt->snapshot_thread->signo) {
+    st->owner = by;
+    if (st->running && diag__rt->signo) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = by->snapshot_thread_signal;
         sa.sa_flags = SA_RESTART;
         sigemptyset(&sa.sa_mask);
-        sigaction(diag__rt->snapshot_thread->signo, &sa,
-                  diag__rt->snapshot_thread->handling ? NULL : &diag__rt->snapshot_thread->old_action);
-        diag__rt->snapshot_thread->handling = 1;
+        sigaction(diag__rt->signo, &sa, st->handling ? NULL : &st->old_action);
+        st->handling = 1;
     }
 }
 
 /* Called once at start-up; does nothing unless one of the variables is set. */
 static void diag__snapshot_thread_start(void)
 {
-    diag__rt->snapshot_thread->interval_ns = diag__rt->interval_ns;
-    if (diag__rt->snapshot_thread->interval_ns == 0 && diag__rt->signo == 0 && !diag__trace_slow_wanted()) return;
+    if (diag__rt->interval_ns == 0 && diag__rt->signo == 0 && !diag__trace_slow_wanted()) return;
     if (diag__snapshot_thread_pipe() != 0) return;
-    diag__rt->snapshot_thread->signo = diag__rt->signo;
     diag__snapshot_thread_run(diag__copy_self());
 }
 
@@ -4285,7 +4226,7 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
     if (to != NULL) {
         diag__snapshot_thread_run(to);
     } else if (diag__rt->snapshot_thread->handling && !in_executable) {
-        sigaction(diag__rt->snapshot_thread->signo, &diag__rt->snapshot_thread->old_action, NULL);
+        sigaction(diag__rt->signo, &diag__rt->snapshot_thread->old_action, NULL);
         diag__rt->snapshot_thread->handling = 0;
     }
 }
@@ -4368,40 +4309,27 @@ static uint64_t diag__abi_key(void)
    returns how many. */
 static unsigned diag__registry_list(diag__registry **out, unsigned cap)
 {
-    static const char name[] = " /memfd:" DIAG__REGISTRY_NAME " (deleted)";
-    char buf[8192];
-    size_t len = 0, name_len = sizeof name - 1;
+    static const char name[] = " /memfd:" DIAG__REGISTRY_NAME " (deleted)\n";
+    char line[512];
+    size_t name_len = sizeof name - 1;
     unsigned found = 0;
-    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC), skipping = 0;
-    if (fd < 0) return 0;
-    for (;;) {
-        ssize_t n = read(fd, buf + len, sizeof buf - len);
-        char *line = buf, *end;
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) break;
-        len += (size_t)n;
-        while ((end = (char *)memchr(line, '\n', len - (size_t)(line - buf))) != NULL) {
-            size_t line_len = (size_t)(end - line);
-            *end = '\0';
-            if (!skipping && line_len > name_len && memcmp(end - name_len, name, name_len) == 0 && found < cap) {
-                char *dash;
-                unsigned long long lo = strtoull(line, &dash, 16), hi = strtoull(dash + 1, NULL, 16);
-                if (*dash == '-' && hi - lo >= DIAG__REGISTRY_SIZE && strchr(line, ' ') &&
-                    strncmp(strchr(line, ' ') + 1, "rw", 2) == 0)
-                    /* NOLINTNEXTLINE(performance-no-int-to-ptr): an address /proc/self/maps gave */
-                    out[found++] = (diag__registry *)(uintptr_t)lo;
-            }
-            skipping = 0;
-            line = end + 1;
-        }
-        len -= (size_t)(line - buf);
-        memmove(buf, line, len);
-        if (len == sizeof buf) { /* a line longer than buf: not ours */
-            len = 0;
-            skipping = 1;
-        }
+    int whole = 1; /* line starts a line of the file: a longer one comes in pieces, and is not ours */
+    FILE *maps = fopen("/proc/self/maps", "re");
+    if (maps == NULL) return 0;
+    while (found < cap && fgets(line, sizeof line, maps) != NULL) {
+        size_t len = strlen(line);
+        int starts = whole;
+        char *dash, *perms;
+        unsigned long long lo, hi;
+        whole = len > 0 && line[len - 1] == '\n';
+        if (!starts || len <= name_len || memcmp(line + len - name_len, name, name_len) != 0) continue;
+        lo = strtoull(line, &dash, 16);
+        hi = strtoull(dash + 1, &perms, 16);
+        if (*dash == '-' && hi - lo >= DIAG__REGISTRY_SIZE && strncmp(perms, " rw", 3) == 0)
+            /* NOLINTNEXTLINE(performance-no-int-to-ptr): an address /proc/self/maps gave */
+            out[found++] = (diag__registry *)(uintptr_t)lo;
     }
-    close(fd);
+    fclose(maps);
     return found;
 }
 
@@ -4508,18 +4436,14 @@ static int diag__object_holds(const diag__object *o, const void *p)
     return 0;
 }
 
-static int diag__in_executable(void)
-{
-    diag__object o;
-    return diag__object_of_self(&o) && o.index == 0;
-}
-
-/* The file name of the library that holds this copy, or "the program". */
-static const char *diag__object_name(void)
+/* Sets diag__self.in_executable; returns the file name of the library
+   that holds this copy, or "the program". */
+static const char *diag__locate_self(void)
 {
     diag__object o;
     const char *slash;
-    if (!diag__object_of_self(&o) || o.index == 0 || o.name == NULL || o.name[0] == '\0') return "the program";
+    diag__self.in_executable = diag__object_of_self(&o) && o.index == 0;
+    if (!o.found || o.index == 0 || o.name == NULL || o.name[0] == '\0') return "the program";
     slash = strrchr(o.name, '/');
     return slash ? slash + 1 : o.name;
 }
@@ -4543,8 +4467,7 @@ static void diag__keep_names(void)
     }
 }
 #else
-static int diag__in_executable(void) { return 0; }
-static const char *diag__object_name(void) { return "the program"; }
+static const char *diag__locate_self(void) { return "the program"; }
 static void diag__keep_names(void) {}
 #endif
 
@@ -4607,14 +4530,14 @@ static int diag__join_registry(diag__registry *r, int *created)
 static diag__runtime *diag__join(int *created, int *rejoined)
 {
     diag__registry *r = diag__registry_find();
-    diag__self.in_executable = diag__in_executable();
+    const char *object = diag__locate_self();
     diag__registry_at = r;
     *created = 0;
     if (r != NULL ? diag__join_registry(r, created) != 0 : diag__runtime_new() != 0) return NULL;
     if (r == NULL) *created = 1;
     if (*created && diag__rt->tag[0] && !diag__rt->quiet)
         diag__warn("diagnose.h: this copy (in %s) was built with other settings or another version than the "
-                   "process's first copy; its profile goes to %s%s.*\n", diag__object_name(),
+                   "process's first copy; its profile goes to %s%s.*\n", object,
                    diag__rt->out ? diag__rt->out : "diagnose", diag__rt->tag);
     pthread_mutex_lock(&diag__rt->lock);
     diag__copy_enter(rejoined);
@@ -4631,13 +4554,6 @@ static void diag__write_at_unload(void)
 }
 
 /* >>fork: the child of fork starts a profile of its own ---------------------- */
-
-/* In the child of fork: the lock may have been held by a thread the child
-   does not have. */
-static void diag__registry_forked(void)
-{
-    if (diag__registry_at != NULL) diag__registry_at->lock = 0;
-}
 
 /* In a fork child only the forking thread exists: the polls the others
    were running will never end, so no stack but its own is running. Their
@@ -4663,9 +4579,9 @@ static void diag__snapshot_thread_forked(void)
     diag__rt->snapshot_thread->pipe[0] = -1;
 }
 
-/* Every copy registers these; the runtime's fork_owner's take the lock. */
-/* Both locks, in the order dumps take them, so that the child finds them
-   held by its one thread and no dump half done. */
+/* Every copy registers these; the runtime's fork_owner's take both locks,
+   in the order dumps take them, so that the child finds them held by its
+   one thread and no dump half done. */
 static void diag__fork_prepare(void)
 {
     if (diag__rt->fork_owner != &diag__self) return;
@@ -4691,8 +4607,8 @@ static void diag__fork_parent(void)
    and what the parent counted is the parent's to write. */
 static void diag__fork_child(void)
 {
-    diag__registry_forked();
-    if (diag__rt->fork_locker == NULL || diag__rt->fork_locker != diag__copy_self()) return;
+    if (diag__registry_at != NULL) diag__registry_at->lock = 0; /* maybe held by a thread the child does not have */
+    if (diag__rt->fork_locker != &diag__self) return;
     diag__rt->fork_locker = NULL;
     pthread_mutex_unlock(&diag__rt->lock); /* taken by diag__fork_prepare, on this thread */
     pthread_mutex_unlock(&diag__rt->dump_lock);
@@ -4750,7 +4666,7 @@ static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
             diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
-    if (diag__rt->svg && diag__write_svgs(prefix, snap) != 0)
+    if (diag__rt->svg && diag__write_svg_files(snap, prefix, 0) != 0)
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
 }
 
@@ -4803,8 +4719,7 @@ static void diag__leave(void)
     int saved_errno = errno;
     if (diag__mode != 1) return;
     if (diag__inside()) { /* exit() from a handler: this thread may hold the lock */
-        if (!__atomic_exchange_n(&diag__rt->exit_done, 1, __ATOMIC_ACQ_REL)) diag__exit_interrupted();
-        errno = saved_errno;
+        diag__exit_handler();
         return;
     }
     if (diag__self.in_executable) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS; /* only at exit */
@@ -4871,8 +4786,10 @@ static int diag__runtime_new(void)
     /* the first chunk of shared histograms holds [overflow]'s, where counts
        go when memory for another chunk runs out */
     diag__rt->hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
-    if (diag__rt->no_table == NULL || diag__rt->hist[0] == NULL || diag__reserve_path() != 0 ||
-        diag__snapshot_thread_alloc() != 0 || diag__trace_alloc() != 0 || diag__at_alloc() != 0) {
+    diag__rt->snapshot_thread = (struct diag__snapshot_thread *)diag__alloc_zero(sizeof *diag__rt->snapshot_thread);
+    diag__rt->at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__rt->at);
+    if (diag__rt->no_table == NULL || diag__rt->hist[0] == NULL || diag__rt->snapshot_thread == NULL ||
+        diag__rt->at == NULL || diag__reserve_path() != 0 || diag__trace_alloc() != 0) {
         DIAG_FREE(diag__rt->no_table);
         DIAG_FREE(diag__rt->hist[0]);
         DIAG_FREE(diag__rt->paths[0]);
@@ -4883,6 +4800,8 @@ static int diag__runtime_new(void)
         diag__rt = &diag__local;
         return -1;
     }
+    pthread_mutex_init(&diag__rt->at->lock, NULL);
+    diag__rt->snapshot_thread->pipe[0] = diag__rt->snapshot_thread->pipe[1] = -1;
     diag__key_move(diag__copy_self()); /* no key: threads are then counted, not merged at exit */
     diag__add_path(NULL, DIAG__ROOT, 0, 0);
     diag__add_path("[overflow]", DIAG__ROOT, 1, 0);
