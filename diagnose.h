@@ -2306,6 +2306,7 @@ static void diag__frame_abandon(diag__thread *t, uint64_t now)
     diag__end_rest(t, NULL, DIAG_PENDING, now, dt);
 }
 
+/* Ends the polls above depth `depth`, innermost first; returns how many. */
 static uint32_t diag__unwind_to(diag__thread *t, uint32_t depth)
 {
     uint64_t now = diag__now();
