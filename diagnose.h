@@ -2084,14 +2084,13 @@ static void diag__trace_attach(diag__thread *t)
 static void diag__trace_retire(diag__thread *t)
 {
     diag__ring *r = t->ring, **link;
-    unsigned kept = 0;
+    unsigned kept;
     if (r == NULL) return;
     t->ring = NULL;
     diag__thread_name(r); /* threads are often named after they start */
     r->next = diag__rt->trace->exited;
     diag__rt->trace->exited = r;
-    for (link = &diag__rt->trace->exited; *link != NULL && ++kept <= DIAG__TRACE_EXITED; link = &(*link)->next) {
-    }
+    for (link = &r->next, kept = 1; *link != NULL && kept < DIAG__TRACE_EXITED; kept++) link = &(*link)->next;
     while (*link != NULL) {
         diag__ring *old = *link;
         *link = old->next;
