@@ -316,6 +316,12 @@
 #if defined(DIAG_MALLOC) != defined(DIAG_FREE) || defined(DIAG_MALLOC) != defined(DIAG_REALLOC)
 #error "diagnose.h: define all of DIAG_MALLOC, DIAG_REALLOC and DIAG_FREE, or none"
 #endif
+#ifndef DIAG_FIBER_DEPTH
+#define DIAG_FIBER_DEPTH 8
+#endif
+#if DIAG_FIBER_DEPTH < 1 || DIAG_FIBER_DEPTH > DIAG_MAX_DEPTH
+#error "diagnose.h: DIAG_FIBER_DEPTH must be 1 to DIAG_MAX_DEPTH"
+#endif
 #ifndef DIAG_API
 #define DIAG_API extern /* see CONFIGURATION */
 #endif
@@ -358,6 +364,18 @@ static inline void diag_span_init(diag_span *s, const char *name)
 }
 #define DIAG__NAME_DERIVED 1u
 
+/* A stackful coroutine's open spans while it is switched out: see
+   diag_fiber_switch. All zero: a new fiber. Private fields. */
+typedef struct diag__saved_frame {
+    diag_span *span;
+    uint64_t ran, child; /* ticks the poll has run so far, and its nested polls' part */
+    uint32_t path;
+} diag__saved_frame;
+typedef struct diag_fiber {
+    uint32_t depth; /* frames saved */
+    diag__saved_frame frames[DIAG_FIBER_DEPTH];
+} diag_fiber;
+
 #ifdef DIAGNOSE_DISABLE
 /* ---- compiled out: the same names and types, no code on the poll path ---- */
 static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned flags)
@@ -374,6 +392,8 @@ static inline void diag_span_begin(diag_span *s) { (void)s; }
 static inline void diag_span_end(diag_span *s, diag_status status) { (void)s; (void)status; }
 static inline void diag_span_cancel(diag_span *s) { (void)s; }
 static inline void diag_span_wake(diag_span *s) { (void)s; }
+static inline void diag_fiber_switch(diag_fiber *to) { (void)to; }
+static inline void diag_fiber_drop(diag_fiber *f) { (void)f; }
 /* call-style async, compiled out: the call alone */
 static inline diag_span *diag_span_at(const void *task, const char *name)
 {
@@ -392,6 +412,8 @@ DIAG_API int diag_dump(const char *prefix);
 DIAG_API int diag_write_svg(const char *prefix);
 DIAG_API int diag_reset(void);
 DIAG_API void diag_span_cancel(diag_span *s);
+DIAG_API void diag_fiber_switch(diag_fiber *to);
+DIAG_API void diag_fiber_drop(diag_fiber *f);
 
 /* ---- internal: the per-thread table, read by the inline poll path ---- */
 #define DIAG__CHUNK_BITS 8
@@ -472,6 +494,7 @@ typedef struct diag__run {
     uint64_t start;           /* ticks of the run's first poll */
     uint64_t polled;          /* ticks of the last poll that followed a wake (or start) */
     uint64_t woke;            /* ticks of the latest wake, 0: never woken */
+    uint64_t suspended;       /* ticks of the switch out of its coroutine, 0: not suspended */
     uint32_t path;
 } diag__run;
 
@@ -515,9 +538,25 @@ typedef struct diag__thread {
     uint64_t folded;            /* runs or polls folded at DIAG_MAX_DEPTH; atomic, never reset */
     struct diag__thread *next;
     diag__runs runs;            /* records of the runs that began on this thread */
+    diag_fiber *fiber;          /* the coroutine running now, or NULL: see >>fibers */
+    uint32_t fiber_base;        /* depth at the switch into it: its frames are above */
+    uint64_t fiber_in;          /* ticks at that switch if it put frames back, else 0 */
 } diag__thread;
 
 DIAG_API __thread diag__thread *diag__tls;
+#if defined(__x86_64__) || defined(__i386__)
+/* The inline poll path's table. x86 reads a thread-local with the segment
+   register in the load itself, so a coroutine resumed on another thread
+   (see diag_fiber_switch) reads that thread's. */
+#define DIAG__TLS() diag__tls
+#else
+/* Elsewhere a compiler may keep the thread pointer in a register across a
+   call (aarch64 gcc -O2 does), and a span that a coroutine ends on another
+   thread than it began would be counted in the first thread's table. A
+   call reads the thread pointer afresh. */
+DIAG_API diag__thread *diag__tls_get(void);
+#define DIAG__TLS() diag__tls_get()
+#endif
 DIAG_API int diag__mode; /* 0 not started, 1 recording, 2 off */
 DIAG_API int diag__use_tsc;
 DIAG_API uint64_t diag__slow_ticks; /* polls this long go to diag__slow_poll */
@@ -634,7 +673,7 @@ static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned
    The begin of a poll of s, recording on (diag__on) and s marked: */
 static inline __attribute__((always_inline)) void diag__begin(diag_span *s)
 {
-    diag__thread *t = diag__tls;
+    diag__thread *t = DIAG__TLS();
     diag__slot *chunk;
     diag__frame *fr;
     uint32_t depth, path;
@@ -689,7 +728,7 @@ static inline void diag__run_close(diag_span *s)
    out-of-line end (diag__end_all, an unwound or abandoned frame). */
 static inline void diag_span_end(diag_span *s, diag_status status)
 {
-    diag__thread *t = diag__tls;
+    diag__thread *t = DIAG__TLS();
     diag__frame *fr;
     diag__slot *slot;
     uint32_t depth;
@@ -932,6 +971,7 @@ typedef struct diag__runtime {
     pthread_mutex_t dump_lock;  /* one dump at a time (see HOW IT WORKS) */
     uint64_t open_at_thread_end; /* polls not ended when their thread exited */
     int said_unwound;           /* atomic: warned once of frames a later end unwound */
+    int said_fiber_deep;        /* atomic: warned once of a coroutine's spans too deep to move */
     int exit_waiting;           /* atomic: the exit dump waits for the dump lock: others let it go first */
     uint64_t interval_ns;       /* DIAGNOSE_INTERVAL; 0: no timer (see diag__snapshot_thread_start) */
     int signo;                  /* DIAGNOSE_SIGNAL; 0: none */
@@ -971,7 +1011,9 @@ static diag__runtime *diag__rt = &diag__local;
     X(oldest, PEAK)    /* ns: the oldest open run's age */                                  \
     X(running, PEAK)   /* ns: the longest poll running now + 1 (0: none) */                 \
     X(orphans, SUM)    /* open runs whose parent run ended */                               \
-    X(lost, SUM)       /* open runs not woken, polled or running for DIAGNOSE_STUCK_S */
+    X(lost, SUM)       /* open runs not woken, polled or running for DIAGNOSE_STUCK_S */ \
+    X(suspended, SUM)  /* open runs whose coroutine is switched out in their poll */     \
+    X(suspended_for, PEAK) /* ns: the longest such switch-out so far + 1 (0: none) */
 #define DIAG__ROW_FIELD(row, kind) uint64_t row;
 #define DIAG__ROW_SHARED_FIELD(slot, row, kind, to_ns) uint64_t row;
 typedef struct diag__row {
@@ -1812,6 +1854,7 @@ static void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_
     DIAG__STORE(r->start, now);
     DIAG__STORE(r->polled, now);
     DIAG__STORE(r->woke, 0);
+    DIAG__STORE(r->suspended, 0);
     DIAG__STORE(r->path, path);
     __atomic_store_n(&r->span, s, __ATOMIC_RELEASE);
     DIAG__STORE(s->run, r);
@@ -1954,6 +1997,13 @@ static int diag__live_lost(const diag__live *L, const diag__run *r, const diag_s
     return !diag__live_is_running(L, span);
 }
 
+/* One more open run whose coroutine has been switched out for `away`. */
+static void diag__live_suspended(diag__row *row, uint64_t away)
+{
+    row->suspended++;
+    if (away + 1 > row->suspended_for) row->suspended_for = away + 1;
+}
+
 /* The records of one chain: a record is counted when its span and start
    read the same before and after its other fields, so a run that begins
    or ends during the dump is listed or not, never half. */
@@ -1965,7 +2015,7 @@ static void diag__live_records(diag__live *L, const diag__run_chunk *c)
             const diag__run *r = &c->runs[i];
             const diag_span *span = __atomic_load_n(&r->span, __ATOMIC_ACQUIRE);
             const diag__run *parent;
-            uint64_t start, parent_start, age;
+            uint64_t start, parent_start, suspended, age;
             uint32_t path;
             int orphan;
             if (span == NULL) continue;
@@ -1973,6 +2023,7 @@ static void diag__live_records(diag__live *L, const diag__run_chunk *c)
             path = DIAG__LOAD(r->path);
             parent = DIAG__LOAD(r->parent);
             parent_start = DIAG__LOAD(r->parent_start);
+            suspended = DIAG__LOAD(r->suspended);
             __atomic_thread_fence(__ATOMIC_ACQUIRE);
             if (DIAG__LOAD(r->span) != span || DIAG__LOAD(r->start) != start || path >= L->npaths) continue;
             orphan = parent != NULL && (__atomic_load_n(&parent->span, __ATOMIC_ACQUIRE) == NULL ||
@@ -1980,6 +2031,7 @@ static void diag__live_records(diag__live *L, const diag__run_chunk *c)
             age = L->now > start ? L->now - start : 0;
             L->rows[path].open++;
             if (age > L->rows[path].oldest) L->rows[path].oldest = age;
+            if (suspended != 0) diag__live_suspended(&L->rows[path], L->now > suspended ? L->now - suspended : 0);
             L->rows[path].orphans += (uint64_t)orphan;
             L->rows[path].lost += (uint64_t)diag__live_lost(L, r, span, orphan);
         }
@@ -2161,6 +2213,16 @@ static diag__thread *diag__attach_table(void)
     return t;
 }
 
+#if !defined(__x86_64__) && !defined(__i386__)
+/* See DIAG__TLS: out of line, and with an asm a compiler cannot see
+   through, so that no call of it is taken for another. */
+__attribute__((noinline)) diag__thread *diag__tls_get(void)
+{
+    __asm__ volatile("");
+    return diag__tls;
+}
+#endif
+
 diag__thread *diag__attach(void)
 {
     diag__thread *t;
@@ -2266,6 +2328,15 @@ static void diag__thread_exit(void *arg)
 
 /* >>poll: the slow paths of the poll ----------------------------------------- */
 
+/* Where the trace draws the poll of frame fr: from its start, or, for a
+   coroutine's poll put back by the last switch (see >>fibers), from that
+   switch, since its start was moved back by the time it had run before. */
+static uint64_t diag__segment_start(const diag__thread *t, const diag__frame *fr)
+{
+    int in_fiber = t->fiber != NULL && (uint32_t)(fr - t->stack) >= t->fiber_base;
+    return in_fiber && fr->start < t->fiber_in ? t->fiber_in : fr->start;
+}
+
 /* A poll that longjmp leaves never reaches its diag_span_end: its frame
    stays on the thread's stack, and every later poll there would be counted
    under it. diag_drop of the future the landing site abandons unwinds the
@@ -2344,7 +2415,7 @@ static int diag__end_unwind(diag__thread *t, const diag_span *s)
     if (__atomic_exchange_n(&diag__rt->said_unwound, 1, __ATOMIC_RELAXED) == 0) {
         char name[DIAG__NAME_MAX + 1];
         diag__sanitize(s->name, (s->flags & DIAG__NAME_DERIVED) != 0, name);
-        diag__warn("diagnose.h: diag_span_end of %s found %u poll%s above it never ended (left by longjmp?); "
+        diag__warn("diagnose.h: diag_span_end of %s found %u poll%s above it never ended (left by a longjmp, or a coroutine switch without diag_fiber_switch?); "
                    "ended %s now\n", name, n, n == 1 ? "" : "s", n == 1 ? "it" : "them");
     }
     return 1;
@@ -2497,7 +2568,10 @@ void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t 
     const diag__frame *fr = &t->stack[t->depth];
     diag__slot *slot = fr->slot;
     diag__hist_add(t, fr, dt);
-    if (t->ring != NULL) diag__ring_put(t->ring, fr->path, fr->start, dt);
+    if (t->ring != NULL) {
+        uint64_t start = diag__segment_start(t, fr);
+        diag__ring_put(t->ring, fr->path, start, now > start ? now - start : 0);
+    }
     if (dt >= DIAG__LOAD(diag__slow_ticks)) diag__slow_poll(slot, dt);
     if (status == DIAG_READY && s->path != 0) diag__run_end(slot, s, now - s->run_start, 0);
 }
@@ -2532,6 +2606,93 @@ diag_status diag__poll_invalid(diag_future *f)
                    "diagnose.h: diag_poll of a NULL future or NULL poll function; returned DIAG_READY\n");
     return DIAG_READY;
 #endif
+}
+
+/* >>fibers: a coroutine's spans go with it ---------------------------------- */
+
+/* A stackful coroutine yields in the middle of its spans. At the switch out
+   (diag_fiber_switch) its frames, those above the depth the thread had
+   when it switched in, leave the thread's stack for the diag_fiber, each
+   kept as the ticks it has run; the switch back in, on any thread, puts
+   them on top of that thread's stack with their starts moved to now minus
+   what they ran. So a span counts busy only while its coroutine runs, a
+   poll is one begin/end pair however many yields it spans, and a span
+   begun in the coroutine nests under its innermost open one. The frame
+   under them (the scheduler's poll) is given their running time as
+   nested time at the switch out, and has it taken back at the switch in
+   (their end adds it all again), so it keeps only its own time. A run
+   record is marked suspended while its poll is away, for the dumps. */
+
+static void diag__fiber_mark(diag_span *s, uint64_t suspended)
+{
+    diag__run *r = s->run;
+    if (r != NULL) DIAG__STORE(r->suspended, suspended);
+}
+
+/* Cuts each of t's fiber frames at now for the trace: the part that ran. */
+static void diag__fiber_trace_cut(diag__thread *t, uint64_t now)
+{
+    uint32_t i = t->depth;
+    while (i-- > t->fiber_base) {
+        uint64_t start = diag__segment_start(t, &t->stack[i]);
+        diag__ring_put(t->ring, t->stack[i].path, start, now > start ? now - start : 0);
+    }
+}
+
+/* The switch out of t's fiber f at now: its frames go into f. Frames
+   beyond DIAG_FIBER_DEPTH end now, as a longjmp's would (see
+   diag__unwind_to), so that the rest still balance. */
+static void diag__fiber_save(diag__thread *t, diag_fiber *f, uint64_t now)
+{
+    uint32_t base = t->fiber_base, n, i;
+    f->depth = 0;
+    if (t->depth <= base) return;
+    if (t->depth - base > DIAG_FIBER_DEPTH) {
+        diag__say_once(&diag__rt->said_fiber_deep, "diagnose.h: more than DIAG_FIBER_DEPTH spans open in a "
+                                                   "coroutine at a switch; the innermost ended there\n");
+        diag__unwind_to(t, base + DIAG_FIBER_DEPTH);
+    }
+    if (t->ring != NULL) diag__fiber_trace_cut(t, now);
+    n = t->depth - base;
+    for (i = 0; i < n; i++) {
+        const diag__frame *fr = &t->stack[base + i];
+        diag__saved_frame *sv = &f->frames[i];
+        sv->span = fr->span;
+        sv->ran = now > fr->start ? now - fr->start : 0;
+        sv->child = fr->child;
+        sv->path = fr->path;
+    }
+    diag__fiber_mark(f->frames[n - 1].span, now ? now : 1);
+    if (base > 0) t->stack[base - 1].child += f->frames[0].ran;
+    f->depth = n;
+    __atomic_store_n(&t->depth, base, __ATOMIC_RELEASE);
+}
+
+/* The switch into f at now: its frames go on top of t's stack. With no
+   room (DIAG_MAX_DEPTH) they are left out: their polls are not counted,
+   and their runs end when their spans end. */
+static void diag__fiber_restore(diag__thread *t, diag_fiber *f, uint64_t now)
+{
+    uint32_t base = t->depth, n = f->depth, i;
+    f->depth = 0;
+    if (base + n > DIAG_MAX_DEPTH) {
+        diag__say_once(&diag__rt->said_fiber_deep, "diagnose.h: a coroutine's spans did not fit under "
+                                                   "DIAG_MAX_DEPTH at a switch; their polls are not counted\n");
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        diag__frame *fr = &t->stack[base + i];
+        const diag__saved_frame *sv = &f->frames[i];
+        DIAG__STORE(fr->start, now - sv->ran); /* written first: see diag__live_stack */
+        DIAG__STORE(fr->span, sv->span);
+        DIAG__STORE(fr->path, sv->path);
+        fr->slot = diag__slot_at(t, sv->path);
+        fr->child = sv->child;
+    }
+    diag__fiber_mark(f->frames[n - 1].span, 0);
+    if (base > 0) t->stack[base - 1].child -= f->frames[0].ran;
+    t->fiber_in = now;
+    __atomic_store_n(&t->depth, base + n, __ATOMIC_RELEASE);
 }
 
 /* >>at: spans by address, for call-style async ------------------------------- */
@@ -2860,6 +3021,7 @@ static void diag__row_to_ns(diag__row *r, double ns_per_tick)
     r->started = r->done + r->drops + r->pending - r->open_base;
     r->oldest = diag__to_ns(r->oldest, ns_per_tick);
     r->running = r->running ? diag__to_ns(r->running - 1, ns_per_tick) + 1 : 0;
+    r->suspended_for = r->suspended_for ? diag__to_ns(r->suspended_for - 1, ns_per_tick) + 1 : 0;
 }
 
 /* Under the lock: each row's self_wall (ticks) becomes its children's walls. */
@@ -3169,6 +3331,13 @@ static void diag__pending_line(diag__buf *b, const diag__row *r)
     if (r->running) {
         diag__format_ns(age, sizeof age, r->running - 1);
         diag__buf_str(b, ", running ");
+        diag__buf_str(b, age);
+    }
+    if (r->suspended) {
+        diag__format_ns(age, sizeof age, r->suspended_for - 1);
+        diag__buf_str(b, ", ");
+        diag__buf_u64(b, r->suspended);
+        diag__buf_str(b, " suspended, longest ");
         diag__buf_str(b, age);
     }
     if (r->oldest >= diag__rt->stuck_ns) diag__buf_str(b, ", stuck");
@@ -4863,6 +5032,37 @@ void diag_span_cancel(diag_span *s)
     slot = diag__slot_at(t, s->path);
     now = diag__now();
     diag__run_end(slot, s, now > s->run_start ? now - s->run_start : 0, 1);
+}
+
+void diag_fiber_switch(diag_fiber *to)
+{
+    diag__thread *t = diag__tls;
+    diag_fiber *from;
+    uint64_t now = 0;
+    if (diag__mode != 1 || (t == NULL && (to == NULL || to->depth == 0))) return;
+    if (t == NULL) t = diag__attach();
+    if (t == diag__rt->no_table) return;
+    from = t->fiber;
+    if ((from != NULL && t->depth > t->fiber_base) || (to != NULL && to->depth > 0)) now = diag__now();
+    if (from != NULL) diag__fiber_save(t, from, now);
+    t->fiber = to;
+    t->fiber_base = t->depth;
+    t->fiber_in = 0;
+    if (to != NULL && to->depth > 0) diag__fiber_restore(t, to, now);
+}
+
+/* Ends the coroutine's open spans as diag_span_cancel would, innermost
+   first: each poll ends now, and each run is a drop. */
+void diag_fiber_drop(diag_fiber *f)
+{
+    diag__thread *t = diag__tls;
+    diag_fiber *was;
+    if (f == NULL || diag__mode != 1 || (f->depth == 0 && (t == NULL || t->fiber != f))) return;
+    if (t == NULL) t = diag__attach();
+    was = t->fiber;
+    diag_fiber_switch(f);
+    while (t->fiber == f && t->depth > t->fiber_base) diag_span_cancel(t->stack[t->depth - 1].span);
+    diag_fiber_switch(was);
 }
 
 int diag_reset(void)

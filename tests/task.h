@@ -38,7 +38,7 @@ static diag_status task_poll(diag_future *self, void *cx)
     return DIAG_READY;
 }
 
-static struct task task_make(int pending, uint64_t spin_ns)
+TT_FN struct task task_make(int pending, uint64_t spin_ns)
 {
     struct task t;
     diag_future init = DIAG_FUTURE_INIT(task_poll);
