@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs each adapter example (join_select, protothreads, stackless, spans,
-# libuv_echo) in a temporary directory with DIAGNOSE_OUT and checks its
+# libuv_echo, fibers) in a temporary directory with DIAGNOSE_OUT and checks its
 # dump: the exact polls file and drops that follow from the example's fixed
 # schedule, busy and wall against the sleeps and spins the example does, its
 # stdout, and that it also builds and runs with DIAGNOSE_DISABLE (then
@@ -254,9 +254,37 @@ server;conn;write 40"'
     disabled $n "$(pkg-config --libs libuv 2>/dev/null || echo -luv)"
 }
 
+# ---- fibers: ucontext coroutines that yield inside their spans ----
+test_fibers() {
+    local n=fibers tick=1000000
+    run $n || return
+    check "$n polls: one per resume, a span across a yield is one poll" '"$(cat "$D/out.polls.folded")" == "conn 10
+conn;request 7
+conn;request;query 7"'
+    check "$n drops: the closed connection's task and its two open spans" \
+        '$(drops "$D/stderr.txt" conn) == 1 && $(drops "$D/stderr.txt" "conn;request") == 1 &&
+         $(drops "$D/stderr.txt" "conn;request;query") == 1'
+    check "$n stdout is the fixed schedule" '"$(cat "$D/stdout.txt")" == "tick 2: conn 3 closed by its client
+tick 4: conn 0 answered 2 requests
+tick 4: conn 1 answered 2 requests
+tick 4: conn 2 answered 2 requests"'
+    local b="$D/out.busy.folded" w="$D/out.wall.folded"
+    # busy while the coroutine runs: request parses 7 x 100us, query reads
+    # 6 x 200us; each query's wall spans the 2 ticks it waited
+    check "$n busy: the parsing and the reading, not the waiting" \
+        '$(value $b conn\;request) -ge 630000 && $(value $b conn\;request\;query) -ge 1080000 &&
+         $(value $w conn\;request\;query) -ge $(slack $((6 * 2 * tick)))'
+    check "$n busy: the scheduler's span keeps only its own time" \
+        '$(value $b conn) -lt $(value $b conn\;request) && $(value $b conn\;request\;query) -le $(value $w conn\;request\;query)'
+    disabled $n ""
+    check "$n with DIAGNOSE_DISABLE prints the same schedule" \
+        '"$(cat "$TMP/$n.disabled/stdout.txt")" == "$(cat "$D/stdout.txt")"'
+}
+
 test_join_select
 test_protothreads
 test_stackless
 test_spans
 test_libuv_echo
+test_fibers
 [ $failures -eq 0 ]
