@@ -123,6 +123,19 @@
                     The task is abandoned: a drop, and its span is released.
                     Threads: as diag_drop.
 
+   STACKFUL COROUTINES (ucontext, minicoro, libco...; docs/fibers.md)
+   diag_fiber       One per coroutine; all zero is a new one.
+   diag_fiber_switch(to)
+                    Right before the thread switches into the coroutine of
+                    fiber to; diag_fiber_switch(NULL) once back on its own
+                    stack. A span begun in a coroutine stays with it across
+                    yields (busy only while it runs), nests under its open
+                    spans, else under the thread's span at the switch in,
+                    and may end on any thread. Threads: the switching one.
+   diag_fiber_drop(f)
+                    The coroutine is destroyed: its open spans end, as
+                    drops. Threads: any, while f is switched out.
+
    NON-LOCAL EXITS. C++: a poll an exception leaves ends as if PENDING (its
    run stays open); the exception goes on. C: after a longjmp out of polls,
    diag_drop(f) of the outermost future left, on the same thread, ends its
@@ -189,6 +202,7 @@
    DIAG_MAX_DEPTH     frames in a path and nested polls per thread (64).
    DIAG_PATH_TABLE_SIZE  size of the path table: the hard cap on distinct
                       paths (1048576). Old name DIAG_MAX_PATHS, still read.
+   DIAG_FIBER_DEPTH   open spans a coroutine keeps across a switch (8).
    DIAG_MALLOC, DIAG_REALLOC, DIAG_FREE   allocator (define all or none).
    DIAG_DEBUG         abort with a message on misuse instead of ignoring it.
    DIAG_API           starts the declaration of each function defined for
@@ -234,6 +248,9 @@
    writers  take a snapshot: folded files, the table and lints (stderr, at
             exit), SVG, pending files (from the open-run records), and the
             trace (which copies the per-thread rings itself).
+   Coroutines (>>fibers): a switch out moves the coroutine's frames off the
+   thread's stack into its diag_fiber (as ticks run so far); a switch in
+   puts them back on top, starts moved past the time away.
    Open runs: a run's first poll takes a record (diag__run) from its
    thread's chunks; its end, on any thread, frees it with one release
    store. A run may end on another thread than it began, so open_runs and
