@@ -341,6 +341,27 @@ TT_FN int tt_folded_ok(const char *folded)
 
 /* ---- the profile now: a snapshot's rows and table ---- */
 
+#if defined(DIAGNOSE_H)
+/* Dumps to a temporary directory's "out" prefix and returns
+   out.<metric>.folded (freed by the caller), or NULL if the dump failed. */
+TT_FN char *tt_dumped(const char *metric)
+{
+    static char prefix[300];
+    if (prefix[0] == '\0') snprintf(prefix, sizeof prefix, "%s/out", tt_tempdir());
+    if (diag_dump(prefix) != 0) return NULL;
+    return tt_readf("%s.%s.folded", prefix, metric);
+}
+
+/* tt_dumped, checked: the dump worked and its lines keep the grammar. */
+TT_FN char *tt_dumped_ok(const char *metric)
+{
+    char *text = tt_dumped(metric);
+    CHECK(text != NULL);
+    CHECK(tt_folded_ok(text));
+    return text;
+}
+#endif
+
 /* These read the implementation's internals: test.h included after
    diagnose.h with DIAGNOSE_IMPLEMENTATION. There tt_row is its diag__row;
    compiled out (DIAGNOSE_DISABLE), a stand-in with the fields tests read,

@@ -44,6 +44,7 @@ static int program(void)
     struct task parent, child;
     diag_future init = DIAG_FUTURE_INIT(task_poll);
     diag_span span = DIAG_SPAN_INIT("span");
+    diag_fiber fiber;
     diag_future *f;
     int pending = 0, bad = 0;
     memset(&parent, 0, sizeof parent);
@@ -58,9 +59,13 @@ static int program(void)
     bad += pending != 3 || parent.polls != 4 || child.polls != 4;
     diag_wake(f);
     diag_drop(f);
+    memset(&fiber, 0, sizeof fiber);
     diag_span_begin(&span);
+    diag_fiber_switch(&fiber);
+    diag_fiber_switch(NULL);
     diag_span_end(&span, DIAG_READY);
     diag_span_cancel(&span);
+    diag_fiber_drop(&fiber);
     bad += diag_dump(NULL) != 0 || diag_dump("explicit") != 0 || diag_reset() != 0;
     return bad;
 }

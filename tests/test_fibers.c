@@ -33,21 +33,9 @@
 
 static char dir[256];
 
-/* Dumps to dir/out and returns out.<metric>.folded (freed by the caller). */
-static char *dumped(const char *metric)
-{
-    char prefix[300];
-    char *text;
-    snprintf(prefix, sizeof prefix, "%s/out", dir);
-    CHECK_EQ(diag_dump(prefix), 0);
-    text = tt_readf("%s.%s.folded", prefix, metric);
-    CHECK(text != NULL);
-    return text;
-}
-
 static void check_polls(const char *want)
 {
-    char *text = dumped("polls");
+    char *text = tt_dumped_ok("polls");
     CHECK_STR(text, want);
     free(text);
 }
@@ -164,6 +152,19 @@ static void test_direct_switch(void)
 
 /* ---- suspended, dropped ---------------------------------------------------- */
 
+/* A fresh window; a new coroutine opens q and inner in it and yields; the
+   scheduler ends its task's poll with `status`. */
+static void two_open_then_yield(diag_fiber *f, struct resume *r, diag_span *task, diag_span *q, diag_span *inner,
+                                diag_status status)
+{
+    memset(f, 0, sizeof *f);
+    diag_reset();
+    resume_in(r, task, f);
+    diag_span_begin(q);
+    diag_span_begin(inner);
+    resume_out(r, status);
+}
+
 /* A dump while the coroutine is switched out lists its open spans at their
    paths, and how long it has been away. */
 static void test_pending_while_suspended(void)
@@ -174,12 +175,7 @@ static void test_pending_while_suspended(void)
     char prefix[300];
     char *text;
     tt_row row;
-    memset(&f, 0, sizeof f);
-    diag_reset();
-    resume_in(&r, &task, &f);
-    diag_span_begin(&q);
-    diag_span_begin(&inner);
-    resume_out(&r, DIAG_PENDING);
+    two_open_then_yield(&f, &r, &task, &q, &inner, DIAG_PENDING);
     tt_sleep_ns(20 * MS);
     snprintf(prefix, sizeof prefix, "%s/out", dir);
     CHECK_EQ(diag_dump(prefix), 0);
@@ -212,12 +208,7 @@ static void test_fiber_drop(void)
     diag_span task = DIAG_SPAN_INIT("dtask"), q = DIAG_SPAN_INIT("dq"), inner = DIAG_SPAN_INIT("dinner");
     struct resume r;
     tt_row row;
-    memset(&f, 0, sizeof f);
-    diag_reset();
-    resume_in(&r, &task, &f);
-    diag_span_begin(&q);
-    diag_span_begin(&inner);
-    resume_out(&r, DIAG_READY);
+    two_open_then_yield(&f, &r, &task, &q, &inner, DIAG_READY);
     diag_fiber_drop(&f);
     CHECK_EQ(f.depth, 0);
     row = tt_row_of("dtask;dq");

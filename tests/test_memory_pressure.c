@@ -54,13 +54,6 @@ static void poll_named(const char *name, int n)
     while (n-- > 0) diag_poll(&c.base, NULL);
 }
 
-static char *dump(const char *metric)
-{
-    static char prefix[300];
-    if (prefix[0] == '\0') snprintf(prefix, sizeof prefix, "%s/mem", tt_tempdir());
-    if (diag_dump(prefix) != 0) return NULL;
-    return tt_readf("%s.%s.folded", prefix, metric);
-}
 
 /* Sum of values and number of lines other than [overflow] whose name
    starts with `start`. */
@@ -99,7 +92,7 @@ static void test_failing_allocator_overflows(void)
     long long named, before;
     int lines, i;
     poll_named("warm_up", 1); /* this thread has its table */
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     before = tt_value(polls, "[overflow]");
     free(polls);
     make_names(fnames, "f");
@@ -109,7 +102,7 @@ static void test_failing_allocator_overflows(void)
     CHECK_EQ(diag_dump(NULL), -1); /* a dump needs memory too: it says so */
     CHECK_EQ(errno, ENOMEM);
     __atomic_store_n(&failing, 0, __ATOMIC_RELAXED);
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     CHECK(tt_folded_ok(polls));
     named = sum_named(polls, "f", &lines);
     printf("  %d paths made without memory, %lld polls in [overflow]\n", lines, tt_value(polls, "[overflow]"));
@@ -127,7 +120,7 @@ static void test_intermittent_failures_keep_runs_balanced(void)
     char *polls, *w1, *w2;
     long long named, over0, over1, wall1, wall2;
     int lines, i;
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     over0 = tt_value(polls, "[overflow]");
     free(polls);
     make_names(gnames, "g");
@@ -136,14 +129,14 @@ static void test_intermittent_failures_keep_runs_balanced(void)
     for (i = 0; i < NEW_NAMES; i++) poll_named(gnames[i], 2);
     __atomic_store_n(&failing, 0, __ATOMIC_RELAXED);
     alternate = 0;
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     named = sum_named(polls, "g", &lines);
     over1 = tt_value(polls, "[overflow]");
     CHECK_EQ(named + over1 - over0, 2 * NEW_NAMES);
     free(polls);
-    w1 = dump("wall");
+    w1 = tt_dumped("wall");
     tt_sleep_ns(30000000);
-    w2 = dump("wall");
+    w2 = tt_dumped("wall");
     wall1 = sum_named(w1, "", &lines);
     wall2 = sum_named(w2, "", &lines);
     CHECK(tt_folded_ok(w2));
@@ -173,7 +166,7 @@ static void test_thread_without_table(void)
     CHECK(diag__snapshot_take(&snap) == 0);
     CHECK_EQ(snap.unmeasured, 5);
     diag__snapshot_free(&snap);
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     CHECK(tt_folded_ok(polls));
     CHECK_EQ(tt_value(polls, "no_table"), -1);
     free(polls);

@@ -20,13 +20,6 @@ static diag_status counter_poll(diag_future *self, void *cx)
     return ++c->n == c->ready_at ? DIAG_READY : DIAG_PENDING;
 }
 
-static char *dump(const char *metric)
-{
-    static char prefix[300];
-    if (prefix[0] == '\0') snprintf(prefix, sizeof prefix, "%s/misuse", tt_tempdir());
-    if (diag_dump(prefix) != 0) return NULL;
-    return tt_readf("%s.%s.folded", prefix, metric);
-}
 
 static const diag__row *row_of(const diag__snapshot *snap, const char *stack)
 {
@@ -107,7 +100,7 @@ static void test_mark_twice(void)
     diag_poll(&c.base, NULL);       /* READY */
     c.n = 0;
     diag_poll(&c.base, NULL);
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     CHECK_EQ(tt_value(polls, "mark_a"), 2);
     CHECK_EQ(tt_value(polls, "mark_b"), 1);
     free(polls);
@@ -154,7 +147,7 @@ static void test_span_end_without_begin(void)
     diag_span_begin(&t);
     diag_span_end(&t, DIAG_READY);
     diag_span_cancel(&s);
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     CHECK_EQ(tt_value(polls, "unbegun"), -1);
     CHECK_EQ(tt_value(polls, "after"), 2);
     free(polls);

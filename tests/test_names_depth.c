@@ -25,13 +25,6 @@ static void poll_named(const char *name, int n)
     while (n-- > 0) diag_poll(&c.base, NULL);
 }
 
-static char *dump(const char *metric)
-{
-    static char prefix[300];
-    if (prefix[0] == '\0') snprintf(prefix, sizeof prefix, "%s/names", tt_tempdir());
-    if (diag_dump(prefix) != 0) return NULL;
-    return tt_readf("%s.%s.folded", prefix, metric);
-}
 
 static char long_ascii[10241], long_utf8[10241];
 
@@ -61,7 +54,7 @@ static void test_bad_names_make_valid_lines(void)
     for (i = 0; i + 2 < sizeof long_utf8; i += 2) memcpy(long_utf8 + i, "\xc3\xa9", 2);
     poll_named(long_ascii, 20);
     poll_named(long_utf8, 21);
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     CHECK(tt_folded_ok(polls));
     for (i = 0; i < n; i++) {
         long long v = tt_value(polls, cases[i].frame);
@@ -78,8 +71,8 @@ static void test_bad_names_make_valid_lines(void)
     CHECK_EQ(tt_value(polls, want_long), 21);
     CHECK_EQ(tt_lines(polls), n + 2);
     free(polls);
-    busy = dump("busy");
-    wall = dump("wall");
+    busy = tt_dumped("busy");
+    wall = tt_dumped("wall");
     CHECK(tt_folded_ok(busy) && tt_lines(busy) == n + 2);
     CHECK(tt_folded_ok(wall) && tt_lines(wall) == n + 2);
     free(busy);
@@ -96,7 +89,7 @@ static void test_bad_names_nested(void)
     DIAGNOSE_AS(&inner.base, "in\nner\xff");
     diag_poll(&outer.base, NULL);
     diag_poll(&outer.base, NULL);
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     CHECK(tt_folded_ok(polls));
     CHECK_EQ(tt_value(polls, "out_er_"), 2);
     CHECK_EQ(tt_value(polls, "out_er_;in_ner_"), 2);
@@ -112,7 +105,7 @@ static void test_derived_names(void)
     diag_poll(DIAGNOSE(&arr[0].base), NULL);
     diag_poll(DIAGNOSE(p), NULL);
     diag_poll(DIAGNOSE(p), NULL);
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     CHECK(tt_folded_ok(polls));
     CHECK_EQ(tt_value(polls, "arr[0].base"), 1);
     CHECK_EQ(tt_value(polls, "p"), 2);
@@ -146,7 +139,7 @@ static void test_deep_recursion_folded(void)
     int i, round;
     build_chain();
     for (round = 0; round < 3; round++) diag_poll(&chain[0].base, NULL);
-    polls = dump("polls");
+    polls = tt_dumped("polls");
     CHECK(tt_folded_ok(polls));
     for (i = 1; i <= DIAG_MAX_DEPTH; i++) {
         strcat(stack, i == 1 ? "rec" : ";rec");

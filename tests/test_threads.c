@@ -15,22 +15,9 @@
 
 static char dir[256];
 
-/* Dumps to dir/out and returns out.<metric>.folded (freed by the caller). */
-static char *dumped(const char *metric)
-{
-    char prefix[300];
-    char *text;
-    snprintf(prefix, sizeof prefix, "%s/out", dir);
-    CHECK_EQ(diag_dump(prefix), 0);
-    text = tt_readf("%s.%s.folded", prefix, metric);
-    CHECK(text != NULL);
-    CHECK(tt_folded_ok(text));
-    return text;
-}
-
 static void check_value(const char *metric, const char *stack, long long want)
 {
-    char *text = dumped(metric);
+    char *text = tt_dumped_ok(metric);
     CHECK_EQ(tt_value(text, stack), want);
     free(text);
 }
@@ -79,7 +66,7 @@ static void run_moved(int marked_worker, const char *want_polls)
     CHECK_EQ(x.polls, 1);
     tt_sleep_ns(5 * MS);
     /* still pending: its wall so far counts, on main;x */
-    text = dumped("wall");
+    text = tt_dumped_ok("wall");
     CHECK_RANGE(tt_value(text, "main;x"), LO(5 * MS), 1e9);
     free(text);
 
@@ -89,15 +76,15 @@ static void run_moved(int marked_worker, const char *want_polls)
     CHECK_EQ(pthread_create(&th, NULL, continue_run, &m), 0);
     CHECK_EQ(pthread_join(th, NULL), 0);
     CHECK_EQ(x.polls, 6);
-    text = dumped("polls");
+    text = tt_dumped_ok("polls");
     CHECK_STR(text, want_polls);
     free(text);
-    text = dumped("wall");
+    text = tt_dumped_ok("wall");
     /* the run: from x's first poll (on main) to its last (on the thread) */
     CHECK_RANGE(tt_value(text, "main;x"), LO(m.first_poll_ns - first_end), HI(m.last_end_ns - start));
     free(text);
     /* six polls spinning 2 ms each, five of them on the thread */
-    text = dumped("busy");
+    text = tt_dumped_ok("busy");
     CHECK_RANGE(tt_value(text, "main;x"), LO(12 * MS), HI(m.last_end_ns - start));
     free(text);
 }
@@ -135,12 +122,12 @@ static void test_drop_from_other_thread(void)
     tt_sleep_ns(5 * MS);
     CHECK_EQ(pthread_create(&th, NULL, drop_it, f), 0);
     CHECK_EQ(pthread_join(th, NULL), 0);
-    text = dumped("wall");
+    text = tt_dumped_ok("wall");
     wall = tt_value(text, "xdrop");
     free(text);
     CHECK_RANGE(wall, LO(5 * MS), 1e9);
     tt_sleep_ns(10 * MS);
-    text = dumped("wall");
+    text = tt_dumped_ok("wall");
     CHECK_RANGE(tt_value(text, "xdrop"), LO(wall), HI(wall));
     free(text);
 #ifndef DIAGNOSE_DISABLE
@@ -216,7 +203,7 @@ static void test_threads_merge_into_one_line(void)
     CHECK_EQ(pthread_join(dumper, NULL), 0);
     CHECK_EQ(bad, 0);
     /* each run: parent 4 polls; child READY at its 2nd poll */
-    text = dumped("polls");
+    text = tt_dumped_ok("polls");
     CHECK_STR(text, "tw 4000\ntw;tw_child 2000\n");
     free(text);
 }
