@@ -4434,7 +4434,7 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
    offsets of runtimes[] and threads, which copies of every layout read. */
 
 #ifndef DIAG__ABI
-#define DIAG__ABI 1 /* raise whenever a structure the copies share changes */
+#define DIAG__ABI 2 /* raise whenever a structure the copies share changes */
 #endif
 #define DIAG__REGISTRY_NAME "diagnose.h"
 #define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */
@@ -4483,7 +4483,8 @@ static uint64_t diag__abi_key(void)
 {
     static const char allocator[] = DIAG__EXPANDED(DIAG_MALLOC(n) DIAG_REALLOC(p, n) DIAG_FREE(p));
     const uint64_t sizes[] = { DIAG__ABI, DIAG_MAX_DEPTH, DIAG_PATH_TABLE_SIZE, sizeof(diag__runtime),
-                               sizeof(diag__thread), sizeof(diag__slot), sizeof(diag_span), sizeof(diag__copy_info),
+                               sizeof(diag__thread), sizeof(diag__slot), sizeof(diag_span), sizeof(diag_fiber),
+                               sizeof(diag__run), sizeof(diag__copy_info),
                                sizeof(struct diag__snapshot_thread), sizeof(struct diag__trace_state),
                                sizeof(struct diag__at_state),
                                sizeof(diag__ring), sizeof(diag__path) };
@@ -5056,8 +5057,8 @@ void diag_fiber_switch(diag_fiber *to)
     diag__thread *t = diag__tls;
     diag_fiber *from;
     uint64_t now = 0;
-    if (diag__mode != 1 || (t == NULL && (to == NULL || to->depth == 0))) return;
-    if (t == NULL) t = diag__attach();
+    if ((t == NULL && to == NULL) || !diag__on()) return;
+    if (t == NULL) t = diag__attach(); /* so that the coroutine's spans find to */
     if (t == diag__rt->no_table) return;
     from = t->fiber;
     if ((from != NULL && t->depth > t->fiber_base) || (to != NULL && to->depth > 0)) now = diag__now();

@@ -128,6 +128,36 @@ static void test_nesting(void)
     check_polls("other 1\nother;c 1\nsched 1\nsched;a 1\nsched;a;b 1\n");
 }
 
+/* A thread's first call is a switch, with no span open on the thread: the
+   coroutine's span is at the root, one poll across the yield, and goes
+   with the coroutine (a span the thread then begins is not under it). */
+static void *first_call_a_switch(void *arg)
+{
+    diag_fiber *f = (diag_fiber *)arg;
+    diag_span q = DIAG_SPAN_INIT("rootq"), other = DIAG_SPAN_INIT("other");
+    diag_fiber_switch(f);
+    diag_span_begin(&q);
+    diag_fiber_switch(NULL);
+    diag_span_begin(&other); /* the thread's: q went with the coroutine */
+    diag_fiber_switch(f);
+    diag_span_end(&q, DIAG_READY);
+    diag_fiber_switch(NULL);
+    diag_span_end(&other, DIAG_READY);
+    return NULL;
+}
+
+static void test_switch_before_any_span(void)
+{
+    diag_fiber f;
+    pthread_t th;
+    memset(&f, 0, sizeof f);
+    diag_reset();
+    CHECK_EQ(pthread_create(&th, NULL, first_call_a_switch, &f), 0);
+    pthread_join(th, NULL);
+    check_polls("other 1\nrootq 1\n");
+    CHECK_EQ(tt_row_of("rootq").done, 1);
+}
+
 /* A direct switch from one coroutine into another: the second's span
    nests under the thread's span, not under the first coroutine's. */
 static void test_direct_switch(void)
@@ -588,6 +618,7 @@ int main(int argc, char **argv)
     snprintf(dir, sizeof dir, "%s", tt_tempdir());
     RUN(test_busy_only_while_running);
     RUN(test_nesting);
+    RUN(test_switch_before_any_span);
     RUN(test_direct_switch);
     RUN(test_pending_while_suspended);
     RUN(test_fiber_drop);
