@@ -1166,12 +1166,6 @@ static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
 
 /* >>locks: the dump lock, and bounded waits at exit -------------------------- */
 
-/* Every writer of files (diag_dump, diag_write_svg, a numbered snapshot,
-   the exit dump) holds diag__rt->dump_lock (in the runtime, for all copies)
-   from its snapshot to its last rename: the files of a prefix come from
-   one snapshot, the last dump to finish wins, and no two dumps ever share
-   a temporary file. */
-
 /* Set on the thread that runs the exit dump, and only there: a lock that
    another thread holds is waited for until this time (CLOCK_REALTIME ns),
    then given up, so that exit never blocks for good. 0: no limit. */
@@ -2030,12 +2024,6 @@ struct diag__trace_state {
 };
 /* One per runtime, shared by its copies (see "copies"). */
 
-static int diag__trace_alloc(void)
-{
-    diag__rt->trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__rt->trace);
-    return diag__rt->trace ? 0 : -1;
-}
-
 /* A slow poll inside other polls asks with 'w' (NESTED): its parents are
    as slow, so the outermost one's end soon asks with 't' (ASKED), and the
    trace holds the whole nest; the snapshot thread waits for that at most
@@ -2043,11 +2031,6 @@ static int diag__trace_alloc(void)
    state stays ASKED for DIAG__TRACE_SLOW_GAP_NS: polls do not ask. */
 enum { DIAG__SLOW_IDLE, DIAG__SLOW_NESTED, DIAG__SLOW_ASKED };
 #define DIAG__TRACE_NEST_NS 100000000u
-
-static void diag__trace_start(void)
-{
-    diag__rt->trace->n = diag__rt->trace_n;
-}
 
 static int diag__trace_slow_wanted(void) { return diag__rt->trace->n != 0 && diag__rt->slow_ns != 0; }
 
@@ -3901,11 +3884,12 @@ typedef int (*diag__files_writer)(diag__snapshot *snap, const char *prefix, int 
 
 /* Snapshot, write, free: every writer of files (diag_dump, diag_write_svg,
    a numbered snapshot, the exit, the unload of a library) comes here, and
-   holds diag__rt->dump_lock from the snapshot to the last rename, so that a
-   prefix's files all come from one snapshot. with_hist: with the poll-time
-   histograms (the summary table's). Returns -1 with errno set when no
-   snapshot was taken (ETIMEDOUT: the exit gave up waiting for a lock),
-   else what write returned. */
+   holds diag__rt->dump_lock from the snapshot to the last rename: a
+   prefix's files all come from one snapshot, the last dump to finish
+   wins, and no two dumps share a temporary file. with_hist: with the
+   poll-time histograms (the summary table's). Returns -1 with errno set
+   when no snapshot was taken (ETIMEDOUT: the exit gave up waiting for a
+   lock), else what write returned. */
 static int diag__snapshot_write(int with_hist, diag__files_writer write, const char *prefix, int arg)
 {
     diag__snapshot snap;
@@ -4139,17 +4123,6 @@ static void *diag__snapshot_thread_main(void *arg)
     return NULL;
 }
 
-static int diag__snapshot_thread_pipe(void)
-{
-    int i;
-    if (pipe(diag__rt->snapshot_thread->pipe) != 0) return -1;
-    for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
-        fcntl(diag__rt->snapshot_thread->pipe[i], F_SETFL, O_NONBLOCK);
-        fcntl(diag__rt->snapshot_thread->pipe[i], F_SETFD, FD_CLOEXEC);
-    }
-    return 0;
-}
-
 /* Starts the thread on `by`'s diag__snapshot_thread_main and points the signal at
    `by`'s handler: the copy whose code they run must stay loaded. */
 static void diag__snapshot_thread_run(const struct diag__copy_info *by)
@@ -4174,20 +4147,21 @@ static void diag__snapshot_thread_run(const struct diag__copy_info *by)
     }
 }
 
-/* Called once at start-up; does nothing unless one of the variables is set. */
-static void diag__snapshot_thread_start(void)
+/* By the copy that made the runtime (created), when one of the variables
+   asks for the thread; or by a copy that joins a runtime whose copies had
+   all left: the thread and the handler they stopped come back, on this
+   copy's functions. */
+static void diag__snapshot_thread_start(int created)
 {
-    if (diag__rt->interval_ns == 0 && diag__rt->signo == 0 && !diag__trace_slow_wanted()) return;
-    if (diag__snapshot_thread_pipe() != 0) return;
-    diag__snapshot_thread_run(diag__copy_self());
-}
-
-/* A copy joins a runtime whose copies had all left: the thread and the
-   handler they stopped come back, on this copy's functions. */
-static void diag__snapshot_thread_resume(void)
-{
-    if (diag__rt->snapshot_thread->running || diag__rt->snapshot_thread->pipe[0] < 0) return;
-    diag__snapshot_thread_run(diag__copy_self());
+    struct diag__snapshot_thread *st = diag__rt->snapshot_thread;
+    int wanted = diag__rt->interval_ns != 0 || diag__rt->signo != 0 || diag__trace_slow_wanted();
+    int i;
+    if (created && wanted && pipe(st->pipe) == 0)
+        for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
+            fcntl(st->pipe[i], F_SETFL, O_NONBLOCK);
+            fcntl(st->pipe[i], F_SETFD, FD_CLOEXEC);
+        }
+    if (!st->running && st->pipe[0] >= 0) diag__snapshot_thread_run(diag__copy_self());
 }
 
 /* The thread finishes the snapshot it may be writing and ends. The pipe
@@ -4555,16 +4529,6 @@ static void diag__write_at_unload(void)
 
 /* >>fork: the child of fork starts a profile of its own ---------------------- */
 
-/* In a fork child only the forking thread exists: the polls the others
-   were running will never end, so no stack but its own is running. Their
-   runs stay open, as the child's copies of the spans say. */
-static void diag__live_forked(void)
-{
-    diag__thread *t;
-    for (t = diag__rt->threads; t != NULL; t = t->next)
-        if (t != diag__tls) DIAG__STORE(t->depth, 0);
-}
-
 /* The child of fork() has no snapshot thread; it takes no snapshots, and its
    handler must not wake the parent's thread through the shared pipe. */
 static void diag__snapshot_thread_forked(void)
@@ -4604,9 +4568,12 @@ static void diag__fork_parent(void)
 }
 
 /* The child of fork() starts with empty tables: the other threads are gone
-   and what the parent counted is the parent's to write. */
+   and what the parent counted is the parent's to write. The polls they
+   were running will never end, so no stack but this thread's is running;
+   their runs stay open, as the child's copies of the spans say. */
 static void diag__fork_child(void)
 {
+    diag__thread *t;
     if (diag__registry_at != NULL) diag__registry_at->lock = 0; /* maybe held by a thread the child does not have */
     if (diag__rt->fork_locker != &diag__self) return;
     diag__rt->fork_locker = NULL;
@@ -4616,7 +4583,8 @@ static void diag__fork_child(void)
     diag__rt->forked = 1;
     diag__rt->exit_done = 0;
     diag__reset_locked();
-    diag__live_forked();
+    for (t = diag__rt->threads; t != NULL; t = t->next)
+        if (t != diag__tls) DIAG__STORE(t->depth, 0);
     diag__snapshot_thread_forked();
 }
 
@@ -4787,9 +4755,10 @@ static int diag__runtime_new(void)
        go when memory for another chunk runs out */
     diag__rt->hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
     diag__rt->snapshot_thread = (struct diag__snapshot_thread *)diag__alloc_zero(sizeof *diag__rt->snapshot_thread);
+    diag__rt->trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__rt->trace);
     diag__rt->at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__rt->at);
     if (diag__rt->no_table == NULL || diag__rt->hist[0] == NULL || diag__rt->snapshot_thread == NULL ||
-        diag__rt->at == NULL || diag__reserve_path() != 0 || diag__trace_alloc() != 0) {
+        diag__rt->trace == NULL || diag__rt->at == NULL || diag__reserve_path() != 0) {
         DIAG_FREE(diag__rt->no_table);
         DIAG_FREE(diag__rt->hist[0]);
         DIAG_FREE(diag__rt->paths[0]);
@@ -4808,7 +4777,7 @@ static int diag__runtime_new(void)
     diag__rt->no_table->depth = DIAG_MAX_DEPTH;
     diag__slow_start();
     diag__rt->slow_ticks = diag__slow_ticks;
-    diag__trace_start();
+    diag__rt->trace->n = diag__rt->trace_n;
     return 0;
 }
 
@@ -4829,8 +4798,7 @@ static void diag__start_once(void)
     pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
     atexit(diag__leave);
     __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
-    if (created) diag__snapshot_thread_start();
-    else if (rejoined) diag__snapshot_thread_resume();
+    if (created || rejoined) diag__snapshot_thread_start(created);
 }
 
 int diag__start(void)
