@@ -883,9 +883,8 @@ typedef struct diag__path {
     uint32_t parent, depth, flags;
 } diag__path;
 
-/* Process-wide state, guarded by diag__rt->lock except where marked. Every copy
-   of this header in the process with the same DIAG__ABI key shares one
-   runtime, allocated once and never freed (see "copies"). */
+/* Process-wide state, under diag__rt->lock except where marked: one for the
+   copies of one DIAG__ABI key, never freed (see "copies"). */
 static pthread_once_t diag__once = PTHREAD_ONCE_INIT;
 struct diag__copy_info;
 struct diag__snapshot_thread;
@@ -917,9 +916,7 @@ typedef struct diag__runtime {
     int overflow_why;           /* atomic: DIAG__OVERFLOW_CAP | DIAG__OVERFLOW_MEMORY, why [overflow] has polls */
     int use_tsc;                /* read-only: diag__use_tsc of every copy */
     pthread_mutex_t lock;       /* the runtime lock (see HOW IT WORKS) */
-    /* A thread whose table could not be allocated: full stack, so every begin
-       takes the slow path, which counts the poll as unmeasured. Never written. */
-    diag__thread *no_table;
+    diag__thread *no_table;     /* of threads without a table: its full stack leaves polls unmeasured */
     struct diag__snapshot_thread *snapshot_thread;
     uint64_t slow_ticks;        /* atomic: the calibrated diag__slow_ticks, once slow_exact */
     struct diag__copy_info *copies; /* the copies in the process now, newest first */
@@ -1023,11 +1020,10 @@ static char *diag__copy(const char *text)
 /* >>stderr: every line the library writes ------------------------------------ */
 
 /* Writes text to stderr with SIGPIPE blocked on this thread, so a closed
-   pipe (prog 2>&1 | head, a log collector that died) neither kills the
-   program nor changes its exit code. The SIGPIPE this write raised is taken
-   back; one that was pending before stays the program's, and so does its
-   disposition. EPIPE or any other error ends the text quietly. write(2),
-   not stdio: no lock of the program's stderr, no buffer, at exit too. */
+   pipe (prog 2>&1 | head) neither kills the program nor changes its exit
+   code: the SIGPIPE this write raised is taken back, one pending before
+   stays the program's. An error ends the text quietly. write(2), not
+   stdio: no lock of the program's stderr, no buffer, at exit too. */
 static void diag__stderr_write(const char *text, size_t len)
 {
     sigset_t pipe_only, old, pending;
@@ -1079,11 +1075,9 @@ static void diag__say_once(int *flag, const char *message)
 #endif
 
 /* Marks the library's work that takes a lock or allocates (dumps, reset,
-   new paths, thread tables, start-up). A signal handler that calls exit()
-   while its thread is inside such work must not dump again at exit: the
-   lock is held by that same thread, the snapshot half built, malloc maybe
-   half way. The exit handler checks the mark and skips its dump. Kept to
-   these functions, the one place that knows where the mark lives. */
+   new paths, thread tables, start-up): an exit() from a signal handler
+   inside it must not dump (the lock is this thread's, malloc maybe half
+   way), so the exit handler checks the mark and skips its dump. */
 static __thread unsigned diag__inside_depth;
 
 static void diag__inside_enter(void)
@@ -1166,9 +1160,9 @@ static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
 
 /* >>locks: the dump lock, and bounded waits at exit -------------------------- */
 
-/* Set on the thread that runs the exit dump, and only there: a lock that
-   another thread holds is waited for until this time (CLOCK_REALTIME ns),
-   then given up, so that exit never blocks for good. 0: no limit. */
+/* Set on the thread that runs the exit dump: a lock another thread holds
+   is waited for until this time (CLOCK_REALTIME ns), then given up, so
+   that exit never blocks for good. 0: no limit. */
 static __thread uint64_t diag__exit_deadline;
 #define DIAG__EXIT_WAIT_NS 1000000000u
 
@@ -1183,10 +1177,10 @@ static int diag__lock_or_give_up(pthread_mutex_t *m)
     return pthread_mutex_timedlock(m, &until);
 }
 
-/* Takes diag__rt->dump_lock: the exit dump until diag__exit_deadline at most,
-   any other waits while the exit dump does (exit_waiting): mutexes are
-   not fair, so a thread dumping in a loop could otherwise take the lock
-   back each time first until the exit dump gave up. Returns 0 if locked. */
+/* Takes diag__rt->dump_lock (0: locked): the exit dump until
+   diag__exit_deadline, any other after the exit dump (exit_waiting):
+   mutexes are not fair, and a thread dumping in a loop could win it back
+   every time until the exit dump gave up. */
 static int diag__dump_lock_take(void)
 {
     if (diag__exit_deadline != 0) return diag__lock_or_give_up(&diag__rt->dump_lock);
@@ -1328,12 +1322,11 @@ static const char *diag__getenv(const char *name)
 #endif
 }
 
-/* Each variable is read once, at start-up, by one of these, all of them in
-   diag__settings_read (and diag__settings_on) below. Unset or empty
-   means the default, silently; a value not understood gets one stderr line,
-   "diagnose.h: NAME=VALUE <problem>; accepted: <what>; using <default>"
-   (or "ignored" when the default is off), written here, and the default
-   is used. */
+/* Every variable is read once, at start-up, by diag__settings_read or
+   diag__start_once. Unset or empty: the default, silently; a value not
+   understood: one stderr line, "diagnose.h: NAME=VALUE <problem>;
+   accepted: <what>; using <default>" ("ignored" when the default is off),
+   and the default. */
 static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
                                   const char *fallback)
 {
@@ -1491,14 +1484,10 @@ static const char *diag__pinned_dir(void)
 #define DIAG__STUCK_DEFAULT_S 10.0
 #define DIAG__TRACE_MAX 16777216u /* events per thread */
 
-/* DIAGNOSE=0 turns the library off: read first, before any runtime. */
-static int diag__settings_on(void) { return diag__setting_bool("DIAGNOSE", 1); }
-
 /* Every other DIAGNOSE_* variable, read here and nowhere else, once, by
    the copy that makes the runtime, in this order, into the runtime. */
 static void diag__settings_read(void)
 {
-    double stuck_s;
     /* max_paths counts the user's paths: the root and [overflow] are extra */
     diag__rt->max_paths =
         (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_PATH_TABLE_SIZE - 2, 1, DIAG_PATH_TABLE_SIZE - 2);
@@ -1506,23 +1495,18 @@ static void diag__settings_read(void)
     diag__rt->svg = diag__setting_bool("DIAGNOSE_SVG", 0);
     diag__setting_out();
     diag__rt->slow_ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
-    /* an open run this old is stuck; a run that old since its last woken
-       poll and not woken since is a lost wake */
-    stuck_s = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
-    diag__rt->stuck_ns = (uint64_t)(stuck_s * 1e9);
+    diag__rt->stuck_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6) * 1e9);
     diag__rt->trace_n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
     diag__rt->interval_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400) * 1e9);
     diag__rt->signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
 }
 
-/* The poll path only compares a poll's ticks with diag__slow_ticks. Exact
-   needs the tick rate, which start-up does not know and should not spend
-   time measuring. So the threshold starts low, as if the counter ran at
-   DIAG__MIN_TICKS_PER_NS: every poll that may be slow comes here and is
-   judged with the rate measured so far; once DIAG__CALIBRATE_NS have passed
-   the threshold is set in ticks (rate good to about 1e-5) and only slow
-   polls come here. Cost: none for fast polls, two clock reads for a slow
-   one during the first DIAG__CALIBRATE_NS. */
+/* The poll path compares a poll's ticks with diag__slow_ticks, but the
+   tick rate is not known at start-up (nor worth measuring then). So the
+   threshold starts low, as if the counter ran at DIAG__MIN_TICKS_PER_NS:
+   a poll that may be slow goes to diag__slow_poll, judged with the rate
+   so far, until after DIAG__CALIBRATE_NS the threshold is set in ticks
+   (rate good to about 1e-5). Fast polls cost nothing. */
 #define DIAG__CALIBRATE_NS 10000000u
 #define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 
@@ -1927,14 +1911,6 @@ static void diag__live_stack(diag__live *L, const diag__thread *t)
     }
 }
 
-static int diag__live_is_running(const diag__live *L, const diag_span *span)
-{
-    diag__running key;
-    key.span = span;
-    key.start = 0;
-    return L->nrunning && bsearch(&key, L->running, L->nrunning, sizeof key, diag__compare_running) != NULL;
-}
-
 /* An open run lost its wake when nothing can move it on: it is not
    running, no diag_wake came since its last woken poll began (or since it
    began), that was DIAGNOSE_STUCK_S ago, and no open run it began inside
@@ -1943,9 +1919,12 @@ static int diag__live_is_running(const diag__live *L, const diag_span *span)
 static int diag__live_lost(const diag__live *L, const diag__run *r, const diag_span *span, int orphan)
 {
     uint64_t woke = DIAG__LOAD(r->woke), polled = DIAG__LOAD(r->polled);
+    diag__running running;
     if (DIAG__LOAD(r->parent) != NULL && !orphan) return 0;
     if (woke > polled || L->now < polled || L->now - polled < L->stuck_ticks) return 0;
-    return !diag__live_is_running(L, span);
+    running.span = span;
+    running.start = 0;
+    return !L->nrunning || !bsearch(&running, L->running, L->nrunning, sizeof running, diag__compare_running);
 }
 
 /* The records of one chain: a record is counted when its span and start
@@ -2962,21 +2941,16 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
 }
 
 /* Pointers to the rows (only those with open runs if open_only), sorted by
-   compare (caller frees), or NULL with *n 0 when there is none or no memory. */
+   compare (caller frees), or NULL with *n 0 when there are no rows or no memory. */
 static const diag__row **diag__rows_sorted(const diag__snapshot *snap, int (*compare)(const void *, const void *),
                                            int open_only, size_t *n)
 {
-    const diag__row **order;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    const diag__row **order = snap->count ? (const diag__row **)DIAG_MALLOC(snap->count * sizeof *order) : NULL;
     size_t i;
     *n = 0;
-    for (i = 0; i < snap->count; i++) *n += !open_only || snap->rows[i].open != 0;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
-    if (order == NULL) {
-        *n = 0;
-        return NULL;
-    }
-    for (i = 0, *n = 0; i < snap->count; i++)
+    if (order == NULL) return NULL;
+    for (i = 0; i < snap->count; i++)
         if (!open_only || snap->rows[i].open) order[(*n)++] = &snap->rows[i];
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     qsort(order, *n, sizeof *order, compare);
@@ -3631,15 +3605,13 @@ static int diag__write_pending_svg(const char *prefix, const diag__snapshot *sna
     diag__buf b = { NULL, 0, 0, 0 };
     char path[4200];
     size_t i;
-    int any = 0, rc;
+    int any = 0;
     for (i = 0; i < snap->count; i++) any |= snap->rows[i].open != 0;
     if (any) {
         diag__buf_put(&b, "", 0);
         diag__svg_write(&b, snap, DIAG__OPEN);
     }
-    rc = diag__pending_file(prefix, "svg", &b, any, path, sizeof path);
-    DIAG_FREE(b.data);
-    return rc;
+    return diag__pending_file(prefix, "svg", &b, any, path, sizeof path); /* frees b */
 }
 
 /* >>trace: PREFIX.trace.json ------------------------------------------------- */
@@ -3963,14 +3935,18 @@ struct diag__snapshot_thread {
 };
 /* One per runtime: copies share the thread and the snapshot numbers. */
 
+/* One byte to the snapshot thread, async-signal-safe; -1: no pipe, or full. */
+static int diag__snapshot_thread_poke(char byte)
+{
+    int fd = __atomic_load_n(&diag__rt->snapshot_thread->pipe[1], __ATOMIC_RELAXED);
+    return fd >= 0 && write(fd, &byte, 1) == 1 ? 0 : -1;
+}
+
 static void diag__snapshot_thread_signal(int signo)
 {
-    int saved = errno, fd = __atomic_load_n(&diag__rt->snapshot_thread->pipe[1], __ATOMIC_RELAXED);
-    char byte = 'd';
+    int saved = errno;
     (void)signo;
-    if (fd >= 0 && write(fd, &byte, 1) < 0) {
-        /* pipe full: a snapshot is already requested */
-    }
+    diag__snapshot_thread_poke('d'); /* pipe full: a snapshot is already requested */
     errno = saved;
 }
 
@@ -4014,15 +3990,13 @@ static int diag__ms_until(uint64_t at)
    thread, unless it already has the request (see DIAG__SLOW_*). */
 static void diag__trace_slow(void)
 {
-    int fd = __atomic_load_n(&diag__rt->snapshot_thread->pipe[1], __ATOMIC_RELAXED);
     int outermost = diag__tls == NULL || diag__tls->depth == 0;
     int want = outermost ? DIAG__SLOW_ASKED : DIAG__SLOW_NESTED;
     int state = __atomic_load_n(&diag__rt->trace->slow_state, __ATOMIC_RELAXED);
-    char byte = outermost ? 't' : 'w';
-    if (!diag__trace_slow_wanted() || fd < 0 || state >= want ||
+    if (!diag__trace_slow_wanted() || state >= want ||
         !__atomic_compare_exchange_n(&diag__rt->trace->slow_state, &state, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return;
-    if (write(fd, &byte, 1) < 0) /* pipe full: this request is lost, the next slow poll asks again */
+    if (diag__snapshot_thread_poke(outermost ? 't' : 'w') != 0) /* lost: the next slow poll asks again */
         __atomic_store_n(&diag__rt->trace->slow_state, state, __ATOMIC_RELEASE);
 }
 
@@ -4172,12 +4146,9 @@ static void diag__snapshot_thread_start(int created)
    with the process. */
 static void diag__snapshot_thread_stop(uint64_t deadline)
 {
-    char byte = 's';
     if (!diag__rt->snapshot_thread->running) return;
     __atomic_store_n(&diag__rt->snapshot_thread->stop, 1, __ATOMIC_RELEASE);
-    if (write(diag__rt->snapshot_thread->pipe[1], &byte, 1) < 0) {
-        /* pipe full: the thread wakes up anyway */
-    }
+    diag__snapshot_thread_poke('s'); /* pipe full: the thread wakes up anyway */
     diag__rt->snapshot_thread->running = 0;
     while (!__atomic_load_n(&diag__rt->snapshot_thread->finished, __ATOMIC_ACQUIRE)) {
         struct timespec ms = { 0, 1000000 };
@@ -4784,7 +4755,7 @@ static int diag__runtime_new(void)
 static void diag__start_once(void)
 {
     int created = 0, rejoined = 0;
-    if (!diag__settings_on()) {
+    if (!diag__setting_bool("DIAGNOSE", 1)) { /* off: read first, before any runtime */
         diag__mode = 2;
         return;
     }
@@ -4855,9 +4826,8 @@ diag_span *diag_span_at(const void *task, const char *name)
     diag__at_span *a = NULL;
     if (task == NULL || !diag__on()) return &diag__at_unmeasured;
     diag__at_lock();
-    if (!diag__rt->at->forks_handled) { /* a fork while a thread holds the lock must not inherit it locked */
+    if (!diag__rt->at->forks_handled) /* a fork while a thread holds the lock must not inherit it locked */
         diag__rt->at->forks_handled = pthread_atfork(diag__at_lock, diag__at_unlock, diag__at_unlock) == 0;
-    }
     if (diag__rt->at->cap) a = diag__rt->at->slots[diag__at_find(task)];
     if (a == NULL && diag__at_room() && (a = diag__at_new()) != NULL) {
         diag_span_init(&a->span, name);
