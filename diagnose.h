@@ -1653,9 +1653,8 @@ static uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
 
 /* >>hist: shared histograms, where the slots' byte counters spill ------------ */
 
-/* Path's width counters in the chunked table dir (atomics), the chunk
-   allocated on first use; NULL when memory runs out. Any thread, with or
-   without the lock. */
+/* Path's width counters (atomics) in the chunked table dir, the chunk made
+   on first use; NULL without memory. Any thread, with or without the lock. */
 static uint64_t *diag__counters_at(uint64_t **dir, uint32_t path, size_t width)
 {
     uint64_t **at = &dir[path >> DIAG__CHUNK_BITS];
@@ -1727,25 +1726,18 @@ static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
    they began and whether anything woke them: see diag__run. */
 #define DIAG__RUNS_FIRST 64u          /* records of a thread's first chunk */
 
-/* A chunk of n free records, or NULL. */
-static diag__run_chunk *diag__runs_chunk(uint32_t n)
-{
-    diag__run_chunk *c;
-    diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
-    c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
-    diag__inside_leave();
-    if (c == NULL) return NULL;
-    c->runs = (diag__run *)(void *)(c + 1);
-    c->count = n;
-    return c;
-}
-
 /* Adds a chunk as big as all the others together, so that a thread whose
    records stay taken looks through them a bounded number of times per run. */
 static int diag__runs_grow(diag__runs *rs)
 {
-    diag__run_chunk *c = diag__runs_chunk(rs->total > DIAG__RUNS_FIRST ? rs->total : DIAG__RUNS_FIRST);
+    uint32_t n = rs->total > DIAG__RUNS_FIRST ? rs->total : DIAG__RUNS_FIRST;
+    diag__run_chunk *c;
+    diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
+    c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
+    diag__inside_leave();
     if (c == NULL) return -1;
+    c->runs = (diag__run *)(void *)(c + 1);
+    c->count = n;
     if (rs->tail) __atomic_store_n(&rs->tail->next, c, __ATOMIC_RELEASE);
     else __atomic_store_n(&rs->head, c, __ATOMIC_RELEASE);
     rs->tail = rs->cursor = c;
@@ -1795,14 +1787,6 @@ static void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_
     DIAG__STORE(s->run, r);
 }
 
-/* Self-wakes are counted per path for the whole process, not in the
-   slots: they are rare next to polls, and a slot stays 128 bytes. */
-static void diag__self_wake(uint32_t path)
-{
-    uint64_t *count = diag__counters_at(diag__rt->self_wakes, path, 1);
-    if (count != NULL) __atomic_fetch_add(count, 1, __ATOMIC_RELAXED); /* else not counted */
-}
-
 /* Self-wakes of path since the last reset. Under the lock. */
 static uint64_t diag__self_wakes(uint32_t path)
 {
@@ -1825,7 +1809,9 @@ static int diag__live_reset(void)
 }
 
 /* A wake that made s runnable: its time goes to the run's record, and a
-   wake from inside s's own poll on this thread counts as a self-wake. */
+   wake from inside s's own poll on this thread counts as a self-wake (per
+   path for the process, not in the slots: they are rare next to polls,
+   and a slot stays 128 bytes). */
 void diag__wake_noted(diag_span *s, uint64_t now)
 {
     diag__thread *t = diag__tls;
@@ -1835,7 +1821,8 @@ void diag__wake_noted(diag_span *s, uint64_t now)
     if (t == NULL || t == diag__rt->no_table) return;
     for (i = t->depth; i-- > 0;)
         if (t->stack[i].span == s) {
-            diag__self_wake(t->stack[i].path);
+            uint64_t *count = diag__counters_at(diag__rt->self_wakes, t->stack[i].path, 1);
+            if (count != NULL) __atomic_fetch_add(count, 1, __ATOMIC_RELAXED); /* else not counted */
             return;
         }
 }
@@ -1983,12 +1970,11 @@ static void diag__live_read(diag__row *rows, uint32_t npaths, double ns_per_tick
 /* >>rings: the flight recorder's per-thread rings of the last polls ---------- */
 
 /* DIAGNOSE_TRACE=n gives every thread a ring of its last n polls, written
-   as a Chrome trace (speedscope, Perfetto) by every dump and, after a slow
-   poll, by the snapshot thread. The owner writes an event's fields with
-   release stores, then publishes `done` (release). A reader copies the
-   last n events below `done` (acquire) and reads `done` again: event j's
-   slot is next written by event j + n + 1, which stores after `done`
-   became j + n + 1, so every event j >= done - n it copied is whole. */
+   as a Chrome trace by every dump and, after a slow poll, by the snapshot
+   thread. The owner writes an event's fields, then `done` (release
+   stores). A reader copies the n events below `done` (acquire), then
+   reads `done` again: event j's slot is next written by event j + n + 1,
+   after `done` became j + n + 1, so every event j >= done - n is whole. */
 #define DIAG__TRACE_EXITED 16     /* exited threads whose rings are kept */
 #define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
 #define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
@@ -2498,16 +2484,13 @@ diag_status diag__poll_invalid(diag_future *f)
 
 /* >>at: spans by address, for call-style async ------------------------------- */
 
-/* A task whose struct has no room for a span (a third-party struct) gets
-   one here, keyed by its address: an open-addressing table (linear probing,
-   at most half full, deletion by backward shift) of pointers to spans.
-   Spans are allocated in blocks and never freed or moved, since a poll in
-   progress holds its span's address; a released one goes on a free list.
-   One mutex guards it all: a look-up is a hash and a probe or two under an
-   uncontended lock (make bench: "DIAG_CALL_AT").
-   Not a diag__map: that one holds 4-byte path ids whose keys live in the
-   path table and never leaves an entry; this one holds spans keyed by an
-   address, and removes them as runs end. */
+/* A task whose struct has no room for a span gets one here, keyed by its
+   address: an open-addressing table (linear probing, at most half full,
+   deletion by backward shift) of pointers to spans, under one mutex (make
+   bench: "DIAG_CALL_AT"). Spans come in blocks and are never freed or
+   moved, since a poll in progress holds its span's address; a released
+   one goes on a free list. Not a diag__map, which holds path ids keyed in
+   the path table and never removes an entry. */
 typedef struct diag__at_span {
     diag_span span; /* first: a diag_span * of the table is a diag__at_span * */
     const void *task;
@@ -2784,14 +2767,13 @@ static void diag__snapshot_free(diag__snapshot *snap)
 }
 
 /* Adds the wall of the runs still open at `now` (read after the tables,
-   so no run seen open began after it). Other threads poll while the
-   tables are read: a run can be seen half begun or half ended (open_runs
-   and open_start_sum are two stores), or begun and ended on two threads
-   between the reads of their tables. That is off by about a timestamp, so
-   the open runs' wall comes out below zero or above open_runs times the
-   time since start: returns 0, and the caller reads the tables again (a
-   torn view lasts until its writer runs again; on the last of eight
-   tries a path still torn is written without its open runs). */
+   so no run seen open began after it). Polls go on while the tables are
+   read: a run seen half begun or ended (open_runs and open_start_sum are
+   two stores), or begun and ended on two threads between their reads,
+   makes the open wall absurd (below zero, or above open_runs times the
+   time since start): returns 0, and the caller reads again (a torn view
+   lasts until its writer runs again); on the last of eight tries a path
+   still torn is written without its open runs. */
 static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, int last)
 {
     uint32_t p;
@@ -2824,13 +2806,6 @@ static void diag__row_to_ns(diag__row *r, double ns_per_tick)
     r->running = r->running ? diag__to_ns(r->running - 1, ns_per_tick) + 1 : 0;
 }
 
-/* Under the lock: each row's self_wall (ticks) becomes its children's walls. */
-static void diag__add_child_walls(diag__row *rows, uint32_t npaths)
-{
-    uint32_t p;
-    for (p = 2; p < npaths; p++) rows[diag__path_at(p)->parent].self_wall += rows[p].wall;
-}
-
 /* The rows by path, in ticks, to rows in ns sorted by stack, one per stack:
    the rows nothing happened on are left out. Different paths can print
    the same stack (two sites named alike, or names equal after
@@ -2840,6 +2815,7 @@ static size_t diag__rows_finish(diag__row *rows, uint32_t npaths, const char *te
 {
     uint32_t p;
     size_t i, n = 0, out;
+    for (p = 2; p < npaths; p++) rows[diag__path_at(p)->parent].self_wall += rows[p].wall; /* see diag__row_to_ns */
     for (p = 1; p < npaths; p++) {
         diag__row *r = &rows[p];
         if (r->polls == 0 && r->wall == 0 && r->open == 0) continue;
@@ -2907,7 +2883,6 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     }
     diag__live_read(snap->rows, npaths, snap->ns_per_tick);
     snap->elapsed_ns = diag__to_ns(now - diag__rt->reset_at, snap->ns_per_tick);
-    diag__add_child_walls(snap->rows, npaths);
     pthread_mutex_unlock(&diag__rt->lock);
     snap->unmeasured = __atomic_load_n(&diag__rt->unmeasured, __ATOMIC_RELAXED);
     snap->text = text.data;
@@ -3684,9 +3659,8 @@ static int diag__trace_take(diag__trace_copy *c)
     return 0;
 }
 
-/* ns as microseconds with three decimals: exact, so nesting survives; and
-   1 ns is far more than a double's rounding step, so the strict nesting of
-   diag__trace_nest survives readers that add ts and dur in doubles. */
+/* ns as microseconds with three decimals: exact, and 1 ns is far above a
+   double's rounding step, so diag__trace_nest's nesting survives readers. */
 static void diag__buf_us(diag__buf *b, uint64_t ns)
 {
     char frac[4];
@@ -3737,15 +3711,13 @@ typedef struct diag__trace_open {
 /* Turns the events [first, end) of one thread (ticks, in completion order:
    a child before its parent) into what is written: start and dur in ns
    from the origin. Each end is rounded to ns, then a child is pulled
-   strictly inside its parent's written span [ps, pe], to [ps + 1, pe - 1]
-   (so 1 ns per shared end; more only where a parent shares that end with
-   its own parent too): readers that add ts and dur in doubles, or order
-   equal starts by the file, still nest them. Polls that touched still do
-   not overlap (the clamp keeps their order). A parent written shorter than
-   2 ns has no room inside: its children are written 0 ns long at its end.
-   Walked newest first, a parent comes before its children: the stack
-   `open` (room for DIAG_MAX_DEPTH) holds the polls around, the nearest
-   poll of the path less its last frame is the parent. */
+   strictly inside its parent's written span [ps, pe], to [ps + 1, pe - 1],
+   so that readers that add ts and dur in doubles, or order equal starts
+   by the file, still nest them; polls that touched still do not overlap.
+   A parent written shorter than 2 ns has no room: its children are
+   written 0 ns long at its end. Walked newest first, a parent comes before
+   its children: `open` (room for DIAG_MAX_DEPTH) holds the polls around,
+   the nearest poll of the path less its last frame is the parent. */
 static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, double ns_per_tick,
                              diag__trace_open *open)
 {
@@ -4490,14 +4462,6 @@ static diag__runtime *diag__join(int *created, int *rejoined)
     return diag__rt;
 }
 
-/* This copy's files at the unload of its library: the process's profile
-   so far, which the exit writes again. */
-static void diag__write_at_unload(void)
-{
-    if (diag__snapshot_write(0, diag__write_or_warn, NULL, 0) != 0)
-        diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
-}
-
 /* >>fork: the child of fork starts a profile of its own ---------------------- */
 
 /* The child of fork() has no snapshot thread; it takes no snapshots, and its
@@ -4644,13 +4608,12 @@ static void diag__exit_handler(void)
     errno = saved_errno;
 }
 
-/* The atexit handler: this copy leaves the process, at exit or when its
-   library is unloaded (dlclose runs a library's atexit handlers). The last
-   copy to leave writes the files and the table. An earlier one hands what
-   points into its code (the key's destructor, the snapshot thread, the
-   signal handler) to a copy that stays and, unless it is in the
-   executable, writes the files: an unloaded library's data is on disk at
-   once, and in the files at exit. */
+/* The atexit handler: this copy leaves the process, at exit or at the
+   unload of its library (dlclose runs its atexit handlers). The last copy
+   out writes the files and the table; an earlier one hands what points
+   into its code (key destructor, snapshot thread, signal handler) to one
+   that stays and, unless it is in the executable, writes the files now:
+   the process's profile so far, which the exit writes again. */
 static void diag__leave(void)
 {
     diag__copy_info **link;
@@ -4680,7 +4643,8 @@ static void diag__leave(void)
     pthread_mutex_unlock(&diag__rt->lock);
     diag__snapshot_thread_hand_over(stays, diag__self.in_executable);
     if (stays == NULL) diag__exit_handler();
-    else if (!diag__self.in_executable) diag__write_at_unload();
+    else if (!diag__self.in_executable && diag__snapshot_write(0, diag__write_or_warn, NULL, 0) != 0)
+        diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
     diag__exit_deadline = 0;
     errno = saved_errno;
 }
