@@ -955,11 +955,10 @@ static diag__runtime *diag__rt = &diag__local;
 #define DIAG__OVERFLOW_MEMORY 2 /* new paths or slots found no memory */
 #define DIAG__OVERFLOWED(why) __atomic_fetch_or(&diag__rt->overflow_why, (why), __ATOMIC_RELAXED)
 
-/* While a snapshot reads the tables, rows are indexed by path and hold
-   ticks (diag__row_to_ns converts them); after it, they are sorted by
-   stack, one per stack, in ns. A row has the slot's counters under their
-   row names (DIAG__SLOT_COUNTERS: pending is the runs open now, start_sum
-   their starts while reading), then its own: X(name, kind), kind as there. */
+/* A snapshot's rows: by path in ticks while it reads the tables, then one
+   per stack in ns, sorted (diag__rows_finish). A row has the slot's
+   counters under their row names (DIAG__SLOT_COUNTERS: pending is the runs
+   open now, start_sum their starts), then its own: X(name, kind) as there. */
 #define DIAG__ROW_ONLY(X)                                                                   \
     X(self_wall, SUM)  /* ns: wall less the walls of the paths run inside it */              \
     X(started, SUM)    /* runs started in the window */                                     \
@@ -1166,8 +1165,7 @@ static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
 static __thread uint64_t diag__exit_deadline;
 #define DIAG__EXIT_WAIT_NS 1000000000u
 
-/* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
-   returns 0 when locked, ETIMEDOUT when given up. */
+/* pthread_mutex_lock, or at exit until diag__exit_deadline: 0, or ETIMEDOUT. */
 static int diag__lock_or_give_up(pthread_mutex_t *m)
 {
     struct timespec until;
@@ -1276,20 +1274,16 @@ static size_t diag__sanitize(const char *name, int derived, char *out)
         while (end > 0 && (s[end - 1] == ')' || s[end - 1] == ' ' || s[end - 1] == '\t')) end--;
     while (i < end) {
         size_t n = diag__frame_char(s[i]) ? 1 : diag__utf8_printable(s + i);
-        if (n == 0 || i + n > end) n = 0; /* not a safe byte: replaced */
-        if (len + (n ? n : 1) > DIAG__NAME_MAX - 3) {
+        int safe = n != 0 && i + n <= end;
+        size_t step = safe ? n : 1; /* a byte not safe becomes '_' */
+        if (len + step > DIAG__NAME_MAX - 3) {
             memcpy(out + len, "...", 3);
             len += 3;
             break;
         }
-        if (n == 0) {
-            out[len++] = '_';
-            i++;
-        } else {
-            memcpy(out + len, s + i, n);
-            len += n;
-            i += n;
-        }
+        memcpy(out + len, safe ? (const char *)s + i : "_", step);
+        len += step;
+        i += step;
     }
     if (len == 0) {
         memcpy(out, "[unnamed]", 9);
@@ -1322,11 +1316,10 @@ static const char *diag__getenv(const char *name)
 #endif
 }
 
-/* Every variable is read once, at start-up, by diag__settings_read or
-   diag__start_once. Unset or empty: the default, silently; a value not
-   understood: one stderr line, "diagnose.h: NAME=VALUE <problem>;
-   accepted: <what>; using <default>" ("ignored" when the default is off),
-   and the default. */
+/* Every variable is read once, at start-up (diag__settings_read; DIAGNOSE
+   in diag__start_once). Unset or empty: the default, silently; else not
+   understood: one line, "diagnose.h: NAME=VALUE <problem>; accepted:
+   <what>; using <default>" ("ignored" if off by default), and the default. */
 static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
                                   const char *fallback)
 {
@@ -1464,10 +1457,9 @@ static void diag__setting_out(void)
     diag__rt->start_dir = diag__copy(dir); /* NULL: out stays relative to the directory of the day */
 }
 
-/* What to put before a relative DIAGNOSE_OUT: the start-up directory when
-   the program has changed directory since (or its directory is gone), so
-   the files land where it started; "" while it has not, so paths and
-   messages stay as the user wrote them. */
+/* What to put before a relative DIAGNOSE_OUT: the start-up directory once
+   the program has changed directory (or its directory is gone), so files
+   land where it started; "" until then, so paths read as the user wrote them. */
 static const char *diag__pinned_dir(void)
 {
     char dir[4096];
@@ -1484,8 +1476,7 @@ static const char *diag__pinned_dir(void)
 #define DIAG__STUCK_DEFAULT_S 10.0
 #define DIAG__TRACE_MAX 16777216u /* events per thread */
 
-/* Every other DIAGNOSE_* variable, read here and nowhere else, once, by
-   the copy that makes the runtime, in this order, into the runtime. */
+/* Every other DIAGNOSE_* variable, once, by the copy that makes the runtime. */
 static void diag__settings_read(void)
 {
     /* max_paths counts the user's paths: the root and [overflow] are extra */
@@ -1898,11 +1889,10 @@ static void diag__live_stack(diag__live *L, const diag__thread *t)
     }
 }
 
-/* An open run lost its wake when nothing can move it on: it is not
-   running, no diag_wake came since its last woken poll began (or since it
-   began), that was DIAGNOSE_STUCK_S ago, and no open run it began inside
-   would poll it. Whether its path is polled only after wakes (so that the
-   last woken poll is the last poll) is judged per path by diag__lint_row. */
+/* An open run lost its wake when nothing can move it on: not running, not
+   woken since its last woken poll began (or it began) DIAGNOSE_STUCK_S ago,
+   and no open run it began inside would poll it. Whether its path is polled
+   only after wakes (the last woken poll is the last poll): diag__lint_live. */
 static int diag__live_lost(const diag__live *L, const diag__run *r, const diag_span *span, int orphan)
 {
     uint64_t woke = DIAG__LOAD(r->woke), polled = DIAG__LOAD(r->polled);
@@ -2009,8 +1999,7 @@ static void diag__thread_name(diag__ring *r)
 #endif
 }
 
-/* Under the lock, when thread t gets its table. Without memory the thread
-   is simply not recorded. */
+/* Under the lock, when thread t gets its table; without memory, no ring. */
 static void diag__trace_attach(diag__thread *t)
 {
     diag__ring *r;
@@ -2027,8 +2016,7 @@ static void diag__trace_attach(diag__thread *t)
     t->ring = r;
 }
 
-/* Under the lock, when thread t exits: its ring joins the exited ones;
-   past DIAG__TRACE_EXITED the oldest is freed. */
+/* Under the lock, as thread t exits: its ring joins the newest exited ones. */
 static void diag__trace_retire(diag__thread *t)
 {
     diag__ring *r = t->ring, **link;
@@ -2056,8 +2044,7 @@ static void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_
     r->pos = r->pos + 1 == r->slots ? 0 : r->pos + 1;
 }
 
-/* Copies ring r's whole events, oldest first, into out (room for n);
-   returns how many. */
+/* Copies ring r's whole events, oldest first, into out; returns how many. */
 static size_t diag__ring_copy(const diag__ring *r, diag__event *out)
 {
     uint64_t n = r->slots - 1, done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE), first, j;
@@ -2085,16 +2072,12 @@ static diag__thread *diag__attach_table(void)
     pthread_mutex_lock(&diag__rt->lock);
     t = diag__rt->key_owner ? (diag__thread *)pthread_getspecific(diag__rt->key) : NULL;
     pthread_mutex_unlock(&diag__rt->lock);
-    if (t != NULL) { /* another copy attached this thread: frames stack across copies */
-        diag__tls = t;
-        return t;
-    }
+    if (t != NULL) return t; /* another copy attached this thread: frames stack across copies */
     t = (diag__thread *)diag__alloc_zero(sizeof *t);
     first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
     if (t == NULL || first == NULL) {
         DIAG_FREE(t);
         DIAG_FREE(first);
-        diag__tls = diag__rt->no_table;
         return diag__rt->no_table;
     }
     t->dir[0] = first; /* holds the overflow path, so a thread can always count */
@@ -2105,7 +2088,6 @@ static diag__thread *diag__attach_table(void)
     diag__runs_adopt(t);
     diag__trace_attach(t);
     pthread_mutex_unlock(&diag__rt->lock);
-    diag__tls = t;
     return t;
 }
 
@@ -2115,6 +2097,7 @@ diag__thread *diag__attach(void)
     diag__inside_enter(); /* it allocates and takes the lock */
     t = diag__attach_table();
     diag__inside_leave();
+    diag__tls = t;
     return t;
 }
 
@@ -2134,14 +2117,12 @@ diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
 
 static uint64_t diag__peak(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
-/* Two values of one counter (see DIAG__SLOT_COUNTERS) as one: sums add,
-   maximums take the larger. */
+/* Two values of one counter (DIAG__SLOT_COUNTERS) as one: sums add, peaks the larger. */
 #define DIAG__MERGE_SUM(a, b) ((a) + (b))
 #define DIAG__MERGE_GAUGE(a, b) ((a) + (b))
 #define DIAG__MERGE_PEAK(a, b) diag__peak(a, b)
 
-/* Adds slot b into a: used when a thread's table joins the retired one
-   (the histograms went to the shared rows: diag__hist_flush). */
+/* Adds slot b into a, as a thread's table joins the retired one (histograms: diag__hist_flush). */
 static void diag__slot_merge(diag__slot *a, const diag__slot *b)
 {
 #define DIAG__X(slot, row, kind, to_ns) a->slot = DIAG__MERGE_##kind(a->slot, b->slot);
@@ -2506,8 +2487,7 @@ struct diag__at_state {
     uint32_t cap, count;
     int forks_handled;
 };
-/* One per runtime: a task may be polled through one copy and dropped
-   through another (see "copies"). */
+/* One per runtime: a task may be polled through one copy, dropped through another. */
 
 static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
 
@@ -2616,8 +2596,7 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             diag__slot *live = &chunk[i], *base = &t->base[c][i];
             unsigned h;
             /* open_runs' baseline: runs started since = done + drops + open - it.
-               A maximum is zeroed: a racing poll may put its own time back,
-               still a real poll. */
+               A maximum is zeroed (a racing poll may put back its own). */
 #define DIAG__X(slot, row, kind, to_ns) DIAG__BASE_##kind(slot)
             DIAG__SLOT_COUNTERS(DIAG__X)
 #undef DIAG__X
@@ -2689,10 +2668,9 @@ static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
     }
 }
 
-/* Adds thread t's table to the rows (one per path, in ticks; open runs:
-   gauges, no baseline), and to hists (DIAG__HIST per path) unless it is
-   NULL: the histograms are most of the reading and memory, and only the
-   summary table uses them. */
+/* Adds thread t's table to the rows (by path, in ticks; open runs: gauges,
+   no baseline), and to hists unless NULL: the histograms are most of the
+   reading and memory, and only the summary table uses them. */
 #define DIAG__TAKE_SUM(r, f) o->r += DIAG__LOAD(s->f) - (b ? b->f : 0);
 #define DIAG__TAKE_GAUGE(r, f) o->r += DIAG__LOAD(s->f);
 #define DIAG__TAKE_PEAK(r, f) o->r = diag__peak(o->r, DIAG__LOAD(s->f));
@@ -2806,10 +2784,9 @@ static void diag__row_to_ns(diag__row *r, double ns_per_tick)
     r->running = r->running ? diag__to_ns(r->running - 1, ns_per_tick) + 1 : 0;
 }
 
-/* The rows by path, in ticks, to rows in ns sorted by stack, one per stack:
-   the rows nothing happened on are left out. Different paths can print
-   the same stack (two sites named alike, or names equal after
-   sanitizing): one row each, values summed. */
+/* The rows by path in ticks to rows in ns, sorted, one per stack, without
+   the rows nothing happened on. Paths that print the same stack (sites
+   named alike, names equal once sanitized) make one row, values summed. */
 static size_t diag__rows_finish(diag__row *rows, uint32_t npaths, const char *text, const size_t *offsets,
                                 uint64_t *hists, double ns_per_tick)
 {
@@ -2833,11 +2810,10 @@ static size_t diag__rows_finish(diag__row *rows, uint32_t npaths, const char *te
     return out;
 }
 
-/* Takes the lock while it reads; other threads keep polling meanwhile.
-   with_hist: also the poll-time histograms (rows' hist, else NULL). The
-   rows are read by path, where the tables keep them, and sorted after:
-   no second array of npaths totals, whose fresh pages cost more than the
-   reading. */
+/* Takes the lock while it reads; threads keep polling meanwhile. with_hist:
+   also the poll-time histograms (rows' hist, else NULL). The rows are read
+   by path, where the tables keep them, and sorted after: no second array
+   of totals, whose fresh pages would cost more than the reading. */
 static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
 {
     size_t *offsets = NULL;
@@ -2891,8 +2867,7 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     return 0;
 }
 
-/* A whole snapshot, histograms too, for a reader outside the writers (the
-   writers take theirs in diag__snapshot_write). */
+/* A whole snapshot with histograms, for readers other than the writers. */
 __attribute__((unused)) static int diag__snapshot_take(diag__snapshot *snap) { return diag__snapshot_read(snap, 1); }
 
 /* Upper bound in ns of the q-quantile of a row's poll times (log2 buckets:
@@ -2949,8 +2924,7 @@ static uint64_t diag__metric(const diag__row *r, int metric)
     }
 }
 
-/* One line per row, "<stack> <value>"; for DIAG__OPEN only the rows with
-   open runs (PREFIX.pending.folded). */
+/* "<stack> <value>" per row; for DIAG__OPEN, the rows with open runs only. */
 static void diag__folded(diag__buf *b, const diag__snapshot *snap, int metric)
 {
     size_t i;
@@ -3229,8 +3203,7 @@ static void diag__print_lints(FILE *out, const diag__row *const *order, size_t c
     if (found > DIAG__LINT_LINES) fprintf(out, "(%u more lints)\n", found - DIAG__LINT_LINES);
 }
 
-/* After the [overflow] row's name: which limit sent paths there, and what
-   to raise ("" for every other row). */
+/* After the [overflow] row's name: which limit sent paths there, what to raise. */
 static const char *diag__row_note(const diag__row *r, char *note, size_t cap)
 {
     int why = __atomic_load_n(&diag__rt->overflow_why, __ATOMIC_RELAXED);
@@ -3317,11 +3290,10 @@ static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *
 /* >>svg: flame graph SVG ----------------------------------------------------- */
 
 /* One self-contained SVG per metric, drawn as flamegraph.pl draws a folded
-   file: each row holds a self value, a frame is as wide as the sum of the
-   rows beneath it, roots at the bottom. Each frame is a nested <svg> box so
-   its label is clipped to it without measuring text; the script only moves
-   and resizes boxes, using the exact values kept in data-x (offset) and
-   data-v (inclusive value) attributes. */
+   file: a frame is as wide as the sum of the rows beneath it, roots at the
+   bottom. Each frame is a nested <svg> box, so its label is clipped without
+   measuring text; the script only moves and resizes boxes, from the exact
+   values in data-x (offset) and data-v (inclusive value). */
 #define DIAG__SVG_WIDTH 1200u /* px of the picture */
 #define DIAG__SVG_PAD 10u     /* px left and right of the frames */
 #define DIAG__SVG_ROW 16u     /* px per level: 15 of frame, 1 of gap */
@@ -3799,8 +3771,7 @@ static void diag__trace_json(diag__buf *b, diag__trace_copy *c, double ns_per_ti
     diag__buf_str(b, "\n]}\n");
 }
 
-/* Writes PREFIX.trace.json when DIAGNOSE_TRACE is set; on failure names
-   the file in failed_path and returns -1 with errno set. */
+/* PREFIX.trace.json, with DIAGNOSE_TRACE; -1 with errno and failed_path set. */
 static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap)
 {
     diag__trace_copy c;
@@ -3827,13 +3798,11 @@ static int diag__write_all(const char *prefix, diag__snapshot *snap, char *faile
 typedef int (*diag__files_writer)(diag__snapshot *snap, const char *prefix, int arg);
 
 /* Snapshot, write, free: every writer of files (diag_dump, diag_write_svg,
-   a numbered snapshot, the exit, the unload of a library) comes here, and
-   holds diag__rt->dump_lock from the snapshot to the last rename: a
-   prefix's files all come from one snapshot, the last dump to finish
-   wins, and no two dumps share a temporary file. with_hist: with the
-   poll-time histograms (the summary table's). Returns -1 with errno set
-   when no snapshot was taken (ETIMEDOUT: the exit gave up waiting for a
-   lock), else what write returned. */
+   numbered snapshots, exit, unload) holds diag__rt->dump_lock from the
+   snapshot to the last rename: a prefix's files come from one snapshot,
+   the last dump wins, no two share a temporary file. with_hist: for the
+   summary table. -1 with errno set when no snapshot was taken (ETIMEDOUT:
+   the exit gave up on a lock), else what write returned. */
 static int diag__snapshot_write(int with_hist, diag__files_writer write, const char *prefix, int arg)
 {
     diag__snapshot snap;
@@ -3890,10 +3859,9 @@ static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int a
 
 /* >>snapshots: the snapshot thread (numbered snapshots, slow-poll traces) ---- */
 
-/* DIAGNOSE_INTERVAL and DIAGNOSE_SIGNAL start one background thread. The
-   signal handler only writes a byte to a pipe (async-signal-safe); the
-   thread does the dump, so no lock or allocation ever runs in a handler.
-   Snapshots are PREFIX.N.<metric>.folded, N = 1, 2, 3 ... in this process. */
+/* DIAGNOSE_INTERVAL, DIAGNOSE_SIGNAL and slow-poll traces start one thread:
+   the handler only writes a byte to its pipe, the thread does the dump, so
+   no lock or allocation runs in a handler. Snapshots: PREFIX.N.*, N = 1, 2 ... */
 struct diag__snapshot_thread {
     pthread_t thread;
     int running;          /* the thread exists in this process */
@@ -4014,10 +3982,9 @@ static void diag__snapshot_thread_slow(int asked)
     diag__snapshot_thread_slow_write();
 }
 
-/* The poll timeout of the snapshot thread: until the next tick of the
-   timer (-1, wait for the pipe, without one; ticks keep their schedule
-   whatever signals do), or sooner when a slow-poll trace is due or
-   requests are taken again. */
+/* The snapshot thread's poll timeout: until the timer's next tick (-1
+   without a timer; ticks keep their schedule whatever signals do), or
+   sooner when a slow-poll trace is due or requests are taken again. */
 static int diag__snapshot_thread_timeout(uint64_t next_at)
 {
     uint64_t at = diag__rt->trace->write_at ? diag__rt->trace->write_at : diag__rt->trace->rearm_at;
@@ -4110,12 +4077,10 @@ static void diag__snapshot_thread_start(int created)
     if (!st->running && st->pipe[0] >= 0) diag__snapshot_thread_run(diag__copy_self());
 }
 
-/* The thread finishes the snapshot it may be writing and ends. The pipe
-   stays open, so a late signal writes to it harmlessly. It is waited for
-   until `deadline` (CLOCK_REALTIME ns; 0: not at all, UINT64_MAX: as long
-   as it takes): at exit a snapshot can wait on a lock that another
-   thread, or the interrupted exiting one, holds. A thread not joined ends
-   with the process. */
+/* The thread finishes the snapshot it may be writing and ends; the pipe
+   stays open for late signals. It is waited for until `deadline`
+   (CLOCK_REALTIME ns; 0: not at all): at exit a snapshot can wait on a
+   lock that another thread, or the interrupted exiting one, holds. */
 static void diag__snapshot_thread_stop(uint64_t deadline)
 {
     if (!diag__rt->snapshot_thread->running) return;
@@ -4151,18 +4116,15 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
 /* >>copies: one runtime for every copy of the header in the process ---------- */
 
 /* A program and the libraries it loads can each hold a copy of this
-   implementation, each with its own static variables: hidden visibility
-   and RTLD_LOCAL keep their symbols apart, so they cannot find each other
-   by name. They meet in a small mapping named "diagnose.h" (a memfd mapped
-   MAP_PRIVATE: fork copies it, exec drops it), found by its name in
-   /proc/self/maps. It holds a table of runtimes by key (diag__abi_key):
-   copies that agree on every structure they would share use one runtime,
-   so their frames stack and one table is printed; copies that disagree
-   keep their own runtimes, and every runtime but the first listed writes
-   under prefixes tagged with its key (diag__rt->tag), so no two write the
-   same files. Without /proc or memfd a copy keeps a runtime of its own.
-   The mapping's layout is version-stable: a later layout keeps the
-   offsets of runtimes[] and threads, which copies of every layout read. */
+   implementation, with statics of its own and symbols kept apart (hidden
+   visibility, RTLD_LOCAL). They meet in a small mapping named "diagnose.h"
+   (a memfd mapped MAP_PRIVATE: fork copies it, exec drops it), found in
+   /proc/self/maps, that holds a table of runtimes by key (diag__abi_key):
+   copies that agree on all they share use one runtime; the others keep
+   their own, and each runtime but the first listed writes under prefixes
+   tagged with its key (diag__rt->tag). Without /proc or memfd a copy keeps
+   a runtime of its own. Later layouts of the mapping keep the offsets of
+   runtimes[] and threads, which copies of every layout read. */
 
 #ifndef DIAG__ABI
 #define DIAG__ABI 1 /* raise whenever a structure the copies share changes */
@@ -4222,8 +4184,7 @@ static uint64_t diag__abi_key(void)
 }
 
 #if defined(__linux__) && defined(MFD_CLOEXEC)
-/* The address of each registry in /proc/self/maps, at most cap of them;
-   returns how many. */
+/* The address of each registry in /proc/self/maps (cap at most); how many. */
 static unsigned diag__registry_list(diag__registry **out, unsigned cap)
 {
     static const char name[] = " /memfd:" DIAG__REGISTRY_NAME " (deleted)\n";
@@ -4442,8 +4403,7 @@ static int diag__join_registry(diag__registry *r, int *created)
     return 0;
 }
 
-/* Finds this copy's runtime in the registry, or makes it; sets diag__rt.
-   NULL when out of memory. */
+/* Finds this copy's runtime in the registry, or makes it; sets diag__rt. NULL: no memory. */
 static diag__runtime *diag__join(int *created, int *rejoined)
 {
     diag__registry *r = diag__registry_find();
@@ -4478,9 +4438,8 @@ static void diag__snapshot_thread_forked(void)
     diag__rt->snapshot_thread->pipe[0] = -1;
 }
 
-/* Every copy registers these; the runtime's fork_owner's take both locks,
-   in the order dumps take them, so that the child finds them held by its
-   one thread and no dump half done. */
+/* Every copy registers these; the runtime's fork_owner's take both locks, in
+   the order dumps do: the child finds them held by its one thread, no dump half done. */
 static void diag__fork_prepare(void)
 {
     if (diag__rt->fork_owner != &diag__self) return;
@@ -4598,12 +4557,9 @@ static void diag__exit_handler(void)
     if (diag__exit_deadline == 0) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
     diag__snapshot_thread_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
     __atomic_store_n(&diag__rt->exit_waiting, 1, __ATOMIC_RELEASE);
-    if (diag__snapshot_write(1, diag__exit_write, NULL, 0) != 0) {
-        if (errno == ETIMEDOUT)
-            diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
-        else
-            diag__warn("diagnose.h: out of memory at exit; no profile written\n");
-    }
+    if (diag__snapshot_write(1, diag__exit_write, NULL, 0) != 0)
+        diag__warn("diagnose.h: %s at exit; no profile written\n",
+                   errno == ETIMEDOUT ? "another thread held diagnose.h's lock for 1 s" : "out of memory");
     diag__exit_deadline = 0;
     errno = saved_errno;
 }
