@@ -1073,10 +1073,9 @@ static void diag__say_once(int *flag, const char *message)
 }
 #endif
 
-/* Marks the library's work that takes a lock or allocates (dumps, reset,
-   new paths, thread tables, start-up): an exit() from a signal handler
-   inside it must not dump (the lock is this thread's, malloc maybe half
-   way), so the exit handler checks the mark and skips its dump. */
+/* Marks the library's work that locks or allocates (dumps, reset, new
+   paths, thread tables, start-up): an exit() from a signal handler inside
+   it must not dump (the lock is this thread's, malloc maybe half way). */
 static __thread unsigned diag__inside_depth;
 
 static void diag__inside_enter(void)
@@ -1159,9 +1158,8 @@ static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
 
 /* >>locks: the dump lock, and bounded waits at exit -------------------------- */
 
-/* Set on the thread that runs the exit dump: a lock another thread holds
-   is waited for until this time (CLOCK_REALTIME ns), then given up, so
-   that exit never blocks for good. 0: no limit. */
+/* Set on the thread that runs the exit dump: a lock held elsewhere is waited
+   for until this time (CLOCK_REALTIME ns), then given up. 0: no limit. */
 static __thread uint64_t diag__exit_deadline;
 #define DIAG__EXIT_WAIT_NS 1000000000u
 
@@ -1175,10 +1173,9 @@ static int diag__lock_or_give_up(pthread_mutex_t *m)
     return pthread_mutex_timedlock(m, &until);
 }
 
-/* Takes diag__rt->dump_lock (0: locked): the exit dump until
-   diag__exit_deadline, any other after the exit dump (exit_waiting):
-   mutexes are not fair, and a thread dumping in a loop could win it back
-   every time until the exit dump gave up. */
+/* Takes diag__rt->dump_lock (0: locked): the exit dump until diag__exit_deadline,
+   others after it (exit_waiting): mutexes are not fair, and a thread dumping
+   in a loop could win it every time until the exit dump gave up. */
 static int diag__dump_lock_take(void)
 {
     if (diag__exit_deadline != 0) return diag__lock_or_give_up(&diag__rt->dump_lock);
@@ -1194,19 +1191,18 @@ static int diag__dump_lock_take(void)
 /* Makes room for n more bytes and a NUL; returns 0, or -1 and sets failed. */
 static int diag__buf_reserve(diag__buf *b, size_t n)
 {
+    size_t cap = b->cap ? b->cap : 4096;
+    char *d;
     if (b->failed) return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *d;
-        while (cap < b->len + n + 1) cap *= 2;
-        d = (char *)DIAG_REALLOC(b->data, cap);
-        if (d == NULL) {
-            b->failed = 1;
-            return -1;
-        }
-        b->data = d;
-        b->cap = cap;
+    if (b->len + n + 1 <= b->cap) return 0;
+    while (cap < b->len + n + 1) cap *= 2;
+    d = (char *)DIAG_REALLOC(b->data, cap);
+    if (d == NULL) {
+        b->failed = 1;
+        return -1;
     }
+    b->data = d;
+    b->cap = cap;
     return 0;
 }
 
@@ -1235,9 +1231,8 @@ static int diag__frame_char(unsigned char c)
            (c != 0 && strchr("_:.-/<>()[]#@+=,&", c) != NULL);
 }
 
-/* Length of the valid UTF-8 sequence at s encoding a printable, non-space
-   code point of U+00A0 or above; 0 if there is none. Spaces and invisible
-   separators are refused because viewers split on them. */
+/* Length of the valid UTF-8 at s of a printable code point above U+00A0,
+   not a space or invisible separator (viewers split on them); else 0. */
 static size_t diag__utf8_printable(const unsigned char *s)
 {
     uint32_t cp;
@@ -1442,8 +1437,7 @@ static int diag__setting_signal(const char *name, int fallback)
 }
 
 /* DIAGNOSE_OUT (a copy: the program may change its environment), or
-   "diagnose". A relative prefix means the working directory at start-up:
-   that is kept, for diag__pinned_dir. */
+   "diagnose"; and the start-up directory, for a relative one (diag__pinned_dir). */
 static void diag__setting_out(void)
 {
     const char *v = diag__setting_text("DIAGNOSE_OUT");
@@ -1522,9 +1516,8 @@ static diag__path *diag__path_at(uint32_t path)
     return &__atomic_load_n(&diag__rt->paths[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE)[path & (DIAG__CHUNK - 1)];
 }
 
-/* A path's name is its key; it changes (under the lock) when the library
-   that held the string is unloaded (see diag__keep_names), so threads
-   that look up without the lock read it atomically. */
+/* A path's name is its key; it changes (under the lock) when its library is
+   unloaded (diag__keep_names), so look-ups without the lock read it atomically. */
 static const char *diag__path_name(uint32_t path)
 {
     return __atomic_load_n(&diag__path_at(path)->name, __ATOMIC_RELAXED);
@@ -1667,9 +1660,8 @@ static uint64_t *diag__counters_at(uint64_t **dir, uint32_t path, size_t width)
 /* Path's row of DIAG__HIST counts in diag__rt->hist or diag__rt->hist_base. */
 static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path) { return diag__counters_at(dir, path, DIAG__HIST); }
 
-/* A slot's byte counter of bucket is about to wrap: its 256 polls move to
-   the path's shared row. Once per 256 polls of a bucket, off the poll path.
-   Out of memory, they count in [overflow] (its row exists from start-up). */
+/* A slot's byte counter of bucket is about to wrap: its 256 polls move to the
+   path's shared row, off the poll path; without memory, to [overflow]'s. */
 void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket)
 {
     uint32_t path = fr->path;
@@ -1681,8 +1673,7 @@ void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket)
     __atomic_fetch_add(&row[bucket], 256, __ATOMIC_RELAXED);
 }
 
-/* Adds the poll a slot's hist[0] holds to hist (delta 1), or takes it away
-   (delta -1, for a baseline): see diag__hist_add. */
+/* Adds (delta 1) or takes away (-1) the poll a slot's hist[0] holds (see diag__hist_add). */
 static void diag__hist_last(uint64_t *hist, unsigned last, uint64_t delta)
 {
     if (last != 0) hist[last - 1] += delta;
@@ -1712,9 +1703,8 @@ static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
 
 /* >>runs: records of the open runs ------------------------------------------- */
 
-/* Each run takes a record at its first poll (per run, never per poll) so
-   that a dump can say which runs are open, since when, inside which run
-   they began and whether anything woke them: see diag__run. */
+/* A run takes a record at its first poll (never per poll), so that a dump
+   can say which runs are open, since when, inside which, whether woken. */
 #define DIAG__RUNS_FIRST 64u          /* records of a thread's first chunk */
 
 /* Adds a chunk as big as all the others together, so that a thread whose
@@ -1761,8 +1751,7 @@ static diag__run *diag__runs_take(diag__runs *rs)
     }
 }
 
-/* The first poll of a run: takes a record (without memory the run is not
-   listed by dumps, and counts everywhere else). */
+/* A run's first poll takes a record; without memory, dumps do not list the run. */
 static void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
 {
     diag__run *r = diag__runs_take(&t->runs), *parent = NULL;
@@ -2573,9 +2562,8 @@ static void diag__at_remove(uint32_t i)
 
 /* >>reset: baselines subtracted by every later dump -------------------------- */
 
-/* Every counter is a sum, so a window is "now minus the baseline". Wall is
-   kept with the pending part included, which makes runs open across the
-   reset count from the reset on. */
+/* Every counter is a sum, so a window is "now minus the baseline"; wall's
+   includes the pending part, so runs open across the reset count from it. */
 #define DIAG__BASE_SUM(f) base->f = DIAG__LOAD(live->f);
 #define DIAG__BASE_GAUGE(f) base->f = DIAG__LOAD(live->f);
 #define DIAG__BASE_PEAK(f) DIAG__STORE(live->f, 0);
@@ -2696,9 +2684,8 @@ static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread
     }
 }
 
-/* The folded stack of every path, NUL-terminated, into text at offsets[p].
-   Parents have smaller ids than their children, so each stack is its
-   parent's stack, ';' and its own frame. */
+/* The folded stack of every path, NUL-terminated, into text at offsets[p]:
+   a parent's id is below its children's, so its stack is there first. */
 static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
 {
     char frame[DIAG__NAME_MAX + 1];
@@ -2768,8 +2755,7 @@ static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, i
     return possible;
 }
 
-/* A path's row from ticks to ns, in place; on entry self_wall holds the
-   ticks of its children's walls. */
+/* A path's row from ticks to ns, in place; self_wall holds its children's walls on entry. */
 #define DIAG__TO_NS_0(f)
 #define DIAG__TO_NS_1(f) r->f = diag__to_ns(r->f, ns_per_tick);
 static void diag__row_to_ns(diag__row *r, double ns_per_tick)
@@ -2996,9 +2982,8 @@ static int diag__append(char *out, size_t *len, size_t cap, const char *s, size_
     return 1;
 }
 
-/* The prefix to write to: "%p" becomes the pid; a forked child with no "%p"
-   gets its pid appended so it never overwrites its parent's files; then
-   the runtime's tag, if any (see "copies"). */
+/* The prefix to write to: "%p" becomes the pid; a forked child without "%p"
+   gets ".pid" appended (never its parent's files); then the runtime's tag. */
 static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
 {
     size_t len = 0;
@@ -3034,9 +3019,8 @@ static int diag__has_wakes(const diag__snapshot *snap)
 
 typedef void (*diag__writer)(diag__buf *b, const diag__snapshot *snap, int metric);
 
-/* Writes PREFIX.<metric>.<ext>, built by `build`, for each metric (sched
-   only when a wake was recorded); on failure names the file in
-   failed_path and returns -1 with errno set. */
+/* PREFIX.<metric>.<ext>, made by `build`, for each metric (sched only with
+   wakes); -1 with errno and failed_path set. */
 static int diag__write_metrics(const char *prefix, const char *ext, diag__writer build, const diag__snapshot *snap,
                                char *failed_path, size_t cap)
 {
@@ -3262,16 +3246,6 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     DIAG_FREE(order);
 }
 
-static void diag__report_limits(const diag__snapshot *snap)
-{
-    if (snap->folded)
-        diag__warn("diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
-                (unsigned long long)snap->folded, DIAG_MAX_DEPTH);
-    if (snap->unmeasured)
-        diag__warn("diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
-                (unsigned long long)snap->unmeasured);
-}
-
 /* The table in one write (see diag__stderr_write), built in memory. */
 static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *prefix)
 {
@@ -3396,9 +3370,8 @@ static void diag__svg_value(char *out, size_t cap, int metric, uint64_t v)
     else diag__format_ns(out, cap, v);
 }
 
-/* A color from the name alone (FNV-1a), so a frame keeps its color in
-   every picture; each metric has its own range: polls green, busy
-   flamegraph.pl's hot, wall blue, sched purple. */
+/* A color from the name alone (FNV-1a), the same in every picture, in a range
+   per metric: polls green, busy flamegraph.pl's hot, wall blue, sched purple. */
 static void diag__svg_color(char *out, size_t cap, int metric, const char *name, size_t len)
 {
     static const unsigned char range[DIAG__METRICS + 1][6] = { /* r, r span, g, g span, b, b span */
@@ -3672,8 +3645,7 @@ static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const
     diag__buf_str(b, "\"}},\n");
 }
 
-/* A poll around the one diag__trace_nest is at: its span in ticks and as
-   written (ns), and its path's folded stack. */
+/* A poll around the one diag__trace_nest is at: ticks, as written (ns), its stack. */
 typedef struct diag__trace_open {
     uint64_t start, end, ws, we;
     const char *stack;
@@ -3710,14 +3682,13 @@ static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, doub
             we = we < ws ? ws : we > hi ? hi : we;
         }
         if (depth < DIAG_MAX_DEPTH) {
-            diag__trace_open o;
-            o.start = e->start;
-            o.end = e->start + e->dur;
-            o.ws = ws;
-            o.we = we;
-            o.stack = stack;
-            o.len = strlen(stack);
-            open[depth++] = o;
+            diag__trace_open *o = &open[depth++];
+            o->start = e->start;
+            o->end = e->start + e->dur;
+            o->ws = ws;
+            o->we = we;
+            o->stack = stack;
+            o->len = strlen(stack);
         }
         e->start = ws;
         e->dur = we - ws;
@@ -3890,9 +3861,8 @@ static void diag__snapshot_thread_signal(int signo)
     errno = saved;
 }
 
-/* A writer: snapshot number next + 1 at DIAGNOSE_OUT (prefix unused),
-   saying on stderr what could not be written. -1 only when the prefix
-   cannot be made. */
+/* A writer: snapshot number next + 1 at DIAGNOSE_OUT (prefix unused), failures
+   said on stderr; -1 only when the prefix cannot be made. */
 static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix, int by_signal)
 {
     char resolved[4096], numbered[4200], failed[4300];
@@ -3906,8 +3876,7 @@ static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix,
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__rt->snapshot_thread->next = n; /* numbers stay consecutive: a failed one is retried */
-        if (by_signal && !diag__rt->quiet)
-            diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
+        if (by_signal && !diag__rt->quiet) diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
     }
     return 0;
 }
@@ -3926,8 +3895,7 @@ static int diag__ms_until(uint64_t at)
     return at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
 }
 
-/* On the polling thread, after a slow poll: one byte to the snapshot
-   thread, unless it already has the request (see DIAG__SLOW_*). */
+/* After a slow poll: a byte to the snapshot thread, unless it has the request (DIAG__SLOW_*). */
 static void diag__trace_slow(void)
 {
     int outermost = diag__tls == NULL || diag__tls->depth == 0;
@@ -3949,8 +3917,7 @@ static void diag__snapshot_thread_slow_write(void)
         snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__rt->trace->slow_written + 1);
         if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
             diag__rt->trace->slow_written++;
-            if (!diag__rt->quiet)
-                diag__warn("diagnose.h: slow poll; wrote %s\n", failed);
+            if (!diag__rt->quiet) diag__warn("diagnose.h: slow poll; wrote %s\n", failed);
             return;
         }
     }
@@ -4060,10 +4027,9 @@ static void diag__snapshot_thread_run(const struct diag__copy_info *by)
     }
 }
 
-/* By the copy that made the runtime (created), when one of the variables
-   asks for the thread; or by a copy that joins a runtime whose copies had
-   all left: the thread and the handler they stopped come back, on this
-   copy's functions. */
+/* By the copy that made the runtime (created), when a variable asks for the
+   thread; or by a copy joining a runtime whose copies had all left: the
+   thread and handler they stopped come back, on this copy's functions. */
 static void diag__snapshot_thread_start(int created)
 {
     struct diag__snapshot_thread *st = diag__rt->snapshot_thread;
@@ -4169,9 +4135,8 @@ static uint64_t diag__fnv(uint64_t h, const void *data, size_t n)
 }
 
 /* Copies share a runtime only when this key is equal: the same DIAG__ABI,
-   the same sizes of what they share (DIAG_MAX_DEPTH, DIAG_PATH_TABLE_SIZE and
-   the structures), and the same allocator, since one copy frees what
-   another allocated. */
+   sizes of what they share (DIAG_MAX_DEPTH, DIAG_PATH_TABLE_SIZE, the
+   structures) and allocator (one copy frees what another allocated). */
 static uint64_t diag__abi_key(void)
 {
     static const char allocator[] = DIAG__EXPANDED(DIAG_MALLOC(n) DIAG_REALLOC(p, n) DIAG_FREE(p));
@@ -4314,8 +4279,7 @@ static int diag__object_holds(const diag__object *o, const void *p)
     return 0;
 }
 
-/* Sets diag__self.in_executable; returns the file name of the library
-   that holds this copy, or "the program". */
+/* Sets diag__self.in_executable; returns the name of this copy's library, or "the program". */
 static const char *diag__locate_self(void)
 {
     diag__object o;
@@ -4326,11 +4290,10 @@ static const char *diag__locate_self(void)
     return slash ? slash + 1 : o.name;
 }
 
-/* Under the lock, as this copy's library goes away: paths named by
-   strings that lived in it get copies of their names. A path's name is
-   also its key in the index and the threads' caches, and a copy matches
-   no span's name: a library loaded at the same address later is never
-   taken for this one. */
+/* Under the lock, as this copy's library goes away: paths named by strings
+   in it get copies of their names. A name is also a key (index, caches),
+   and a copy matches no span's name: a library loaded later at the same
+   address is never taken for this one. */
 static void diag__keep_names(void)
 {
     diag__object o;
@@ -4484,9 +4447,8 @@ static void diag__fork_child(void)
 
 /* >>exit: the last copy out writes the files and the table ------------------- */
 
-/* A signal handler called exit() while its thread was inside diagnose.h:
-   the lock may be this thread's own and malloc half way, so no dump; one
-   line, written without a lock or an allocation. */
+/* exit() from a signal handler inside diagnose.h (the lock may be this
+   thread's, malloc half way): no dump; one line, no lock, no allocation. */
 static void diag__exit_interrupted(void)
 {
     static const char line[] =
@@ -4495,12 +4457,19 @@ static void diag__exit_interrupted(void)
     diag__stderr_write(line, sizeof line - 1);
 }
 
-/* Polls that never returned: on this thread at exit (exit() inside a poll,
-   or a poll left by longjmp without diag_drop), or on threads that ended. */
-static void diag__report_open_polls(void)
+/* The lines after the table: polls folded or not measured, and polls that
+   never returned: on this thread at exit (exit() inside a poll, or a poll
+   left by longjmp without diag_drop), or on threads that ended. */
+static void diag__report_limits(const diag__snapshot *snap)
 {
     const diag__thread *t = diag__tls;
     uint64_t ended = __atomic_load_n(&diag__rt->open_at_thread_end, __ATOMIC_RELAXED);
+    if (snap->folded)
+        diag__warn("diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
+                (unsigned long long)snap->folded, DIAG_MAX_DEPTH);
+    if (snap->unmeasured)
+        diag__warn("diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
+                (unsigned long long)snap->unmeasured);
     if (t != NULL && t != diag__rt->no_table && t->depth > 0)
         diag__warn("diagnose.h: %u poll%s had not returned at exit on the exiting thread (exit inside a poll, "
                    "or a longjmp out of it without diag_drop)\n", t->depth, t->depth == 1 ? "" : "s");
@@ -4541,7 +4510,6 @@ static int diag__exit_write(diag__snapshot *snap, const char *prefix, int arg)
     diag__exit_files(snap, written, sizeof written);
     if (!diag__rt->quiet) diag__print_table_to_stderr(snap, written);
     diag__report_limits(snap);
-    diag__report_open_polls();
     return 0;
 }
 
@@ -4615,15 +4583,13 @@ static void diag__leave(void)
 #endif
 #endif
 #ifdef DIAG__LSAN
-/* The runtime is never freed, and once every copy's library is unloaded
-   only the registry's mapping points at it, which LeakSanitizer does not
-   read: it is told so. */
+/* The runtime is never freed; once every copy's library is unloaded, only
+   the registry's mapping, which LeakSanitizer does not read, points at it. */
 void __lsan_ignore_object(const void *p) __attribute__((weak));
 #endif
 
 /* A new runtime, made by the first copy that starts (see "copies"); sets
-   diag__rt. Returns -1 when out of memory (diag__rt is then this copy's
-   zeroed one again). */
+   diag__rt. -1 without memory (diag__rt: this copy's zeroed one again). */
 static int diag__runtime_new(void)
 {
     diag__rt = (diag__runtime *)diag__alloc_zero(sizeof *diag__rt);
@@ -4642,8 +4608,7 @@ static int diag__runtime_new(void)
     diag__clock_pair(&diag__rt->tsc0, &diag__rt->mono0);
     diag__rt->reset_at = diag__rt->tsc0;
     diag__rt->no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__rt->no_table);
-    /* the first chunk of shared histograms holds [overflow]'s, where counts
-       go when memory for another chunk runs out */
+    /* the first chunk of shared histograms holds [overflow]'s: counts go there without memory */
     diag__rt->hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
     diag__rt->snapshot_thread = (struct diag__snapshot_thread *)diag__alloc_zero(sizeof *diag__rt->snapshot_thread);
     diag__rt->trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__rt->trace);
@@ -4760,8 +4725,7 @@ diag_span *diag_span_at(const void *task, const char *name)
     return a ? &a->span : &diag__at_unmeasured;
 }
 
-/* The span's run ended: it leaves the table (unless another task took its
-   place already) and goes on the free list. */
+/* The span's run ended: it leaves the table for the free list (unless another task took its place). */
 void diag__at_release(diag_span *s)
 {
     diag__at_span *a = (diag__at_span *)s;
