@@ -1020,9 +1020,8 @@ static char *diag__copy(const char *text)
 
 /* Writes text to stderr with SIGPIPE blocked on this thread, so a closed
    pipe (prog 2>&1 | head) neither kills the program nor changes its exit
-   code: the SIGPIPE this write raised is taken back, one pending before
-   stays the program's. An error ends the text quietly. write(2), not
-   stdio: no lock of the program's stderr, no buffer, at exit too. */
+   code: the SIGPIPE it raised is taken back, one pending before stays. An
+   error ends the text quietly. write(2): no stdio lock or buffer, at exit too. */
 static void diag__stderr_write(const char *text, size_t len)
 {
     sigset_t pipe_only, old, pending;
@@ -1622,9 +1621,8 @@ static uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
         pthread_mutex_lock(&diag__rt->lock);
         path = diag__path_of(parent, s->name, s->flags);
         pthread_mutex_unlock(&diag__rt->lock);
-        /* The key of an entry is its path's: a context folded into its
-           parent or counted in [overflow] is looked up again next time. A
-           full cache only costs speed. */
+        /* An entry's key is its path's: a context folded into its parent or
+           into [overflow] is looked up again; a full cache only costs speed. */
         if (diag__path_name(path) == s->name && diag__path_at(path)->parent == parent)
             diag__map_put(&t->cache, parent, s->name, path);
         diag__inside_leave();
@@ -1679,9 +1677,8 @@ static void diag__hist_last(uint64_t *hist, unsigned last, uint64_t delta)
     if (last != 0) hist[last - 1] += delta;
 }
 
-/* Moves the byte counters of chunk c of a thread's slots (or of their
-   baselines, into diag__rt->hist_base) to the shared rows, so that the
-   table can join the retired one by plain adds. Under the lock. */
+/* Under the lock: moves the byte counters of chunk c of a thread's slots (or
+   baselines, into hist_base) to the shared rows, so tables join by plain adds. */
 static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
 {
     uint32_t i;
@@ -1727,9 +1724,8 @@ static int diag__runs_grow(diag__runs *rs)
     return 0;
 }
 
-/* A free record of the thread's, or NULL without memory. Looks on from the
-   cursor; at the end starts over when the last pass found a quarter of the
-   records free, and grows otherwise. */
+/* A free record of the thread's, or NULL without memory: looks on from the
+   cursor; at the end starts over if the last pass found a quarter free, else grows. */
 static diag__run *diag__runs_take(diag__runs *rs)
 {
     for (;;) {
@@ -1788,10 +1784,9 @@ static int diag__live_reset(void)
     return 0;
 }
 
-/* A wake that made s runnable: its time goes to the run's record, and a
-   wake from inside s's own poll on this thread counts as a self-wake (per
-   path for the process, not in the slots: they are rare next to polls,
-   and a slot stays 128 bytes). */
+/* A wake that made s runnable: its time goes to the run's record; one from
+   inside s's own poll on this thread is a self-wake, counted per path for
+   the process (rare next to polls: a slot stays 128 bytes). */
 void diag__wake_noted(diag_span *s, uint64_t now)
 {
     diag__thread *t = diag__tls;
@@ -1849,9 +1844,8 @@ static int diag__compare_running(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The polls thread t is running: a frame is taken when its start reads the
-   same before and after its other fields (a new poll at that depth writes
-   start first). A snapshot never waits for a poll. */
+/* The polls thread t is running, without waiting: a frame is taken when its
+   start reads the same before and after its other fields (a poll writes start first). */
 static void diag__live_stack(diag__live *L, const diag__thread *t)
 {
     uint32_t depth = __atomic_load_n(&t->depth, __ATOMIC_ACQUIRE), i;
@@ -1893,9 +1887,8 @@ static int diag__live_lost(const diag__live *L, const diag__run *r, const diag_s
     return !L->nrunning || !bsearch(&running, L->running, L->nrunning, sizeof running, diag__compare_running);
 }
 
-/* The records of one chain: a record is counted when its span and start
-   read the same before and after its other fields, so a run that begins
-   or ends during the dump is listed or not, never half. */
+/* The records of one chain, each counted when its span and start read the
+   same before and after its other fields: listed whole or not at all. */
 static void diag__live_records(diag__live *L, const diag__run_chunk *c)
 {
     for (; c != NULL; c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE)) {
@@ -2631,9 +2624,8 @@ static int diag__compare_rows(const void *a, const void *b)
     return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
 }
 
-/* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist.
-   A thread's part can be below its baseline (its bytes wrapped since, into
-   the shared rows): the sum over threads and shared rows is right. */
+/* Adds slot s's histogram, less its baseline b (or NULL), to hist. A thread's
+   part can be below its baseline (bytes wrapped since, into the shared rows): the sum is right. */
 static void diag__add_hist(uint64_t *hist, const diag__slot *s, const diag__slot *b)
 {
     unsigned h;
@@ -2731,14 +2723,13 @@ static void diag__snapshot_free(diag__snapshot *snap)
     memset(snap, 0, sizeof *snap);
 }
 
-/* Adds the wall of the runs still open at `now` (read after the tables,
-   so no run seen open began after it). Polls go on while the tables are
-   read: a run seen half begun or ended (open_runs and open_start_sum are
-   two stores), or begun and ended on two threads between their reads,
-   makes the open wall absurd (below zero, or above open_runs times the
-   time since start): returns 0, and the caller reads again (a torn view
-   lasts until its writer runs again); on the last of eight tries a path
-   still torn is written without its open runs. */
+/* Adds the wall of the runs still open at `now` (read after the tables, so
+   none seen open began after it). Polls go on meanwhile: a run seen half
+   begun or ended (open_runs and open_start_sum are two stores), or begun
+   and ended on two threads between their reads, makes the open wall absurd
+   (below zero, or above open_runs times the time since start): returns 0
+   and the caller reads again; on the last of eight tries a path still
+   torn is written without its open runs. */
 static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, int last)
 {
     uint32_t p;
@@ -3074,9 +3065,8 @@ static int diag__pending_file(const char *prefix, const char *ext, diag__buf *b,
     return diag__write_buf(failed_path, b);
 }
 
-/* PREFIX.pending.folded (open runs per path, the folded grammar) and
-   PREFIX.pending.txt (the same paths for people, oldest first); a dump
-   that finds no open run removes both. */
+/* PREFIX.pending.folded (open runs per path, the folded grammar) and .txt
+   (the same for people, oldest first); without open runs, both are removed. */
 static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
 {
     diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
@@ -3336,8 +3326,7 @@ typedef struct diag__svg {
 } diag__svg;
 
 /* Orders stacks frame by frame (';' below every other byte), so the rows
-   beneath one frame are adjacent; bytewise order is not enough: "a-b" sorts
-   between "a" and "a;c". */
+   beneath a frame are adjacent: bytewise, "a-b" sorts between "a" and "a;c". */
 static int diag__svg_compare(const void *a, const void *b)
 {
     const unsigned char *x = (const unsigned char *)(*(const diag__row *const *)a)->stack;
@@ -3654,14 +3643,13 @@ typedef struct diag__trace_open {
 
 /* Turns the events [first, end) of one thread (ticks, in completion order:
    a child before its parent) into what is written: start and dur in ns
-   from the origin. Each end is rounded to ns, then a child is pulled
-   strictly inside its parent's written span [ps, pe], to [ps + 1, pe - 1],
-   so that readers that add ts and dur in doubles, or order equal starts
-   by the file, still nest them; polls that touched still do not overlap.
-   A parent written shorter than 2 ns has no room: its children are
-   written 0 ns long at its end. Walked newest first, a parent comes before
-   its children: `open` (room for DIAG_MAX_DEPTH) holds the polls around,
-   the nearest poll of the path less its last frame is the parent. */
+   from the origin, each end rounded, then a child pulled strictly inside
+   its parent's written span [ps, pe], to [ps + 1, pe - 1], so that readers
+   adding in doubles or ordering equal starts by the file still nest them
+   (touching polls still do not overlap; a parent under 2 ns has its
+   children 0 ns long at its end). Walked newest first, a parent comes
+   first: `open` (DIAG_MAX_DEPTH) holds the polls around, and the nearest
+   of the path less its last frame is the parent. */
 static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, double ns_per_tick,
                              diag__trace_open *open)
 {
@@ -4061,10 +4049,9 @@ static void diag__snapshot_thread_stop(uint64_t deadline)
     pthread_join(diag__rt->snapshot_thread->thread, NULL);
 }
 
-/* This copy leaves (see "copies"): the thread and the handler it runs move
-   to the copy `to`, or, when none stays, stop; the program's own handler is
-   then put back, unless this copy is in the executable (never unloaded,
-   so a late signal still finds the handler, as at exit). */
+/* This copy leaves (see "copies"): the thread and handler move to the copy
+   `to`, or, when none stays, stop and the program's handler is put back,
+   unless this copy is in the executable (never unloaded: as at exit). */
 static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, int in_executable)
 {
     if (diag__rt->snapshot_thread->owner != diag__copy_self()) return;
@@ -4100,10 +4087,9 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
 #define DIAG__REGISTRY_SIZE 8192u
 #define DIAG__REGISTRY_RUNTIMES 32
 
-/* Layout 2 dropped layout 1's merging of files across runtimes: its count
-   and table of prefixes (the table followed runtimes[]) and the runtimes'
-   "has copies" flags are left unused, so a copy of layout 1 in the same
-   process still reads them as its own. */
+/* Layout 2 dropped layout 1's merging of files across runtimes; its fields
+   (a count and table of prefixes after runtimes[], the runtimes' "has
+   copies" flags) stay, unused, for a copy of layout 1 in the process. */
 typedef struct diag__registry {
     uint64_t magic;  /* DIAG__REGISTRY_MAGIC, stored last (release) */
     uint64_t stamp;  /* CLOCK_MONOTONIC ns at creation: of two, the older serves */
@@ -4312,11 +4298,10 @@ static const char *diag__locate_self(void) { return "the program"; }
 static void diag__keep_names(void) {}
 #endif
 
-/* Under the lock. Makes `to`'s diag__thread_exit the destructor of the
-   key that finds a thread's table (NULL: no key). A key's destructor
-   cannot change, so the key is made anew; threads attached before keep
-   their tables in the live list, counted by every dump, but not merged
-   at their exit. The calling thread's table moves to the new key. */
+/* Under the lock. Makes `to`'s diag__thread_exit the destructor of the key
+   that finds a thread's table (NULL: no key). A destructor cannot change,
+   so the key is made anew: threads attached before stay in the live list,
+   counted by dumps but not merged at exit; the caller's table moves over. */
 static void diag__key_move(const struct diag__copy_info *to)
 {
     diag__thread *mine = diag__rt->key_owner ? (diag__thread *)pthread_getspecific(diag__rt->key) : NULL;
@@ -4424,10 +4409,9 @@ static void diag__fork_parent(void)
     pthread_mutex_unlock(&diag__rt->dump_lock);
 }
 
-/* The child of fork() starts with empty tables: the other threads are gone
-   and what the parent counted is the parent's to write. The polls they
-   were running will never end, so no stack but this thread's is running;
-   their runs stay open, as the child's copies of the spans say. */
+/* The child of fork() starts with empty tables: the parent's counts are the
+   parent's to write. The other threads are gone, their polls never end: no
+   stack but this thread's runs (their runs stay open, as the spans say). */
 static void diag__fork_child(void)
 {
     diag__thread *t;
