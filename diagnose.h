@@ -883,8 +883,7 @@ typedef struct diag__path {
     uint32_t parent, depth, flags;
 } diag__path;
 
-/* Process-wide state, under diag__rt->lock except where marked: one for the
-   copies of one DIAG__ABI key, never freed (see "copies"). */
+/* Process-wide state, under diag__rt->lock except where marked; one per DIAG__ABI key, never freed (see "copies"). */
 static pthread_once_t diag__once = PTHREAD_ONCE_INIT;
 struct diag__copy_info;
 struct diag__snapshot_thread;
@@ -935,8 +934,7 @@ typedef struct diag__runtime {
     uint32_t trace_n;           /* DIAGNOSE_TRACE: events per thread; 0: off */
 } diag__runtime;
 
-/* What the runtime needs of a copy's own code, so that when the copy
-   leaves, what pointed into its code can move to one that stays. */
+/* What the runtime needs of a copy's code: when the copy leaves, what pointed into it moves to one that stays. */
 typedef struct diag__copy_info {
     struct diag__copy_info *next; /* in diag__rt->copies */
     void (*thread_exit)(void *); /* the key's destructor */
@@ -1351,8 +1349,7 @@ static int diag__setting_bool(const char *name, int fallback)
     return fallback;
 }
 
-/* A whole number from min to max (max UINT64_MAX: no maximum); a sign,
-   blanks or anything else refused; otherwise fallback. */
+/* A whole number from min to max (max UINT64_MAX: none); anything else (a sign, blanks) refused: fallback. */
 static uint64_t diag__setting_uint(const char *name, uint64_t fallback, uint64_t min, uint64_t max)
 {
     const char *v = diag__setting_text(name), *p, *problem = NULL;
@@ -1485,12 +1482,11 @@ static void diag__settings_read(void)
     diag__rt->signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
 }
 
-/* The poll path compares a poll's ticks with diag__slow_ticks, but the
-   tick rate is not known at start-up (nor worth measuring then). So the
-   threshold starts low, as if the counter ran at DIAG__MIN_TICKS_PER_NS:
-   a poll that may be slow goes to diag__slow_poll, judged with the rate
-   so far, until after DIAG__CALIBRATE_NS the threshold is set in ticks
-   (rate good to about 1e-5). Fast polls cost nothing. */
+/* The poll path compares a poll's ticks with diag__slow_ticks, but the tick
+   rate is not known at start-up (nor worth measuring then). So the threshold
+   starts low, as if at DIAG__MIN_TICKS_PER_NS: a poll that may be slow goes
+   to diag__slow_poll, judged with the rate so far, until after
+   DIAG__CALIBRATE_NS it is set in ticks (rate good to about 1e-5). */
 #define DIAG__CALIBRATE_NS 10000000u
 #define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 
@@ -1550,8 +1546,7 @@ static uint32_t diag__hash(uint32_t parent, const char *name)
     return (uint32_t)(h >> 32);
 }
 
-/* 4 bytes an entry, at most 3/4 full: the per-thread caches are most of
-   the memory a path costs besides its slots. */
+/* 4 bytes an entry, at most 3/4 full: the caches are most of the memory a path costs besides its slots. */
 static uint32_t diag__map_get(const diag__map *m, uint32_t parent, const char *name)
 {
     uint32_t i;
@@ -1802,8 +1797,7 @@ void diag__wake_noted(diag_span *s, uint64_t now)
         }
 }
 
-/* Under the lock: a thread that exits leaves its records, which runs that
-   outlive it still hold, to the next thread that starts. */
+/* Under the lock: an exiting thread's records, still held by runs that outlive it, go to the next new thread. */
 static void diag__runs_park(diag__thread *t)
 {
     if (t->runs.head == NULL) return;
@@ -1986,8 +1980,7 @@ static void diag__trace_attach(diag__thread *t)
 {
     diag__ring *r;
     if (diag__rt->trace->n == 0) return;
-    /* Only the header is cleared: events are read only once written, so a
-       large ring's pages are touched as the thread fills them. */
+    /* Only the header is cleared: events are read once written, so a ring's pages are touched as it fills. */
     r = (diag__ring *)DIAG_MALLOC(sizeof *r + ((size_t)diag__rt->trace->n + 1) * sizeof(diag__event));
     if (r == NULL) return;
     memset(r, 0, sizeof *r);
@@ -2847,8 +2840,7 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
 /* A whole snapshot with histograms, for readers other than the writers. */
 __attribute__((unused)) static int diag__snapshot_take(diag__snapshot *snap) { return diag__snapshot_read(snap, 1); }
 
-/* Upper bound in ns of the q-quantile of a row's poll times (log2 buckets:
-   within a factor of two), never above the measured maximum. */
+/* Upper bound in ns of a row's q-quantile poll time (log2 buckets: within 2x), never above the maximum. */
 static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, double q)
 {
     uint64_t seen = 0, want;
@@ -2962,8 +2954,7 @@ static int diag__write_buf(const char *path, diag__buf *b)
     return rc;
 }
 
-/* Appends n bytes of s to out, which holds *len of cap bytes, if they fit
-   with a NUL and one byte to spare; returns whether they did. */
+/* Appends n bytes of s to out (*len of cap used) if they fit with a NUL and a byte to spare; whether they did. */
 static int diag__append(char *out, size_t *len, size_t cap, const char *s, size_t n)
 {
     if (*len + n + 1 >= cap) return 0;
@@ -3010,8 +3001,7 @@ static int diag__has_wakes(const diag__snapshot *snap)
 
 typedef void (*diag__writer)(diag__buf *b, const diag__snapshot *snap, int metric);
 
-/* PREFIX.<metric>.<ext>, made by `build`, for each metric (sched only with
-   wakes); -1 with errno and failed_path set. */
+/* PREFIX.<metric>.<ext> by `build` per metric (sched only with wakes); -1 with errno and failed_path set. */
 static int diag__write_metrics(const char *prefix, const char *ext, diag__writer build, const diag__snapshot *snap,
                                char *failed_path, size_t cap)
 {
@@ -3130,8 +3120,7 @@ static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wake
     if (r->orphans)
         snprintf(lines[n++], sizeof lines[0], "%llu open %s outlived the run%s began in (orphaned: forgotten, never dropped?)",
                  (unsigned long long)r->orphans, r->orphans == 1 ? "run" : "runs", r->orphans == 1 ? " it" : "s they");
-    /* only where every poll starts a run or follows a wake: then a run's
-       last woken poll is its last poll */
+    /* only where every poll starts a run or follows a wake: then a run's last woken poll is its last poll */
     if (r->lost && wakes && r->polls <= r->wakes + r->started) {
         diag__format_ns(a, sizeof a, diag__rt->stuck_ns);
         snprintf(lines[n++], sizeof lines[0], "%llu open run%s not woken, polled or running for %s or more (lost wake?)",
@@ -3144,8 +3133,7 @@ static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wake
     return n;
 }
 
-/* One line per finding, "lint: <path>: <what>"; returns the number of
-   findings for row r, printing only while *budget lasts. */
+/* One "lint: <path>: <what>" line per finding of row r while *budget lasts; returns how many it found. */
 static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget, int wakes)
 {
     char lines[7][200];
@@ -3385,8 +3373,7 @@ static void diag__svg_fixed(char *out, size_t cap, double v)
     snprintf(out, cap, "%llu.%02u", (unsigned long long)(hundredths / 100), (unsigned)(hundredths % 100));
 }
 
-/* Draws an open frame that ends at value offset end, at level depth.
-   Frames under 0.1 px are left out, as flamegraph.pl does. */
+/* Draws an open frame ending at value offset end, at level depth; none under 0.1 px, as flamegraph.pl. */
 static void diag__svg_frame(diag__svg *g, const diag__svg_open *f, unsigned depth, uint64_t end)
 {
     char head[128], box[320], value[32], color[32], share[24], x[24], w[24];
@@ -3411,8 +3398,7 @@ static void diag__svg_frame(diag__svg *g, const diag__svg_open *f, unsigned dept
     diag__buf_str(g->out, "</text></svg></g>\n");
 }
 
-/* Opens the frames of one stack at value offset x, after closing the open
-   frames it does not share with the stack before it. */
+/* Opens the frames of one stack at value offset x, after closing the open ones it does not share. */
 static void diag__svg_stack(diag__svg *g, const char *s, uint64_t x)
 {
     unsigned d = 0;
@@ -3615,8 +3601,7 @@ static void diag__trace_ids(diag__buf *b, uint64_t tid)
     diag__buf_u64(b, tid);
 }
 
-/* An "M" event naming the process (tid 0) or a thread. Names are
-   sanitized (see diag__sanitize), so they need no JSON escapes. */
+/* An "M" event naming the process (tid 0) or a thread; sanitized names need no JSON escapes. */
 static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const char *name)
 {
     char safe[DIAG__NAME_MAX + 1];
@@ -3780,8 +3765,7 @@ static int diag__snapshot_write(int with_hist, diag__files_writer write, const c
     return rc;
 }
 
-/* A writer: the files at prefix (NULL: DIAGNOSE_OUT), saying on stderr
-   which one could not be written. -1 only when prefix cannot be made. */
+/* A writer: the files at prefix (NULL: DIAGNOSE_OUT), failures said on stderr; -1 only if no prefix can be made. */
 static int diag__write_or_warn(diag__snapshot *snap, const char *prefix, int arg)
 {
     char resolved[4096], failed[4200];
@@ -3849,8 +3833,7 @@ static void diag__snapshot_thread_signal(int signo)
     errno = saved;
 }
 
-/* A writer: snapshot number next + 1 at DIAGNOSE_OUT (prefix unused), failures
-   said on stderr; -1 only when the prefix cannot be made. */
+/* A writer: snapshot next + 1 at DIAGNOSE_OUT (prefix unused), failures said; -1 only if no prefix can be made. */
 static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix, int by_signal)
 {
     char resolved[4096], numbered[4200], failed[4300];
@@ -4068,16 +4051,14 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
 
 /* >>copies: one runtime for every copy of the header in the process ---------- */
 
-/* A program and the libraries it loads can each hold a copy of this
-   implementation, with statics of its own and symbols kept apart (hidden
-   visibility, RTLD_LOCAL). They meet in a small mapping named "diagnose.h"
-   (a memfd mapped MAP_PRIVATE: fork copies it, exec drops it), found in
-   /proc/self/maps, that holds a table of runtimes by key (diag__abi_key):
-   copies that agree on all they share use one runtime; the others keep
-   their own, and each runtime but the first listed writes under prefixes
-   tagged with its key (diag__rt->tag). Without /proc or memfd a copy keeps
-   a runtime of its own. Later layouts of the mapping keep the offsets of
-   runtimes[] and threads, which copies of every layout read. */
+/* A program and its libraries can each hold a copy of this implementation,
+   with statics of its own and symbols kept apart (hidden visibility,
+   RTLD_LOCAL). They meet in a mapping named "diagnose.h" (a memfd mapped
+   MAP_PRIVATE: fork copies it, exec drops it), found in /proc/self/maps:
+   a table of runtimes by key (diag__abi_key). Copies that agree on all they
+   share use one runtime; every runtime but the first writes under prefixes
+   tagged with its key (diag__rt->tag). Without /proc or memfd: its own.
+   Later layouts keep the offsets of runtimes[] and threads, read by all. */
 
 #ifndef DIAG__ABI
 #define DIAG__ABI 1 /* raise whenever a structure the copies share changes */
@@ -4162,8 +4143,7 @@ static unsigned diag__registry_list(diag__registry **out, unsigned cap)
     return found;
 }
 
-/* The registry all copies use: the oldest one listed (two copies starting
-   at the same moment can each make one; both then pick the same). */
+/* The registry all copies use: the oldest listed (two copies starting at once may each make one; both pick it). */
 static diag__registry *diag__registry_oldest(void)
 {
     diag__registry *at[8], *best = NULL;
@@ -4205,8 +4185,7 @@ static diag__registry *diag__registry_find(void)
 static diag__registry *diag__registry_find(void) { return NULL; }
 #endif
 
-/* A thread's number in trace files: distinct across every runtime in the
-   process, so that their trace files can be opened together. */
+/* A thread's number in trace files, distinct across the process's runtimes: their traces open together. */
 static uint64_t diag__thread_number(void)
 {
     if (diag__registry_at) return __atomic_add_fetch(&diag__registry_at->threads, 1, __ATOMIC_RELAXED);
@@ -4462,8 +4441,7 @@ static void diag__report_limits(const diag__snapshot *snap)
                    "without diag_drop?)\n", (unsigned long long)ended, ended == 1 ? "" : "s");
 }
 
-/* The files at exit, at DIAGNOSE_OUT or else in $TMPDIR, each failure
-   said in one line; prefix (cap bytes) gets where they went. */
+/* The exit's files, at DIAGNOSE_OUT else in $TMPDIR, each failure said; prefix gets where they went. */
 static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
 {
     char failed[4200] = "";
