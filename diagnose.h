@@ -1935,12 +1935,11 @@ static void diag__live_read(diag__row *rows, uint32_t npaths, double ns_per_tick
 
 /* >>rings: the flight recorder's per-thread rings of the last polls ---------- */
 
-/* DIAGNOSE_TRACE=n gives every thread a ring of its last n polls, written
-   as a Chrome trace by every dump and, after a slow poll, by the snapshot
-   thread. The owner writes an event's fields, then `done` (release
-   stores). A reader copies the n events below `done` (acquire), then
-   reads `done` again: event j's slot is next written by event j + n + 1,
-   after `done` became j + n + 1, so every event j >= done - n is whole. */
+/* DIAGNOSE_TRACE=n gives every thread a ring of its last n polls, written as
+   a Chrome trace by every dump and, after a slow poll, by the snapshot thread.
+   The owner writes an event's fields, then `done` (release stores); a reader
+   copies the n events below `done` (acquire), then reads it again: event j
+   is next overwritten after `done` became j + n + 1, so each j >= done - n is whole. */
 #define DIAG__TRACE_EXITED 16     /* exited threads whose rings are kept */
 #define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
 #define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
@@ -2443,10 +2442,9 @@ diag_status diag__poll_invalid(diag_future *f)
 /* A task whose struct has no room for a span gets one here, keyed by its
    address: an open-addressing table (linear probing, at most half full,
    deletion by backward shift) of pointers to spans, under one mutex (make
-   bench: "DIAG_CALL_AT"). Spans come in blocks and are never freed or
-   moved, since a poll in progress holds its span's address; a released
-   one goes on a free list. Not a diag__map, which holds path ids keyed in
-   the path table and never removes an entry. */
+   bench: "DIAG_CALL_AT"). Spans come in blocks, never freed or moved (a poll
+   holds its span's address); released ones go on a free list. Not a
+   diag__map, which keeps path ids keyed in the path table, never removed. */
 typedef struct diag__at_span {
     diag_span span; /* first: a diag_span * of the table is a diag__at_span * */
     const void *task;
@@ -3743,10 +3741,9 @@ typedef int (*diag__files_writer)(diag__snapshot *snap, const char *prefix, int 
 
 /* Snapshot, write, free: every writer of files (diag_dump, diag_write_svg,
    numbered snapshots, exit, unload) holds diag__rt->dump_lock from the
-   snapshot to the last rename: a prefix's files come from one snapshot,
-   the last dump wins, no two share a temporary file. with_hist: for the
-   summary table. -1 with errno set when no snapshot was taken (ETIMEDOUT:
-   the exit gave up on a lock), else what write returned. */
+   snapshot to the last rename: a prefix's files come from one snapshot, the
+   last dump wins, no two share a temporary file. with_hist: for the table.
+   -1 with errno set if no snapshot was taken (ETIMEDOUT: the exit gave up), else write's value. */
 static int diag__snapshot_write(int with_hist, diag__files_writer write, const char *prefix, int arg)
 {
     diag__snapshot snap;
