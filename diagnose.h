@@ -4002,12 +4002,13 @@ static void diag__snapshot_thread_start(int created)
 {
     struct diag__snapshot_thread *st = diag__rt->snapshot_thread;
     int wanted = diag__rt->interval_ns != 0 || diag__rt->signo != 0 || diag__trace_slow_wanted();
-    int i;
-    if (created && wanted && pipe(st->pipe) == 0)
+    if (created && wanted && pipe(st->pipe) == 0) {
+        int i;
         for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
             fcntl(st->pipe[i], F_SETFL, O_NONBLOCK);
             fcntl(st->pipe[i], F_SETFD, FD_CLOEXEC);
         }
+    }
     if (!st->running && st->pipe[0] >= 0) diag__snapshot_thread_run(diag__copy_self());
 }
 
