@@ -1309,7 +1309,7 @@ static const char *diag__getenv(const char *name)
 }
 
 /* Every variable is read once, at start-up (diag__settings_read; DIAGNOSE
-   in diag__start_once). Unset or empty: the default, silently; else not
+   in diag__start_once). Unset or empty: the default, silently; a value not
    understood: one line, "diagnose.h: NAME=VALUE <problem>; accepted:
    <what>; using <default>" ("ignored" if off by default), and the default. */
 static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
@@ -1990,7 +1990,7 @@ static void diag__trace_attach(diag__thread *t)
     t->ring = r;
 }
 
-/* Under the lock, as thread t exits: its ring joins the newest exited ones. */
+/* Under the lock, as thread t exits: its ring joins the exited ones (the DIAG__TRACE_EXITED newest kept). */
 static void diag__trace_retire(diag__thread *t)
 {
     diag__ring *r = t->ring, **link;
