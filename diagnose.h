@@ -582,14 +582,11 @@ DIAG_API int diag__start(void);
 DIAG_API uint64_t diag__clock_ns(void);
 DIAG_API diag__thread *diag__attach(void);
 DIAG_API diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
-DIAG_API void diag__begin_too_deep(diag__thread *t, diag_span *s);
 DIAG_API void diag__begin_rest(diag__thread *t, diag_span *s);
 DIAG_API void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt);
 DIAG_API void diag__end_all(diag__thread *t, diag_span *s, diag_status status);
 DIAG_API void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
 DIAG_API void diag__poll_unwound(diag_span *s);
-DIAG_API void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke);
-DIAG_API void diag__slow_poll(diag__slot *slot, uint64_t ticks);
 DIAG_API void diag__wake_noted(diag_span *s, uint64_t now);
 DIAG_API void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket);
 DIAG_API diag_status diag__poll_invalid(diag_future *f);
@@ -939,9 +936,7 @@ typedef struct diag__path {
     uint32_t parent, depth, flags;
 } diag__path;
 
-/* Process-wide state, guarded by diag__rt->lock except where marked. Every copy
-   of this header in the process with the same DIAG__ABI key shares one
-   runtime, allocated once and never freed (see "copies"). */
+/* Process-wide state, under diag__rt->lock except where marked; one per DIAG__ABI key, never freed (see "copies"). */
 static pthread_once_t diag__once = PTHREAD_ONCE_INIT;
 struct diag__copy_info;
 struct diag__snapshot_thread;
@@ -973,9 +968,7 @@ typedef struct diag__runtime {
     int overflow_why;           /* atomic: DIAG__OVERFLOW_CAP | DIAG__OVERFLOW_MEMORY, why [overflow] has polls */
     int use_tsc;                /* read-only: diag__use_tsc of every copy */
     pthread_mutex_t lock;       /* the runtime lock (see HOW IT WORKS) */
-    /* A thread whose table could not be allocated: full stack, so every begin
-       takes the slow path, which counts the poll as unmeasured. Never written. */
-    diag__thread *no_table;
+    diag__thread *no_table;     /* of threads without a table: its full stack leaves polls unmeasured */
     struct diag__snapshot_thread *snapshot_thread;
     uint64_t slow_ticks;        /* atomic: the calibrated diag__slow_ticks, once slow_exact */
     struct diag__copy_info *copies; /* the copies in the process now, newest first */
@@ -995,8 +988,7 @@ typedef struct diag__runtime {
     uint32_t trace_n;           /* DIAGNOSE_TRACE: events per thread; 0: off */
 } diag__runtime;
 
-/* What the runtime needs of a copy's own code, so that when the copy
-   leaves, what pointed into its code can move to one that stays. */
+/* What the runtime needs of a copy's code: when the copy leaves, what pointed into it moves to one that stays. */
 typedef struct diag__copy_info {
     struct diag__copy_info *next; /* in diag__rt->copies */
     void (*thread_exit)(void *); /* the key's destructor */
@@ -1015,11 +1007,10 @@ static diag__runtime *diag__rt = &diag__local;
 #define DIAG__OVERFLOW_MEMORY 2 /* new paths or slots found no memory */
 #define DIAG__OVERFLOWED(why) __atomic_fetch_or(&diag__rt->overflow_why, (why), __ATOMIC_RELAXED)
 
-/* While a snapshot reads the tables, rows are indexed by path and hold
-   ticks (diag__row_to_ns converts them); after it, they are sorted by
-   stack, one per stack, in ns. A row has the slot's counters under their
-   row names (DIAG__SLOT_COUNTERS: pending is the runs open now, start_sum
-   their starts while reading), then its own: X(name, kind), kind as there. */
+/* A snapshot's rows: by path in ticks while it reads the tables, then one
+   per stack in ns, sorted (diag__rows_finish). A row has the slot's
+   counters under their row names (DIAG__SLOT_COUNTERS: pending is the runs
+   open now, start_sum their starts), then its own: X(name, kind) as there. */
 #define DIAG__ROW_ONLY(X)                                                                   \
     X(self_wall, SUM)  /* ns: wall less the walls of the paths run inside it */              \
     X(started, SUM)    /* runs started in the window */                                     \
@@ -1082,11 +1073,9 @@ static char *diag__copy(const char *text)
 /* >>stderr: every line the library writes ------------------------------------ */
 
 /* Writes text to stderr with SIGPIPE blocked on this thread, so a closed
-   pipe (prog 2>&1 | head, a log collector that died) neither kills the
-   program nor changes its exit code. The SIGPIPE this write raised is taken
-   back; one that was pending before stays the program's, and so does its
-   disposition. EPIPE or any other error ends the text quietly. write(2),
-   not stdio: no lock of the program's stderr, no buffer, at exit too. */
+   pipe (prog 2>&1 | head) neither kills the program nor changes its exit
+   code: the SIGPIPE it raised is taken back, one pending before stays. An
+   error ends the text quietly. write(2): no stdio lock or buffer, at exit too. */
 static void diag__stderr_write(const char *text, size_t len)
 {
     sigset_t pipe_only, old, pending;
@@ -1137,12 +1126,9 @@ static void diag__say_once(int *flag, const char *message)
 }
 #endif
 
-/* Marks the library's work that takes a lock or allocates (dumps, reset,
-   new paths, thread tables, start-up). A signal handler that calls exit()
-   while its thread is inside such work must not dump again at exit: the
-   lock is held by that same thread, the snapshot half built, malloc maybe
-   half way. The exit handler checks the mark and skips its dump. Kept to
-   these functions, the one place that knows where the mark lives. */
+/* Marks the library's work that locks or allocates (dumps, reset, new
+   paths, thread tables, start-up): an exit() from a signal handler inside
+   it must not dump (the lock is this thread's, malloc maybe half way). */
 static __thread unsigned diag__inside_depth;
 
 static void diag__inside_enter(void)
@@ -1225,20 +1211,12 @@ static uint64_t diag__to_ns(uint64_t ticks, double ns_per_tick)
 
 /* >>locks: the dump lock, and bounded waits at exit -------------------------- */
 
-/* Every writer of files (diag_dump, diag_write_svg, a numbered snapshot,
-   the exit dump) holds diag__rt->dump_lock (in the runtime, for all copies)
-   from its snapshot to its last rename: the files of a prefix come from
-   one snapshot, the last dump to finish wins, and no two dumps ever share
-   a temporary file. */
-
-/* Set on the thread that runs the exit dump, and only there: a lock that
-   another thread holds is waited for until this time (CLOCK_REALTIME ns),
-   then given up, so that exit never blocks for good. 0: no limit. */
+/* Set on the thread that runs the exit dump: a lock held elsewhere is waited
+   for until this time (CLOCK_REALTIME ns), then given up. 0: no limit. */
 static __thread uint64_t diag__exit_deadline;
 #define DIAG__EXIT_WAIT_NS 1000000000u
 
-/* pthread_mutex_lock, or at exit a wait until diag__exit_deadline:
-   returns 0 when locked, ETIMEDOUT when given up. */
+/* pthread_mutex_lock, or at exit until diag__exit_deadline: 0, or ETIMEDOUT. */
 static int diag__lock_or_give_up(pthread_mutex_t *m)
 {
     struct timespec until;
@@ -1248,10 +1226,9 @@ static int diag__lock_or_give_up(pthread_mutex_t *m)
     return pthread_mutex_timedlock(m, &until);
 }
 
-/* Takes diag__rt->dump_lock: the exit dump until diag__exit_deadline at most,
-   any other waits while the exit dump does (exit_waiting): mutexes are
-   not fair, so a thread dumping in a loop could otherwise take the lock
-   back each time first until the exit dump gave up. Returns 0 if locked. */
+/* Takes diag__rt->dump_lock (0: locked): the exit dump until diag__exit_deadline,
+   others after it (exit_waiting): mutexes are not fair, and a thread dumping
+   in a loop could win it every time until the exit dump gave up. */
 static int diag__dump_lock_take(void)
 {
     if (diag__exit_deadline != 0) return diag__lock_or_give_up(&diag__rt->dump_lock);
@@ -1267,19 +1244,18 @@ static int diag__dump_lock_take(void)
 /* Makes room for n more bytes and a NUL; returns 0, or -1 and sets failed. */
 static int diag__buf_reserve(diag__buf *b, size_t n)
 {
+    size_t cap = b->cap ? b->cap : 4096;
+    char *d;
     if (b->failed) return -1;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        char *d;
-        while (cap < b->len + n + 1) cap *= 2;
-        d = (char *)DIAG_REALLOC(b->data, cap);
-        if (d == NULL) {
-            b->failed = 1;
-            return -1;
-        }
-        b->data = d;
-        b->cap = cap;
+    if (b->len + n + 1 <= b->cap) return 0;
+    while (cap < b->len + n + 1) cap *= 2;
+    d = (char *)DIAG_REALLOC(b->data, cap);
+    if (d == NULL) {
+        b->failed = 1;
+        return -1;
     }
+    b->data = d;
+    b->cap = cap;
     return 0;
 }
 
@@ -1308,9 +1284,8 @@ static int diag__frame_char(unsigned char c)
            (c != 0 && strchr("_:.-/<>()[]#@+=,&", c) != NULL);
 }
 
-/* Length of the valid UTF-8 sequence at s encoding a printable, non-space
-   code point of U+00A0 or above; 0 if there is none. Spaces and invisible
-   separators are refused because viewers split on them. */
+/* Length of the valid UTF-8 at s of a printable code point above U+00A0,
+   not a space or invisible separator (viewers split on them); else 0. */
 static size_t diag__utf8_printable(const unsigned char *s)
 {
     uint32_t cp;
@@ -1347,20 +1322,16 @@ static size_t diag__sanitize(const char *name, int derived, char *out)
         while (end > 0 && (s[end - 1] == ')' || s[end - 1] == ' ' || s[end - 1] == '\t')) end--;
     while (i < end) {
         size_t n = diag__frame_char(s[i]) ? 1 : diag__utf8_printable(s + i);
-        if (n == 0 || i + n > end) n = 0; /* not a safe byte: replaced */
-        if (len + (n ? n : 1) > DIAG__NAME_MAX - 3) {
+        int safe = n != 0 && i + n <= end;
+        size_t step = safe ? n : 1; /* a byte not safe becomes '_' */
+        if (len + step > DIAG__NAME_MAX - 3) {
             memcpy(out + len, "...", 3);
             len += 3;
             break;
         }
-        if (n == 0) {
-            out[len++] = '_';
-            i++;
-        } else {
-            memcpy(out + len, s + i, n);
-            len += n;
-            i += n;
-        }
+        memcpy(out + len, safe ? (const char *)s + i : "_", step);
+        len += step;
+        i += step;
     }
     if (len == 0) {
         memcpy(out, "[unnamed]", 9);
@@ -1393,12 +1364,10 @@ static const char *diag__getenv(const char *name)
 #endif
 }
 
-/* Each variable is read once, at start-up, by one of these, all of them in
-   diag__settings_read (and diag__settings_on) below. Unset or empty
-   means the default, silently; a value not understood gets one stderr line,
-   "diagnose.h: NAME=VALUE <problem>; accepted: <what>; using <default>"
-   (or "ignored" when the default is off), written here, and the default
-   is used. */
+/* Every variable is read once, at start-up (diag__settings_read; DIAGNOSE
+   in diag__start_once). Unset or empty: the default, silently; a value not
+   understood: one line, "diagnose.h: NAME=VALUE <problem>; accepted:
+   <what>; using <default>" ("ignored" if off by default), and the default. */
 static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
                                   const char *fallback)
 {
@@ -1436,8 +1405,7 @@ static int diag__setting_bool(const char *name, int fallback)
     return fallback;
 }
 
-/* A whole number from min to max (max UINT64_MAX: no maximum); a sign,
-   blanks or anything else refused; otherwise fallback. */
+/* A whole number from min to max (max UINT64_MAX: none); anything else (a sign, blanks) refused: fallback. */
 static uint64_t diag__setting_uint(const char *name, uint64_t fallback, uint64_t min, uint64_t max)
 {
     const char *v = diag__setting_text(name), *p, *problem = NULL;
@@ -1521,8 +1489,7 @@ static int diag__setting_signal(const char *name, int fallback)
 }
 
 /* DIAGNOSE_OUT (a copy: the program may change its environment), or
-   "diagnose". A relative prefix means the working directory at start-up:
-   that is kept, for diag__pinned_dir. */
+   "diagnose"; and the start-up directory, for a relative one (diag__pinned_dir). */
 static void diag__setting_out(void)
 {
     const char *v = diag__setting_text("DIAGNOSE_OUT");
@@ -1536,10 +1503,9 @@ static void diag__setting_out(void)
     diag__rt->start_dir = diag__copy(dir); /* NULL: out stays relative to the directory of the day */
 }
 
-/* What to put before a relative DIAGNOSE_OUT: the start-up directory when
-   the program has changed directory since (or its directory is gone), so
-   the files land where it started; "" while it has not, so paths and
-   messages stay as the user wrote them. */
+/* What to put before a relative DIAGNOSE_OUT: the start-up directory once
+   the program has changed directory (or its directory is gone), so files
+   land where it started; "" until then, so paths read as the user wrote them. */
 static const char *diag__pinned_dir(void)
 {
     char dir[4096];
@@ -1556,14 +1522,9 @@ static const char *diag__pinned_dir(void)
 #define DIAG__STUCK_DEFAULT_S 10.0
 #define DIAG__TRACE_MAX 16777216u /* events per thread */
 
-/* DIAGNOSE=0 turns the library off: read first, before any runtime. */
-static int diag__settings_on(void) { return diag__setting_bool("DIAGNOSE", 1); }
-
-/* Every other DIAGNOSE_* variable, read here and nowhere else, once, by
-   the copy that makes the runtime, in this order, into the runtime. */
+/* Every other DIAGNOSE_* variable, once, by the copy that makes the runtime. */
 static void diag__settings_read(void)
 {
-    double stuck_s;
     /* max_paths counts the user's paths: the root and [overflow] are extra */
     diag__rt->max_paths =
         (uint32_t)diag__setting_uint("DIAGNOSE_MAX_PATHS", DIAG_PATH_TABLE_SIZE - 2, 1, DIAG_PATH_TABLE_SIZE - 2);
@@ -1571,23 +1532,17 @@ static void diag__settings_read(void)
     diag__rt->svg = diag__setting_bool("DIAGNOSE_SVG", 0);
     diag__setting_out();
     diag__rt->slow_ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
-    /* an open run this old is stuck; a run that old since its last woken
-       poll and not woken since is a lost wake */
-    stuck_s = diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6);
-    diag__rt->stuck_ns = (uint64_t)(stuck_s * 1e9);
+    diag__rt->stuck_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6) * 1e9);
     diag__rt->trace_n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
     diag__rt->interval_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400) * 1e9);
     diag__rt->signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
 }
 
-/* The poll path only compares a poll's ticks with diag__slow_ticks. Exact
-   needs the tick rate, which start-up does not know and should not spend
-   time measuring. So the threshold starts low, as if the counter ran at
-   DIAG__MIN_TICKS_PER_NS: every poll that may be slow comes here and is
-   judged with the rate measured so far; once DIAG__CALIBRATE_NS have passed
-   the threshold is set in ticks (rate good to about 1e-5) and only slow
-   polls come here. Cost: none for fast polls, two clock reads for a slow
-   one during the first DIAG__CALIBRATE_NS. */
+/* The poll path compares a poll's ticks with diag__slow_ticks, but the tick
+   rate is not known at start-up (nor worth measuring then). So the threshold
+   starts low, as if at DIAG__MIN_TICKS_PER_NS: a poll that may be slow goes
+   to diag__slow_poll, judged with the rate so far, until after
+   DIAG__CALIBRATE_NS it is set in ticks (rate good to about 1e-5). */
 #define DIAG__CALIBRATE_NS 10000000u
 #define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 
@@ -1612,9 +1567,8 @@ static diag__path *diag__path_at(uint32_t path)
     return &__atomic_load_n(&diag__rt->paths[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE)[path & (DIAG__CHUNK - 1)];
 }
 
-/* A path's name is its key; it changes (under the lock) when the library
-   that held the string is unloaded (see diag__keep_names), so threads
-   that look up without the lock read it atomically. */
+/* A path's name is its key; it changes (under the lock) when its library is
+   unloaded (diag__keep_names), so look-ups without the lock read it atomically. */
 static const char *diag__path_name(uint32_t path)
 {
     return __atomic_load_n(&diag__path_at(path)->name, __ATOMIC_RELAXED);
@@ -1648,8 +1602,7 @@ static uint32_t diag__hash(uint32_t parent, const char *name)
     return (uint32_t)(h >> 32);
 }
 
-/* 4 bytes an entry, at most 3/4 full: the per-thread caches are most of
-   the memory a path costs besides its slots. */
+/* 4 bytes an entry, at most 3/4 full: the caches are most of the memory a path costs besides its slots. */
 static uint32_t diag__map_get(const diag__map *m, uint32_t parent, const char *name)
 {
     uint32_t i;
@@ -1719,9 +1672,8 @@ static uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
         pthread_mutex_lock(&diag__rt->lock);
         path = diag__path_of(parent, s->name, s->flags);
         pthread_mutex_unlock(&diag__rt->lock);
-        /* The key of an entry is its path's: a context folded into its
-           parent or counted in [overflow] is looked up again next time. A
-           full cache only costs speed. */
+        /* An entry's key is its path's: a context folded into its parent or
+           into [overflow] is looked up again; a full cache only costs speed. */
         if (diag__path_name(path) == s->name && diag__path_at(path)->parent == parent)
             diag__map_put(&t->cache, parent, s->name, path);
         diag__inside_leave();
@@ -1734,9 +1686,8 @@ static uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
 
 /* >>hist: shared histograms, where the slots' byte counters spill ------------ */
 
-/* Path's width counters in the chunked table dir (atomics), the chunk
-   allocated on first use; NULL when memory runs out. Any thread, with or
-   without the lock. */
+/* Path's width counters (atomics) in the chunked table dir, the chunk made
+   on first use; NULL without memory. Any thread, with or without the lock. */
 static uint64_t *diag__counters_at(uint64_t **dir, uint32_t path, size_t width)
 {
     uint64_t **at = &dir[path >> DIAG__CHUNK_BITS];
@@ -1758,9 +1709,8 @@ static uint64_t *diag__counters_at(uint64_t **dir, uint32_t path, size_t width)
 /* Path's row of DIAG__HIST counts in diag__rt->hist or diag__rt->hist_base. */
 static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path) { return diag__counters_at(dir, path, DIAG__HIST); }
 
-/* A slot's byte counter of bucket is about to wrap: its 256 polls move to
-   the path's shared row. Once per 256 polls of a bucket, off the poll path.
-   Out of memory, they count in [overflow] (its row exists from start-up). */
+/* A slot's byte counter of bucket is about to wrap: its 256 polls move to the
+   path's shared row, off the poll path; without memory, to [overflow]'s. */
 void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket)
 {
     uint32_t path = fr->path;
@@ -1772,16 +1722,14 @@ void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket)
     __atomic_fetch_add(&row[bucket], 256, __ATOMIC_RELAXED);
 }
 
-/* Adds the poll a slot's hist[0] holds to hist (delta 1), or takes it away
-   (delta -1, for a baseline): see diag__hist_add. */
+/* Adds (delta 1) or takes away (-1) the poll a slot's hist[0] holds (see diag__hist_add). */
 static void diag__hist_last(uint64_t *hist, unsigned last, uint64_t delta)
 {
     if (last != 0) hist[last - 1] += delta;
 }
 
-/* Moves the byte counters of chunk c of a thread's slots (or of their
-   baselines, into diag__rt->hist_base) to the shared rows, so that the
-   table can join the retired one by plain adds. Under the lock. */
+/* Under the lock: moves the byte counters of chunk c of a thread's slots (or
+   baselines, into hist_base) to the shared rows, so tables join by plain adds. */
 static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
 {
     uint32_t i;
@@ -1803,30 +1751,22 @@ static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
 
 /* >>runs: records of the open runs ------------------------------------------- */
 
-/* Each run takes a record at its first poll (per run, never per poll) so
-   that a dump can say which runs are open, since when, inside which run
-   they began and whether anything woke them: see diag__run. */
+/* A run takes a record at its first poll (never per poll), so that a dump
+   can say which runs are open, since when, inside which, whether woken. */
 #define DIAG__RUNS_FIRST 64u          /* records of a thread's first chunk */
-
-/* A chunk of n free records, or NULL. */
-static diag__run_chunk *diag__runs_chunk(uint32_t n)
-{
-    diag__run_chunk *c;
-    diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
-    c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
-    diag__inside_leave();
-    if (c == NULL) return NULL;
-    c->runs = (diag__run *)(void *)(c + 1);
-    c->count = n;
-    return c;
-}
 
 /* Adds a chunk as big as all the others together, so that a thread whose
    records stay taken looks through them a bounded number of times per run. */
 static int diag__runs_grow(diag__runs *rs)
 {
-    diag__run_chunk *c = diag__runs_chunk(rs->total > DIAG__RUNS_FIRST ? rs->total : DIAG__RUNS_FIRST);
+    uint32_t n = rs->total > DIAG__RUNS_FIRST ? rs->total : DIAG__RUNS_FIRST;
+    diag__run_chunk *c;
+    diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
+    c = (diag__run_chunk *)diag__alloc_zero(sizeof *c + n * sizeof(diag__run));
+    diag__inside_leave();
     if (c == NULL) return -1;
+    c->runs = (diag__run *)(void *)(c + 1);
+    c->count = n;
     if (rs->tail) __atomic_store_n(&rs->tail->next, c, __ATOMIC_RELEASE);
     else __atomic_store_n(&rs->head, c, __ATOMIC_RELEASE);
     rs->tail = rs->cursor = c;
@@ -1835,9 +1775,8 @@ static int diag__runs_grow(diag__runs *rs)
     return 0;
 }
 
-/* A free record of the thread's, or NULL without memory. Looks on from the
-   cursor; at the end starts over when the last pass found a quarter of the
-   records free, and grows otherwise. */
+/* A free record of the thread's, or NULL without memory: looks on from the
+   cursor; at the end starts over if the last pass found a quarter free, else grows. */
 static diag__run *diag__runs_take(diag__runs *rs)
 {
     for (;;) {
@@ -1859,8 +1798,7 @@ static diag__run *diag__runs_take(diag__runs *rs)
     }
 }
 
-/* The first poll of a run: takes a record (without memory the run is not
-   listed by dumps, and counts everywhere else). */
+/* A run's first poll takes a record; without memory, dumps do not list the run. */
 static void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
 {
     diag__run *r = diag__runs_take(&t->runs), *parent = NULL;
@@ -1875,14 +1813,6 @@ static void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_
     DIAG__STORE(r->path, path);
     __atomic_store_n(&r->span, s, __ATOMIC_RELEASE);
     DIAG__STORE(s->run, r);
-}
-
-/* Self-wakes are counted per path for the whole process, not in the
-   slots: they are rare next to polls, and a slot stays 128 bytes. */
-static void diag__self_wake(uint32_t path)
-{
-    uint64_t *count = diag__counters_at(diag__rt->self_wakes, path, 1);
-    if (count != NULL) __atomic_fetch_add(count, 1, __ATOMIC_RELAXED); /* else not counted */
 }
 
 /* Self-wakes of path since the last reset. Under the lock. */
@@ -1906,8 +1836,9 @@ static int diag__live_reset(void)
     return 0;
 }
 
-/* A wake that made s runnable: its time goes to the run's record, and a
-   wake from inside s's own poll on this thread counts as a self-wake. */
+/* A wake that made s runnable: its time goes to the run's record; one from
+   inside s's own poll on this thread is a self-wake, counted per path for
+   the process (rare next to polls: a slot stays 128 bytes). */
 void diag__wake_noted(diag_span *s, uint64_t now)
 {
     diag__thread *t = diag__tls;
@@ -1917,13 +1848,13 @@ void diag__wake_noted(diag_span *s, uint64_t now)
     if (t == NULL || t == diag__rt->no_table) return;
     for (i = t->depth; i-- > 0;)
         if (t->stack[i].span == s) {
-            diag__self_wake(t->stack[i].path);
+            uint64_t *count = diag__counters_at(diag__rt->self_wakes, t->stack[i].path, 1);
+            if (count != NULL) __atomic_fetch_add(count, 1, __ATOMIC_RELAXED); /* else not counted */
             return;
         }
 }
 
-/* Under the lock: a thread that exits leaves its records, which runs that
-   outlive it still hold, to the next thread that starts. */
+/* Under the lock: an exiting thread's records, still held by runs that outlive it, go to the next new thread. */
 static void diag__runs_park(diag__thread *t)
 {
     if (t->runs.head == NULL) return;
@@ -1964,9 +1895,8 @@ static int diag__compare_running(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The polls thread t is running: a frame is taken when its start reads the
-   same before and after its other fields (a new poll at that depth writes
-   start first). A snapshot never waits for a poll. */
+/* The polls thread t is running, without waiting: a frame is taken when its
+   start reads the same before and after its other fields (a poll writes start first). */
 static void diag__live_stack(diag__live *L, const diag__thread *t)
 {
     uint32_t depth = __atomic_load_n(&t->depth, __ATOMIC_ACQUIRE), i;
@@ -1993,25 +1923,19 @@ static void diag__live_stack(diag__live *L, const diag__thread *t)
     }
 }
 
-static int diag__live_is_running(const diag__live *L, const diag_span *span)
-{
-    diag__running key;
-    key.span = span;
-    key.start = 0;
-    return L->nrunning && bsearch(&key, L->running, L->nrunning, sizeof key, diag__compare_running) != NULL;
-}
-
-/* An open run lost its wake when nothing can move it on: it is not
-   running, no diag_wake came since its last woken poll began (or since it
-   began), that was DIAGNOSE_STUCK_S ago, and no open run it began inside
-   would poll it. Whether its path is polled only after wakes (so that the
-   last woken poll is the last poll) is judged per path by diag__lint_row. */
+/* An open run lost its wake when nothing can move it on: not running, not
+   woken since its last woken poll began (or it began) DIAGNOSE_STUCK_S ago,
+   and no open run it began inside would poll it. Whether its path is polled
+   only after wakes (the last woken poll is the last poll): diag__lint_live. */
 static int diag__live_lost(const diag__live *L, const diag__run *r, const diag_span *span, int orphan)
 {
     uint64_t woke = DIAG__LOAD(r->woke), polled = DIAG__LOAD(r->polled);
+    diag__running running;
     if (DIAG__LOAD(r->parent) != NULL && !orphan) return 0;
     if (woke > polled || L->now < polled || L->now - polled < L->stuck_ticks) return 0;
-    return !diag__live_is_running(L, span);
+    running.span = span;
+    running.start = 0;
+    return !L->nrunning || !bsearch(&running, L->running, L->nrunning, sizeof running, diag__compare_running);
 }
 
 /* One more open run whose coroutine has been switched out for `away`. */
@@ -2021,9 +1945,8 @@ static void diag__live_suspended(diag__row *row, uint64_t away)
     if (away + 1 > row->suspended_for) row->suspended_for = away + 1;
 }
 
-/* The records of one chain: a record is counted when its span and start
-   read the same before and after its other fields, so a run that begins
-   or ends during the dump is listed or not, never half. */
+/* The records of one chain, each counted when its span and start read the
+   same before and after its other fields: listed whole or not at all. */
 static void diag__live_records(diag__live *L, const diag__run_chunk *c)
 {
     for (; c != NULL; c = __atomic_load_n(&c->next, __ATOMIC_ACQUIRE)) {
@@ -2078,13 +2001,11 @@ static void diag__live_read(diag__row *rows, uint32_t npaths, double ns_per_tick
 
 /* >>rings: the flight recorder's per-thread rings of the last polls ---------- */
 
-/* DIAGNOSE_TRACE=n gives every thread a ring of its last n polls, written
-   as a Chrome trace (speedscope, Perfetto) by every dump and, after a slow
-   poll, by the snapshot thread. The owner writes an event's fields with
-   release stores, then publishes `done` (release). A reader copies the
-   last n events below `done` (acquire) and reads `done` again: event j's
-   slot is next written by event j + n + 1, which stores after `done`
-   became j + n + 1, so every event j >= done - n it copied is whole. */
+/* DIAGNOSE_TRACE=n gives every thread a ring of its last n polls, written as
+   a Chrome trace by every dump and, after a slow poll, by the snapshot thread.
+   The owner writes an event's fields, then `done` (release stores); a reader
+   copies the n events below `done` (acquire), then reads it again: event j
+   is next overwritten after `done` became j + n + 1, so each j >= done - n is whole. */
 #define DIAG__TRACE_EXITED 16     /* exited threads whose rings are kept */
 #define DIAG__TRACE_SLOW_GAP_NS 1000000000u /* between two slow-poll traces */
 #define DIAG__TRACE_SLOW_MAX 100u /* slow-poll traces per process: a day-long run stays bounded */
@@ -2099,12 +2020,6 @@ struct diag__trace_state {
 };
 /* One per runtime, shared by its copies (see "copies"). */
 
-static int diag__trace_alloc(void)
-{
-    diag__rt->trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__rt->trace);
-    return diag__rt->trace ? 0 : -1;
-}
-
 /* A slow poll inside other polls asks with 'w' (NESTED): its parents are
    as slow, so the outermost one's end soon asks with 't' (ASKED), and the
    trace holds the whole nest; the snapshot thread waits for that at most
@@ -2112,11 +2027,6 @@ static int diag__trace_alloc(void)
    state stays ASKED for DIAG__TRACE_SLOW_GAP_NS: polls do not ask. */
 enum { DIAG__SLOW_IDLE, DIAG__SLOW_NESTED, DIAG__SLOW_ASKED };
 #define DIAG__TRACE_NEST_NS 100000000u
-
-static void diag__trace_start(void)
-{
-    diag__rt->trace->n = diag__rt->trace_n;
-}
 
 static int diag__trace_slow_wanted(void) { return diag__rt->trace->n != 0 && diag__rt->slow_ns != 0; }
 
@@ -2130,14 +2040,12 @@ static void diag__thread_name(diag__ring *r)
 #endif
 }
 
-/* Under the lock, when thread t gets its table. Without memory the thread
-   is simply not recorded. */
+/* Under the lock, when thread t gets its table; without memory, no ring. */
 static void diag__trace_attach(diag__thread *t)
 {
     diag__ring *r;
     if (diag__rt->trace->n == 0) return;
-    /* Only the header is cleared: events are read only once written, so a
-       large ring's pages are touched as the thread fills them. */
+    /* Only the header is cleared: events are read once written, so a ring's pages are touched as it fills. */
     r = (diag__ring *)DIAG_MALLOC(sizeof *r + ((size_t)diag__rt->trace->n + 1) * sizeof(diag__event));
     if (r == NULL) return;
     memset(r, 0, sizeof *r);
@@ -2148,8 +2056,7 @@ static void diag__trace_attach(diag__thread *t)
     t->ring = r;
 }
 
-/* Under the lock, when thread t exits: its ring joins the exited ones;
-   past DIAG__TRACE_EXITED the oldest is freed. */
+/* Under the lock, as thread t exits: its ring joins the exited ones (the DIAG__TRACE_EXITED newest kept). */
 static void diag__trace_retire(diag__thread *t)
 {
     diag__ring *r = t->ring, **link;
@@ -2177,8 +2084,7 @@ static void diag__ring_put(diag__ring *r, uint32_t path, uint64_t start, uint64_
     r->pos = r->pos + 1 == r->slots ? 0 : r->pos + 1;
 }
 
-/* Copies ring r's whole events, oldest first, into out (room for n);
-   returns how many. */
+/* Copies ring r's whole events, oldest first, into out; returns how many. */
 static size_t diag__ring_copy(const diag__ring *r, diag__event *out)
 {
     uint64_t n = r->slots - 1, done = __atomic_load_n(&r->done, __ATOMIC_ACQUIRE), first, j;
@@ -2206,16 +2112,12 @@ static diag__thread *diag__attach_table(void)
     pthread_mutex_lock(&diag__rt->lock);
     t = diag__rt->key_owner ? (diag__thread *)pthread_getspecific(diag__rt->key) : NULL;
     pthread_mutex_unlock(&diag__rt->lock);
-    if (t != NULL) { /* another copy attached this thread: frames stack across copies */
-        diag__tls = t;
-        return t;
-    }
+    if (t != NULL) return t; /* another copy attached this thread: frames stack across copies */
     t = (diag__thread *)diag__alloc_zero(sizeof *t);
     first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
     if (t == NULL || first == NULL) {
         DIAG_FREE(t);
         DIAG_FREE(first);
-        diag__tls = diag__rt->no_table;
         return diag__rt->no_table;
     }
     t->dir[0] = first; /* holds the overflow path, so a thread can always count */
@@ -2226,7 +2128,6 @@ static diag__thread *diag__attach_table(void)
     diag__runs_adopt(t);
     diag__trace_attach(t);
     pthread_mutex_unlock(&diag__rt->lock);
-    diag__tls = t;
     return t;
 }
 
@@ -2246,6 +2147,7 @@ diag__thread *diag__attach(void)
     diag__inside_enter(); /* it allocates and takes the lock */
     t = diag__attach_table();
     diag__inside_leave();
+    diag__tls = t;
     return t;
 }
 
@@ -2265,14 +2167,12 @@ diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
 
 static uint64_t diag__peak(uint64_t a, uint64_t b) { return a > b ? a : b; }
 
-/* Two values of one counter (see DIAG__SLOT_COUNTERS) as one: sums add,
-   maximums take the larger. */
+/* Two values of one counter (DIAG__SLOT_COUNTERS) as one: sums add, peaks the larger. */
 #define DIAG__MERGE_SUM(a, b) ((a) + (b))
 #define DIAG__MERGE_GAUGE(a, b) ((a) + (b))
 #define DIAG__MERGE_PEAK(a, b) diag__peak(a, b)
 
-/* Adds slot b into a: used when a thread's table joins the retired one
-   (the histograms went to the shared rows: diag__hist_flush). */
+/* Adds slot b into a, as a thread's table joins the retired one (histograms: diag__hist_flush). */
 static void diag__slot_merge(diag__slot *a, const diag__slot *b)
 {
 #define DIAG__X(slot, row, kind, to_ns) a->slot = DIAG__MERGE_##kind(a->slot, b->slot);
@@ -2449,7 +2349,7 @@ void diag__poll_unwound(diag_span *s)
 
 /* Nested deeper than DIAG_MAX_DEPTH: the poll counts in the deepest frame,
    and its time stays in that frame's busy time. */
-void diag__begin_too_deep(diag__thread *t, diag_span *s)
+static void diag__begin_too_deep(diag__thread *t, diag_span *s)
 {
     diag__frame *top = &t->stack[DIAG_MAX_DEPTH - 1];
     if (t == diag__rt->no_table) {
@@ -2506,6 +2406,17 @@ void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status)
     diag__run_end(slot, s, now - s->run_start, 0);
 }
 
+static void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
+{
+    /* Only the wake we read is cleared: a wake that lands during this poll
+       belongs to the next one. */
+    if (__atomic_compare_exchange_n(&s->woke_at, &woke, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+        DIAG__ADD(slot->wakes, 1);
+        DIAG__ADD(slot->sched, now > woke ? now - woke : 0);
+        if (s->run) DIAG__STORE(s->run->polled, now);
+    }
+}
+
 /* The whole begin of a poll, for what the inline part leaves (see
    diag_span_begin): a new run, a wake, a chunk not yet there, a clock that
    is not the timestamp counter, a thread without a table or too deep. */
@@ -2547,7 +2458,7 @@ void diag__begin_rest(diag__thread *t, diag_span *s)
     __atomic_store_n(&t->depth, t->depth + 1, __ATOMIC_RELEASE);
 }
 
-void diag__slow_poll(diag__slot *slot, uint64_t ticks)
+static void diag__slow_poll(diag__slot *slot, uint64_t ticks)
 {
     uint64_t now, mono;
     double ns_per_tick;
@@ -2599,17 +2510,6 @@ void diag__end_all(diag__thread *t, diag_span *s, diag_status status)
 {
     uint64_t now = diag__now(), dt = diag__frame_pop(t, now);
     diag__end_rest(t, s, status, now, dt);
-}
-
-void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t woke)
-{
-    /* Only the wake we read is cleared: a wake that lands during this poll
-       belongs to the next one. */
-    if (__atomic_compare_exchange_n(&s->woke_at, &woke, 0, 0, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
-        DIAG__ADD(slot->wakes, 1);
-        DIAG__ADD(slot->sched, now > woke ? now - woke : 0);
-        if (s->run) DIAG__STORE(s->run->polled, now);
-    }
 }
 
 diag_status diag__poll_invalid(diag_future *f)
@@ -2714,16 +2614,12 @@ static void diag__fiber_restore(diag__thread *t, diag_fiber *f, uint64_t now)
 
 /* >>at: spans by address, for call-style async ------------------------------- */
 
-/* A task whose struct has no room for a span (a third-party struct) gets
-   one here, keyed by its address: an open-addressing table (linear probing,
-   at most half full, deletion by backward shift) of pointers to spans.
-   Spans are allocated in blocks and never freed or moved, since a poll in
-   progress holds its span's address; a released one goes on a free list.
-   One mutex guards it all: a look-up is a hash and a probe or two under an
-   uncontended lock (make bench: "DIAG_CALL_AT").
-   Not a diag__map: that one holds 4-byte path ids whose keys live in the
-   path table and never leaves an entry; this one holds spans keyed by an
-   address, and removes them as runs end. */
+/* A task whose struct has no room for a span gets one here, keyed by its
+   address: an open-addressing table (linear probing, at most half full,
+   deletion by backward shift) of pointers to spans, under one mutex (make
+   bench: "DIAG_CALL_AT"). Spans come in blocks, never freed or moved (a poll
+   holds its span's address); released ones go on a free list. Not a
+   diag__map, which keeps path ids keyed in the path table, never removed. */
 typedef struct diag__at_span {
     diag_span span; /* first: a diag_span * of the table is a diag__at_span * */
     const void *task;
@@ -2739,8 +2635,7 @@ struct diag__at_state {
     uint32_t cap, count;
     int forks_handled;
 };
-/* One per runtime: a task may be polled through one copy and dropped
-   through another (see "copies"). */
+/* One per runtime: a task may be polled through one copy, dropped through another. */
 
 static diag_span diag__at_unmeasured; /* name NULL: begin and end skip it */
 
@@ -2826,9 +2721,8 @@ static void diag__at_remove(uint32_t i)
 
 /* >>reset: baselines subtracted by every later dump -------------------------- */
 
-/* Every counter is a sum, so a window is "now minus the baseline". Wall is
-   kept with the pending part included, which makes runs open across the
-   reset count from the reset on. */
+/* Every counter is a sum, so a window is "now minus the baseline"; wall's
+   includes the pending part, so runs open across the reset count from it. */
 #define DIAG__BASE_SUM(f) base->f = DIAG__LOAD(live->f);
 #define DIAG__BASE_GAUGE(f) base->f = DIAG__LOAD(live->f);
 #define DIAG__BASE_PEAK(f) DIAG__STORE(live->f, 0);
@@ -2849,8 +2743,7 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             diag__slot *live = &chunk[i], *base = &t->base[c][i];
             unsigned h;
             /* open_runs' baseline: runs started since = done + drops + open - it.
-               A maximum is zeroed: a racing poll may put its own time back,
-               still a real poll. */
+               A maximum is zeroed (a racing poll may put back its own). */
 #define DIAG__X(slot, row, kind, to_ns) DIAG__BASE_##kind(slot)
             DIAG__SLOT_COUNTERS(DIAG__X)
 #undef DIAG__X
@@ -2897,9 +2790,8 @@ static int diag__compare_rows(const void *a, const void *b)
     return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
 }
 
-/* Adds slot s's poll-time histogram, less its baseline b (or NULL), to hist.
-   A thread's part can be below its baseline (its bytes wrapped since, into
-   the shared rows): the sum over threads and shared rows is right. */
+/* Adds slot s's histogram, less its baseline b (or NULL), to hist. A thread's
+   part can be below its baseline (bytes wrapped since, into the shared rows): the sum is right. */
 static void diag__add_hist(uint64_t *hist, const diag__slot *s, const diag__slot *b)
 {
     unsigned h;
@@ -2922,10 +2814,9 @@ static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
     }
 }
 
-/* Adds thread t's table to the rows (one per path, in ticks; open runs:
-   gauges, no baseline), and to hists (DIAG__HIST per path) unless it is
-   NULL: the histograms are most of the reading and memory, and only the
-   summary table uses them. */
+/* Adds thread t's table to the rows (by path, in ticks; open runs: gauges,
+   no baseline), and to hists unless NULL: the histograms are most of the
+   reading and memory, and only the summary table uses them. */
 #define DIAG__TAKE_SUM(r, f) o->r += DIAG__LOAD(s->f) - (b ? b->f : 0);
 #define DIAG__TAKE_GAUGE(r, f) o->r += DIAG__LOAD(s->f);
 #define DIAG__TAKE_PEAK(r, f) o->r = diag__peak(o->r, DIAG__LOAD(s->f));
@@ -2951,9 +2842,8 @@ static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread
     }
 }
 
-/* The folded stack of every path, NUL-terminated, into text at offsets[p].
-   Parents have smaller ids than their children, so each stack is its
-   parent's stack, ';' and its own frame. */
+/* The folded stack of every path, NUL-terminated, into text at offsets[p]:
+   a parent's id is below its children's, so its stack is there first. */
 static int diag__stacks(diag__buf *text, size_t *offsets, uint32_t npaths)
 {
     char frame[DIAG__NAME_MAX + 1];
@@ -2999,15 +2889,13 @@ static void diag__snapshot_free(diag__snapshot *snap)
     memset(snap, 0, sizeof *snap);
 }
 
-/* Adds the wall of the runs still open at `now` (read after the tables,
-   so no run seen open began after it). Other threads poll while the
-   tables are read: a run can be seen half begun or half ended (open_runs
-   and open_start_sum are two stores), or begun and ended on two threads
-   between the reads of their tables. That is off by about a timestamp, so
-   the open runs' wall comes out below zero or above open_runs times the
-   time since start: returns 0, and the caller reads the tables again (a
-   torn view lasts until its writer runs again; on the last of eight
-   tries a path still torn is written without its open runs). */
+/* Adds the wall of the runs still open at `now` (read after the tables, so
+   none seen open began after it). Polls go on meanwhile: a run seen half
+   begun or ended (open_runs and open_start_sum are two stores), or begun
+   and ended on two threads between their reads, makes the open wall absurd
+   (below zero, or above open_runs times the time since start): returns 0
+   and the caller reads again; on the last of eight tries a path still
+   torn is written without its open runs. */
 static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, int last)
 {
     uint32_t p;
@@ -3024,8 +2912,7 @@ static int diag__add_open_runs(diag__row *rows, uint32_t npaths, uint64_t now, i
     return possible;
 }
 
-/* A path's row from ticks to ns, in place; on entry self_wall holds the
-   ticks of its children's walls. */
+/* A path's row from ticks to ns, in place; self_wall holds its children's walls on entry. */
 #define DIAG__TO_NS_0(f)
 #define DIAG__TO_NS_1(f) r->f = diag__to_ns(r->f, ns_per_tick);
 static void diag__row_to_ns(diag__row *r, double ns_per_tick)
@@ -3041,22 +2928,15 @@ static void diag__row_to_ns(diag__row *r, double ns_per_tick)
     r->suspended_for = r->suspended_for ? diag__to_ns(r->suspended_for - 1, ns_per_tick) + 1 : 0;
 }
 
-/* Under the lock: each row's self_wall (ticks) becomes its children's walls. */
-static void diag__add_child_walls(diag__row *rows, uint32_t npaths)
-{
-    uint32_t p;
-    for (p = 2; p < npaths; p++) rows[diag__path_at(p)->parent].self_wall += rows[p].wall;
-}
-
-/* The rows by path, in ticks, to rows in ns sorted by stack, one per stack:
-   the rows nothing happened on are left out. Different paths can print
-   the same stack (two sites named alike, or names equal after
-   sanitizing): one row each, values summed. */
+/* The rows by path in ticks to rows in ns, sorted, one per stack, without
+   the rows nothing happened on. Paths that print the same stack (sites
+   named alike, names equal once sanitized) make one row, values summed. */
 static size_t diag__rows_finish(diag__row *rows, uint32_t npaths, const char *text, const size_t *offsets,
                                 uint64_t *hists, double ns_per_tick)
 {
     uint32_t p;
     size_t i, n = 0, out;
+    for (p = 2; p < npaths; p++) rows[diag__path_at(p)->parent].self_wall += rows[p].wall; /* see diag__row_to_ns */
     for (p = 1; p < npaths; p++) {
         diag__row *r = &rows[p];
         if (r->polls == 0 && r->wall == 0 && r->open == 0) continue;
@@ -3074,11 +2954,10 @@ static size_t diag__rows_finish(diag__row *rows, uint32_t npaths, const char *te
     return out;
 }
 
-/* Takes the lock while it reads; other threads keep polling meanwhile.
-   with_hist: also the poll-time histograms (rows' hist, else NULL). The
-   rows are read by path, where the tables keep them, and sorted after:
-   no second array of npaths totals, whose fresh pages cost more than the
-   reading. */
+/* Takes the lock while it reads; threads keep polling meanwhile. with_hist:
+   also the poll-time histograms (rows' hist, else NULL). The rows are read
+   by path, where the tables keep them, and sorted after: no second array
+   of totals, whose fresh pages would cost more than the reading. */
 static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
 {
     size_t *offsets = NULL;
@@ -3124,7 +3003,6 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     }
     diag__live_read(snap->rows, npaths, snap->ns_per_tick);
     snap->elapsed_ns = diag__to_ns(now - diag__rt->reset_at, snap->ns_per_tick);
-    diag__add_child_walls(snap->rows, npaths);
     pthread_mutex_unlock(&diag__rt->lock);
     snap->unmeasured = __atomic_load_n(&diag__rt->unmeasured, __ATOMIC_RELAXED);
     snap->text = text.data;
@@ -3133,12 +3011,10 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     return 0;
 }
 
-/* A whole snapshot, histograms too, for a reader outside the writers (the
-   writers take theirs in diag__snapshot_write). */
+/* A whole snapshot with histograms, for readers other than the writers. */
 __attribute__((unused)) static int diag__snapshot_take(diag__snapshot *snap) { return diag__snapshot_read(snap, 1); }
 
-/* Upper bound in ns of the q-quantile of a row's poll times (log2 buckets:
-   within a factor of two), never above the measured maximum. */
+/* Upper bound in ns of a row's q-quantile poll time (log2 buckets: within 2x), never above the maximum. */
 static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, double q)
 {
     uint64_t seen = 0, want;
@@ -3158,21 +3034,16 @@ static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, d
 }
 
 /* Pointers to the rows (only those with open runs if open_only), sorted by
-   compare (caller frees), or NULL with *n 0 when there is none or no memory. */
+   compare (caller frees), or NULL with *n 0 when there are no rows or no memory. */
 static const diag__row **diag__rows_sorted(const diag__snapshot *snap, int (*compare)(const void *, const void *),
                                            int open_only, size_t *n)
 {
-    const diag__row **order;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    const diag__row **order = snap->count ? (const diag__row **)DIAG_MALLOC(snap->count * sizeof *order) : NULL;
     size_t i;
     *n = 0;
-    for (i = 0; i < snap->count; i++) *n += !open_only || snap->rows[i].open != 0;
-    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
-    order = *n ? (const diag__row **)DIAG_MALLOC(*n * sizeof *order) : NULL;
-    if (order == NULL) {
-        *n = 0;
-        return NULL;
-    }
-    for (i = 0, *n = 0; i < snap->count; i++)
+    if (order == NULL) return NULL;
+    for (i = 0; i < snap->count; i++)
         if (!open_only || snap->rows[i].open) order[(*n)++] = &snap->rows[i];
     /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     qsort(order, *n, sizeof *order, compare);
@@ -3196,8 +3067,7 @@ static uint64_t diag__metric(const diag__row *r, int metric)
     }
 }
 
-/* One line per row, "<stack> <value>"; for DIAG__OPEN only the rows with
-   open runs (PREFIX.pending.folded). */
+/* "<stack> <value>" per row; for DIAG__OPEN, the rows with open runs only. */
 static void diag__folded(diag__buf *b, const diag__snapshot *snap, int metric)
 {
     size_t i;
@@ -3258,8 +3128,7 @@ static int diag__write_buf(const char *path, diag__buf *b)
     return rc;
 }
 
-/* Appends n bytes of s to out, which holds *len of cap bytes, if they fit
-   with a NUL and one byte to spare; returns whether they did. */
+/* Appends n bytes of s to out (*len of cap used) if they fit with a NUL and a byte to spare; whether they did. */
 static int diag__append(char *out, size_t *len, size_t cap, const char *s, size_t n)
 {
     if (*len + n + 1 >= cap) return 0;
@@ -3269,9 +3138,8 @@ static int diag__append(char *out, size_t *len, size_t cap, const char *s, size_
     return 1;
 }
 
-/* The prefix to write to: "%p" becomes the pid; a forked child with no "%p"
-   gets its pid appended so it never overwrites its parent's files; then
-   the runtime's tag, if any (see "copies"). */
+/* The prefix to write to: "%p" becomes the pid; a forked child without "%p"
+   gets ".pid" appended (never its parent's files); then the runtime's tag. */
 static int diag__resolve_prefix(const char *prefix, char *out, size_t cap)
 {
     size_t len = 0;
@@ -3307,9 +3175,7 @@ static int diag__has_wakes(const diag__snapshot *snap)
 
 typedef void (*diag__writer)(diag__buf *b, const diag__snapshot *snap, int metric);
 
-/* Writes PREFIX.<metric>.<ext>, built by `build`, for each metric (sched
-   only when a wake was recorded); on failure names the file in
-   failed_path and returns -1 with errno set. */
+/* PREFIX.<metric>.<ext> by `build` per metric (sched only with wakes); -1 with errno and failed_path set. */
 static int diag__write_metrics(const char *prefix, const char *ext, diag__writer build, const diag__snapshot *snap,
                                char *failed_path, size_t cap)
 {
@@ -3370,9 +3236,8 @@ static int diag__pending_file(const char *prefix, const char *ext, diag__buf *b,
     return diag__write_buf(failed_path, b);
 }
 
-/* PREFIX.pending.folded (open runs per path, the folded grammar) and
-   PREFIX.pending.txt (the same paths for people, oldest first); a dump
-   that finds no open run removes both. */
+/* PREFIX.pending.folded (open runs per path, the folded grammar) and .txt
+   (the same for people, oldest first); without open runs, both are removed. */
 static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
 {
     diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
@@ -3436,8 +3301,7 @@ static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wake
     if (r->orphans)
         snprintf(lines[n++], sizeof lines[0], "%llu open %s outlived the run%s began in (orphaned: forgotten, never dropped?)",
                  (unsigned long long)r->orphans, r->orphans == 1 ? "run" : "runs", r->orphans == 1 ? " it" : "s they");
-    /* only where every poll starts a run or follows a wake: then a run's
-       last woken poll is its last poll */
+    /* only where every poll starts a run or follows a wake: then a run's last woken poll is its last poll */
     if (r->lost && wakes && r->polls <= r->wakes + r->started) {
         diag__format_ns(a, sizeof a, diag__rt->stuck_ns);
         snprintf(lines[n++], sizeof lines[0], "%llu open run%s not woken, polled or running for %s or more (lost wake?)",
@@ -3450,8 +3314,7 @@ static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wake
     return n;
 }
 
-/* One line per finding, "lint: <path>: <what>"; returns the number of
-   findings for row r, printing only while *budget lasts. */
+/* One "lint: <path>: <what>" line per finding of row r while *budget lasts; returns how many it found. */
 static unsigned diag__lint_row(FILE *out, const diag__row *r, unsigned *budget, int wakes)
 {
     char lines[7][200];
@@ -3483,8 +3346,7 @@ static void diag__print_lints(FILE *out, const diag__row *const *order, size_t c
     if (found > DIAG__LINT_LINES) fprintf(out, "(%u more lints)\n", found - DIAG__LINT_LINES);
 }
 
-/* After the [overflow] row's name: which limit sent paths there, and what
-   to raise ("" for every other row). */
+/* After the [overflow] row's name: which limit sent paths there, what to raise. */
 static const char *diag__row_note(const diag__row *r, char *note, size_t cap)
 {
     int why = __atomic_load_n(&diag__rt->overflow_why, __ATOMIC_RELAXED);
@@ -3543,16 +3405,6 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     DIAG_FREE(order);
 }
 
-static void diag__report_limits(const diag__snapshot *snap)
-{
-    if (snap->folded)
-        diag__warn("diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
-                (unsigned long long)snap->folded, DIAG_MAX_DEPTH);
-    if (snap->unmeasured)
-        diag__warn("diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
-                (unsigned long long)snap->unmeasured);
-}
-
 /* The table in one write (see diag__stderr_write), built in memory. */
 static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *prefix)
 {
@@ -3571,11 +3423,10 @@ static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *
 /* >>svg: flame graph SVG ----------------------------------------------------- */
 
 /* One self-contained SVG per metric, drawn as flamegraph.pl draws a folded
-   file: each row holds a self value, a frame is as wide as the sum of the
-   rows beneath it, roots at the bottom. Each frame is a nested <svg> box so
-   its label is clipped to it without measuring text; the script only moves
-   and resizes boxes, using the exact values kept in data-x (offset) and
-   data-v (inclusive value) attributes. */
+   file: a frame is as wide as the sum of the rows beneath it, roots at the
+   bottom. Each frame is a nested <svg> box, so its label is clipped without
+   measuring text; the script only moves and resizes boxes, from the exact
+   values in data-x (offset) and data-v (inclusive value). */
 #define DIAG__SVG_WIDTH 1200u /* px of the picture */
 #define DIAG__SVG_PAD 10u     /* px left and right of the frames */
 #define DIAG__SVG_ROW 16u     /* px per level: 15 of frame, 1 of gap */
@@ -3644,8 +3495,7 @@ typedef struct diag__svg {
 } diag__svg;
 
 /* Orders stacks frame by frame (';' below every other byte), so the rows
-   beneath one frame are adjacent; bytewise order is not enough: "a-b" sorts
-   between "a" and "a;c". */
+   beneath a frame are adjacent: bytewise, "a-b" sorts between "a" and "a;c". */
 static int diag__svg_compare(const void *a, const void *b)
 {
     const unsigned char *x = (const unsigned char *)(*(const diag__row *const *)a)->stack;
@@ -3678,9 +3528,8 @@ static void diag__svg_value(char *out, size_t cap, int metric, uint64_t v)
     else diag__format_ns(out, cap, v);
 }
 
-/* A color from the name alone (FNV-1a), so a frame keeps its color in
-   every picture; each metric has its own range: polls green, busy
-   flamegraph.pl's hot, wall blue, sched purple. */
+/* A color from the name alone (FNV-1a), the same in every picture, in a range
+   per metric: polls green, busy flamegraph.pl's hot, wall blue, sched purple. */
 static void diag__svg_color(char *out, size_t cap, int metric, const char *name, size_t len)
 {
     static const unsigned char range[DIAG__METRICS + 1][6] = { /* r, r span, g, g span, b, b span */
@@ -3705,8 +3554,7 @@ static void diag__svg_fixed(char *out, size_t cap, double v)
     snprintf(out, cap, "%llu.%02u", (unsigned long long)(hundredths / 100), (unsigned)(hundredths % 100));
 }
 
-/* Draws an open frame that ends at value offset end, at level depth.
-   Frames under 0.1 px are left out, as flamegraph.pl does. */
+/* Draws an open frame ending at value offset end, at level depth; none under 0.1 px, as flamegraph.pl. */
 static void diag__svg_frame(diag__svg *g, const diag__svg_open *f, unsigned depth, uint64_t end)
 {
     char head[128], box[320], value[32], color[32], share[24], x[24], w[24];
@@ -3731,8 +3579,7 @@ static void diag__svg_frame(diag__svg *g, const diag__svg_open *f, unsigned dept
     diag__buf_str(g->out, "</text></svg></g>\n");
 }
 
-/* Opens the frames of one stack at value offset x, after closing the open
-   frames it does not share with the stack before it. */
+/* Opens the frames of one stack at value offset x, after closing the open ones it does not share. */
 static void diag__svg_stack(diag__svg *g, const char *s, uint64_t x)
 {
     unsigned d = 0;
@@ -3834,15 +3681,13 @@ static int diag__write_pending_svg(const char *prefix, const diag__snapshot *sna
     diag__buf b = { NULL, 0, 0, 0 };
     char path[4200];
     size_t i;
-    int any = 0, rc;
+    int any = 0;
     for (i = 0; i < snap->count; i++) any |= snap->rows[i].open != 0;
     if (any) {
         diag__buf_put(&b, "", 0);
         diag__svg_write(&b, snap, DIAG__OPEN);
     }
-    rc = diag__pending_file(prefix, "svg", &b, any, path, sizeof path);
-    DIAG_FREE(b.data);
-    return rc;
+    return diag__pending_file(prefix, "svg", &b, any, path, sizeof path); /* frees b */
 }
 
 /* >>trace: PREFIX.trace.json ------------------------------------------------- */
@@ -3915,9 +3760,8 @@ static int diag__trace_take(diag__trace_copy *c)
     return 0;
 }
 
-/* ns as microseconds with three decimals: exact, so nesting survives; and
-   1 ns is far more than a double's rounding step, so the strict nesting of
-   diag__trace_nest survives readers that add ts and dur in doubles. */
+/* ns as microseconds with three decimals: exact, and 1 ns is far above a
+   double's rounding step, so diag__trace_nest's nesting survives readers. */
 static void diag__buf_us(diag__buf *b, uint64_t ns)
 {
     char frac[4];
@@ -3938,8 +3782,7 @@ static void diag__trace_ids(diag__buf *b, uint64_t tid)
     diag__buf_u64(b, tid);
 }
 
-/* An "M" event naming the process (tid 0) or a thread. Names are
-   sanitized (see diag__sanitize), so they need no JSON escapes. */
+/* An "M" event naming the process (tid 0) or a thread; sanitized names need no JSON escapes. */
 static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const char *name)
 {
     char safe[DIAG__NAME_MAX + 1];
@@ -3957,8 +3800,7 @@ static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const
     diag__buf_str(b, "\"}},\n");
 }
 
-/* A poll around the one diag__trace_nest is at: its span in ticks and as
-   written (ns), and its path's folded stack. */
+/* A poll around the one diag__trace_nest is at: ticks, as written (ns), its stack. */
 typedef struct diag__trace_open {
     uint64_t start, end, ws, we;
     const char *stack;
@@ -3967,16 +3809,13 @@ typedef struct diag__trace_open {
 
 /* Turns the events [first, end) of one thread (ticks, in completion order:
    a child before its parent) into what is written: start and dur in ns
-   from the origin. Each end is rounded to ns, then a child is pulled
-   strictly inside its parent's written span [ps, pe], to [ps + 1, pe - 1]
-   (so 1 ns per shared end; more only where a parent shares that end with
-   its own parent too): readers that add ts and dur in doubles, or order
-   equal starts by the file, still nest them. Polls that touched still do
-   not overlap (the clamp keeps their order). A parent written shorter than
-   2 ns has no room inside: its children are written 0 ns long at its end.
-   Walked newest first, a parent comes before its children: the stack
-   `open` (room for DIAG_MAX_DEPTH) holds the polls around, the nearest
-   poll of the path less its last frame is the parent. */
+   from the origin, each end rounded, then a child pulled strictly inside
+   its parent's written span [ps, pe], to [ps + 1, pe - 1], so that readers
+   adding in doubles or ordering equal starts by the file still nest them
+   (touching polls still do not overlap; a parent under 2 ns has its
+   children 0 ns long at its end). Walked newest first, a parent comes
+   first: `open` (DIAG_MAX_DEPTH) holds the polls around, and the nearest
+   of the path less its last frame is the parent. */
 static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, double ns_per_tick,
                              diag__trace_open *open)
 {
@@ -3997,14 +3836,13 @@ static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, doub
             we = we < ws ? ws : we > hi ? hi : we;
         }
         if (depth < DIAG_MAX_DEPTH) {
-            diag__trace_open o;
-            o.start = e->start;
-            o.end = e->start + e->dur;
-            o.ws = ws;
-            o.we = we;
-            o.stack = stack;
-            o.len = strlen(stack);
-            open[depth++] = o;
+            diag__trace_open *o = &open[depth++];
+            o->start = e->start;
+            o->end = e->start + e->dur;
+            o->ws = ws;
+            o->we = we;
+            o->stack = stack;
+            o->len = strlen(stack);
         }
         e->start = ws;
         e->dur = we - ws;
@@ -4058,8 +3896,7 @@ static void diag__trace_json(diag__buf *b, diag__trace_copy *c, double ns_per_ti
     diag__buf_str(b, "\n]}\n");
 }
 
-/* Writes PREFIX.trace.json when DIAGNOSE_TRACE is set; on failure names
-   the file in failed_path and returns -1 with errno set. */
+/* PREFIX.trace.json, with DIAGNOSE_TRACE; -1 with errno and failed_path set. */
 static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap)
 {
     diag__trace_copy c;
@@ -4086,12 +3923,10 @@ static int diag__write_all(const char *prefix, diag__snapshot *snap, char *faile
 typedef int (*diag__files_writer)(diag__snapshot *snap, const char *prefix, int arg);
 
 /* Snapshot, write, free: every writer of files (diag_dump, diag_write_svg,
-   a numbered snapshot, the exit, the unload of a library) comes here, and
-   holds diag__rt->dump_lock from the snapshot to the last rename, so that a
-   prefix's files all come from one snapshot. with_hist: with the poll-time
-   histograms (the summary table's). Returns -1 with errno set when no
-   snapshot was taken (ETIMEDOUT: the exit gave up waiting for a lock),
-   else what write returned. */
+   numbered snapshots, exit, unload) holds diag__rt->dump_lock from the
+   snapshot to the last rename: a prefix's files come from one snapshot, the
+   last dump wins, no two share a temporary file. with_hist: for the table.
+   -1 with errno set if no snapshot was taken (ETIMEDOUT: the exit gave up), else write's value. */
 static int diag__snapshot_write(int with_hist, diag__files_writer write, const char *prefix, int arg)
 {
     diag__snapshot snap;
@@ -4110,8 +3945,7 @@ static int diag__snapshot_write(int with_hist, diag__files_writer write, const c
     return rc;
 }
 
-/* A writer: the files at prefix (NULL: DIAGNOSE_OUT), saying on stderr
-   which one could not be written. -1 only when prefix cannot be made. */
+/* A writer: the files at prefix (NULL: DIAGNOSE_OUT), failures said on stderr; -1 only if no prefix can be made. */
 static int diag__write_or_warn(diag__snapshot *snap, const char *prefix, int arg)
 {
     char resolved[4096], failed[4200];
@@ -4148,10 +3982,9 @@ static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int a
 
 /* >>snapshots: the snapshot thread (numbered snapshots, slow-poll traces) ---- */
 
-/* DIAGNOSE_INTERVAL and DIAGNOSE_SIGNAL start one background thread. The
-   signal handler only writes a byte to a pipe (async-signal-safe); the
-   thread does the dump, so no lock or allocation ever runs in a handler.
-   Snapshots are PREFIX.N.<metric>.folded, N = 1, 2, 3 ... in this process. */
+/* DIAGNOSE_INTERVAL, DIAGNOSE_SIGNAL and slow-poll traces start one thread:
+   the handler only writes a byte to its pipe, the thread does the dump, so
+   no lock or allocation runs in a handler. Snapshots: PREFIX.N.*, N = 1, 2 ... */
 struct diag__snapshot_thread {
     pthread_t thread;
     int running;          /* the thread exists in this process */
@@ -4165,20 +3998,22 @@ struct diag__snapshot_thread {
 };
 /* One per runtime: copies share the thread and the snapshot numbers. */
 
+/* One byte to the snapshot thread, async-signal-safe; -1: no pipe, or full. */
+static int diag__snapshot_thread_poke(char byte)
+{
+    int fd = __atomic_load_n(&diag__rt->snapshot_thread->pipe[1], __ATOMIC_RELAXED);
+    return fd >= 0 && write(fd, &byte, 1) == 1 ? 0 : -1;
+}
+
 static void diag__snapshot_thread_signal(int signo)
 {
-    int saved = errno, fd = __atomic_load_n(&diag__rt->snapshot_thread->pipe[1], __ATOMIC_RELAXED);
-    char byte = 'd';
+    int saved = errno;
     (void)signo;
-    if (fd >= 0 && write(fd, &byte, 1) < 0) {
-        /* pipe full: a snapshot is already requested */
-    }
+    diag__snapshot_thread_poke('d'); /* pipe full: a snapshot is already requested */
     errno = saved;
 }
 
-/* A writer: snapshot number next + 1 at DIAGNOSE_OUT (prefix unused),
-   saying on stderr what could not be written. -1 only when the prefix
-   cannot be made. */
+/* A writer: snapshot next + 1 at DIAGNOSE_OUT (prefix unused), failures said; -1 only if no prefix can be made. */
 static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix, int by_signal)
 {
     char resolved[4096], numbered[4200], failed[4300];
@@ -4192,8 +4027,7 @@ static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix,
         diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__rt->snapshot_thread->next = n; /* numbers stay consecutive: a failed one is retried */
-        if (by_signal && !diag__rt->quiet)
-            diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
+        if (by_signal && !diag__rt->quiet) diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
     }
     return 0;
 }
@@ -4212,19 +4046,16 @@ static int diag__ms_until(uint64_t at)
     return at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
 }
 
-/* On the polling thread, after a slow poll: one byte to the snapshot
-   thread, unless it already has the request (see DIAG__SLOW_*). */
+/* After a slow poll: a byte to the snapshot thread, unless it has the request (DIAG__SLOW_*). */
 static void diag__trace_slow(void)
 {
-    int fd = __atomic_load_n(&diag__rt->snapshot_thread->pipe[1], __ATOMIC_RELAXED);
     int outermost = diag__tls == NULL || diag__tls->depth == 0;
     int want = outermost ? DIAG__SLOW_ASKED : DIAG__SLOW_NESTED;
     int state = __atomic_load_n(&diag__rt->trace->slow_state, __ATOMIC_RELAXED);
-    char byte = outermost ? 't' : 'w';
-    if (!diag__trace_slow_wanted() || fd < 0 || state >= want ||
+    if (!diag__trace_slow_wanted() || state >= want ||
         !__atomic_compare_exchange_n(&diag__rt->trace->slow_state, &state, want, 0, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED))
         return;
-    if (write(fd, &byte, 1) < 0) /* pipe full: this request is lost, the next slow poll asks again */
+    if (diag__snapshot_thread_poke(outermost ? 't' : 'w') != 0) /* lost: the next slow poll asks again */
         __atomic_store_n(&diag__rt->trace->slow_state, state, __ATOMIC_RELEASE);
 }
 
@@ -4237,8 +4068,7 @@ static void diag__snapshot_thread_slow_write(void)
         snprintf(numbered, sizeof numbered, "%s.slow.%u", prefix, diag__rt->trace->slow_written + 1);
         if (diag__trace_write(numbered, diag__ns_per_tick(), failed, sizeof failed) == 0) {
             diag__rt->trace->slow_written++;
-            if (!diag__rt->quiet)
-                diag__warn("diagnose.h: slow poll; wrote %s\n", failed);
+            if (!diag__rt->quiet) diag__warn("diagnose.h: slow poll; wrote %s\n", failed);
             return;
         }
     }
@@ -4270,10 +4100,9 @@ static void diag__snapshot_thread_slow(int asked)
     diag__snapshot_thread_slow_write();
 }
 
-/* The poll timeout of the snapshot thread: until the next tick of the
-   timer (-1, wait for the pipe, without one; ticks keep their schedule
-   whatever signals do), or sooner when a slow-poll trace is due or
-   requests are taken again. */
+/* The snapshot thread's poll timeout: until the timer's next tick (-1
+   without a timer; ticks keep their schedule whatever signals do), or
+   sooner when a slow-poll trace is due or requests are taken again. */
 static int diag__snapshot_thread_timeout(uint64_t next_at)
 {
     uint64_t at = diag__rt->trace->write_at ? diag__rt->trace->write_at : diag__rt->trace->rearm_at;
@@ -4325,17 +4154,6 @@ static void *diag__snapshot_thread_main(void *arg)
     return NULL;
 }
 
-static int diag__snapshot_thread_pipe(void)
-{
-    int i;
-    if (pipe(diag__rt->snapshot_thread->pipe) != 0) return -1;
-    for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
-        fcntl(diag__rt->snapshot_thread->pipe[i], F_SETFL, O_NONBLOCK);
-        fcntl(diag__rt->snapshot_thread->pipe[i], F_SETFD, FD_CLOEXEC);
-    }
-    return 0;
-}
-
 /* Starts the thread on `by`'s diag__snapshot_thread_main and points the signal at
    `by`'s handler: the copy whose code they run must stay loaded. */
 static void diag__snapshot_thread_run(const struct diag__copy_info *by)
@@ -4360,36 +4178,32 @@ static void diag__snapshot_thread_run(const struct diag__copy_info *by)
     }
 }
 
-/* Called once at start-up; does nothing unless one of the variables is set. */
-static void diag__snapshot_thread_start(void)
+/* By the copy that made the runtime (created), when a variable asks for the
+   thread; or by a copy joining a runtime whose copies had all left: the
+   thread and handler they stopped come back, on this copy's functions. */
+static void diag__snapshot_thread_start(int created)
 {
-    if (diag__rt->interval_ns == 0 && diag__rt->signo == 0 && !diag__trace_slow_wanted()) return;
-    if (diag__snapshot_thread_pipe() != 0) return;
-    diag__snapshot_thread_run(diag__copy_self());
+    struct diag__snapshot_thread *st = diag__rt->snapshot_thread;
+    int wanted = diag__rt->interval_ns != 0 || diag__rt->signo != 0 || diag__trace_slow_wanted();
+    if (created && wanted && pipe(st->pipe) == 0) {
+        int i;
+        for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
+            fcntl(st->pipe[i], F_SETFL, O_NONBLOCK);
+            fcntl(st->pipe[i], F_SETFD, FD_CLOEXEC);
+        }
+    }
+    if (!st->running && st->pipe[0] >= 0) diag__snapshot_thread_run(diag__copy_self());
 }
 
-/* A copy joins a runtime whose copies had all left: the thread and the
-   handler they stopped come back, on this copy's functions. */
-static void diag__snapshot_thread_resume(void)
-{
-    if (diag__rt->snapshot_thread->running || diag__rt->snapshot_thread->pipe[0] < 0) return;
-    diag__snapshot_thread_run(diag__copy_self());
-}
-
-/* The thread finishes the snapshot it may be writing and ends. The pipe
-   stays open, so a late signal writes to it harmlessly. It is waited for
-   until `deadline` (CLOCK_REALTIME ns; 0: not at all, UINT64_MAX: as long
-   as it takes): at exit a snapshot can wait on a lock that another
-   thread, or the interrupted exiting one, holds. A thread not joined ends
-   with the process. */
+/* The thread finishes the snapshot it may be writing and ends; the pipe
+   stays open for late signals. It is waited for until `deadline`
+   (CLOCK_REALTIME ns; 0: not at all): at exit a snapshot can wait on a
+   lock that another thread, or the interrupted exiting one, holds. */
 static void diag__snapshot_thread_stop(uint64_t deadline)
 {
-    char byte = 's';
     if (!diag__rt->snapshot_thread->running) return;
     __atomic_store_n(&diag__rt->snapshot_thread->stop, 1, __ATOMIC_RELEASE);
-    if (write(diag__rt->snapshot_thread->pipe[1], &byte, 1) < 0) {
-        /* pipe full: the thread wakes up anyway */
-    }
+    diag__snapshot_thread_poke('s'); /* pipe full: the thread wakes up anyway */
     diag__rt->snapshot_thread->running = 0;
     while (!__atomic_load_n(&diag__rt->snapshot_thread->finished, __ATOMIC_ACQUIRE)) {
         struct timespec ms = { 0, 1000000 };
@@ -4399,10 +4213,9 @@ static void diag__snapshot_thread_stop(uint64_t deadline)
     pthread_join(diag__rt->snapshot_thread->thread, NULL);
 }
 
-/* This copy leaves (see "copies"): the thread and the handler it runs move
-   to the copy `to`, or, when none stays, stop; the program's own handler is
-   then put back, unless this copy is in the executable (never unloaded,
-   so a late signal still finds the handler, as at exit). */
+/* This copy leaves (see "copies"): the thread and handler move to the copy
+   `to`, or, when none stays, stop and the program's handler is put back,
+   unless this copy is in the executable (never unloaded: as at exit). */
 static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, int in_executable)
 {
     if (diag__rt->snapshot_thread->owner != diag__copy_self()) return;
@@ -4419,19 +4232,14 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
 
 /* >>copies: one runtime for every copy of the header in the process ---------- */
 
-/* A program and the libraries it loads can each hold a copy of this
-   implementation, each with its own static variables: hidden visibility
-   and RTLD_LOCAL keep their symbols apart, so they cannot find each other
-   by name. They meet in a small mapping named "diagnose.h" (a memfd mapped
-   MAP_PRIVATE: fork copies it, exec drops it), found by its name in
-   /proc/self/maps. It holds a table of runtimes by key (diag__abi_key):
-   copies that agree on every structure they would share use one runtime,
-   so their frames stack and one table is printed; copies that disagree
-   keep their own runtimes, and every runtime but the first listed writes
-   under prefixes tagged with its key (diag__rt->tag), so no two write the
-   same files. Without /proc or memfd a copy keeps a runtime of its own.
-   The mapping's layout is version-stable: a later layout keeps the
-   offsets of runtimes[] and threads, which copies of every layout read. */
+/* A program and its libraries can each hold a copy of this implementation,
+   with statics of its own and symbols kept apart (hidden visibility,
+   RTLD_LOCAL). They meet in a mapping named "diagnose.h" (a memfd mapped
+   MAP_PRIVATE: fork copies it, exec drops it), found in /proc/self/maps:
+   a table of runtimes by key (diag__abi_key). Copies that agree on all they
+   share use one runtime; every runtime but the first writes under prefixes
+   tagged with its key (diag__rt->tag). Without /proc or memfd: its own.
+   Later layouts keep the offsets of runtimes[] and threads, read by all. */
 
 #ifndef DIAG__ABI
 #define DIAG__ABI 2 /* raise whenever a structure the copies share changes */
@@ -4441,10 +4249,9 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
 #define DIAG__REGISTRY_SIZE 8192u
 #define DIAG__REGISTRY_RUNTIMES 32
 
-/* Layout 2 dropped layout 1's merging of files across runtimes: its count
-   and table of prefixes (the table followed runtimes[]) and the runtimes'
-   "has copies" flags are left unused, so a copy of layout 1 in the same
-   process still reads them as its own. */
+/* Layout 2 dropped layout 1's merging of files across runtimes; its fields
+   (a count and table of prefixes after runtimes[], the runtimes' "has
+   copies" flags) stay, unused, for a copy of layout 1 in the process. */
 typedef struct diag__registry {
     uint64_t magic;  /* DIAG__REGISTRY_MAGIC, stored last (release) */
     uint64_t stamp;  /* CLOCK_MONOTONIC ns at creation: of two, the older serves */
@@ -4476,9 +4283,8 @@ static uint64_t diag__fnv(uint64_t h, const void *data, size_t n)
 }
 
 /* Copies share a runtime only when this key is equal: the same DIAG__ABI,
-   the same sizes of what they share (DIAG_MAX_DEPTH, DIAG_PATH_TABLE_SIZE and
-   the structures), and the same allocator, since one copy frees what
-   another allocated. */
+   sizes of what they share (DIAG_MAX_DEPTH, DIAG_PATH_TABLE_SIZE, the
+   structures) and allocator (one copy frees what another allocated). */
 static uint64_t diag__abi_key(void)
 {
     static const char allocator[] = DIAG__EXPANDED(DIAG_MALLOC(n) DIAG_REALLOC(p, n) DIAG_FREE(p));
@@ -4492,8 +4298,7 @@ static uint64_t diag__abi_key(void)
 }
 
 #if defined(__linux__) && defined(MFD_CLOEXEC)
-/* The address of each registry in /proc/self/maps, at most cap of them;
-   returns how many. */
+/* The address of each registry in /proc/self/maps (cap at most); how many. */
 static unsigned diag__registry_list(diag__registry **out, unsigned cap)
 {
     static const char name[] = " /memfd:" DIAG__REGISTRY_NAME " (deleted)\n";
@@ -4520,8 +4325,7 @@ static unsigned diag__registry_list(diag__registry **out, unsigned cap)
     return found;
 }
 
-/* The registry all copies use: the oldest one listed (two copies starting
-   at the same moment can each make one; both then pick the same). */
+/* The registry all copies use: the oldest listed (two copies starting at once may each make one; both pick it). */
 static diag__registry *diag__registry_oldest(void)
 {
     diag__registry *at[8], *best = NULL;
@@ -4563,8 +4367,7 @@ static diag__registry *diag__registry_find(void)
 static diag__registry *diag__registry_find(void) { return NULL; }
 #endif
 
-/* A thread's number in trace files: distinct across every runtime in the
-   process, so that their trace files can be opened together. */
+/* A thread's number in trace files, distinct across the process's runtimes: their traces open together. */
 static uint64_t diag__thread_number(void)
 {
     if (diag__registry_at) return __atomic_add_fetch(&diag__registry_at->threads, 1, __ATOMIC_RELAXED);
@@ -4623,8 +4426,7 @@ static int diag__object_holds(const diag__object *o, const void *p)
     return 0;
 }
 
-/* Sets diag__self.in_executable; returns the file name of the library
-   that holds this copy, or "the program". */
+/* Sets diag__self.in_executable; returns the name of this copy's library, or "the program". */
 static const char *diag__locate_self(void)
 {
     diag__object o;
@@ -4635,11 +4437,10 @@ static const char *diag__locate_self(void)
     return slash ? slash + 1 : o.name;
 }
 
-/* Under the lock, as this copy's library goes away: paths named by
-   strings that lived in it get copies of their names. A path's name is
-   also its key in the index and the threads' caches, and a copy matches
-   no span's name: a library loaded at the same address later is never
-   taken for this one. */
+/* Under the lock, as this copy's library goes away: paths named by strings
+   in it get copies of their names. A name is also a key (index, caches),
+   and a copy matches no span's name: a library loaded later at the same
+   address is never taken for this one. */
 static void diag__keep_names(void)
 {
     diag__object o;
@@ -4658,11 +4459,10 @@ static const char *diag__locate_self(void) { return "the program"; }
 static void diag__keep_names(void) {}
 #endif
 
-/* Under the lock. Makes `to`'s diag__thread_exit the destructor of the
-   key that finds a thread's table (NULL: no key). A key's destructor
-   cannot change, so the key is made anew; threads attached before keep
-   their tables in the live list, counted by every dump, but not merged
-   at their exit. The calling thread's table moves to the new key. */
+/* Under the lock. Makes `to`'s diag__thread_exit the destructor of the key
+   that finds a thread's table (NULL: no key). A destructor cannot change,
+   so the key is made anew: threads attached before stay in the live list,
+   counted by dumps but not merged at exit; the caller's table moves over. */
 static void diag__key_move(const struct diag__copy_info *to)
 {
     diag__thread *mine = diag__rt->key_owner ? (diag__thread *)pthread_getspecific(diag__rt->key) : NULL;
@@ -4712,8 +4512,7 @@ static int diag__join_registry(diag__registry *r, int *created)
     return 0;
 }
 
-/* Finds this copy's runtime in the registry, or makes it; sets diag__rt.
-   NULL when out of memory. */
+/* Finds this copy's runtime in the registry, or makes it; sets diag__rt. NULL: no memory. */
 static diag__runtime *diag__join(int *created, int *rejoined)
 {
     diag__registry *r = diag__registry_find();
@@ -4732,25 +4531,7 @@ static diag__runtime *diag__join(int *created, int *rejoined)
     return diag__rt;
 }
 
-/* This copy's files at the unload of its library: the process's profile
-   so far, which the exit writes again. */
-static void diag__write_at_unload(void)
-{
-    if (diag__snapshot_write(0, diag__write_or_warn, NULL, 0) != 0)
-        diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
-}
-
 /* >>fork: the child of fork starts a profile of its own ---------------------- */
-
-/* In a fork child only the forking thread exists: the polls the others
-   were running will never end, so no stack but its own is running. Their
-   runs stay open, as the child's copies of the spans say. */
-static void diag__live_forked(void)
-{
-    diag__thread *t;
-    for (t = diag__rt->threads; t != NULL; t = t->next)
-        if (t != diag__tls) DIAG__STORE(t->depth, 0);
-}
 
 /* The child of fork() has no snapshot thread; it takes no snapshots, and its
    handler must not wake the parent's thread through the shared pipe. */
@@ -4766,9 +4547,8 @@ static void diag__snapshot_thread_forked(void)
     diag__rt->snapshot_thread->pipe[0] = -1;
 }
 
-/* Every copy registers these; the runtime's fork_owner's take both locks,
-   in the order dumps take them, so that the child finds them held by its
-   one thread and no dump half done. */
+/* Every copy registers these; the runtime's fork_owner's take both locks, in
+   the order dumps do: the child finds them held by its one thread, no dump half done. */
 static void diag__fork_prepare(void)
 {
     if (diag__rt->fork_owner != &diag__self) return;
@@ -4790,10 +4570,12 @@ static void diag__fork_parent(void)
     pthread_mutex_unlock(&diag__rt->dump_lock);
 }
 
-/* The child of fork() starts with empty tables: the other threads are gone
-   and what the parent counted is the parent's to write. */
+/* The child of fork() starts with empty tables: the parent's counts are the
+   parent's to write. The other threads are gone, their polls never end: no
+   stack but this thread's runs (their runs stay open, as the spans say). */
 static void diag__fork_child(void)
 {
+    diag__thread *t;
     if (diag__registry_at != NULL) diag__registry_at->lock = 0; /* maybe held by a thread the child does not have */
     if (diag__rt->fork_locker != &diag__self) return;
     diag__rt->fork_locker = NULL;
@@ -4803,15 +4585,15 @@ static void diag__fork_child(void)
     diag__rt->forked = 1;
     diag__rt->exit_done = 0;
     diag__reset_locked();
-    diag__live_forked();
+    for (t = diag__rt->threads; t != NULL; t = t->next)
+        if (t != diag__tls) DIAG__STORE(t->depth, 0);
     diag__snapshot_thread_forked();
 }
 
 /* >>exit: the last copy out writes the files and the table ------------------- */
 
-/* A signal handler called exit() while its thread was inside diagnose.h:
-   the lock may be this thread's own and malloc half way, so no dump; one
-   line, written without a lock or an allocation. */
+/* exit() from a signal handler inside diagnose.h (the lock may be this
+   thread's, malloc half way): no dump; one line, no lock, no allocation. */
 static void diag__exit_interrupted(void)
 {
     static const char line[] =
@@ -4820,12 +4602,19 @@ static void diag__exit_interrupted(void)
     diag__stderr_write(line, sizeof line - 1);
 }
 
-/* Polls that never returned: on this thread at exit (exit() inside a poll,
-   or a poll left by longjmp without diag_drop), or on threads that ended. */
-static void diag__report_open_polls(void)
+/* The lines after the table: polls folded or not measured, and polls that
+   never returned: on this thread at exit (exit() inside a poll, or a poll
+   left by longjmp without diag_drop), or on threads that ended. */
+static void diag__report_limits(const diag__snapshot *snap)
 {
     const diag__thread *t = diag__tls;
     uint64_t ended = __atomic_load_n(&diag__rt->open_at_thread_end, __ATOMIC_RELAXED);
+    if (snap->folded)
+        diag__warn("diagnose.h: %llu runs or polls deeper than %d frames were folded into their deepest frame\n",
+                (unsigned long long)snap->folded, DIAG_MAX_DEPTH);
+    if (snap->unmeasured)
+        diag__warn("diagnose.h: %llu polls were not measured: a thread could not allocate its table\n",
+                (unsigned long long)snap->unmeasured);
     if (t != NULL && t != diag__rt->no_table && t->depth > 0)
         diag__warn("diagnose.h: %u poll%s had not returned at exit on the exiting thread (exit inside a poll, "
                    "or a longjmp out of it without diag_drop)\n", t->depth, t->depth == 1 ? "" : "s");
@@ -4834,8 +4623,7 @@ static void diag__report_open_polls(void)
                    "without diag_drop?)\n", (unsigned long long)ended, ended == 1 ? "" : "s");
 }
 
-/* The files at exit, at DIAGNOSE_OUT or else in $TMPDIR, each failure
-   said in one line; prefix (cap bytes) gets where they went. */
+/* The exit's files, at DIAGNOSE_OUT else in $TMPDIR, each failure said; prefix gets where they went. */
 static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
 {
     char failed[4200] = "";
@@ -4866,7 +4654,6 @@ static int diag__exit_write(diag__snapshot *snap, const char *prefix, int arg)
     diag__exit_files(snap, written, sizeof written);
     if (!diag__rt->quiet) diag__print_table_to_stderr(snap, written);
     diag__report_limits(snap);
-    diag__report_open_polls();
     return 0;
 }
 
@@ -4882,23 +4669,19 @@ static void diag__exit_handler(void)
     if (diag__exit_deadline == 0) diag__exit_deadline = diag__realtime_ns() + DIAG__EXIT_WAIT_NS;
     diag__snapshot_thread_stop(diag__exit_deadline); /* its last snapshot is done before the final files */
     __atomic_store_n(&diag__rt->exit_waiting, 1, __ATOMIC_RELEASE);
-    if (diag__snapshot_write(1, diag__exit_write, NULL, 0) != 0) {
-        if (errno == ETIMEDOUT)
-            diag__warn("diagnose.h: another thread held diagnose.h's lock for 1 s at exit; no profile written\n");
-        else
-            diag__warn("diagnose.h: out of memory at exit; no profile written\n");
-    }
+    if (diag__snapshot_write(1, diag__exit_write, NULL, 0) != 0)
+        diag__warn("diagnose.h: %s at exit; no profile written\n",
+                   errno == ETIMEDOUT ? "another thread held diagnose.h's lock for 1 s" : "out of memory");
     diag__exit_deadline = 0;
     errno = saved_errno;
 }
 
-/* The atexit handler: this copy leaves the process, at exit or when its
-   library is unloaded (dlclose runs a library's atexit handlers). The last
-   copy to leave writes the files and the table. An earlier one hands what
-   points into its code (the key's destructor, the snapshot thread, the
-   signal handler) to a copy that stays and, unless it is in the
-   executable, writes the files: an unloaded library's data is on disk at
-   once, and in the files at exit. */
+/* The atexit handler: this copy leaves the process, at exit or at the
+   unload of its library (dlclose runs its atexit handlers). The last copy
+   out writes the files and the table; an earlier one hands what points
+   into its code (key destructor, snapshot thread, signal handler) to one
+   that stays and, unless it is in the executable, writes the files now:
+   the process's profile so far, which the exit writes again. */
 static void diag__leave(void)
 {
     diag__copy_info **link;
@@ -4928,7 +4711,8 @@ static void diag__leave(void)
     pthread_mutex_unlock(&diag__rt->lock);
     diag__snapshot_thread_hand_over(stays, diag__self.in_executable);
     if (stays == NULL) diag__exit_handler();
-    else if (!diag__self.in_executable) diag__write_at_unload();
+    else if (!diag__self.in_executable && diag__snapshot_write(0, diag__write_or_warn, NULL, 0) != 0)
+        diag__warn("diagnose.h: profile not written at the unload of a library: %s\n", strerror(errno));
     diag__exit_deadline = 0;
     errno = saved_errno;
 }
@@ -4943,15 +4727,13 @@ static void diag__leave(void)
 #endif
 #endif
 #ifdef DIAG__LSAN
-/* The runtime is never freed, and once every copy's library is unloaded
-   only the registry's mapping points at it, which LeakSanitizer does not
-   read: it is told so. */
+/* The runtime is never freed; once every copy's library is unloaded, only
+   the registry's mapping, which LeakSanitizer does not read, points at it. */
 void __lsan_ignore_object(const void *p) __attribute__((weak));
 #endif
 
 /* A new runtime, made by the first copy that starts (see "copies"); sets
-   diag__rt. Returns -1 when out of memory (diag__rt is then this copy's
-   zeroed one again). */
+   diag__rt. -1 without memory (diag__rt: this copy's zeroed one again). */
 static int diag__runtime_new(void)
 {
     diag__rt = (diag__runtime *)diag__alloc_zero(sizeof *diag__rt);
@@ -4970,13 +4752,13 @@ static int diag__runtime_new(void)
     diag__clock_pair(&diag__rt->tsc0, &diag__rt->mono0);
     diag__rt->reset_at = diag__rt->tsc0;
     diag__rt->no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__rt->no_table);
-    /* the first chunk of shared histograms holds [overflow]'s, where counts
-       go when memory for another chunk runs out */
+    /* the first chunk of shared histograms holds [overflow]'s: counts go there without memory */
     diag__rt->hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
     diag__rt->snapshot_thread = (struct diag__snapshot_thread *)diag__alloc_zero(sizeof *diag__rt->snapshot_thread);
+    diag__rt->trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__rt->trace);
     diag__rt->at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__rt->at);
     if (diag__rt->no_table == NULL || diag__rt->hist[0] == NULL || diag__rt->snapshot_thread == NULL ||
-        diag__rt->at == NULL || diag__reserve_path() != 0 || diag__trace_alloc() != 0) {
+        diag__rt->trace == NULL || diag__rt->at == NULL || diag__reserve_path() != 0) {
         DIAG_FREE(diag__rt->no_table);
         DIAG_FREE(diag__rt->hist[0]);
         DIAG_FREE(diag__rt->paths[0]);
@@ -4995,14 +4777,14 @@ static int diag__runtime_new(void)
     diag__rt->no_table->depth = DIAG_MAX_DEPTH;
     diag__slow_start();
     diag__rt->slow_ticks = diag__slow_ticks;
-    diag__trace_start();
+    diag__rt->trace->n = diag__rt->trace_n;
     return 0;
 }
 
 static void diag__start_once(void)
 {
     int created = 0, rejoined = 0;
-    if (!diag__settings_on()) {
+    if (!diag__setting_bool("DIAGNOSE", 1)) { /* off: read first, before any runtime */
         diag__mode = 2;
         return;
     }
@@ -5016,8 +4798,7 @@ static void diag__start_once(void)
     pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
     atexit(diag__leave);
     __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
-    if (created) diag__snapshot_thread_start();
-    else if (rejoined) diag__snapshot_thread_resume();
+    if (created || rejoined) diag__snapshot_thread_start(created);
 }
 
 int diag__start(void)
@@ -5105,9 +4886,8 @@ diag_span *diag_span_at(const void *task, const char *name)
     diag__at_span *a = NULL;
     if (task == NULL || !diag__on()) return &diag__at_unmeasured;
     diag__at_lock();
-    if (!diag__rt->at->forks_handled) { /* a fork while a thread holds the lock must not inherit it locked */
+    if (!diag__rt->at->forks_handled) /* a fork while a thread holds the lock must not inherit it locked */
         diag__rt->at->forks_handled = pthread_atfork(diag__at_lock, diag__at_unlock, diag__at_unlock) == 0;
-    }
     if (diag__rt->at->cap) a = diag__rt->at->slots[diag__at_find(task)];
     if (a == NULL && diag__at_room() && (a = diag__at_new()) != NULL) {
         diag_span_init(&a->span, name);
@@ -5120,8 +4900,7 @@ diag_span *diag_span_at(const void *task, const char *name)
     return a ? &a->span : &diag__at_unmeasured;
 }
 
-/* The span's run ended: it leaves the table (unless another task took its
-   place already) and goes on the free list. */
+/* The span's run ended: it leaves the table for the free list (unless another task took its place). */
 void diag__at_release(diag_span *s)
 {
     diag__at_span *a = (diag__at_span *)s;
