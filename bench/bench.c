@@ -3,24 +3,32 @@
    of polls.
 
    How a figure is measured. The cases a figure compares run in rounds:
-   each round runs every case once for about a millisecond, in forward
+   each round runs every case once, about a millisecond each, in forward
    order in even rounds and backward in odd ones, after some rounds that
-   only warm up. The figure (extra over bare, extra/floor, 2 threads
-   against 1, ring on against off) is computed within each round, from
-   cases measured a few milliseconds apart, so a drift of the machine's
-   speed cancels out. A target is checked against the lower quartile of
-   the rounds' figures, and the median is shown next to it: on a shared
-   or virtual machine the work on the other CPUs (or on the host) puts
-   this core into a slower state for tens of milliseconds at a time, in
-   which the bookkeeping that hides behind the timestamp reads on a quiet
-   core no longer hides. Such rounds come in runs and only ever make a
-   figure worse, so the median lands wherever the share of slow rounds
-   puts it, while the lower quartile reads the quiet core as long as a
-   quarter of the rounds found it. A real regression moves every round,
-   the quiet ones too. When a figure misses, a line under it shows its
-   rounds: quantiles, the share within the target, and the rounds in time
-   order, so that a reader sees whether the figure moved everywhere (a
-   regression) or only for a while (the machine).
+   only warm up; so every case is sampled all through the same stretch of
+   time, a few milliseconds from the others. A case's ns per poll is the
+   10th percentile of its rounds, and a figure (extra over bare,
+   extra/floor, 2 threads against 1, ring on against off) is computed from
+   those of its cases; the same computed from the medians is shown next
+   to it. Why not the median: on a shared or virtual machine, work on the
+   other CPU (or on the host) puts this core into slower states for tens
+   of milliseconds to seconds at a time, in which the bookkeeping that
+   hides behind the timestamp reads on a quiet core no longer hides (the
+   diagnosed poll's extra/floor goes from 1.00 to 1.3), and a 1-level loop
+   drops into a mode 3 cycles a poll slower for stretches of rounds. Both
+   only ever slow a case down, and in many rounds, so a median lands
+   wherever the share of slow rounds puts it, run after run, while the
+   10th percentile of each case reads the quiet core as long as a tenth of
+   its rounds found it. A regression moves the quiet rounds too.
+
+   A mode measures a block of rounds, and while one of its figures misses
+   its target, up to MAX_BLOCKS - 1 more, the figure taken over all rounds
+   so far: a busy stretch of the machine can outlast a block, a regression
+   misses in every one. Under a figure that missed, or took more than one
+   block, a line per case gives the quantiles of its rounds and a strip
+   gives the figure round by round in time order (# where a group of
+   rounds missed), so a reader sees whether a case moved in every round
+   (the code) or in stretches (the machine).
 
        bench overhead   poll cost, 1 level and 8 levels deep, with references
        bench threads    the same poll on 1 thread and on 2 threads at once
@@ -58,14 +66,14 @@
 #include <cpuid.h>
 #endif
 
-/* Short rounds: the slow states of a shared machine last tens of
-   milliseconds, so rounds of a few milliseconds find the quiet moments
-   between them, and the cases of one round share the same state. */
+/* Short rounds: the slow states of a shared machine come and go within
+   tens of milliseconds, so rounds of a few milliseconds find the quiet
+   moments between them. */
 #define POLLS 50000L        /* polls of a case per round: about 1 ms at 20 ns */
 #define MAX_BLOCKS 4        /* blocks of rounds: the first, and more while a figure misses */
 #define MAX_ROUNDS 24000    /* per-round values kept per case */
 #define DEPTH 8             /* nesting of the deep case */
-#define QUIET_QUANTILE 0.25 /* the rounds' quantile a target is checked against */
+#define QUIET_QUANTILE 0.10 /* a case's ns per poll: this quantile of its rounds */
 
 /* ---- the table ----------------------------------------------------------- */
 
@@ -100,9 +108,6 @@ static double quantile(const double *v, int n, double q)
 
 static double median(const double *v, int n) { return quantile(v, n, 0.5); }
 
-/* The figure a target is checked against (see the top of the file). */
-static double quiet(const double *v, int n) { return quantile(v, n, QUIET_QUANTILE); }
-
 /* One row: case, ns per op, the compared figure, its target, PASS/MISS.
    ok < 0: a reference or a figure without a target. */
 static void row(const char *name, double ns, const char *figure, const char *target, int ok)
@@ -112,52 +117,6 @@ static void row(const char *name, double ns, const char *figure, const char *tar
     fflush(stdout);
 }
 
-/* The rounds of a figure with a target: quantiles, how many rounds were
-   within the target, and the rounds in time order, one mark for each
-   group of rounds (# where the group's median missed, . where it did
-   not): misses all along say the code, misses in stretches the machine. */
-static void rounds_line(const double *v, int n, int blocks, double limit)
-{
-    enum { MARKS = 60 };
-    char strip[MARKS + 1];
-    int i, within = 0, groups = n < MARKS ? n : MARKS;
-    for (i = 0; i < n; i++) within += v[i] <= limit;
-    for (i = 0; i < groups; i++) {
-        int from = (int)((long)i * n / groups), to = (int)((long)(i + 1) * n / groups);
-        strip[i] = median(v + from, to - from) <= limit ? '.' : '#';
-    }
-    strip[groups] = '\0';
-    printf("    %d rounds in %d block%s: 10%% %.2f, 25%% %.2f, median %.2f, 75%% %.2f, 90%% %.2f; %d%% within target\n",
-           n, blocks, blocks > 1 ? "s" : "", quantile(v, n, 0.10), quantile(v, n, 0.25), quantile(v, n, 0.5), quantile(v, n, 0.75),
-           quantile(v, n, 0.90), (int)(100.0 * within / n + 0.5));
-    printf("    in time order: %s\n", strip);
-    fflush(stdout);
-}
-
-/* A row whose figure is the quiet quantile of per-round values v, checked
-   against "at most limit"; figure_format has one %.Nf for the value and is
-   followed by the median. The rounds are shown when the figure missed, or
-   needed more than one block to pass, or with BENCH_VERBOSE. */
-static void row_rounds(const char *name, double ns, const char *figure_format, const double *v, int n, int blocks,
-                       const char *target, double limit)
-{
-    char figure[48], format[48];
-    double value = quiet(v, n);
-    snprintf(format, sizeof format, "%s (median %s)", figure_format, strchr(figure_format, '%'));
-    snprintf(figure, sizeof figure, format, value, median(v, n));
-    row(name, ns, figure, target, value <= limit);
-    if (verbose || blocks > 1 || value > limit) rounds_line(v, n, blocks, limit);
-    if (rounds_file != NULL) { /* every round, in time order, for a closer look */
-        FILE *f = fopen(rounds_file, "a");
-        int i;
-        if (f == NULL) return;
-        fprintf(f, "%s:", name);
-        for (i = 0; i < n; i++) fprintf(f, " %.4g", v[i]);
-        fputc('\n', f);
-        fclose(f);
-    }
-}
-
 /* Rounds in a block: the mode's own number, or BENCH_ROUNDS. */
 static int rounds_or(int fallback)
 {
@@ -165,9 +124,6 @@ static int rounds_or(int fallback)
     int n = env ? atoi(env) : fallback;
     return n < 1 ? 1 : n > MAX_ROUNDS / MAX_BLOCKS ? MAX_ROUNDS / MAX_BLOCKS : n;
 }
-
-/* Whether the quiet quantile of v is within "at most limit". */
-static int passes(const double *v, int n, double limit) { return quiet(v, n) <= limit; }
 
 /* The CPU's vendor and the target of extra/floor there: a timestamp read
    is microcoded on Intel and stalls instruction delivery, so the
@@ -322,9 +278,9 @@ static diag_future *chain(node *nodes, int depth, diag_poll_fn inner, int mark)
 typedef struct bench_case {
     loop_fn loop;
     diag_future *top;
-    long ops;               /* loop iterations per round */
-    long polls;             /* polls per round: ops x the chain's depth */
-    double ns[MAX_ROUNDS];  /* ns per poll in each round */
+    long ops;              /* loop iterations per round */
+    long polls;            /* polls per round: ops x the chain's depth */
+    double ns[MAX_ROUNDS]; /* ns per poll in each round */
 } bench_case;
 
 /* A case that polls `top`, a chain `depth` deep, `polls` times a round. */
@@ -336,128 +292,209 @@ static void case_set(bench_case *c, loop_fn loop, diag_future *top, int depth, l
     c->polls = c->ops * depth;
 }
 
-/* Rounds `from` to from + count - 1 of the n cases, each case once per
-   round, in forward order in even rounds and backward in odd ones, so
-   that a slow moment or a drift of the machine hits the cases of a round
-   alike. Before the first block, some rounds that are not kept: the
-   paths, the caches, the branch history and the CPU's clock speed settle
-   in them.
+/* Warm-up rounds before a mode's first block: the paths, the caches, the
+   branch history and the CPU's clock speed settle in them. */
+static int warm_up(int block) { return block / 20 < 5 ? 5 : block / 20; }
 
-   A mode measures a block of rounds, and while one of its figures misses
-   its target, up to MAX_BLOCKS - 1 more, each figure taken over all the
-   rounds so far: a busy stretch of a shared machine can last seconds,
-   longer than a block, while a regression misses in every block. */
+/* Rounds `from` to from + count - 1 of the n cases (negative rounds warm
+   up and are not kept), each case once per round, in forward order in
+   even rounds and backward in odd ones. */
 static void measure(bench_case *const *cases, int n, int from, int count)
 {
-    int warm = from > 0 ? 0 : count / 20 < 5 ? 5 : count / 20, round, i;
-    for (round = from - warm; round < from + count; round++)
+    int round, i;
+    for (round = from; round < from + count; round++)
         for (i = 0; i < n; i++) {
             bench_case *c = cases[(round & 1) ? n - 1 - i : i];
             double t = now_s();
             c->loop(c->top, c->ops);
             t = now_s() - t;
-            if (round >= from) c->ns[round] = t * 1e9 / (double)c->polls;
+            if (round >= 0) c->ns[round] = t * 1e9 / (double)c->polls;
         }
 }
 
-/* A case's ns per poll, at the same quantile as the figures. */
-static double per_poll(const bench_case *c, int rounds) { return quiet(c->ns, rounds); }
+/* A case's ns per poll at quantile q of its rounds. */
+static double at(const bench_case *c, int rounds, double q) { return quantile(c->ns, rounds, q); }
 
-/* Per round: subject - bare. */
-static void extra_rounds(double *v, const bench_case *subject, const bench_case *bare, int rounds)
+/* A case's ns per poll, as the table shows it. */
+static double per_poll(const bench_case *c, int rounds) { return at(c, rounds, QUIET_QUANTILE); }
+
+/* ---- figures ------------------------------------------------------------- */
+
+/* What a figure computes from its cases' ns per poll:
+   EXTRA   subject - reference
+   RATIO   (subject - reference) / (floor - reference), the reference bare
+   SLOWER  subject / reference */
+enum figure_kind { EXTRA, RATIO, SLOWER };
+
+typedef struct bench_figure {
+    enum figure_kind kind;
+    const bench_case *subject, *reference, *floor_case; /* floor_case: RATIO only */
+    const char *names[3];                               /* the three, for the rounds lines */
+} bench_figure;
+
+static double figure_of(const bench_figure *f, double subject, double reference, double floor_ns)
 {
-    int r;
-    for (r = 0; r < rounds; r++) v[r] = subject->ns[r] - bare->ns[r];
+    if (f->kind == EXTRA) return subject - reference;
+    if (f->kind == RATIO) return (subject - reference) / (floor_ns - reference);
+    return subject / reference;
 }
 
-/* Per round: (subject - bare) / (floor - bare), the three measured in the
-   same round. */
-static void ratio_rounds(double *v, const bench_case *subject, const bench_case *bare,
-                         const bench_case *floor_case, int rounds)
+/* The figure from its cases' quantile q. */
+static double figure_at(const bench_figure *f, int rounds, double q)
 {
-    int r;
-    for (r = 0; r < rounds; r++) v[r] = (subject->ns[r] - bare->ns[r]) / (floor_case->ns[r] - bare->ns[r]);
+    return figure_of(f, at(f->subject, rounds, q), at(f->reference, rounds, q),
+                     f->floor_case ? at(f->floor_case, rounds, q) : 0);
+}
+
+/* The figure from one round's cases alone. */
+static double figure_in(const bench_figure *f, int round)
+{
+    return figure_of(f, f->subject->ns[round], f->reference->ns[round], f->floor_case ? f->floor_case->ns[round] : 0);
+}
+
+static int figure_passes(const bench_figure *f, int rounds, double limit)
+{
+    return figure_at(f, rounds, QUIET_QUANTILE) <= limit;
+}
+
+/* The rounds under a figure: each case's quantiles, the figure round by
+   round, and those in time order, one mark per group of rounds (# where
+   the group's median missed the target). All rounds also go to
+   BENCH_ROUNDS_FILE, one line per figure. */
+static void figure_rounds(const char *name, const bench_figure *f, int rounds, int blocks, double limit, int show)
+{
+    enum { MARKS = 60 };
+    static double v[MAX_ROUNDS];
+    const bench_case *cases[3];
+    char strip[MARKS + 1];
+    int i, within = 0, groups = rounds < MARKS ? rounds : MARKS;
+    cases[0] = f->subject;
+    cases[1] = f->reference;
+    cases[2] = f->floor_case;
+    for (i = 0; i < rounds; i++) {
+        v[i] = figure_in(f, i);
+        within += v[i] <= limit;
+    }
+    if (rounds_file != NULL) {
+        FILE *out = fopen(rounds_file, "a");
+        if (out != NULL) {
+            fprintf(out, "%s:", name);
+            for (i = 0; i < rounds; i++) fprintf(out, " %.4g", v[i]);
+            fputc('\n', out);
+            fclose(out);
+        }
+    }
+    if (!show) return;
+    printf("    %d rounds in %d block%s; ns per poll at 10%%, 25%%, median, 75%%, 90%% of the rounds:\n", rounds,
+           blocks, blocks > 1 ? "s" : "");
+    for (i = 0; i < 3 && cases[i] != NULL; i++)
+        printf("      %-14s %8.2f %8.2f %8.2f %8.2f %8.2f\n", f->names[i], at(cases[i], rounds, 0.10),
+               at(cases[i], rounds, 0.25), at(cases[i], rounds, 0.5), at(cases[i], rounds, 0.75),
+               at(cases[i], rounds, 0.90));
+    for (i = 0; i < groups; i++) {
+        int from = (int)((long)i * rounds / groups), to = (int)((long)(i + 1) * rounds / groups);
+        strip[i] = median(v + from, to - from) <= limit ? '.' : '#';
+    }
+    strip[groups] = '\0';
+    printf("      %-14s %8.2f %8.2f %8.2f %8.2f %8.2f   (within target in %d%% of the rounds)\n", "round by round",
+           quantile(v, rounds, 0.10), quantile(v, rounds, 0.25), quantile(v, rounds, 0.5), quantile(v, rounds, 0.75),
+           quantile(v, rounds, 0.90), (int)(100.0 * within / rounds + 0.5));
+    printf("      in time order  %s\n", strip);
+    fflush(stdout);
+}
+
+/* The row of a figure with a target ("at most limit"): format has one
+   %.Nf, for the figure; the figure from the medians follows it. */
+static void figure_row(const char *name, const bench_figure *f, int rounds, int blocks, const char *format,
+                       const char *target, double limit)
+{
+    char text[48], with_median[48];
+    double value = figure_at(f, rounds, QUIET_QUANTILE);
+    snprintf(with_median, sizeof with_median, "%s (median %s)", format, strchr(format, '%'));
+    snprintf(text, sizeof text, with_median, value, figure_at(f, rounds, 0.5));
+    row(name, per_poll(f->subject, rounds), text, target, value <= limit);
+    figure_rounds(name, f, rounds, blocks, limit, verbose || blocks > 1 || value > limit);
 }
 
 /* ---- overhead ------------------------------------------------------------ */
 
 enum { BARE, TSC, GETTIME, DIAG, NCASES };
 
-/* label: what the diag case is in this process (normal, DIAGNOSE=0,
-   compiled out). Both depths run in the same rounds. With the library
-   recording, a round also has both clock floors; otherwise only bare and
-   the diagnosed poll, whose difference is the figure. */
+/* What the diag case is in this process (recording, DIAGNOSE=0, compiled
+   out). Both depths run in the same rounds. Recording, a round also has
+   both clock floors, and the figure is extra/floor; otherwise only bare
+   and the diagnosed poll, and the figure their difference. */
 static void overhead(void)
 {
     static node nodes[2][NCASES][DEPTH];
     static bench_case cases[2][NCASES];
-    static double v[MAX_ROUNDS];
     static const int depths[2] = { 1, DEPTH };
     diag_poll_fn inner[NCASES] = { bare_poll, tsc_poll, gettime_poll, diag_node_poll };
     loop_fn loops[NCASES] = { loop_bare, loop_tsc, loop_gettime, loop_diag };
     bench_case *run[2 * NCASES];
+    bench_figure figures[2];
     const char *label = "diagnosed poll, steady state";
     const char *env = getenv("DIAGNOSE");
-    int kind = 0, block, rounds = 0, blocks = 0, d, c, n = 0;
-    double target;
-    char name[80], figure[48], target_text[40];
+    int recording = 1, block, rounds = 0, blocks = 0, d, c, n = 0;
+    double limit;
+    char name[80], figure_text[48], target[40];
 #ifdef DIAGNOSE_DISABLE
     label = "compiled out (DIAGNOSE_DISABLE)";
-    kind = 2;
+    recording = 0;
 #else
     if (env && strcmp(env, "0") == 0) {
         label = "DIAGNOSE=0 at run time";
-        kind = 1;
+        recording = 0;
     }
 #endif
     (void)env;
-    cpu_vendor(&target);
+    cpu_vendor(&limit);
+    if (recording) snprintf(target, sizeof target, "<= %.2f", limit);
+    else {
+        limit = 1.0;
+        snprintf(target, sizeof target, "<= 1 ns");
+    }
     /* Without the floors a round is a tenth as long: more rounds in a block. */
-    block = rounds_or(kind == 0 ? 1600 : 6000);
-    for (d = 0; d < 2; d++)
+    block = rounds_or(recording ? 1600 : 6000);
+    for (d = 0; d < 2; d++) {
         for (c = 0; c < NCASES; c++) {
-            /* clock_gettime costs 50 ns: a quarter of the polls keeps its round as short */
+            /* clock_gettime costs 50 ns: a quarter of the polls keeps its turn as short */
             long polls = c == GETTIME ? POLLS / 4 : POLLS;
-            if (kind != 0 && (c == TSC || c == GETTIME)) continue;
+            if (!recording && (c == TSC || c == GETTIME)) continue;
             case_set(&cases[d][c], loops[c], chain(nodes[d][c], depths[d], inner[c], c == DIAG), depths[d], polls);
             run[n++] = &cases[d][c];
         }
+        figures[d].kind = recording ? RATIO : EXTRA;
+        figures[d].subject = &cases[d][DIAG];
+        figures[d].reference = &cases[d][BARE];
+        figures[d].floor_case = recording ? &cases[d][TSC] : NULL;
+        figures[d].names[0] = recording ? "diagnosed" : label[0] == 'D' ? "DIAGNOSE=0" : "compiled out";
+        figures[d].names[1] = "bare";
+        figures[d].names[2] = "clock floor";
+    }
+    measure(run, n, -warm_up(block), warm_up(block));
     while (blocks < MAX_BLOCKS) {
-        int ok = 1;
         measure(run, n, rounds, block);
         rounds += block;
         blocks++;
-        for (d = 0; d < 2; d++) {
-            if (kind == 0) ratio_rounds(v, &cases[d][DIAG], &cases[d][BARE], &cases[d][TSC], rounds);
-            else extra_rounds(v, &cases[d][DIAG], &cases[d][BARE], rounds);
-            ok = ok && passes(v, rounds, kind == 0 ? target : 1.0);
-        }
-        if (ok) break;
+        if (figure_passes(&figures[0], rounds, limit) && figure_passes(&figures[1], rounds, limit)) break;
     }
     for (d = 0; d < 2; d++) {
         bench_case *k = cases[d];
         const char *levels = depths[d] > 1 ? "levels" : "level";
-        if (kind == 0) {
+        if (recording) {
             snprintf(name, sizeof name, "bare poll, %d %s (reference)", depths[d], levels);
             row(name, per_poll(&k[BARE], rounds), "", "", -1);
-            extra_rounds(v, &k[TSC], &k[BARE], rounds);
             snprintf(name, sizeof name, "clock floor: +2 rdtsc, %d %s", depths[d], levels);
-            snprintf(figure, sizeof figure, "extra %.2f ns", quiet(v, rounds));
-            row(name, per_poll(&k[TSC], rounds), figure, "", -1);
-            extra_rounds(v, &k[GETTIME], &k[BARE], rounds);
+            snprintf(figure_text, sizeof figure_text, "extra %.2f ns", per_poll(&k[TSC], rounds) - per_poll(&k[BARE], rounds));
+            row(name, per_poll(&k[TSC], rounds), figure_text, "", -1);
             snprintf(name, sizeof name, "clock_gettime floor, %d %s", depths[d], levels);
-            snprintf(figure, sizeof figure, "extra %.2f ns", quiet(v, rounds));
-            row(name, per_poll(&k[GETTIME], rounds), figure, "", -1);
+            snprintf(figure_text, sizeof figure_text, "extra %.2f ns",
+                     per_poll(&k[GETTIME], rounds) - per_poll(&k[BARE], rounds));
+            row(name, per_poll(&k[GETTIME], rounds), figure_text, "", -1);
         }
         snprintf(name, sizeof name, "%s, %d %s", label, depths[d], levels);
-        if (kind == 0) { /* recording: extra over bare against the clock floor's extra */
-            ratio_rounds(v, &k[DIAG], &k[BARE], &k[TSC], rounds);
-            snprintf(target_text, sizeof target_text, "<= %.2f", target);
-            row_rounds(name, per_poll(&k[DIAG], rounds), "extra/floor %.2f", v, rounds, blocks, target_text, target);
-        } else {
-            extra_rounds(v, &k[DIAG], &k[BARE], rounds);
-            row_rounds(name, per_poll(&k[DIAG], rounds), "extra %.2f ns", v, rounds, blocks, "<= 1 ns", 1.0);
-        }
+        figure_row(name, &figures[d], rounds, blocks, recording ? "extra/floor %.2f" : "extra %.2f ns", target, limit);
     }
 }
 
@@ -471,7 +508,7 @@ typedef struct worker {
     pthread_t id;
     node leaf;
     int index;
-    double ns; /* ns per poll of its last turn */
+    double ns;    /* ns per poll of its last turn */
     char pad[64]; /* keep two workers' hot data off one cache line */
 } worker;
 
@@ -496,7 +533,8 @@ static void *work(void *arg)
     }
 }
 
-/* One turn: the workers in `which` poll; returns the slower one's ns per poll. */
+/* One turn: the workers marked poll at once; returns the slower one's ns
+   per poll. */
 static double turn(worker *w, int first, int second)
 {
     turn_active[0] = first;
@@ -506,10 +544,10 @@ static double turn(worker *w, int first, int second)
     return first && second ? (w[0].ns > w[1].ns ? w[0].ns : w[1].ns) : first ? w[0].ns : w[1].ns;
 }
 
-/* Rounds `from` to from + count - 1 (negative: warm-up, not kept): alone
-   and together in alternating order; the thread alone is the first worker
-   in even rounds, the second in odd ones. */
-static void thread_rounds(worker *w, int from, int count, double *one, double *two, double *ratio)
+/* Rounds as measure() runs them: alone and together in alternating order;
+   the thread alone is the first worker in even rounds, the second in odd
+   ones. */
+static void thread_rounds(worker *w, int from, int count, bench_case *one, bench_case *two)
 {
     int round;
     for (round = from; round < from + count; round++) {
@@ -522,38 +560,38 @@ static void thread_rounds(worker *w, int from, int count, double *one, double *t
             both = turn(w, 1, 1);
         }
         if (round < 0) continue;
-        one[round] = alone;
-        two[round] = both;
-        ratio[round] = both / alone;
+        one->ns[round] = alone;
+        two->ns[round] = both;
     }
 }
 
 static void threads(void)
 {
     static worker w[2];
-    static double one[MAX_ROUNDS], two[MAX_ROUNDS], ratio[MAX_ROUNDS];
-    int block = rounds_or(2400), warm = block / 20 < 5 ? 5 : block / 20, rounds = 0, blocks = 0, i;
+    static bench_case one, two;
+    bench_figure slower = { SLOWER, &two, &one, NULL, { "2 threads", "1 thread", NULL } };
+    int block = rounds_or(2400), rounds = 0, blocks = 0, i;
     pthread_barrier_init(&turn_start, NULL, 3);
     pthread_barrier_init(&turn_end, NULL, 3);
     for (i = 0; i < 2; i++) {
         w[i].index = i;
         pthread_create(&w[i].id, NULL, work, &w[i]);
     }
-    thread_rounds(w, -warm, warm, one, two, ratio);
-    while (blocks < MAX_BLOCKS) { /* as measure() does */
-        thread_rounds(w, rounds, block, one, two, ratio);
+    thread_rounds(w, -warm_up(block), warm_up(block), &one, &two);
+    while (blocks < MAX_BLOCKS) {
+        thread_rounds(w, rounds, block, &one, &two);
         rounds += block;
         blocks++;
-        if (passes(ratio, rounds, 1.10)) break;
+        if (figure_passes(&slower, rounds, 1.10)) break;
     }
     turn_active[0] = turn_active[1] = 0;
     pthread_barrier_wait(&turn_start);
     for (i = 0; i < 2; i++) pthread_join(w[i].id, NULL);
     pthread_barrier_destroy(&turn_start);
     pthread_barrier_destroy(&turn_end);
-    row("diagnosed poll, 1 thread", quiet(one, rounds), "", "", -1);
-    row_rounds("diagnosed poll, 2 threads at once (slower)", quiet(two, rounds), "vs 1 thread %.3f", ratio, rounds,
-               blocks, "<= 1.10", 1.10);
+    row("diagnosed poll, 1 thread", per_poll(&one, rounds), "", "", -1);
+    figure_row("diagnosed poll, 2 threads at once (slower)", &slower, rounds, blocks, "vs 1 thread %.3f", "<= 1.10",
+               1.10);
 }
 
 /* ---- memory -------------------------------------------------------------- */
@@ -818,9 +856,10 @@ static void trace(void)
 {
     static node nodes[2][2][DEPTH];
     static bench_case cases[2][2];
-    static double v[MAX_ROUNDS];
     bench_case *const all[4] = { &cases[0][0], &cases[0][1], &cases[1][0], &cases[1][1] };
     static const int depths[2] = { 1, DEPTH };
+    bench_figure extra[2] = { { EXTRA, &cases[0][1], &cases[0][0], NULL, { "ring on", "ring off", NULL } },
+                        { EXTRA, &cases[1][1], &cases[1][0], NULL, { "ring on", "ring off", NULL } } };
     diag_span warm = DIAG_SPAN_INIT("warm"); /* attach this thread: its ring */
     char name[80];
     int block = rounds_or(1600), rounds = 0, blocks = 0, d, on;
@@ -835,24 +874,19 @@ static void trace(void)
         for (on = 0; on < 2; on++)
             case_set(&cases[d][on], on ? loop_ring_on : loop_ring_off, chain(nodes[d][on], depths[d], diag_node_poll, 1),
                      depths[d], POLLS);
+    measure(all, 4, -warm_up(block), warm_up(block));
     while (blocks < MAX_BLOCKS) {
-        int ok = 1;
         measure(all, 4, rounds, block);
         rounds += block;
         blocks++;
-        for (d = 0; d < 2; d++) {
-            extra_rounds(v, &cases[d][1], &cases[d][0], rounds);
-            ok = ok && passes(v, rounds, 5.0);
-        }
-        if (ok) break;
+        if (figure_passes(&extra[0], rounds, 5.0) && figure_passes(&extra[1], rounds, 5.0)) break;
     }
     for (d = 0; d < 2; d++) {
         const char *levels = depths[d] > 1 ? "levels" : "level";
         snprintf(name, sizeof name, "trace ring off, %d %s (reference)", depths[d], levels);
         row(name, per_poll(&cases[d][0], rounds), "", "", -1);
         snprintf(name, sizeof name, "trace ring on (DIAGNOSE_TRACE=%u), %d %s", diag__rt->trace->n, depths[d], levels);
-        extra_rounds(v, &cases[d][1], &cases[d][0], rounds);
-        row_rounds(name, per_poll(&cases[d][1], rounds), "extra %+.2f ns", v, rounds, blocks, "<= 5 ns", 5.0);
+        figure_row(name, &extra[d], rounds, blocks, "extra %+.2f ns", "<= 5 ns", 5.0);
     }
 }
 
@@ -875,7 +909,6 @@ static void runs(void)
     enum { PENDING_POLL, ONE_POLL_RUN, ONE_POLL_RUN_CROWDED, NRUNS };
     static node nodes[NRUNS], crowd[10000];
     static bench_case cases[NRUNS];
-    static double v[MAX_ROUNDS];
     bench_case *const alone[2] = { &cases[PENDING_POLL], &cases[ONE_POLL_RUN] };
     bench_case *const crowded[2] = { &cases[PENDING_POLL], &cases[ONE_POLL_RUN_CROWDED] };
     char figure[48];
@@ -886,19 +919,19 @@ static void runs(void)
         case_set(&cases[c], loop_diag, DIAGNOSE_AS(&nodes[c].base, c == PENDING_POLL ? "open_run" : "one_poll_run"), 1,
                  POLLS);
     }
-    measure(alone, 2, 0, rounds);
+    measure(alone, 2, -warm_up(rounds), warm_up(rounds) + rounds);
     row("poll of an open run (reference)", per_poll(&cases[PENDING_POLL], rounds), "", "", -1);
-    extra_rounds(v, &cases[ONE_POLL_RUN], &cases[PENDING_POLL], rounds);
-    snprintf(figure, sizeof figure, "extra %.2f ns", quiet(v, rounds));
+    snprintf(figure, sizeof figure, "extra %.2f ns",
+             per_poll(&cases[ONE_POLL_RUN], rounds) - per_poll(&cases[PENDING_POLL], rounds));
     row("run of one poll (record taken, freed)", per_poll(&cases[ONE_POLL_RUN], rounds), figure, "", -1);
     /* 10,000 runs that stay open hold records the search steps over */
     for (i = 0; i < 10000; i++) {
         crowd[i].base.poll = leaf_fn;
         diag_poll(DIAGNOSE_AS(&crowd[i].base, "crowd"), NULL);
     }
-    measure(crowded, 2, 0, rounds);
-    extra_rounds(v, &cases[ONE_POLL_RUN_CROWDED], &cases[PENDING_POLL], rounds);
-    snprintf(figure, sizeof figure, "extra %.2f ns", quiet(v, rounds));
+    measure(crowded, 2, -warm_up(rounds), warm_up(rounds) + rounds);
+    snprintf(figure, sizeof figure, "extra %.2f ns",
+             per_poll(&cases[ONE_POLL_RUN_CROWDED], rounds) - per_poll(&cases[PENDING_POLL], rounds));
     row("run of one poll, 10,000 runs open", per_poll(&cases[ONE_POLL_RUN_CROWDED], rounds), figure, "", -1);
     for (i = 0; i < 10000; i++) diag_drop(&crowd[i].base);
 }
@@ -947,10 +980,10 @@ static void call_style(void)
 {
     static call_task tasks[4], others[1000];
     static bench_case cases[4];
-    static double v[MAX_ROUNDS];
     bench_case *const all[4] = { &cases[0], &cases[1], &cases[2], &cases[3] };
     loop_fn loops[4] = { loop_call_bare, loop_call_span, loop_call_at, loop_call_at };
     char figure[48];
+    double bare, span;
     int rounds = rounds_or(300), c, i;
     for (i = 0; i < 1000; i++) DIAG_CALL_AT(&others[i], "other", call_step(&others[i]), 1); /* pending */
     for (c = 0; c < 4; c++) {
@@ -958,16 +991,15 @@ static void call_style(void)
         tasks[c].done_every = c == 3 ? 1 : 0;
         case_set(&cases[c], loops[c], (diag_future *)(void *)&tasks[c], 1, POLLS);
     }
-    measure(all, 4, 0, rounds);
-    row("call-style: bare call (reference)", per_poll(&cases[0], rounds), "", "", -1);
-    extra_rounds(v, &cases[1], &cases[0], rounds);
-    snprintf(figure, sizeof figure, "extra %.2f ns", quiet(v, rounds));
-    row("DIAG_CALL, the task's own span", per_poll(&cases[1], rounds), figure, "", -1);
-    extra_rounds(v, &cases[2], &cases[1], rounds);
-    snprintf(figure, sizeof figure, "look-up %.2f ns", quiet(v, rounds));
+    measure(all, 4, -warm_up(rounds), warm_up(rounds) + rounds);
+    bare = per_poll(&cases[0], rounds);
+    span = per_poll(&cases[1], rounds);
+    row("call-style: bare call (reference)", bare, "", "", -1);
+    snprintf(figure, sizeof figure, "extra %.2f ns", span - bare);
+    row("DIAG_CALL, the task's own span", span, figure, "", -1);
+    snprintf(figure, sizeof figure, "look-up %.2f ns", per_poll(&cases[2], rounds) - span);
     row("DIAG_CALL_AT, span by address", per_poll(&cases[2], rounds), figure, "", -1);
-    extra_rounds(v, &cases[3], &cases[1], rounds);
-    snprintf(figure, sizeof figure, "vs DIAG_CALL +%.2f ns", quiet(v, rounds));
+    snprintf(figure, sizeof figure, "vs DIAG_CALL +%.2f ns", per_poll(&cases[3], rounds) - span);
     row("DIAG_CALL_AT, one call per run", per_poll(&cases[3], rounds), figure, "", -1);
 }
 #endif /* !DIAGNOSE_DISABLE */
