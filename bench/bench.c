@@ -323,33 +323,41 @@ static double per_poll(const bench_case *c, int rounds) { return at(c, rounds, Q
 /* What a figure computes from its cases' ns per poll:
    EXTRA   subject - reference
    RATIO   (subject - reference) / (floor - reference), the reference bare
-   SLOWER  subject / reference */
+   SLOWER  subject / reference, the subject the slower of two when there
+           is a second (two threads polling at once) */
 enum figure_kind { EXTRA, RATIO, SLOWER };
 
 typedef struct bench_figure {
     enum figure_kind kind;
-    const bench_case *subject, *reference, *floor_case; /* floor_case: RATIO only */
-    const char *names[3];                               /* the three, for the rounds lines */
+    const bench_case *subject, *reference;
+    const bench_case *other; /* RATIO: the floor; SLOWER: a second subject, or NULL */
+    const char *names[3];    /* subject, reference, other: for the rounds lines */
 } bench_figure;
 
-static double figure_of(const bench_figure *f, double subject, double reference, double floor_ns)
+/* The subject's ns per poll from ns per poll of subject and other: for
+   SLOWER with a second subject, the slower of the two. */
+static double subject_of(const bench_figure *f, double subject, double other)
+{
+    return f->kind == SLOWER && f->other && other > subject ? other : subject;
+}
+
+static double figure_of(const bench_figure *f, double subject, double reference, double other)
 {
     if (f->kind == EXTRA) return subject - reference;
-    if (f->kind == RATIO) return (subject - reference) / (floor_ns - reference);
-    return subject / reference;
+    if (f->kind == RATIO) return (subject - reference) / (other - reference);
+    return subject_of(f, subject, other) / reference;
 }
 
 /* The figure from its cases' quantile q. */
 static double figure_at(const bench_figure *f, int rounds, double q)
 {
-    return figure_of(f, at(f->subject, rounds, q), at(f->reference, rounds, q),
-                     f->floor_case ? at(f->floor_case, rounds, q) : 0);
+    return figure_of(f, at(f->subject, rounds, q), at(f->reference, rounds, q), f->other ? at(f->other, rounds, q) : 0);
 }
 
 /* The figure from one round's cases alone. */
 static double figure_in(const bench_figure *f, int round)
 {
-    return figure_of(f, f->subject->ns[round], f->reference->ns[round], f->floor_case ? f->floor_case->ns[round] : 0);
+    return figure_of(f, f->subject->ns[round], f->reference->ns[round], f->other ? f->other->ns[round] : 0);
 }
 
 static int figure_passes(const bench_figure *f, int rounds, double limit)
@@ -370,7 +378,7 @@ static void figure_rounds(const char *name, const bench_figure *f, int rounds, i
     int i, within = 0, groups = rounds < MARKS ? rounds : MARKS;
     cases[0] = f->subject;
     cases[1] = f->reference;
-    cases[2] = f->floor_case;
+    cases[2] = f->other;
     for (i = 0; i < rounds; i++) {
         v[i] = figure_in(f, i);
         within += v[i] <= limit;
@@ -412,7 +420,8 @@ static void figure_row(const char *name, const bench_figure *f, int rounds, int 
     double value = figure_at(f, rounds, QUIET_QUANTILE);
     snprintf(with_median, sizeof with_median, "%s (median %s)", format, strchr(format, '%'));
     snprintf(text, sizeof text, with_median, value, figure_at(f, rounds, 0.5));
-    row(name, per_poll(f->subject, rounds), text, target, value <= limit);
+    row(name, subject_of(f, per_poll(f->subject, rounds), f->other ? per_poll(f->other, rounds) : 0), text, target,
+        value <= limit);
     figure_rounds(name, f, rounds, blocks, limit, verbose || blocks > 1 || value > limit);
 }
 
@@ -467,7 +476,7 @@ static void overhead(void)
         figures[d].kind = recording ? RATIO : EXTRA;
         figures[d].subject = &cases[d][DIAG];
         figures[d].reference = &cases[d][BARE];
-        figures[d].floor_case = recording ? &cases[d][TSC] : NULL;
+        figures[d].other = recording ? &cases[d][TSC] : NULL;
         figures[d].names[0] = recording ? "diagnosed" : label[0] == 'D' ? "DIAGNOSE=0" : "compiled out";
         figures[d].names[1] = "bare";
         figures[d].names[2] = "clock floor";
@@ -533,43 +542,49 @@ static void *work(void *arg)
     }
 }
 
-/* One turn: the workers marked poll at once; returns the slower one's ns
-   per poll. */
+/* One turn: the workers marked poll at once; returns the ns per poll of
+   the last one marked. */
 static double turn(worker *w, int first, int second)
 {
     turn_active[0] = first;
     turn_active[1] = second;
     pthread_barrier_wait(&turn_start);
     pthread_barrier_wait(&turn_end);
-    return first && second ? (w[0].ns > w[1].ns ? w[0].ns : w[1].ns) : first ? w[0].ns : w[1].ns;
+    return second ? w[1].ns : w[0].ns;
 }
 
 /* Rounds as measure() runs them: alone and together in alternating order;
    the thread alone is the first worker in even rounds, the second in odd
-   ones. */
+   ones. Together, each worker's time is kept apart (two[0], two[1]). */
 static void thread_rounds(worker *w, int from, int count, bench_case *one, bench_case *two)
 {
     int round;
     for (round = from; round < from + count; round++) {
-        double alone, both;
+        double alone, first, second;
         if (round & 1) {
-            both = turn(w, 1, 1);
+            turn(w, 1, 1);
+            first = w[0].ns;
+            second = w[1].ns;
             alone = turn(w, 0, 1);
         } else {
             alone = turn(w, 1, 0);
-            both = turn(w, 1, 1);
+            turn(w, 1, 1);
+            first = w[0].ns;
+            second = w[1].ns;
         }
         if (round < 0) continue;
         one->ns[round] = alone;
-        two->ns[round] = both;
+        two[0].ns[round] = first;
+        two[1].ns[round] = second;
     }
 }
 
 static void threads(void)
 {
     static worker w[2];
-    static bench_case one, two;
-    bench_figure slower = { SLOWER, &two, &one, NULL, { "2 threads", "1 thread", NULL } };
+    static bench_case one, two[2];
+    /* the slower of the two threads, each at its own quiet rounds */
+    bench_figure slower = { SLOWER, &two[0], &one, &two[1], { "thread 1 of 2", "1 thread", "thread 2 of 2" } };
     int block = rounds_or(2400), rounds = 0, blocks = 0, i;
     pthread_barrier_init(&turn_start, NULL, 3);
     pthread_barrier_init(&turn_end, NULL, 3);
@@ -577,9 +592,9 @@ static void threads(void)
         w[i].index = i;
         pthread_create(&w[i].id, NULL, work, &w[i]);
     }
-    thread_rounds(w, -warm_up(block), warm_up(block), &one, &two);
+    thread_rounds(w, -warm_up(block), warm_up(block), &one, two);
     while (blocks < MAX_BLOCKS) {
-        thread_rounds(w, rounds, block, &one, &two);
+        thread_rounds(w, rounds, block, &one, two);
         rounds += block;
         blocks++;
         if (figure_passes(&slower, rounds, 1.10)) break;
