@@ -48,9 +48,10 @@
    Each mode prints rows of the table bench/run.sh shows: case, ns per
    operation, the figure compared, its target and PASS or MISS. Built twice
    by run.sh: as is, and with DIAGNOSE_DISABLE (then only "overhead").
-   BENCH_ROUNDS=n sets the rounds of every mode that has them (for a quick
-   look, or a longer one); BENCH_VERBOSE=1 prints the rounds of every
-   figure with a target, not only of those that missed. */
+   BENCH_ROUNDS=n sets the rounds of a block (for a quick look, or a
+   longer one); BENCH_VERBOSE=1 prints the rounds under every figure with
+   a target, not only under those that missed; BENCH_ROUNDS_FILE=path
+   appends every round of every such figure to path. */
 #define DIAGNOSE_IMPLEMENTATION
 #include "diagnose.h"
 

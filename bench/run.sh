@@ -102,7 +102,7 @@ echo_workload() {
     if [ "$have_uv" = 1 ]; then echo_workload; fi
 } | tee "$log"
 echo
-echo "stable load (bench/stable_load.c: 5 runs of the same seeded load, 30 executions each, interleaved):"
+echo "stable load (bench/stable_load.c: 5 runs of the same seeded load):"
 "${rt[@]}" "$bin/stable_load" 5 30 | tee -a "$log"
 pass=$(grep -c ' PASS$' "$log") miss=$(grep -c ' MISS$' "$log")
 echo

@@ -218,7 +218,7 @@ static int add_busy(double child[KINDS], double *total)
 
 #define MAX_RUNS 20
 #define MAX_ROUNDS 100
-#define PAUSE_MS 25 /* after each execution: a third of one, or less */
+#define PAUSE_MS 25 /* after each execution of about 70 ms: see the top of the file */
 
 int main(int argc, char **argv)
 {
@@ -262,7 +262,7 @@ int main(int argc, char **argv)
     for (run = 0; run < runs; run++) {
         printf("%-8d", run + 1);
         for (k = 0; k < KINDS; k++) printf(" %10.2f", 100.0 * busy[run][k] / total[run]);
-        printf("   %.0f ms each\n", ms[run]);
+        printf("   %.0f ms an execution\n", ms[run]);
     }
     printf("%-8s", "spread");
     for (k = 0; k < KINDS; k++) {
@@ -284,7 +284,7 @@ int main(int argc, char **argv)
            ok ? "PASS" : "MISS");
     if (!ok) {
         int e;
-        printf("    %s in each execution, in time order (run %s):", kind_names[worst_kind], "1 to N, then back");
+        printf("    %s, share in each execution in time order (| starts a round):", kind_names[worst_kind]);
         for (e = 0; e < executions; e++) printf("%s%.1f", e % runs ? " " : " | ", each[e][worst_kind]);
         printf("\n");
     }
