@@ -928,7 +928,9 @@ static void runs(void)
     bench_case *const alone[2] = { &cases[PENDING_POLL], &cases[ONE_POLL_RUN] };
     bench_case *const crowded[2] = { &cases[PENDING_POLL], &cases[ONE_POLL_RUN_CROWDED] };
     char figure[48];
-    int rounds = rounds_or(300), c, i;
+    /* No target, so one block, and a long one: a slow stretch of the machine
+       that covers all of it, and moves these figures, is then rare. */
+    int rounds = rounds_or(900), c, i;
     for (c = 0; c < NRUNS; c++) {
         memset(&nodes[c], 0, sizeof nodes[c]);
         nodes[c].base.poll = c == PENDING_POLL ? leaf_fn : ready_fn;
@@ -1000,7 +1002,9 @@ static void call_style(void)
     loop_fn loops[4] = { loop_call_bare, loop_call_span, loop_call_at, loop_call_at };
     char figure[48];
     double bare, span;
-    int rounds = rounds_or(300), c, i;
+    /* No target, so one block, and a long one: a slow stretch of the machine
+       that covers all of it, and moves these figures, is then rare. */
+    int rounds = rounds_or(900), c, i;
     for (i = 0; i < 1000; i++) DIAG_CALL_AT(&others[i], "other", call_step(&others[i]), 1); /* pending */
     for (c = 0; c < 4; c++) {
         diag_span_init(&tasks[c].span, "call");
