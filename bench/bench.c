@@ -44,6 +44,8 @@
                         of a run that stays open; also with 10,000 runs open
        bench call       call-style async: DIAG_CALL, and DIAG_CALL_AT's
                         look-up of a span by the task's address
+       bench fiber      diag_fiber_switch, with a span of the coroutine's
+                        moved at each switch, and with none
 
    Each mode prints rows of the table bench/run.sh shows: case, ns per
    operation, the figure compared, its target and PASS or MISS. Built twice
@@ -1022,6 +1024,42 @@ static void call_style(void)
     snprintf(figure, sizeof figure, "vs DIAG_CALL +%.2f ns", per_poll(&cases[3], rounds) - span);
     row("DIAG_CALL_AT, one call per run", per_poll(&cases[3], rounds), figure, "", -1);
 }
+/* ---- stackful coroutines ------------------------------------------------------ */
+
+/* A resume is two switches: into the coroutine and back. With a span open
+   in the coroutine each switch moves its frame (one clock read, a copy);
+   with none it only notes the fiber. The fiber travels as the case's top. */
+TIMED static void loop_switch(diag_future *f, long n)
+{
+    diag_fiber *fiber = (diag_fiber *)(void *)f;
+    long i;
+    for (i = 0; i < n; i++) {
+        diag_fiber_switch(fiber);
+        diag_fiber_switch(NULL);
+    }
+}
+
+static void fibers(void)
+{
+    static diag_fiber fiber[2];
+    static bench_case cases[2];
+    static diag_span open = DIAG_SPAN_INIT("suspended");
+    bench_case *const all[2] = { &cases[0], &cases[1] };
+    int rounds = rounds_or(900), ok;
+    double moved;
+    diag_fiber_switch(&fiber[0]);
+    diag_span_begin(&open); /* stays open in fiber[0], switched out */
+    diag_fiber_switch(NULL);
+    case_set(&cases[0], loop_switch, (diag_future *)(void *)&fiber[0], 2, POLLS);
+    case_set(&cases[1], loop_switch, (diag_future *)(void *)&fiber[1], 2, POLLS);
+    measure(all, 2, -warm_up(rounds), warm_up(rounds) + rounds);
+    moved = per_poll(&cases[0], rounds);
+    ok = moved <= 30.0;
+    misses += !ok;
+    row("fiber switch, one open span moved", moved, "ns per switch", "<= 30 ns", ok);
+    row("fiber switch, nothing open", per_poll(&cases[1], rounds), "ns per switch", "", -1);
+}
+
 #endif /* !DIAGNOSE_DISABLE */
 
 /* ---- CPU time of a command ------------------------------------------------ */
@@ -1070,9 +1108,10 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "trace") == 0) trace();
     else if (strcmp(mode, "call") == 0) call_style();
     else if (strcmp(mode, "runs") == 0) runs();
+    else if (strcmp(mode, "fiber") == 0) fibers();
 #endif
     else {
-        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock|trace|call|scale THREADS PATHS|runs\n", argv[0]);
+        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock|trace|call|fiber|scale THREADS PATHS|runs\n", argv[0]);
         return 2;
     }
     return misses ? 1 : 0;

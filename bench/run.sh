@@ -99,6 +99,7 @@ echo_workload() {
     DIAGNOSE_TRACE=4096 DIAGNOSE_SLOW_NS=0 "${rt[@]}" "$bin/bench" trace
     "${rt[@]}" "$bin/bench" runs
     "${rt[@]}" "$bin/bench" call
+    "${rt[@]}" "$bin/bench" fiber
     if [ "$have_uv" = 1 ]; then echo_workload; fi
 } | tee "$log"
 echo
