@@ -1145,7 +1145,8 @@ static int diag__tsc_is_invariant(void)
     if (!__get_cpuid(0x80000007u, &a, &b, &c, &d)) return 0;
     return ((d >> 8) & 1u) != 0;
 #elif defined(__aarch64__)
-    return diag__counter_hz() >= 1000000u && diag__counter_hz() <= 10000000000u;
+    uint64_t hz = diag__counter_hz();
+    return hz >= 1000000u && hz <= 10000000000u;
 #else
     return 0;
 #endif
