@@ -199,10 +199,10 @@ done
 # -static and run under qemu-aarch64 (the children tt_spawn starts too:
 # TT_EXEC); against musl, -static, run here; 32-bit x86 with gcc -m32.
 if have aarch64-linux-gnu-gcc && have qemu-aarch64; then
-    step target-aarch64-qemu suite aarch64 CC=aarch64-linux-gnu-gcc CFLAGS="-O2 -g -static" VARIANTS=c \
+    step target-aarch64-qemu suite aarch64 CC=aarch64-linux-gnu-gcc CFLAGS="-O2 -static" VARIANTS=c \
         RUNNER=qemu-aarch64 TT_EXEC=qemu-aarch64
 fi
-if have musl-gcc; then step target-musl suite musl CC=musl-gcc CFLAGS="-O2 -g -static" VARIANTS=c; fi
+if have musl-gcc; then step target-musl suite musl CC=musl-gcc CFLAGS="-O2 -static" VARIANTS=c; fi
 # gcc -m32 finds <asm/...> through /usr/include/asm, a link that Debian's
 # gcc-multilib makes. That package conflicts with the aarch64 cross
 # compiler, so .ci/run installs gcc-12-multilib and the link is made here.
@@ -211,7 +211,7 @@ m32_suite() {
     mkdir -p "$inc"
     asm=$(echo '#include <asm/errno.h>' | gcc -E -M -x c - 2>/dev/null | tr ' \\' '\n\n' | grep '/asm/errno\.h$')
     [ -n "$asm" ] && ln -sfn "$(dirname "$asm")" "$inc/asm"
-    suite m32 CC=gcc CFLAGS="-O2 -g -m32 -isystem $inc" VARIANTS=c
+    suite m32 CC=gcc CFLAGS="-O2 -m32 -isystem $inc" VARIANTS=c
 }
 have_m32() { # a 32-bit libc and libgcc (gcc prints the bare name of a file it lacks)
     [ -e "$(gcc -m32 -print-file-name=libc.so 2>/dev/null)" ] && [ -e "$(gcc -m32 -print-file-name=libgcc.a 2>/dev/null)" ]
