@@ -209,7 +209,7 @@ if have musl-gcc; then step target-musl suite musl CC=musl-gcc CFLAGS="-O2 -stat
 m32_suite() {
     local inc="$OUT/m32/include" asm
     mkdir -p "$inc"
-    asm=$(echo '#include <asm/errno.h>' | gcc -E -M -x c - 2>/dev/null | tr ' \\' '\n\n' | grep '/asm/errno\.h$')
+    asm=$(echo '#include <asm/errno.h>' | gcc -E -M -x c - 2>/dev/null | grep -o '[^ ]*/asm/errno\.h')
     [ -n "$asm" ] && ln -sfn "$(dirname "$asm")" "$inc/asm"
     suite m32 CC=gcc CFLAGS="-O2 -m32 -isystem $inc" VARIANTS=c
 }
