@@ -597,21 +597,28 @@ static inline int diag__on(void)
     return diag__mode == 0 && diag__start();
 }
 
-/* The fast paths below read the clock inline only where it is the
-   timestamp counter; elsewhere they take their out-of-line rest. */
-static inline int diag__fast_clock(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    return diag__use_tsc;
+/* The CPU's own counter, read inline by the fast paths below: the timestamp
+   counter on x86, the virtual counter (cntvct_el0) on aarch64. Elsewhere
+   there is none: diag__fast_clock() is 0 and they take their out-of-line
+   rest. The read has no barrier: it may run a few instructions early,
+   which a poll's time cannot tell from its own code (diag__clock_pair,
+   where the order of reads matters, puts one in). */
+#if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__)
+#define DIAG__COUNTER 1
 #else
-    return 0;
+#define DIAG__COUNTER 0
 #endif
-}
+
+static inline int diag__fast_clock(void) { return DIAG__COUNTER && diag__use_tsc; }
 
 static inline uint64_t diag__fast_now(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     return __builtin_ia32_rdtsc();
+#elif defined(__aarch64__)
+    uint64_t ticks;
+    __asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(ticks));
+    return ticks;
 #else
     return diag__clock_ns();
 #endif
@@ -619,9 +626,7 @@ static inline uint64_t diag__fast_now(void)
 
 static inline uint64_t diag__now(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    if (DIAG__LIKELY(diag__use_tsc)) return __builtin_ia32_rdtsc();
-#endif
+    if (DIAG__COUNTER && DIAG__LIKELY(diag__use_tsc)) return diag__fast_now();
     return diag__clock_ns();
 }
 
@@ -1158,15 +1163,48 @@ uint64_t diag__clock_ns(void) { return diag__clock_read(CLOCK_MONOTONIC); }
 
 static uint64_t diag__realtime_ns(void) { return diag__clock_read(CLOCK_REALTIME); }
 
+#if defined(__aarch64__)
+/* The virtual counter's rate in Hz, as the firmware set cntfrq_el0. */
+static uint64_t diag__counter_hz(void)
+{
+    uint64_t hz;
+    __asm__ __volatile__("mrs %0, cntfrq_el0" : "=r"(hz));
+    return hz;
+}
+/* The lowest rate the counter may run at, in ticks per ns, for the slow-poll
+   threshold before calibration (diag__slow_start): half what cntfrq_el0
+   says, for a firmware that rounds it. */
+#define DIAG__MIN_TICKS_PER_NS ((double)diag__counter_hz() / 2e9)
+#else
+#define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
+#endif
+
+/* 1 if the fast paths may read the CPU's counter (diag__use_tsc): on x86
+   an invariant timestamp counter (CPUID says so); on aarch64 the virtual
+   counter, one clock for every core, when cntfrq_el0 gives its rate (a
+   firmware that leaves it 0 leaves clock_gettime). */
 static int diag__tsc_is_invariant(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     unsigned a, b, c, d;
     if (!__get_cpuid(0x80000007u, &a, &b, &c, &d)) return 0;
     return ((d >> 8) & 1u) != 0;
+#elif defined(__aarch64__)
+    uint64_t hz = diag__counter_hz();
+    return hz >= 1000000u && hz <= 10000000000u;
 #else
     return 0;
 #endif
+}
+
+/* diag__now, read after the instructions before it: on aarch64 the
+   counter may be read early, before a clock_gettime just called. */
+static uint64_t diag__now_in_order(void)
+{
+#if defined(__aarch64__)
+    __asm__ __volatile__("isb" ::: "memory");
+#endif
+    return diag__now();
 }
 
 /* One (ticks, monotonic ns) pair, the monotonic time taken as the middle of
@@ -1178,7 +1216,7 @@ static void diag__clock_pair(uint64_t *ticks, uint64_t *mono)
     uint64_t best = UINT64_MAX;
     int i;
     for (i = 0; i < 16 && best > 2000; i++) {
-        uint64_t before = diag__clock_ns(), t = diag__now(), after = diag__clock_ns();
+        uint64_t before = diag__clock_ns(), t = diag__now_in_order(), after = diag__clock_ns();
         if (after - before < best) {
             best = after - before;
             *ticks = t;
@@ -1544,7 +1582,6 @@ static void diag__settings_read(void)
    to diag__slow_poll, judged with the rate so far, until after
    DIAG__CALIBRATE_NS it is set in ticks (rate good to about 1e-5). */
 #define DIAG__CALIBRATE_NS 10000000u
-#define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 
 static void diag__slow_start(void)
 {

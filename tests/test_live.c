@@ -570,8 +570,8 @@ static void test_lost_wakes(void)
     CHECK_RANGE(pending_age(text, "live.fresh", "oldest "), 0, AGE_LO(300 * MS));
     /* the last line of the summary is the youngest pending path */
     CHECK(err && strstr(err, "\npending: live.fresh: 1 open, oldest ") != NULL);
-    CHECK(err && err[strlen(err) - 1] == '\n' && strstr(strstr(err, "\npending: live.fresh:") + 1, "\n") ==
-                                                     err + strlen(err) - 1);
+    CHECK(err && *err && err[strlen(err) - 1] == '\n' && strstr(err, "\npending: live.fresh:") &&
+          strstr(strstr(err, "\npending: live.fresh:") + 1, "\n") == err + strlen(err) - 1);
     free(err);
     free(text);
     free(folded);
@@ -643,7 +643,7 @@ static void test_bad_stuck_setting(void)
     err = stderr_of(d);
     CHECK(err && strncmp(err, "diagnose.h: DIAGNOSE_STUCK_S=soon is not a number of seconds; ", 62) == 0);
     CHECK(err && strstr(err, "; using 10\n") != NULL);
-    CHECK(err && strstr(strstr(err, "STUCK") + 1, "STUCK") == NULL); /* said once */
+    CHECK(err && strstr(err, "STUCK") && strstr(strstr(err, "STUCK") + 1, "STUCK") == NULL); /* said once */
     free(err);
 }
 
