@@ -910,6 +910,7 @@ static inline void diag__call_end(diag_span *s, int done)
 #endif
 #if defined(__linux__)
 #include <link.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #endif
 
@@ -1164,6 +1165,7 @@ uint64_t diag__clock_ns(void) { return diag__clock_read(CLOCK_MONOTONIC); }
 static uint64_t diag__realtime_ns(void) { return diag__clock_read(CLOCK_REALTIME); }
 
 #if defined(__aarch64__)
+#define DIAG__COUNTER_NAME "cntvct" /* as the table's first line names the clock */
 /* The virtual counter's rate in Hz, as the firmware set cntfrq_el0. */
 static uint64_t diag__counter_hz(void)
 {
@@ -1176,6 +1178,7 @@ static uint64_t diag__counter_hz(void)
    says, for a firmware that rounds it. */
 #define DIAG__MIN_TICKS_PER_NS ((double)diag__counter_hz() / 2e9)
 #else
+#define DIAG__COUNTER_NAME "tsc"
 #define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 #endif
 
@@ -1393,12 +1396,15 @@ static void diag__format_ns(char *out, size_t cap, uint64_t ns)
 
 /* >>settings: every DIAGNOSE_* variable, parsed one way ---------------------- */
 
+/* NULL in a set-uid or set-gid program (AT_SECURE), whatever the libc. */
 static const char *diag__getenv(const char *name)
 {
 #if defined(__GLIBC__)
     return secure_getenv(name);
+#elif defined(__linux__)
+    return getauxval(AT_SECURE) ? NULL : getenv(name);
 #else
-    return getenv(name);
+    return getuid() != geteuid() || getgid() != getegid() ? NULL : getenv(name);
 #endif
 }
 
@@ -3405,7 +3411,7 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
     int sched = diag__has_wakes(snap);
     fprintf(out, "diagnose.h: %lu path%s, %u thread%s, clock %s; files %s.{polls,busy,wall%s}.folded\n",
             (unsigned long)snap->count, snap->count == 1 ? "" : "s", snap->threads, snap->threads == 1 ? "" : "s",
-            diag__use_tsc ? "tsc" : "clock_gettime", prefix, sched ? ",sched" : "");
+            diag__use_tsc ? DIAG__COUNTER_NAME : "clock_gettime", prefix, sched ? ",sched" : "");
     order = diag__rows_sorted(snap, diag__compare_busy, 0, &n);
     if (order == NULL) return;
     fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
