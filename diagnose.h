@@ -1125,12 +1125,10 @@ __attribute__((format(printf, 1, 2))) static void diag__warn(const char *format,
     diag__stderr_write(line, (size_t)n);
 }
 
-#ifndef DIAG_DEBUG /* DIAG_DEBUG aborts instead of warning */
 static void diag__say_once(int *flag, const char *message)
 {
     if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) diag__stderr_write(message, strlen(message));
 }
-#endif
 
 /* Marks the library's work that locks or allocates (dumps, reset, new
    paths, thread tables, start-up): an exit() from a signal handler inside
