@@ -48,8 +48,8 @@ built=1
     lib a -DLIB_NAME='"liba"' &&
         lib b -DLIB_NAME='"libb"' &&
         lib lone -DLIB_NAME='"lib"' &&
-        lib v2 -DLIB_NAME='"libv2"' -DDIAG__ABI=2 &&
-        lib lonev2 -DLIB_NAME='"lib"' -DDIAG__ABI=2 &&
+        lib v2 -DLIB_NAME='"libv2"' -DDIAG__ABI=999 &&
+        lib lonev2 -DLIB_NAME='"lib"' -DDIAG__ABI=999 &&
         prog linked -DLINKED -la &&
         prog plain &&
         prog nocopy -DDIAGNOSE_DISABLE
