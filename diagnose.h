@@ -7,6 +7,10 @@
        #include "diagnose.h"
 
    Everywhere else just #include "diagnose.h". Link with -pthread.
+   Compilers: gcc or clang (C99 or later, C++11 or later; -Wpedantic is
+   fine). The header is GNU C: atomic builtins, __thread, attributes, and
+   DIAG_CALL's statement expression. Compiled out (DIAGNOSE_DISABLE), it
+   is plain C99.
 
    CONTENTS
      WHAT IT DOES       what diagnose.h measures and why; a quick start
@@ -109,6 +113,8 @@
                     and has call's value; when that value == done, the run
                     ends (READY). An expression: each argument is evaluated
                     once; compiled out, just call. Threads: as begin/end.
+                    A GNU C statement expression with __typeof__ (plain
+                    C99 cannot keep the value's type with one evaluation).
    diag_span_at(task, name)
                     The span of the task at this address, for a struct with
                     no room for one: made on first use (name, static
@@ -165,11 +171,15 @@
    DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_PATH_TABLE_SIZE - 2).
    DIAGNOSE_SLOW_NS=n      a poll this long is slow (default 1000000; 0: off).
    DIAGNOSE_INTERVAL=s     every s seconds, a numbered snapshot PREFIX.N.*.
-   DIAGNOSE_SIGNAL=USR2    this signal asks for a numbered snapshot.
+   DIAGNOSE_SIGNAL=USR2    this signal, sent to the process, asks for a
+                           numbered snapshot; only the library's thread
+                           takes it (docs/live.md). Not a fault's (SEGV ...).
    DIAGNOSE_STUCK_S=s      an open run this old is stuck (default 10).
    DIAGNOSE_TRACE=n        each thread keeps its last n polls: PREFIX.trace.json.
    Read once, before main; a set-uid or set-gid program ignores them all.
    A value not understood gets one stderr line, and the default is used.
+   Every stderr line escapes the control bytes a value, prefix or path
+   brings (\n, \x1b ...).
 
    ---- OUTPUT (in full: docs/output.md, docs/live.md, docs/timeline.md) ----
    PREFIX.polls.folded, PREFIX.busy.folded, PREFIX.wall.folded (and
@@ -185,9 +195,11 @@
    path appears once (threads merged), lines sorted bytewise, the same
    paths in every metric's file. Files are written to a temporary name and
    renamed. A forked child writes its own (its pid appended to a prefix
-   without "%p"). If they cannot be written at exit, one stderr line says
-   why and they go to $TMPDIR (or /tmp). The exit code never changes
-   (exits and signals: docs/exits.md).
+   without "%p"). A profiled program it spawns replaces them unless the
+   prefix has "%p"; the program after an exec (the same pid) replaces
+   them, "%p" or not. If they cannot be written at exit, one
+   stderr line says why and they go to $TMPDIR (or /tmp). The exit code
+   never changes (exits, signals, exec: docs/exits.md).
    PREFIX.pending.folded and .txt, by every dump when runs are open:
 
        main;fetch: 3 open, oldest 12.4s, running 2.10s, stuck
@@ -216,8 +228,10 @@
    DIAGNOSE_IMPLEMENTATION too. The copies in one process share one runtime:
    one set of files, one table, paths across copies. Copies of another
    version or configuration keep a runtime of their own, and write under
-   PREFIX.abi-XXXXXXXX. Two copies linked into one executable are a link
-   error.
+   PREFIX.abi-XXXXXXXX. Without /proc or memfd_create every copy keeps its
+   own, and the last to write replaces the others' files (a library's
+   copy says so on stderr). Two copies linked into one executable are a
+   link error.
 
    ---- HOW IT WORKS (for maintainers) ---------------------------------------
    The implementation's parts are marked ">>name" (grep '>>') in the order
@@ -284,12 +298,15 @@
      (these without the dump lock), asked by a byte on its pipe: from the
      DIAGNOSE_SIGNAL handler (all the handler does) or a slow poll. Work
      that locks or allocates is marked per thread: an exit() from a
-     handler inside it writes no files.
+     handler inside it writes no files. The signal is blocked on the
+     thread that starts the runtime, whose later threads inherit the mask;
+     the snapshot thread alone unblocks it, so the handler runs there.
    - Thread exit (the key's destructor), under the runtime lock: the table
      joins `retired`, the records are parked, the ring joins the exited.
    - fork: the prepare handlers take the locks, the parent unlocks; the
      child unlocks, clears the registry lock, resets, drops the other
-     threads' stacks (their runs stay open), and has no snapshot thread.
+     threads' stacks (their runs stay open), has no snapshot thread, and
+     unblocks DIAGNOSE_SIGNAL (for a program it execs).
    - exit and dlclose run each copy's atexit handler: a copy that leaves
      hands the key and the snapshot thread to one that stays; the last
      stops the snapshot thread and writes the files and the table.
@@ -860,9 +877,11 @@ static inline void diag__call_end(diag_span *s, int done)
     if (done && DIAG__UNLIKELY(s->flags & DIAG__SPAN_AT)) diag__at_release(s);
 }
 
-/* A statement expression, so that the call's value keeps its type; the
-   locals get a number of their own (__COUNTER__), so that a DIAG_CALL in
-   the call of another shadows nothing. */
+/* A statement expression, so that the call's value keeps its type: GNU C,
+   as the rest of the header (see the top); C99 has no way to hold a value
+   of the call's type, evaluated once, for the compare. The locals get a
+   number of their own (__COUNTER__), so that a DIAG_CALL in the call of
+   another shadows nothing. */
 #define DIAG__CAT2(a, b) a##b
 #define DIAG__CAT(a, b) DIAG__CAT2(a, b)
 #define DIAG__CALL(s, call, done, n)                                                                       \
@@ -4520,7 +4539,9 @@ static void diag__keep_names(void)
         __atomic_store_n(&path->name, copy, __ATOMIC_RELAXED);
     }
 }
+#define DIAG__LINUX 1
 #else
+#define DIAG__LINUX 0
 static const char *diag__locate_self(void) { return "the program"; }
 static void diag__keep_names(void) {}
 #endif
@@ -4591,6 +4612,11 @@ static diag__runtime *diag__join(int *created, int *rejoined)
         diag__warn("diagnose.h: this copy (in %s) was built with other settings or another version than the "
                    "process's first copy; its profile goes to %s%s.*\n", object,
                    diag__rt->out ? diag__rt->out : "diagnose", diag__rt->tag);
+    /* a library's copy is seldom alone (elsewhere than Linux, no copy knows where it is) */
+    if (r == NULL && DIAG__LINUX && !diag__self.in_executable && !diag__rt->quiet)
+        diag__warn("diagnose.h: this copy (in %s) cannot meet the process's other copies (no /proc/self/maps or "
+                   "no memfd_create): it keeps a runtime of its own, and the copy that writes %s.* last replaces "
+                   "the others' files\n", object, diag__rt->out ? diag__rt->out : "diagnose");
     pthread_mutex_lock(&diag__rt->lock);
     diag__copy_enter(rejoined);
     pthread_mutex_unlock(&diag__rt->lock);
