@@ -712,7 +712,7 @@ static void test_bad_value_is_named(void)
     snprintf(path, sizeof path, "%s/out.polls.folded", dir);
     CHECK(tt_exists(path));
     err = tt_readf("%s/stderr.txt", dir);
-    CHECK_STR(err, "diagnose.h: DIAGNOSE_TRACE=lots is not a whole number; accepted: a whole number from 0 to "
+    CHECK_STR(err, "diagnose.h: DIAGNOSE_TRACE='lots' is not a whole number; accepted: a whole number from 0 to "
                    "16777216; using 0\n");
     free(err);
 }
