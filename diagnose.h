@@ -84,8 +84,9 @@
                     Threads: any; one dump at a time (a call may wait).
    diag_write_svg(prefix)
                     Writes PREFIX.<metric>.svg, an interactive flame graph
-                    of each folded file (frames under 0.1 px left out; wall
-                    heading: all runs' walls summed, and time elapsed).
+                    of each folded file (frames under 0.1 px left out, and
+                    counted at the bottom right; wall heading: all runs'
+                    walls summed, and time elapsed).
                     Prefix, return, threads as diag_dump; one snapshot.
    diag_reset()     Starts a fresh window: later dumps count only what
                     happens after the call (runs still open count from it).
@@ -3492,6 +3493,7 @@ typedef struct diag__svg {
     unsigned levels; /* frames in the deepest stack */
     diag__svg_open *open;
     unsigned nopen;
+    uint64_t left_out; /* frames under 0.1 px, not drawn */
 } diag__svg;
 
 /* Orders stacks frame by frame (';' below every other byte), so the rows
@@ -3554,13 +3556,16 @@ static void diag__svg_fixed(char *out, size_t cap, double v)
     snprintf(out, cap, "%llu.%02u", (unsigned long long)(hundredths / 100), (unsigned)(hundredths % 100));
 }
 
-/* Draws an open frame ending at value offset end, at level depth; none under 0.1 px, as flamegraph.pl. */
+/* Draws an open frame ending at value offset end, at level depth; none under 0.1 px, as flamegraph.pl (counted). */
 static void diag__svg_frame(diag__svg *g, const diag__svg_open *f, unsigned depth, uint64_t end)
 {
     char head[128], box[320], value[32], color[32], share[24], x[24], w[24];
     double scale = (double)(DIAG__SVG_WIDTH - 2 * DIAG__SVG_PAD) / (double)g->total;
     uint64_t v = end - f->start;
-    if ((double)v * scale < 0.1) return;
+    if ((double)v * scale < 0.1) {
+        g->left_out++;
+        return;
+    }
     diag__svg_value(value, sizeof value, g->metric, v);
     diag__svg_color(color, sizeof color, g->metric, f->name, f->len);
     diag__svg_fixed(share, sizeof share, 100.0 * (double)v / (double)g->total);
@@ -3602,8 +3607,10 @@ static void diag__svg_stack(diag__svg *g, const char *s, uint64_t x)
     }
 }
 
-static void diag__svg_frames(diag__svg *g, const diag__row **order, size_t n)
+/* The frames, then how many were too narrow to draw, on the right of the bottom line. */
+static void diag__svg_frames(diag__svg *g, const diag__row **order, size_t n, unsigned height)
 {
+    char line[160];
     uint64_t x = 0;
     size_t i;
     for (i = 0; i < n; i++) {
@@ -3613,6 +3620,11 @@ static void diag__svg_frames(diag__svg *g, const diag__row **order, size_t n)
         x += v;
     }
     diag__svg_stack(g, "", x);
+    snprintf(line, sizeof line,
+             "<text id=\"left-out\" x=\"%u\" y=\"%u\" text-anchor=\"end\">%llu frame%s narrower than 0.1 px "
+             "not drawn</text>\n", DIAG__SVG_WIDTH - DIAG__SVG_PAD, height - 9, (unsigned long long)g->left_out,
+             g->left_out == 1 ? "" : "s");
+    diag__buf_str(g->out, line);
 }
 
 static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
@@ -3644,7 +3656,7 @@ static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
              DIAG__SVG_WIDTH / 2, diag__svg_titles[g->metric], value, DIAG__SVG_PAD, DIAG__SVG_PAD, height - 9,
              g->total ? "Hover a frame for its value, click to zoom." : "Nothing was measured.");
     diag__buf_str(g->out, line);
-    if (g->total) diag__svg_frames(g, order, n);
+    if (g->total) diag__svg_frames(g, order, n, height);
     diag__buf_str(g->out, "<script type=\"text/ecmascript\"><![CDATA[\n");
     for (i = 0; i < sizeof diag__svg_script / sizeof diag__svg_script[0]; i++) diag__buf_str(g->out, diag__svg_script[i]);
     diag__buf_str(g->out, "]]></script>\n</svg>\n");

@@ -122,6 +122,10 @@ async function testSvg(t, browser, svgFile, foldedFile) {
   const scale = 1180 / total;
   const drawn = [...want].filter(([, v]) => v * scale >= 0.1);
   check(t, frames.length === drawn.length, `${label}: ${frames.length} frames on the page, ${drawn.length} stacks of 0.1 px or more in the folded file`);
+  const narrow = want.size - drawn.length;
+  const leftOut = await page.evaluate(() => document.getElementById('left-out').textContent);
+  check(t, leftOut === `${narrow} frame${narrow === 1 ? '' : 's'} narrower than 0.1 px not drawn`,
+    `${label}: the page says "${leftOut}", the folded file has ${narrow} stacks under 0.1 px`);
   for (const [stack, v] of drawn) {
     const f = frames.find((g) => g.stack === stack);
     if (!check(t, f, `${label}: frame ${stack} is on the page`)) continue;
