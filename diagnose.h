@@ -533,6 +533,7 @@ typedef struct diag__runs {
 typedef struct diag__event {
     uint64_t start, dur; /* ticks */
     uint32_t path;
+    uint32_t orphan; /* the trace writer's: no parent in the file, so named by its whole path */
 } diag__event;
 
 /* A thread's ring of its last n polls, n + 1 slots: the one being written
@@ -987,6 +988,7 @@ typedef struct diag__runtime {
     uint64_t interval_ns;       /* DIAGNOSE_INTERVAL; 0: no timer (see diag__snapshot_thread_start) */
     int signo;                  /* DIAGNOSE_SIGNAL; 0: none */
     uint32_t trace_n;           /* DIAGNOSE_TRACE: events per thread; 0: off */
+    uint64_t ns_per_tick;       /* atomic: the bits of the double every file converts with; 0: not yet */
 } diag__runtime;
 
 /* What the runtime needs of a copy's code: when the copy leaves, what pointed into it moves to one that stays. */
@@ -1188,14 +1190,32 @@ static void diag__clock_pair(uint64_t *ticks, uint64_t *mono)
     }
 }
 
-/* Nanoseconds per tick, measured over the whole run so far (at least 1 ms). */
+/* The rate is measured once, by the first conversion (a dump, a slow-poll
+   trace, the slow-poll threshold), over the run so far but at least this
+   long (a dump sooner waits for it): rate good to about 1e-5. */
+#define DIAG__CALIBRATE_NS 10000000u
+
+/* Nanoseconds per tick: measured once (see DIAG__CALIBRATE_NS), then the
+   same for every file, so a poll reads the same wherever it is written. */
 static double diag__ns_per_tick(void)
 {
-    uint64_t ticks, mono;
-    if (!diag__use_tsc) return 1.0;
-    do diag__clock_pair(&ticks, &mono);
-    while (mono - diag__rt->mono0 < 1000000u);
-    return (double)(mono - diag__rt->mono0) / (double)(ticks - diag__rt->tsc0);
+    uint64_t ticks, mono, bits = __atomic_load_n(&diag__rt->ns_per_tick, __ATOMIC_ACQUIRE), none = 0;
+    double rate = 1.0;
+    if (!diag__use_tsc) return rate;
+    if (bits == 0) {
+        for (diag__clock_pair(&ticks, &mono); mono - diag__rt->mono0 < DIAG__CALIBRATE_NS;
+             diag__clock_pair(&ticks, &mono)) {
+            uint64_t left = DIAG__CALIBRATE_NS - (mono - diag__rt->mono0);
+            struct timespec wait = { 0, (long)left };
+            nanosleep(&wait, NULL);
+        }
+        rate = (double)(mono - diag__rt->mono0) / (double)(ticks - diag__rt->tsc0);
+        memcpy(&bits, &rate, sizeof bits);
+        if (!__atomic_compare_exchange_n(&diag__rt->ns_per_tick, &none, bits, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            bits = none; /* another thread measured it first */
+    }
+    memcpy(&rate, &bits, sizeof rate);
+    return rate;
 }
 
 /* x (not negative) to the nearest integer, halves up; no libm. */
@@ -1543,8 +1563,7 @@ static void diag__settings_read(void)
    rate is not known at start-up (nor worth measuring then). So the threshold
    starts low, as if at DIAG__MIN_TICKS_PER_NS: a poll that may be slow goes
    to diag__slow_poll, judged with the rate so far, until after
-   DIAG__CALIBRATE_NS it is set in ticks (rate good to about 1e-5). */
-#define DIAG__CALIBRATE_NS 10000000u
+   DIAG__CALIBRATE_NS it is set in ticks, with the rate every file uses. */
 #define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 
 static void diag__slow_start(void)
@@ -2478,6 +2497,7 @@ static void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     if (now <= diag__rt->tsc0) return;
     ns_per_tick = (double)(mono - diag__rt->mono0) / (double)(now - diag__rt->tsc0);
     if (mono - diag__rt->mono0 >= DIAG__CALIBRATE_NS) {
+        ns_per_tick = diag__ns_per_tick(); /* measured now (no wait), or by a dump before */
         DIAG__STORE(diag__rt->slow_ticks, (uint64_t)((double)diag__rt->slow_ns / ns_per_tick) + 1);
         DIAG__STORE(diag__slow_ticks, DIAG__LOAD(diag__rt->slow_ticks));
         __atomic_store_n(&diag__rt->slow_exact, 1, __ATOMIC_RELEASE);
@@ -3812,26 +3832,50 @@ static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const
     diag__buf_str(b, "\"}},\n");
 }
 
-/* A poll around the one diag__trace_nest is at: ticks, as written (ns), its stack. */
+/* A poll around the one diag__trace_nest is at: ticks, as written (ns),
+   the earliest start written of its children so far, its stack. */
 typedef struct diag__trace_open {
-    uint64_t start, end, ws, we;
+    uint64_t start, end, ws, we, next;
     const char *stack;
     size_t len;
 } diag__trace_open;
 
+/* Moves a poll's written [*ws, *we] inside its parent p's (NULL: none), 1 ns
+   in from p's start and 2 from its end, and to end 1 ns before *next, the
+   earliest start written on its level so far; then it is *next. Readers
+   that add ts and dur in doubles, or truncate each to ns (Perfetto), then
+   still nest it and keep its neighbours apart; a parent under 3 ns has its
+   children 0 ns long at its end. */
+static void diag__trace_place(const diag__trace_open *p, uint64_t *next, uint64_t *ws, uint64_t *we)
+{
+    uint64_t lo = 0, hi = UINT64_MAX;
+    if (p != NULL) {
+        int room = p->we - p->ws >= 3;
+        lo = room ? p->ws + 1 : p->we;
+        hi = room ? p->we - 2 : p->we;
+    }
+    if (*next <= hi) hi = *next > lo ? *next - 1 : lo;
+    *ws = *ws < lo ? lo : *ws > hi ? hi : *ws;
+    *we = *we < *ws ? *ws : *we > hi ? hi : *we;
+    *next = *ws;
+}
+
+/* Ticks read on different CPUs can disagree by this much (a few hundred
+   ticks seen on virtual machines): a poll that far outside its parent's
+   ticks is still its child. */
+#define DIAG__TRACE_SKEW_NS 1000u
+
 /* Turns the events [first, end) of one thread (ticks, in completion order:
    a child before its parent) into what is written: start and dur in ns
-   from the origin, each end rounded, then a child pulled strictly inside
-   its parent's written span [ps, pe], to [ps + 1, pe - 1], so that readers
-   adding in doubles or ordering equal starts by the file still nest them
-   (touching polls still do not overlap; a parent under 2 ns has its
-   children 0 ns long at its end). Walked newest first, a parent comes
-   first: `open` (DIAG_MAX_DEPTH) holds the polls around, and the nearest
-   of the path less its last frame is the parent. */
+   from the origin, each end rounded (dur is end minus start), then placed
+   by diag__trace_place. Walked newest first, a parent comes first: `open`
+   (DIAG_MAX_DEPTH) holds the polls around, and the nearest of the path less
+   its last frame is the parent, if their ticks meet (give or take a skew). */
 static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, double ns_per_tick,
                              diag__trace_open *open)
 {
     size_t depth = 0, k = end;
+    uint64_t root_next = UINT64_MAX, skew = (uint64_t)((double)DIAG__TRACE_SKEW_NS / ns_per_tick);
     while (k-- > first) {
         diag__event *e = &c->events[k];
         const char *stack = c->stacks + c->offsets[e->path], *semi = strrchr(stack, ';');
@@ -3841,18 +3885,17 @@ static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, doub
         while (depth > 0 &&
                (semi == NULL || open[depth - 1].len != plen || memcmp(open[depth - 1].stack, stack, plen) != 0))
             depth--;
-        if (depth > 0 && open[depth - 1].start <= e->start && e->start + e->dur <= open[depth - 1].end) {
-            const diag__trace_open *p = &open[depth - 1];
-            uint64_t lo = p->we - p->ws >= 2 ? p->ws + 1 : p->we, hi = p->we - p->ws >= 2 ? p->we - 1 : p->we;
-            ws = ws < lo ? lo : ws > hi ? hi : ws;
-            we = we < ws ? ws : we > hi ? hi : we;
-        }
+        if (depth > 0 && (e->start + e->dur + skew < open[depth - 1].start || e->start > open[depth - 1].end + skew))
+            depth = 0; /* a poll of the parent's path, but another one: this poll's parent is not in the ring */
+        e->orphan = depth == 0 && semi != NULL;
+        diag__trace_place(depth ? &open[depth - 1] : NULL, depth ? &open[depth - 1].next : &root_next, &ws, &we);
         if (depth < DIAG_MAX_DEPTH) {
             diag__trace_open *o = &open[depth++];
             o->start = e->start;
             o->end = e->start + e->dur;
             o->ws = ws;
             o->we = we;
+            o->next = UINT64_MAX;
             o->stack = stack;
             o->len = strlen(stack);
         }
@@ -3861,21 +3904,21 @@ static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, doub
     }
 }
 
-/* One "X" event; e's start and dur are in ns (see diag__trace_nest). */
+/* One "X" event; e's start and dur are in ns (see diag__trace_nest). No
+   args: speedscope would add them to the frame's name; the nesting gives
+   the path, and a poll without its parent in the file is named by it. */
 static void diag__trace_event(diag__buf *b, const diag__trace_copy *c, uint64_t tid, const diag__event *e)
 {
     const char *stack = c->stacks + c->offsets[e->path], *frame = strrchr(stack, ';');
     diag__buf_str(b, "{\"ph\": \"X\", \"name\": \"");
-    diag__buf_str(b, frame ? frame + 1 : stack);
+    diag__buf_str(b, frame && !e->orphan ? frame + 1 : stack);
     diag__buf_str(b, "\", \"ts\": ");
     diag__buf_us(b, e->start);
     diag__buf_str(b, ", \"dur\": ");
     diag__buf_us(b, e->dur);
     diag__buf_str(b, ", ");
     diag__trace_ids(b, tid);
-    diag__buf_str(b, ", \"args\": {\"path\": \"");
-    diag__buf_str(b, stack);
-    diag__buf_str(b, "\"}},\n");
+    diag__buf_str(b, "},\n");
 }
 
 /* The file, from c; rewrites c's events (see diag__trace_nest). */
@@ -4254,7 +4297,7 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
    Later layouts keep the offsets of runtimes[] and threads, read by all. */
 
 #ifndef DIAG__ABI
-#define DIAG__ABI 2 /* raise whenever a structure the copies share changes */
+#define DIAG__ABI 3 /* raise whenever a structure the copies share changes */
 #endif
 #define DIAG__REGISTRY_NAME "diagnose.h"
 #define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */
