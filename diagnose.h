@@ -3101,8 +3101,69 @@ static void diag__folded(diag__buf *b, const diag__snapshot *snap, int metric)
     }
 }
 
+/* A dump's files are renamed into place only once all are written, so a
+   failure part-way (a full disk, a signal) leaves the earlier set whole:
+   while this thread writes a set (diag__set_write), each file stays under
+   its temporary name, listed here. */
+#define DIAG__SET_MAX 16 /* files of one set: 12 at most (4 folded, 3 pending, trace, 4 SVG) */
+typedef struct diag__set {
+    char *files[DIAG__SET_MAX]; /* "path\0temporary name"; an empty temporary name: path is removed */
+    unsigned n;
+} diag__set;
+static __thread diag__set *diag__set_now; /* NULL: a file is renamed as soon as written */
+
+/* Lists path (tmp: its temporary file, or "": to be removed); -1 with errno. */
+static int diag__set_add(const char *path, const char *tmp)
+{
+    size_t a = strlen(path) + 1, b = strlen(tmp) + 1;
+    char *both = diag__set_now->n < DIAG__SET_MAX ? (char *)DIAG_MALLOC(a + b) : NULL;
+    if (both == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(both, path, a);
+    memcpy(both + a, tmp, b);
+    diag__set_now->files[diag__set_now->n++] = both;
+    return 0;
+}
+
+/* Removes path now, or with the set (none left is no error). */
+static int diag__remove_file(const char *path)
+{
+    if (diag__set_now != NULL) return diag__set_add(path, "");
+    return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* The end of a set: if rc is 0, every file is renamed into place (signals
+   held back meanwhile, so that none cuts the renames short on this thread),
+   else (or from the first rename that fails, failed_path set) the rest
+   are removed. Returns rc, or -1 with errno. */
+static int diag__set_end(diag__set *set, int rc, char *failed_path, size_t cap)
+{
+    sigset_t all, old;
+    int saved = errno;
+    unsigned i;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (i = 0; i < set->n; i++) {
+        const char *path = set->files[i], *tmp = path + strlen(path) + 1;
+        int done = rc == 0 && (*tmp ? rename(tmp, path) == 0 : unlink(path) == 0 || errno == ENOENT);
+        if (!done && rc == 0) {
+            rc = -1;
+            saved = errno;
+            snprintf(failed_path, cap, "%s", path);
+        }
+        if (!done && *tmp) unlink(tmp);
+        DIAG_FREE(set->files[i]);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return rc;
+}
+
 /* Writes data to path through a temporary file and rename(), so a reader
-   never sees half a file and a symlink at path is replaced, not followed. */
+   never sees half a file and a symlink at path is replaced, not followed;
+   within a set, the rename waits for diag__set_end. */
 static int diag__write_file(const char *path, const char *data, size_t len)
 {
     char tmp[4200];
@@ -3128,7 +3189,7 @@ static int diag__write_file(const char *path, const char *data, size_t len)
         fd = -1;
         goto fail;
     }
-    if (rename(tmp, path) == 0) return 0;
+    if (diag__set_now != NULL ? diag__set_add(path, tmp) == 0 : rename(tmp, path) == 0) return 0;
     fd = -1;
 fail:
     saved = errno;
@@ -3253,7 +3314,7 @@ static int diag__pending_file(const char *prefix, const char *ext, diag__buf *b,
                               size_t cap)
 {
     snprintf(failed_path, cap, "%s.pending.%s", prefix, ext);
-    if (!any) return unlink(failed_path) == 0 || errno == ENOENT ? 0 : -1;
+    if (!any) return diag__remove_file(failed_path);
     return diag__write_buf(failed_path, b);
 }
 
@@ -3708,10 +3769,9 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
 }
 
 /* With DIAGNOSE_SVG=1: PREFIX.pending.svg, where the open runs sit. */
-static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap)
+static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
 {
     diag__buf b = { NULL, 0, 0, 0 };
-    char path[4200];
     size_t i;
     int any = 0;
     for (i = 0; i < snap->count; i++) any |= snap->rows[i].open != 0;
@@ -3719,7 +3779,7 @@ static int diag__write_pending_svg(const char *prefix, const diag__snapshot *sna
         diag__buf_put(&b, "", 0);
         diag__svg_write(&b, snap, DIAG__OPEN);
     }
-    return diag__pending_file(prefix, "svg", &b, any, path, sizeof path); /* frees b */
+    return diag__pending_file(prefix, "svg", &b, any, failed_path, cap); /* frees b */
 }
 
 /* >>trace: PREFIX.trace.json ------------------------------------------------- */
@@ -3966,11 +4026,34 @@ static int diag__trace_write(const char *prefix, double ns_per_tick, char *faile
 
 /* >>dump: snapshot, write, free; one dump at a time -------------------------- */
 
+enum { DIAG__FOLDED_FILES = 1, DIAG__SVG_FILES = 2 }; /* what a set holds */
+
+/* One dump's files at prefix, all or none (see diag__set): the folded,
+   pending and trace files, the SVGs (with PREFIX.pending.svg), or both.
+   -1 with errno and failed_path set. */
+static int diag__write_set(const char *prefix, diag__snapshot *snap, int what, char *failed_path, size_t cap)
+{
+    diag__set set;
+    int rc = 0;
+    set.n = 0;
+    diag__set_now = &set;
+    if (what & DIAG__FOLDED_FILES) {
+        rc = diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap);
+        if (rc == 0) rc = diag__write_pending(prefix, snap, failed_path, cap);
+        if (rc == 0) rc = diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
+    }
+    if (rc == 0 && (what & DIAG__SVG_FILES)) {
+        rc = diag__write_metrics(prefix, "svg", diag__svg_write, snap, failed_path, cap);
+        if (rc == 0) rc = diag__write_pending_svg(prefix, snap, failed_path, cap);
+    }
+    diag__set_now = NULL;
+    return diag__set_end(&set, rc, failed_path, cap);
+}
+
+/* What the exit and numbered snapshots write: the folded set, and the SVGs with DIAGNOSE_SVG. */
 static int diag__write_all(const char *prefix, diag__snapshot *snap, char *failed_path, size_t cap)
 {
-    if (diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap) != 0) return -1;
-    if (diag__write_pending(prefix, snap, failed_path, cap) != 0) return -1;
-    return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
+    return diag__write_set(prefix, snap, DIAG__FOLDED_FILES | (diag__rt->svg ? DIAG__SVG_FILES : 0), failed_path, cap);
 }
 
 /* Writes one snapshot's files, under diag__rt->dump_lock: prefix and arg are
@@ -4006,33 +4089,25 @@ static int diag__write_or_warn(diag__snapshot *snap, const char *prefix, int arg
     char resolved[4096], failed[4200];
     (void)arg;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    if (diag__write_all(resolved, snap, failed, sizeof failed) != 0)
+    if (diag__write_set(resolved, snap, DIAG__FOLDED_FILES, failed, sizeof failed) != 0)
         diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
     return 0;
 }
 
-/* diag_dump and diag_write_svg: the files of `write` at prefix. */
-static int diag__dump_with(const char *prefix, diag__files_writer write)
+/* A writer: diag_dump's and diag_write_svg's files (what: DIAG__*_FILES) at prefix. */
+static int diag__write_files(diag__snapshot *snap, const char *prefix, int what)
+{
+    char failed[4200];
+    return diag__write_set(prefix, snap, what, failed, sizeof failed);
+}
+
+/* diag_dump and diag_write_svg: the files of `what` at prefix. */
+static int diag__dump_with(const char *prefix, int what)
 {
     char resolved[4096];
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    return diag__snapshot_write(0, write, resolved, 0);
-}
-
-static int diag__write_folded_files(diag__snapshot *snap, const char *prefix, int arg)
-{
-    char failed[4200];
-    (void)arg;
-    return diag__write_all(prefix, snap, failed, sizeof failed);
-}
-
-static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int arg)
-{
-    char path[4200];
-    (void)arg;
-    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
-    return diag__write_pending_svg(prefix, snap);
+    return diag__snapshot_write(0, diag__write_files, resolved, what);
 }
 
 /* >>snapshots: the snapshot thread (numbered snapshots, slow-poll traces) ---- */
@@ -4078,8 +4153,6 @@ static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix,
     snprintf(numbered, sizeof numbered, "%s.%u", resolved, n);
     if (diag__write_all(numbered, snap, failed, sizeof failed) != 0) {
         diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__rt->svg && diag__write_svg_files(snap, numbered, 0) != 0) {
-        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__rt->snapshot_thread->next = n; /* numbers stay consecutive: a failed one is retried */
         if (by_signal && !diag__rt->quiet) diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
@@ -4696,8 +4769,6 @@ static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
             diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
-    if (diag__rt->svg && diag__write_svg_files(snap, prefix, 0) != 0)
-        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
 }
 
 /* A writer: the exit's files (prefix unused), then its lines on stderr. */
@@ -4932,9 +5003,9 @@ int diag_reset(void)
     return rc;
 }
 
-int diag_dump(const char *prefix) { return diag__dump_with(prefix, diag__write_folded_files); }
+int diag_dump(const char *prefix) { return diag__dump_with(prefix, DIAG__FOLDED_FILES); }
 
-int diag_write_svg(const char *prefix) { return diag__dump_with(prefix, diag__write_svg_files); }
+int diag_write_svg(const char *prefix) { return diag__dump_with(prefix, DIAG__SVG_FILES); }
 
 diag_span *diag_span_at(const void *task, const char *name)
 {
