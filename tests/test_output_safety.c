@@ -91,10 +91,10 @@ static int child_5000_paths(void)
     return 0;
 }
 
-/* The same with a 64 KB file size limit: the polls file fits, busy does not. */
+/* The same with a 60 KB file size limit: the polls file (60000 bytes) fits, busy does not. */
 static int child_5000_paths_limited(void)
 {
-    struct rlimit r = { 65536, 65536 };
+    struct rlimit r = { 61440, 61440 };
     signal(SIGXFSZ, SIG_IGN);
     if (setrlimit(RLIMIT_FSIZE, &r) != 0) return 98;
     return child_5000_paths();
@@ -389,7 +389,7 @@ static void check_three_paths_kept(const char *dir)
    larger run fails part-way, with the polls file written and busy not:
    the three folded files are still the earlier run's, all of them, as the
    files of a dump are renamed into place only once all are written. The
-   profile of the later run goes to $TMPDIR. */
+   profile of the later run goes to $TMPDIR (where the limit allows). */
 static void test_full_disk_keeps_the_earlier_set(void)
 {
     const char *dir = tt_tempdir();
@@ -407,7 +407,7 @@ static void test_full_disk_keeps_the_earlier_set(void)
     check_three_paths_kept(mnt);
     {
         char *err = tt_readf("%s/stderr.txt", dir), want[600];
-        snprintf(want, sizeof want, "diagnose.h: cannot write full/out.busy.folded: %s; wrote ",
+        snprintf(want, sizeof want, "diagnose.h: cannot write full/out.busy.folded: %s; ", /* then where it went */
                  strerror(mounted ? ENOSPC : EFBIG));
         CHECK(err && strncmp(err, want, strlen(want)) == 0);
         if (err && strncmp(err, want, strlen(want)) != 0) printf("  stderr: %s", err);
