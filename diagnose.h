@@ -184,8 +184,9 @@
 
    Every line matches ^[^ ;]+(;[^ ;]+)* [0-9]+$ and is valid UTF-8; each
    path appears once (threads merged), lines sorted bytewise, the same
-   paths in every metric's file. Files are written to a temporary name and
-   renamed. A forked child writes its own (its pid appended to a prefix
+   paths in every metric's file. A dump's files are written to temporary
+   names and renamed once all are written: a failure leaves the earlier set
+   whole. A forked child writes its own (its pid appended to a prefix
    without "%p"). If they cannot be written at exit, one stderr line says
    why and they go to $TMPDIR (or /tmp). The exit code never changes
    (exits and signals: docs/exits.md).
