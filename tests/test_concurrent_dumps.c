@@ -214,7 +214,7 @@ static void test_exit_goes_ahead_of_threads_dumping_in_a_loop(void)
 
 /* How the exit goes first, whatever the scheduler does: while it waits for
    the dump lock (exit_waiting), another thread's dump does not take it. */
-static void *one_dump(void *arg)
+__attribute__((unused)) static void *one_dump(void *arg)
 {
     diag_dump(prefix);
     __atomic_store_n((int *)arg, 1, __ATOMIC_RELEASE);
