@@ -476,7 +476,8 @@ static int child_lost_wakes(void)
 {
     static const char lost[] = "live.lost", waiting[] = "live.waiting", unpolled[] = "live.unpolled";
     static const char spurious[] = "live.spurious", parent[] = "live.holder", kid[] = "kid", fresh[] = "live.fresh";
-    static struct live l, w, u, s, p, k, fr;
+    static const char revived[] = "live.revived";
+    static struct live l, w, u, s, p, k, fr, rv;
     int i;
     /* woken before each of its polls, but not since the last one began:
        the old wakes do not count */
@@ -498,7 +499,13 @@ static int child_lost_wakes(void)
     live_init(&p, parent);
     p.child = live_init(&k, kid);
     diag_poll(&p.base, NULL);
+    /* a run older than DIAGNOSE_STUCK_S, but woken and polled just now: the
+       age that counts is that of its last woken poll, not the run's */
+    diag_wake(live_init(&rv, revived));
+    diag_poll(&rv.base, NULL);
     tt_sleep_ns(300 * MS);
+    diag_wake(&rv.base);
+    diag_poll(&rv.base, NULL);
     /* younger than DIAGNOSE_STUCK_S */
     diag_wake(live_init(&fr, fresh));
     diag_poll(&fr.base, NULL);
@@ -553,7 +560,8 @@ static void test_lost_wakes(void)
     err = stderr_of(d);
     text = tt_readf("%s/out.pending.txt", d);
     folded = tt_readf("%s/out.pending.folded", d);
-    CHECK_STR(folded, "live.fresh 1\nlive.holder 1\nlive.holder;kid 1\nlive.lost 1\nlive.spurious 1\nlive.waiting 1\n");
+    CHECK_STR(folded, "live.fresh 1\nlive.holder 1\nlive.holder;kid 1\nlive.lost 1\nlive.revived 1\nlive.spurious 1\n"
+                      "live.waiting 1\n");
     CHECK(err && strstr(err, "lint: live.lost: 1 open run not woken, polled or running for 200ms or more (lost wake?)\n"));
     CHECK(err && !has_lint(err, "live.waiting", "lost wake"));
     CHECK(err && !has_lint(err, "live.spurious", "lost wake"));
@@ -562,6 +570,8 @@ static void test_lost_wakes(void)
     /* its kid waits on it, not on a wake */
     CHECK(err && !has_lint(err, "live.holder;kid", "lost wake"));
     CHECK(err && !has_lint(err, "live.fresh", "lost wake"));
+    CHECK(err && !has_lint(err, "live.revived", "lost wake"));
+    CHECK(text && strstr(text, "live.revived: 1 open, oldest ") && strstr(strstr(text, "live.revived:"), ", stuck\n"));
     CHECK(err && strstr(err, "live.unpolled") == NULL);
     /* older than DIAGNOSE_STUCK_S: stuck; the fresh one is not */
     CHECK(text && strstr(text, "live.lost: 1 open, oldest ") && strstr(strstr(text, "live.lost:"), ", stuck\n"));
