@@ -901,6 +901,7 @@ static inline void diag__call_end(diag_span *s, int done)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -3137,13 +3138,21 @@ static int diag__remove_file(const char *path)
 
 /* The end of a set: if rc is 0, every file is renamed into place (signals
    held back meanwhile, so that none cuts the renames short on this thread),
+   unless a directory stands at one of the paths (EISDIR, checked first);
    else (or from the first rename that fails, failed_path set) the rest
    are removed. Returns rc, or -1 with errno. */
 static int diag__set_end(diag__set *set, int rc, char *failed_path, size_t cap)
 {
     sigset_t all, old;
+    struct stat st;
     int saved = errno;
     unsigned i;
+    for (i = 0; i < set->n && rc == 0; i++)
+        if (lstat(set->files[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            rc = -1;
+            saved = EISDIR;
+            snprintf(failed_path, cap, "%s", set->files[i]);
+        }
     sigfillset(&all);
     pthread_sigmask(SIG_BLOCK, &all, &old);
     for (i = 0; i < set->n; i++) {

@@ -221,6 +221,36 @@ static void test_dump_to_missing_directory(void)
     CHECK_EQ(saved, ENOENT);
 }
 
+/* A directory where a file of the set must go: the dump fails (EISDIR, and
+   -1), no file of the set is replaced, and no temporary file is left. */
+static void test_directory_in_the_way_replaces_nothing(void)
+{
+    const char *dir = tt_tempdir();
+    char *prefix = prefix_in(dir, "dir");
+    char path[600], *polls;
+    int rc, saved;
+    poll_named("in_the_way", 2);
+    CHECK_EQ(diag_dump(prefix), 0);
+    poll_named("in_the_way", 3);
+    snprintf(path, sizeof path, "%s.busy.folded", prefix);
+    CHECK_EQ(unlink(path), 0);
+    CHECK_EQ(mkdir(path, 0777), 0);
+    errno = 0;
+    rc = diag_dump(prefix);
+    saved = errno;
+    CHECK_EQ(rc, -1);
+    CHECK_EQ(saved, EISDIR);
+    polls = tt_readf("%s.polls.folded", prefix);
+    CHECK_EQ(tt_value(polls, "in_the_way"), 2); /* the first dump's */
+    free(polls);
+    {
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) CHECK(strstr(e->d_name, ".tmp.") == NULL);
+        if (d) closedir(d);
+    }
+}
+
 /* stderr of a child must be exactly one line naming the path and reason,
    and saying where the profile went. */
 static void check_one_line(const char *dir, const char *path, const char *reason, const char *where)
@@ -475,6 +505,7 @@ int main(int argc, char **argv)
     RUN(test_reader_never_sees_half_a_file);
     RUN(test_symlink_is_replaced_not_followed);
     RUN(test_dump_to_missing_directory);
+    RUN(test_directory_in_the_way_replaces_nothing);
     RUN(test_exit_missing_directory_falls_back_to_tmpdir);
     RUN(test_exit_nowhere_to_write);
     RUN(test_exit_unwritable_directory);

@@ -403,12 +403,22 @@ static int child_snapshots(void)
     return wait_for("out.1.trace.json", 2000 * MS) ? 0 : 2;
 }
 
+static diag_status resetting_poll(diag_future *self, void *cx)
+{
+    (void)self, (void)cx;
+    diag_reset();
+    return DIAG_READY;
+}
+
+/* 3 polls, then one that calls diag_reset (it began before the reset and
+   ends after it: it is in), then 4. */
 static int child_reset(void)
 {
     struct task a, b;
+    diag_future spanning = DIAG_FUTURE_INIT(resetting_poll);
     int k;
     for (k = 0; k < 3; k++) diag_poll(task_init(&a, "before", 0), NULL);
-    diag_reset();
+    diag_poll(DIAGNOSE_AS(&spanning, "spanning"), NULL);
     for (k = 0; k < 4; k++) diag_poll(task_init(&b, "after", 0), NULL);
     return diag_dump("out") == 0 ? 0 : 1;
 }
@@ -676,6 +686,53 @@ static void test_clock_skew_is_written_nested(void)
     CHECK(strictly_nested(&tr));
 }
 
+/* A ring read while its thread writes it: every event copied is whole (its
+   fields from one poll: here path and dur made from start) and they follow
+   one another, however often the writer laps the reader. */
+static diag__ring *lapped;
+static int lapping_stop;
+
+static void *lap_writer(void *arg)
+{
+    uint64_t k = 1;
+    (void)arg;
+    while (!__atomic_load_n(&lapping_stop, __ATOMIC_ACQUIRE)) {
+        diag__ring_put(lapped, (uint32_t)k, k, 3 * k);
+        k++;
+    }
+    return NULL;
+}
+
+static void test_ring_copy_is_whole_while_written(void)
+{
+    diag__event out[8];
+    pthread_t th;
+    uint64_t end = tt_now_ns() + 200 * MS;
+    size_t i, n;
+    long bad = 0, copied = 0;
+    lapped = (diag__ring *)calloc(1, sizeof *lapped + 9 * sizeof(diag__event));
+    CHECK(lapped != NULL);
+    if (lapped == NULL) return;
+    lapped->slots = 9; /* 8 events */
+    lapped->events = (diag__event *)(void *)(lapped + 1);
+    pthread_create(&th, NULL, lap_writer, NULL);
+    while (tt_now_ns() < end) {
+        n = diag__ring_copy(lapped, out);
+        for (i = 0; i < n; i++) {
+            bad += out[i].dur != 3 * out[i].start || out[i].path != (uint32_t)out[i].start ||
+                   (i > 0 && out[i].start != out[i - 1].start + 1);
+        }
+        bad += n > 8;
+        copied += (long)n;
+    }
+    __atomic_store_n(&lapping_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    printf("  %ld events copied\n", copied);
+    CHECK_EQ(bad, 0);
+    CHECK(copied > 0);
+    free(lapped);
+}
+
 static void test_exited_threads_kept_up_to_16(void)
 {
     const char *env[] = { "DIAGNOSE_TRACE=10", NULL };
@@ -766,6 +823,7 @@ static void test_reset_empties_the_trace(void)
     snprintf(path, sizeof path, "%s/out.trace.json", dir);
     CHECK(read_trace(&tr, path));
     CHECK_EQ(count_events(&tr, 0, "before"), 0);
+    CHECK_EQ(count_events(&tr, 0, "spanning"), 1); /* it ended after the reset */
     CHECK_EQ(count_events(&tr, 0, "after"), 4);
     CHECK_EQ(tr.threads, 1);
 }
@@ -827,6 +885,7 @@ int main(int argc, char **argv)
     RUN(test_shared_ends_are_written_strictly_nested);
     RUN(test_ends_rounded_dur_is_their_difference);
     RUN(test_clock_skew_is_written_nested);
+    RUN(test_ring_copy_is_whole_while_written);
     RUN(test_exited_threads_kept_up_to_16);
     RUN(test_slow_poll_writes_a_trace);
     RUN(test_slow_nested_poll_waits_for_its_parent);

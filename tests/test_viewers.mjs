@@ -213,14 +213,28 @@ function serve(releaseDir, profileDir) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-// The rows of speedscope's sandwich table: total, self, name.
-async function sandwichRows(page) {
-  await page.waitForFunction(() => /Symbol Name/.test(document.body.innerText), null, { timeout: 20000 });
-  const text = await page.evaluate(() => document.body.innerText);
-  const rows = new Map();
+// The page's text once speedscope's sandwich table is drawn whole: its
+// header comes a frame before its rows, which come in as the list is laid
+// out, so the text must hold `want` rows (matches of re) and read the same
+// at two polls in a row. After 20 s, what there is (the checks then say).
+async function tableText(page, re, want) {
+  await page.waitForFunction(([source, flags, n]) => {
+    const text = document.body.innerText;
+    const whole = /Symbol Name/.test(text) && (text.match(new RegExp(source, flags)) || []).length >= n;
+    const same = whole && window.diagnoseLastText === text;
+    window.diagnoseLastText = whole ? text : undefined;
+    return same;
+  }, [re.source, re.flags, want], { timeout: 20000, polling: 100 }).catch(() => {});
+  return page.evaluate(() => document.body.innerText);
+}
+
+// The rows of speedscope's sandwich table: total, self, name; want: how many there should be.
+async function sandwichRows(page, want) {
   // "1,371,993,788 (77%)  932 (<0.01%)  main"; a share above 99% and
   // below 100% reads ">99%"
   const re = /([\d,]+) \(([<>]?[\d.]+)%\)\s+([\d,]+) \(([<>]?[\d.]+)%\)\s+(\S+)/g;
+  const text = await tableText(page, re, want);
+  const rows = new Map();
   for (let m; (m = re.exec(text));)
     rows.set(m[5], { total: Number(m[1].replace(/,/g, '')), totalShare: m[2],
       self: Number(m[3].replace(/,/g, '')), selfShare: m[4] });
@@ -240,7 +254,7 @@ async function testSpeedscope(t, browser, releaseDir, file) {
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
     await page.goto(`http://127.0.0.1:${port}/index.html#profileURL=/profile/${encodeURIComponent(name)}&view=sandwich`);
-    const rows = await sandwichRows(page);
+    const rows = await sandwichRows(page, want.size);
     check(t, rows.size === want.size, `${name}: speedscope lists ${rows.size} frames, the file has ${want.size}: ${[...rows.keys()]}`);
     for (const [frame, w] of want) {
       const r = rows.get(frame);
@@ -364,15 +378,13 @@ async function testTrace(t, browser, releaseDir, file) {
     // speedscope's import says so when the events do not nest
     page.on('console', (m) => /Tried to end|still open at end/.test(m.text()) && warnings.push(m.text()));
     await page.goto(`http://127.0.0.1:${port}/index.html#profileURL=/profile/${encodeURIComponent(name)}&view=sandwich`);
-    await page.waitForFunction(() => /Symbol Name/.test(document.body.innerText), null, { timeout: 20000 });
-    const text = await page.evaluate(() => document.body.innerText);
     // speedscope opens the first thread; its name comes from the M event
     const [tid, th] = [...threads].sort((a, b) => a[0] - b[0])[0];
-    check(t, text.includes(`${th.name} (tid ${tid})`), `${name}: the profile is named "${th.name} (tid ${tid})"`);
-    // "1.01s (96%)  1.01s (96%)  concat"; shares
-    // may read "<0.01%" or ">99%"
-    const rows = new Map();
+    // "1.01s (96%)  1.01s (96%)  concat"; shares may read "<0.01%" or ">99%"
     const re = /([\d.]+(?:ns|µs|ms|s)) \([<>\d.]+%\)\s+([\d.]+(?:ns|µs|ms|s)) \([<>\d.]+%\)\s+(.+)/g;
+    const text = await tableText(page, re, th.frames.size);
+    check(t, text.includes(`${th.name} (tid ${tid})`), `${name}: the profile is named "${th.name} (tid ${tid})"`);
+    const rows = new Map();
     for (let m; (m = re.exec(text));) rows.set(m[3].trim(), { total: parseTime(m[1]), self: parseTime(m[2]) });
     check(t, rows.size === th.frames.size, `${name}: speedscope lists ${rows.size} frames, the file has ${th.frames.size}: ${[...rows.keys()]}`);
     for (const [key, want] of th.frames) {
