@@ -180,6 +180,24 @@ static void test_exit_while_another_thread_dumps(void)
     }
 }
 
+/* In that child, after diagnose.h's exit handler (registered before it, so
+   run after it): whether the exit told the other dumps to wait for it.
+   Here a waiting exit often wins the lock even without (the scheduler runs
+   a woken thread first), so the test reads the flag itself. */
+static int report_exit_waiting;
+
+static void exit_waiting_report(void)
+{
+#ifndef DIAGNOSE_DISABLE
+    FILE *f = report_exit_waiting ? fopen("exit_waiting.txt", "w") : NULL;
+    if (f == NULL) return;
+    fprintf(f, "%d\n", __atomic_load_n(&diag__rt->exit_waiting, __ATOMIC_ACQUIRE));
+    fclose(f);
+#endif
+}
+
+__attribute__((constructor(101))) static void exit_waiting_report_at_exit(void) { atexit(exit_waiting_report); }
+
 /* exit() while three threads dump in a loop: a mutex is not fair, and a
    thread that unlocks and locks again at once nearly always wins it over
    one that waits, so without letting the exit go first (the others wait
@@ -192,6 +210,7 @@ static int child_exit_while_three_threads_dump(void)
     for (i = 0; i < 3; i++) pthread_create(&t[i], NULL, dump_forever, NULL);
     tt_sleep_ns(20000000);
     make_paths(1);
+    report_exit_waiting = 1;
     exit(0);
 }
 
@@ -209,6 +228,11 @@ static void test_exit_goes_ahead_of_threads_dumping_in_a_loop(void)
         err = tt_readf("%s/stderr.txt", dir);
         CHECK(err && strstr(err, "no profile written") == NULL);
         free(err);
+#ifndef DIAGNOSE_DISABLE
+        err = tt_readf("%s/exit_waiting.txt", dir);
+        CHECK_STR(err, "1\n");
+        free(err);
+#endif
     }
 }
 

@@ -419,6 +419,25 @@ static void test_orphans(void)
     CHECK_EQ(tt_row_of("live.parent;kid").open, 0);
 }
 
+/* A run exactly DIAGNOSE_STUCK_S old is stuck; 1 ns younger, not yet. */
+static void test_stuck_from_exactly_its_age(void)
+{
+    diag__row r;
+    diag__buf b = { NULL, 0, 0, 0 };
+    memset(&r, 0, sizeof r);
+    r.stack = "live.edge";
+    r.open = 1;
+    r.oldest = diag__rt->stuck_ns;
+    diag__pending_line(&b, &r);
+    CHECK(b.data && strstr(b.data, "live.edge: 1 open, oldest ") == b.data && strstr(b.data, ", stuck\n"));
+    free(b.data);
+    memset(&b, 0, sizeof b);
+    r.oldest = diag__rt->stuck_ns - 1;
+    diag__pending_line(&b, &r);
+    CHECK(b.data && strstr(b.data, "stuck") == NULL);
+    free(b.data);
+}
+
 /* ---- self-wakes ----------------------------------------------------------- */
 
 /* Wakes the future it is given as cx, and is done. */
@@ -691,6 +710,7 @@ int main(int argc, char **argv)
     RUN(test_open_runs_after_reset);
     RUN(test_open_runs_in_a_forked_child);
     RUN(test_orphans);
+    RUN(test_stuck_from_exactly_its_age);
     RUN(test_self_wakes);
     RUN(test_self_wake_from_a_nested_poll);
     RUN(test_lost_wakes);
