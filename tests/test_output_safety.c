@@ -82,7 +82,7 @@ static int child_three_paths(void)
 
 static int child_5000_paths(void)
 {
-    static char names[5000][16];
+    static char names[5000][24];
     int i;
     for (i = 0; i < 5000; i++) {
         snprintf(names[i], sizeof names[i], "path_%04d", i);
