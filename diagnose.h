@@ -3105,7 +3105,7 @@ static void diag__folded(diag__buf *b, const diag__snapshot *snap, int metric)
 
 /* A dump's files are renamed into place only once all are written, so a
    failure part-way (a full disk, a signal) leaves the earlier set whole:
-   while this thread writes a set (diag__set_write), each file stays under
+   while this thread writes a set (diag__write_set), each file stays under
    its temporary name, listed here. */
 #define DIAG__SET_MAX 16 /* files of one set: 12 at most (4 folded, 3 pending, trace, 4 SVG) */
 typedef struct diag__set {
@@ -3930,9 +3930,10 @@ static void diag__trace_place(const diag__trace_open *p, uint64_t *next, uint64_
     *next = *ws;
 }
 
-/* Ticks read on different CPUs can disagree by this much (a few hundred
-   ticks seen on virtual machines): a poll that far outside its parent's
-   ticks is still its child. */
+/* Where the counters of two CPUs are not in step (some virtual machines
+   and multi-socket hosts), a thread that moved mid-poll can read its
+   child's end after its own: a poll that far outside its parent's ticks
+   is still its child, and is placed inside. */
 #define DIAG__TRACE_SKEW_NS 1000u
 
 /* Turns the events [first, end) of one thread (ticks, in completion order:
