@@ -88,8 +88,9 @@
                     Threads: any; one dump at a time (a call may wait).
    diag_write_svg(prefix)
                     Writes PREFIX.<metric>.svg, an interactive flame graph
-                    of each folded file (frames under 0.1 px left out; wall
-                    heading: all runs' walls summed, and time elapsed).
+                    of each folded file (frames under 0.1 px left out, and
+                    counted at the bottom right; wall heading: all runs'
+                    walls summed, and time elapsed).
                     Prefix, return, threads as diag_dump; one snapshot.
    diag_reset()     Starts a fresh window: later dumps count only what
                     happens after the call (runs still open count from it).
@@ -193,13 +194,14 @@
 
    Every line matches ^[^ ;]+(;[^ ;]+)* [0-9]+$ and is valid UTF-8; each
    path appears once (threads merged), lines sorted bytewise, the same
-   paths in every metric's file. Files are written to a temporary name and
-   renamed. A forked child writes its own (its pid appended to a prefix
+   paths in every metric's file. A dump's files are written to temporary
+   names and renamed once all are written: a failure leaves the earlier set
+   whole. A forked child writes its own (its pid appended to a prefix
    without "%p"). A profiled program it spawns replaces them unless the
    prefix has "%p"; the program after an exec (the same pid) replaces
-   them, "%p" or not. If they cannot be written at exit, one
-   stderr line says why and they go to $TMPDIR (or /tmp). The exit code
-   never changes (exits, signals, exec: docs/exits.md).
+   them, "%p" or not. If they cannot be written at exit, one stderr line
+   says why and they go to $TMPDIR (or /tmp). The exit code never changes
+   (exits, signals, exec: docs/exits.md).
    PREFIX.pending.folded and .txt, by every dump when runs are open:
 
        main;fetch: 3 open, oldest 12.4s, running 2.10s, stuck
@@ -549,6 +551,7 @@ typedef struct diag__runs {
 typedef struct diag__event {
     uint64_t start, dur; /* ticks */
     uint32_t path;
+    uint32_t orphan; /* the trace writer's: no parent in the file, so named by its whole path */
 } diag__event;
 
 /* A thread's ring of its last n polls, n + 1 slots: the one being written
@@ -922,6 +925,7 @@ static inline void diag__call_end(diag_span *s, int done)
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #if defined(__x86_64__) || defined(__i386__)
@@ -1011,6 +1015,7 @@ typedef struct diag__runtime {
     uint64_t interval_ns;       /* DIAGNOSE_INTERVAL; 0: no timer (see diag__snapshot_thread_start) */
     int signo;                  /* DIAGNOSE_SIGNAL; 0: none */
     uint32_t trace_n;           /* DIAGNOSE_TRACE: events per thread; 0: off */
+    uint64_t ns_per_tick;       /* atomic: the bits of the double every file converts with; 0: not yet */
 } diag__runtime;
 
 /* What the runtime needs of a copy's code: when the copy leaves, what pointed into it moves to one that stays. */
@@ -1295,14 +1300,32 @@ static void diag__clock_pair(uint64_t *ticks, uint64_t *mono)
     }
 }
 
-/* Nanoseconds per tick, measured over the whole run so far (at least 1 ms). */
+/* The rate is measured once, by the first conversion (a dump, a slow-poll
+   trace, the slow-poll threshold), over the run so far but at least this
+   long (a dump sooner waits for it): rate good to about 1e-5. */
+#define DIAG__CALIBRATE_NS 10000000u
+
+/* Nanoseconds per tick: measured once (see DIAG__CALIBRATE_NS), then the
+   same for every file, so a poll reads the same wherever it is written. */
 static double diag__ns_per_tick(void)
 {
-    uint64_t ticks, mono;
-    if (!diag__use_tsc) return 1.0;
-    do diag__clock_pair(&ticks, &mono);
-    while (mono - diag__rt->mono0 < 1000000u);
-    return (double)(mono - diag__rt->mono0) / (double)(ticks - diag__rt->tsc0);
+    uint64_t ticks, mono, bits = __atomic_load_n(&diag__rt->ns_per_tick, __ATOMIC_ACQUIRE), none = 0;
+    double rate = 1.0;
+    if (!diag__use_tsc) return rate;
+    if (bits == 0) {
+        for (diag__clock_pair(&ticks, &mono); mono - diag__rt->mono0 < DIAG__CALIBRATE_NS;
+             diag__clock_pair(&ticks, &mono)) {
+            uint64_t left = DIAG__CALIBRATE_NS - (mono - diag__rt->mono0);
+            struct timespec wait = { 0, (long)left };
+            nanosleep(&wait, NULL);
+        }
+        rate = (double)(mono - diag__rt->mono0) / (double)(ticks - diag__rt->tsc0);
+        memcpy(&bits, &rate, sizeof bits);
+        if (!__atomic_compare_exchange_n(&diag__rt->ns_per_tick, &none, bits, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+            bits = none; /* another thread measured it first */
+    }
+    memcpy(&rate, &bits, sizeof rate);
+    return rate;
 }
 
 /* x (not negative) to the nearest integer, halves up; no libm. */
@@ -1643,8 +1666,7 @@ static void diag__settings_read(void)
    rate is not known at start-up (nor worth measuring then). So the threshold
    starts low, as if at DIAG__MIN_TICKS_PER_NS: a poll that may be slow goes
    to diag__slow_poll, judged with the rate so far, until after
-   DIAG__CALIBRATE_NS it is set in ticks (rate good to about 1e-5). */
-#define DIAG__CALIBRATE_NS 10000000u
+   DIAG__CALIBRATE_NS it is set in ticks, with the rate every file uses. */
 
 static void diag__slow_start(void)
 {
@@ -2577,6 +2599,7 @@ static void diag__slow_poll(diag__slot *slot, uint64_t ticks)
     if (now <= diag__rt->tsc0) return;
     ns_per_tick = (double)(mono - diag__rt->mono0) / (double)(now - diag__rt->tsc0);
     if (mono - diag__rt->mono0 >= DIAG__CALIBRATE_NS) {
+        ns_per_tick = diag__ns_per_tick(); /* measured now (no wait), or by a dump before */
         DIAG__STORE(diag__rt->slow_ticks, (uint64_t)((double)diag__rt->slow_ns / ns_per_tick) + 1);
         DIAG__STORE(diag__slow_ticks, DIAG__LOAD(diag__rt->slow_ticks));
         __atomic_store_n(&diag__rt->slow_exact, 1, __ATOMIC_RELEASE);
@@ -3180,8 +3203,77 @@ static void diag__folded(diag__buf *b, const diag__snapshot *snap, int metric)
     }
 }
 
+/* A dump's files are renamed into place only once all are written, so a
+   failure part-way (a full disk, a signal) leaves the earlier set whole:
+   while this thread writes a set (diag__write_set), each file stays under
+   its temporary name, listed here. */
+#define DIAG__SET_MAX 16 /* files of one set: 12 at most (4 folded, 3 pending, trace, 4 SVG) */
+typedef struct diag__set {
+    char *files[DIAG__SET_MAX]; /* "path\0temporary name"; an empty temporary name: path is removed */
+    unsigned n;
+} diag__set;
+static __thread diag__set *diag__set_now; /* NULL: a file is renamed as soon as written */
+
+/* Lists path (tmp: its temporary file, or "": to be removed); -1 with errno. */
+static int diag__set_add(const char *path, const char *tmp)
+{
+    size_t a = strlen(path) + 1, b = strlen(tmp) + 1;
+    char *both = diag__set_now->n < DIAG__SET_MAX ? (char *)DIAG_MALLOC(a + b) : NULL;
+    if (both == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    memcpy(both, path, a);
+    memcpy(both + a, tmp, b);
+    diag__set_now->files[diag__set_now->n++] = both;
+    return 0;
+}
+
+/* Removes path now, or with the set (none left is no error). */
+static int diag__remove_file(const char *path)
+{
+    if (diag__set_now != NULL) return diag__set_add(path, "");
+    return unlink(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+/* The end of a set: if rc is 0, every file is renamed into place (signals
+   held back meanwhile, so that none cuts the renames short on this thread),
+   unless a directory stands at one of the paths (EISDIR, checked first);
+   else (or from the first rename that fails, failed_path set) the rest
+   are removed. Returns rc, or -1 with errno. */
+static int diag__set_end(diag__set *set, int rc, char *failed_path, size_t cap)
+{
+    sigset_t all, old;
+    struct stat st;
+    int saved = errno;
+    unsigned i;
+    for (i = 0; i < set->n && rc == 0; i++)
+        if (lstat(set->files[i], &st) == 0 && S_ISDIR(st.st_mode)) {
+            rc = -1;
+            saved = EISDIR;
+            snprintf(failed_path, cap, "%s", set->files[i]);
+        }
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (i = 0; i < set->n; i++) {
+        const char *path = set->files[i], *tmp = path + strlen(path) + 1;
+        int done = rc == 0 && (*tmp ? rename(tmp, path) == 0 : unlink(path) == 0 || errno == ENOENT);
+        if (!done && rc == 0) {
+            rc = -1;
+            saved = errno;
+            snprintf(failed_path, cap, "%s", path);
+        }
+        if (!done && *tmp) unlink(tmp);
+        DIAG_FREE(set->files[i]);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
+    return rc;
+}
+
 /* Writes data to path through a temporary file and rename(), so a reader
-   never sees half a file and a symlink at path is replaced, not followed. */
+   never sees half a file and a symlink at path is replaced, not followed;
+   within a set, the rename waits for diag__set_end. */
 static int diag__write_file(const char *path, const char *data, size_t len)
 {
     char tmp[4200];
@@ -3207,7 +3299,7 @@ static int diag__write_file(const char *path, const char *data, size_t len)
         fd = -1;
         goto fail;
     }
-    if (rename(tmp, path) == 0) return 0;
+    if (diag__set_now != NULL ? diag__set_add(path, tmp) == 0 : rename(tmp, path) == 0) return 0;
     fd = -1;
 fail:
     saved = errno;
@@ -3332,7 +3424,7 @@ static int diag__pending_file(const char *prefix, const char *ext, diag__buf *b,
                               size_t cap)
 {
     snprintf(failed_path, cap, "%s.pending.%s", prefix, ext);
-    if (!any) return unlink(failed_path) == 0 || errno == ENOENT ? 0 : -1;
+    if (!any) return diag__remove_file(failed_path);
     return diag__write_buf(failed_path, b);
 }
 
@@ -3592,6 +3684,7 @@ typedef struct diag__svg {
     unsigned levels; /* frames in the deepest stack */
     diag__svg_open *open;
     unsigned nopen;
+    uint64_t left_out; /* frames under 0.1 px, not drawn */
 } diag__svg;
 
 /* Orders stacks frame by frame (';' below every other byte), so the rows
@@ -3654,13 +3747,16 @@ static void diag__svg_fixed(char *out, size_t cap, double v)
     snprintf(out, cap, "%llu.%02u", (unsigned long long)(hundredths / 100), (unsigned)(hundredths % 100));
 }
 
-/* Draws an open frame ending at value offset end, at level depth; none under 0.1 px, as flamegraph.pl. */
+/* Draws an open frame ending at value offset end, at level depth; none under 0.1 px, as flamegraph.pl (counted). */
 static void diag__svg_frame(diag__svg *g, const diag__svg_open *f, unsigned depth, uint64_t end)
 {
     char head[128], box[320], value[32], color[32], share[24], x[24], w[24];
     double scale = (double)(DIAG__SVG_WIDTH - 2 * DIAG__SVG_PAD) / (double)g->total;
     uint64_t v = end - f->start;
-    if ((double)v * scale < 0.1) return;
+    if ((double)v * scale < 0.1) {
+        g->left_out++;
+        return;
+    }
     diag__svg_value(value, sizeof value, g->metric, v);
     diag__svg_color(color, sizeof color, g->metric, f->name, f->len);
     diag__svg_fixed(share, sizeof share, 100.0 * (double)v / (double)g->total);
@@ -3702,8 +3798,10 @@ static void diag__svg_stack(diag__svg *g, const char *s, uint64_t x)
     }
 }
 
-static void diag__svg_frames(diag__svg *g, const diag__row **order, size_t n)
+/* The frames, then how many were too narrow to draw, on the right of the bottom line. */
+static void diag__svg_frames(diag__svg *g, const diag__row **order, size_t n, unsigned height)
 {
+    char line[160];
     uint64_t x = 0;
     size_t i;
     for (i = 0; i < n; i++) {
@@ -3713,6 +3811,11 @@ static void diag__svg_frames(diag__svg *g, const diag__row **order, size_t n)
         x += v;
     }
     diag__svg_stack(g, "", x);
+    snprintf(line, sizeof line,
+             "<text id=\"left-out\" x=\"%u\" y=\"%u\" text-anchor=\"end\">%llu frame%s narrower than 0.1 px "
+             "not drawn</text>\n", DIAG__SVG_WIDTH - DIAG__SVG_PAD, height - 9, (unsigned long long)g->left_out,
+             g->left_out == 1 ? "" : "s");
+    diag__buf_str(g->out, line);
 }
 
 static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
@@ -3744,7 +3847,7 @@ static void diag__svg_document(diag__svg *g, const diag__row **order, size_t n)
              DIAG__SVG_WIDTH / 2, diag__svg_titles[g->metric], value, DIAG__SVG_PAD, DIAG__SVG_PAD, height - 9,
              g->total ? "Hover a frame for its value, click to zoom." : "Nothing was measured.");
     diag__buf_str(g->out, line);
-    if (g->total) diag__svg_frames(g, order, n);
+    if (g->total) diag__svg_frames(g, order, n, height);
     diag__buf_str(g->out, "<script type=\"text/ecmascript\"><![CDATA[\n");
     for (i = 0; i < sizeof diag__svg_script / sizeof diag__svg_script[0]; i++) diag__buf_str(g->out, diag__svg_script[i]);
     diag__buf_str(g->out, "]]></script>\n</svg>\n");
@@ -3776,10 +3879,9 @@ static void diag__svg_write(diag__buf *b, const diag__snapshot *snap, int metric
 }
 
 /* With DIAGNOSE_SVG=1: PREFIX.pending.svg, where the open runs sit. */
-static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap)
+static int diag__write_pending_svg(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
 {
     diag__buf b = { NULL, 0, 0, 0 };
-    char path[4200];
     size_t i;
     int any = 0;
     for (i = 0; i < snap->count; i++) any |= snap->rows[i].open != 0;
@@ -3787,7 +3889,7 @@ static int diag__write_pending_svg(const char *prefix, const diag__snapshot *sna
         diag__buf_put(&b, "", 0);
         diag__svg_write(&b, snap, DIAG__OPEN);
     }
-    return diag__pending_file(prefix, "svg", &b, any, path, sizeof path); /* frees b */
+    return diag__pending_file(prefix, "svg", &b, any, failed_path, cap); /* frees b */
 }
 
 /* >>trace: PREFIX.trace.json ------------------------------------------------- */
@@ -3900,26 +4002,51 @@ static void diag__trace_meta(diag__buf *b, const char *what, uint64_t tid, const
     diag__buf_str(b, "\"}},\n");
 }
 
-/* A poll around the one diag__trace_nest is at: ticks, as written (ns), its stack. */
+/* A poll around the one diag__trace_nest is at: ticks, as written (ns),
+   the earliest start written of its children so far, its stack. */
 typedef struct diag__trace_open {
-    uint64_t start, end, ws, we;
+    uint64_t start, end, ws, we, next;
     const char *stack;
     size_t len;
 } diag__trace_open;
 
+/* Moves a poll's written [*ws, *we] inside its parent p's (NULL: none), 1 ns
+   in from p's start and 2 from its end, and to end 1 ns before *next, the
+   earliest start written on its level so far; then it is *next. Readers
+   that add ts and dur in doubles, or truncate each to ns (Perfetto), then
+   still nest it and keep its neighbours apart; a parent under 3 ns has its
+   children 0 ns long at its end. */
+static void diag__trace_place(const diag__trace_open *p, uint64_t *next, uint64_t *ws, uint64_t *we)
+{
+    uint64_t lo = 0, hi = UINT64_MAX;
+    if (p != NULL) {
+        int room = p->we - p->ws >= 3;
+        lo = room ? p->ws + 1 : p->we;
+        hi = room ? p->we - 2 : p->we;
+    }
+    if (*next <= hi) hi = *next > lo ? *next - 1 : lo;
+    *ws = *ws < lo ? lo : *ws > hi ? hi : *ws;
+    *we = *we < *ws ? *ws : *we > hi ? hi : *we;
+    *next = *ws;
+}
+
+/* Where the counters of two CPUs are not in step (some virtual machines
+   and multi-socket hosts), a thread that moved mid-poll can read its
+   child's end after its own: a poll that far outside its parent's ticks
+   is still its child, and is placed inside. */
+#define DIAG__TRACE_SKEW_NS 1000u
+
 /* Turns the events [first, end) of one thread (ticks, in completion order:
    a child before its parent) into what is written: start and dur in ns
-   from the origin, each end rounded, then a child pulled strictly inside
-   its parent's written span [ps, pe], to [ps + 1, pe - 1], so that readers
-   adding in doubles or ordering equal starts by the file still nest them
-   (touching polls still do not overlap; a parent under 2 ns has its
-   children 0 ns long at its end). Walked newest first, a parent comes
-   first: `open` (DIAG_MAX_DEPTH) holds the polls around, and the nearest
-   of the path less its last frame is the parent. */
+   from the origin, each end rounded (dur is end minus start), then placed
+   by diag__trace_place. Walked newest first, a parent comes first: `open`
+   (DIAG_MAX_DEPTH) holds the polls around, and the nearest of the path less
+   its last frame is the parent, if their ticks meet (give or take a skew). */
 static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, double ns_per_tick,
                              diag__trace_open *open)
 {
     size_t depth = 0, k = end;
+    uint64_t root_next = UINT64_MAX, skew = (uint64_t)((double)DIAG__TRACE_SKEW_NS / ns_per_tick);
     while (k-- > first) {
         diag__event *e = &c->events[k];
         const char *stack = c->stacks + c->offsets[e->path], *semi = strrchr(stack, ';');
@@ -3929,18 +4056,17 @@ static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, doub
         while (depth > 0 &&
                (semi == NULL || open[depth - 1].len != plen || memcmp(open[depth - 1].stack, stack, plen) != 0))
             depth--;
-        if (depth > 0 && open[depth - 1].start <= e->start && e->start + e->dur <= open[depth - 1].end) {
-            const diag__trace_open *p = &open[depth - 1];
-            uint64_t lo = p->we - p->ws >= 2 ? p->ws + 1 : p->we, hi = p->we - p->ws >= 2 ? p->we - 1 : p->we;
-            ws = ws < lo ? lo : ws > hi ? hi : ws;
-            we = we < ws ? ws : we > hi ? hi : we;
-        }
+        if (depth > 0 && (e->start + e->dur + skew < open[depth - 1].start || e->start > open[depth - 1].end + skew))
+            depth = 0; /* a poll of the parent's path, but another one: this poll's parent is not in the ring */
+        e->orphan = depth == 0 && semi != NULL;
+        diag__trace_place(depth ? &open[depth - 1] : NULL, depth ? &open[depth - 1].next : &root_next, &ws, &we);
         if (depth < DIAG_MAX_DEPTH) {
             diag__trace_open *o = &open[depth++];
             o->start = e->start;
             o->end = e->start + e->dur;
             o->ws = ws;
             o->we = we;
+            o->next = UINT64_MAX;
             o->stack = stack;
             o->len = strlen(stack);
         }
@@ -3949,21 +4075,21 @@ static void diag__trace_nest(diag__trace_copy *c, size_t first, size_t end, doub
     }
 }
 
-/* One "X" event; e's start and dur are in ns (see diag__trace_nest). */
+/* One "X" event; e's start and dur are in ns (see diag__trace_nest). No
+   args: speedscope would add them to the frame's name; the nesting gives
+   the path, and a poll without its parent in the file is named by it. */
 static void diag__trace_event(diag__buf *b, const diag__trace_copy *c, uint64_t tid, const diag__event *e)
 {
     const char *stack = c->stacks + c->offsets[e->path], *frame = strrchr(stack, ';');
     diag__buf_str(b, "{\"ph\": \"X\", \"name\": \"");
-    diag__buf_str(b, frame ? frame + 1 : stack);
+    diag__buf_str(b, frame && !e->orphan ? frame + 1 : stack);
     diag__buf_str(b, "\", \"ts\": ");
     diag__buf_us(b, e->start);
     diag__buf_str(b, ", \"dur\": ");
     diag__buf_us(b, e->dur);
     diag__buf_str(b, ", ");
     diag__trace_ids(b, tid);
-    diag__buf_str(b, ", \"args\": {\"path\": \"");
-    diag__buf_str(b, stack);
-    diag__buf_str(b, "\"}},\n");
+    diag__buf_str(b, "},\n");
 }
 
 /* The file, from c; rewrites c's events (see diag__trace_nest). */
@@ -4011,11 +4137,34 @@ static int diag__trace_write(const char *prefix, double ns_per_tick, char *faile
 
 /* >>dump: snapshot, write, free; one dump at a time -------------------------- */
 
+enum { DIAG__FOLDED_FILES = 1, DIAG__SVG_FILES = 2 }; /* what a set holds */
+
+/* One dump's files at prefix, all or none (see diag__set): the folded,
+   pending and trace files, the SVGs (with PREFIX.pending.svg), or both.
+   -1 with errno and failed_path set. */
+static int diag__write_set(const char *prefix, diag__snapshot *snap, int what, char *failed_path, size_t cap)
+{
+    diag__set set;
+    int rc = 0;
+    set.n = 0;
+    diag__set_now = &set;
+    if (what & DIAG__FOLDED_FILES) {
+        rc = diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap);
+        if (rc == 0) rc = diag__write_pending(prefix, snap, failed_path, cap);
+        if (rc == 0) rc = diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
+    }
+    if (rc == 0 && (what & DIAG__SVG_FILES)) {
+        rc = diag__write_metrics(prefix, "svg", diag__svg_write, snap, failed_path, cap);
+        if (rc == 0) rc = diag__write_pending_svg(prefix, snap, failed_path, cap);
+    }
+    diag__set_now = NULL;
+    return diag__set_end(&set, rc, failed_path, cap);
+}
+
+/* What the exit and numbered snapshots write: the folded set, and the SVGs with DIAGNOSE_SVG. */
 static int diag__write_all(const char *prefix, diag__snapshot *snap, char *failed_path, size_t cap)
 {
-    if (diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap) != 0) return -1;
-    if (diag__write_pending(prefix, snap, failed_path, cap) != 0) return -1;
-    return diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
+    return diag__write_set(prefix, snap, DIAG__FOLDED_FILES | (diag__rt->svg ? DIAG__SVG_FILES : 0), failed_path, cap);
 }
 
 /* Writes one snapshot's files, under diag__rt->dump_lock: prefix and arg are
@@ -4051,33 +4200,25 @@ static int diag__write_or_warn(diag__snapshot *snap, const char *prefix, int arg
     char resolved[4096], failed[4200];
     (void)arg;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    if (diag__write_all(resolved, snap, failed, sizeof failed) != 0)
+    if (diag__write_set(resolved, snap, DIAG__FOLDED_FILES, failed, sizeof failed) != 0)
         diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
     return 0;
 }
 
-/* diag_dump and diag_write_svg: the files of `write` at prefix. */
-static int diag__dump_with(const char *prefix, diag__files_writer write)
+/* A writer: diag_dump's and diag_write_svg's files (what: DIAG__*_FILES) at prefix. */
+static int diag__write_files(diag__snapshot *snap, const char *prefix, int what)
+{
+    char failed[4200];
+    return diag__write_set(prefix, snap, what, failed, sizeof failed);
+}
+
+/* diag_dump and diag_write_svg: the files of `what` at prefix. */
+static int diag__dump_with(const char *prefix, int what)
 {
     char resolved[4096];
     if (!diag__on()) return 0;
     if (diag__resolve_prefix(prefix, resolved, sizeof resolved) != 0) return -1;
-    return diag__snapshot_write(0, write, resolved, 0);
-}
-
-static int diag__write_folded_files(diag__snapshot *snap, const char *prefix, int arg)
-{
-    char failed[4200];
-    (void)arg;
-    return diag__write_all(prefix, snap, failed, sizeof failed);
-}
-
-static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int arg)
-{
-    char path[4200];
-    (void)arg;
-    if (diag__write_metrics(prefix, "svg", diag__svg_write, snap, path, sizeof path) != 0) return -1;
-    return diag__write_pending_svg(prefix, snap);
+    return diag__snapshot_write(0, diag__write_files, resolved, what);
 }
 
 /* >>snapshots: the snapshot thread (numbered snapshots, slow-poll traces) ---- */
@@ -4124,8 +4265,6 @@ static int diag__snapshot_thread_write(diag__snapshot *snap, const char *prefix,
     snprintf(numbered, sizeof numbered, "%s.%u", resolved, n);
     if (diag__write_all(numbered, snap, failed, sizeof failed) != 0) {
         diag__warn("diagnose.h: cannot write %s: %s\n", failed, strerror(errno));
-    } else if (diag__rt->svg && diag__write_svg_files(snap, numbered, 0) != 0) {
-        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", numbered, strerror(errno));
     } else {
         diag__rt->snapshot_thread->next = n; /* numbers stay consecutive: a failed one is retried */
         if (by_signal && !diag__rt->quiet) diag__warn("diagnose.h: wrote snapshot %s.*.folded\n", numbered);
@@ -4778,8 +4917,6 @@ static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
             diag__warn("diagnose.h: cannot write %s: %s; no profile written\n", failed, strerror(reason));
         }
     }
-    if (diag__rt->svg && diag__write_svg_files(snap, prefix, 0) != 0)
-        diag__warn("diagnose.h: cannot write %s.*.svg: %s\n", prefix, strerror(errno));
 }
 
 /* A writer: the exit's files (prefix unused), then its lines on stderr. */
@@ -5015,9 +5152,9 @@ int diag_reset(void)
     return rc;
 }
 
-int diag_dump(const char *prefix) { return diag__dump_with(prefix, diag__write_folded_files); }
+int diag_dump(const char *prefix) { return diag__dump_with(prefix, DIAG__FOLDED_FILES); }
 
-int diag_write_svg(const char *prefix) { return diag__dump_with(prefix, diag__write_svg_files); }
+int diag_write_svg(const char *prefix) { return diag__dump_with(prefix, DIAG__SVG_FILES); }
 
 diag_span *diag_span_at(const void *task, const char *name)
 {

@@ -180,6 +180,91 @@ static void test_exit_while_another_thread_dumps(void)
     }
 }
 
+/* In that child, after diagnose.h's exit handler (registered before it, so
+   run after it): whether the exit told the other dumps to wait for it.
+   Here a waiting exit often wins the lock even without (the scheduler runs
+   a woken thread first), so the test reads the flag itself. */
+static int report_exit_waiting;
+
+static void exit_waiting_report(void)
+{
+#ifndef DIAGNOSE_DISABLE
+    FILE *f = report_exit_waiting ? fopen("exit_waiting.txt", "w") : NULL;
+    if (f == NULL) return;
+    fprintf(f, "%d\n", __atomic_load_n(&diag__rt->exit_waiting, __ATOMIC_ACQUIRE));
+    fclose(f);
+#endif
+}
+
+__attribute__((constructor(101))) static void exit_waiting_report_at_exit(void) { atexit(exit_waiting_report); }
+
+/* exit() while three threads dump in a loop: a mutex is not fair, and a
+   thread that unlocks and locks again at once nearly always wins it over
+   one that waits, so without letting the exit go first (the others wait
+   while it waits) the exit dump would give up after its second. */
+static int child_exit_while_three_threads_dump(void)
+{
+    pthread_t t[3];
+    int i;
+    make_paths(3);
+    for (i = 0; i < 3; i++) pthread_create(&t[i], NULL, dump_forever, NULL);
+    tt_sleep_ns(20000000);
+    make_paths(1);
+    report_exit_waiting = 1;
+    exit(0);
+}
+
+static void test_exit_goes_ahead_of_threads_dumping_in_a_loop(void)
+{
+    static const char *const env[] = { "DIAGNOSE_OUT=out", "DIAGNOSE_QUIET=", "DIAGNOSE=", NULL };
+    int round;
+    for (round = 0; round < 3; round++) {
+        const char *dir = tt_tempdir();
+        char *polls, *err;
+        CHECK_EQ(tt_spawn(dir, "exit_while_three_dump", env), 0);
+        polls = tt_readf("%s/out.polls.folded", dir);
+        CHECK_EQ(tt_value(polls, "path_59"), 4); /* the exit's snapshot is the last one written */
+        free(polls);
+        err = tt_readf("%s/stderr.txt", dir);
+        CHECK(err && strstr(err, "no profile written") == NULL);
+        free(err);
+#ifndef DIAGNOSE_DISABLE
+        err = tt_readf("%s/exit_waiting.txt", dir);
+        CHECK_STR(err, "1\n");
+        free(err);
+#endif
+    }
+}
+
+/* How the exit goes first, whatever the scheduler does: while it waits for
+   the dump lock (exit_waiting), another thread's dump does not take it. */
+__attribute__((unused)) static void *one_dump(void *arg)
+{
+    diag_dump(prefix);
+    __atomic_store_n((int *)arg, 1, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void test_dumps_wait_while_the_exit_waits(void)
+{
+#ifndef DIAGNOSE_DISABLE /* the runtime's flag */
+    pthread_t t;
+    int done = 0;
+    char path[400];
+    snprintf(prefix, sizeof prefix, "%s/held", tt_tempdir());
+    snprintf(path, sizeof path, "%s.polls.folded", prefix);
+    __atomic_store_n(&diag__rt->exit_waiting, 1, __ATOMIC_RELEASE);
+    pthread_create(&t, NULL, one_dump, &done);
+    tt_sleep_ns(200000000);
+    CHECK_EQ(__atomic_load_n(&done, __ATOMIC_ACQUIRE), 0);
+    CHECK(!tt_exists(path));
+    __atomic_store_n(&diag__rt->exit_waiting, 0, __ATOMIC_RELEASE); /* as if the exit were done */
+    pthread_join(t, NULL);
+    CHECK_EQ(done, 1);
+    CHECK(tt_exists(path));
+#endif
+}
+
 /* A thread stuck inside diag_dump holds its locks for good: exit gives up
    after about a second, says so, and keeps its exit code. */
 static void *dump_and_get_stuck(void *arg)
@@ -218,6 +303,7 @@ static void test_exit_gives_up_on_a_stuck_dump(void)
 static const tt_child children[] = {
     { "exit_while_dumping", child_exit_while_dumping },
     { "exit_while_a_dump_is_stuck", child_exit_while_a_dump_is_stuck },
+    { "exit_while_three_dump", child_exit_while_three_threads_dump },
 };
 
 int main(int argc, char **argv)
@@ -228,6 +314,8 @@ int main(int argc, char **argv)
     RUN(test_two_threads_dump_one_prefix);
     RUN(test_four_threads_dump_one_prefix_with_svgs);
     RUN(test_exit_while_another_thread_dumps);
+    RUN(test_exit_goes_ahead_of_threads_dumping_in_a_loop);
+    RUN(test_dumps_wait_while_the_exit_waits);
     RUN(test_exit_gives_up_on_a_stuck_dump);
     return test_summary();
 }

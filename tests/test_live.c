@@ -378,6 +378,7 @@ static void test_orphans(void)
     struct live p1, k1, p2, k2;
     diag_future *fp1 = live_init(&p1, parent), *fp2 = live_init(&p2, parent);
     char *text;
+    int i;
     CHECK_EQ(diag_reset(), 0);
     p1.child = live_init(&k1, kid);
     p2.child = live_init(&k2, kid);
@@ -396,6 +397,16 @@ static void test_orphans(void)
     p1.ready = 0;
     diag_poll(fp1, NULL);
     CHECK_EQ(tt_row_of("live.parent;kid").orphans, 1);
+    /* runs of p1 until one has the very record the kid's parent run had
+       (records are reused): the record's start still tells them apart */
+    for (i = 0; i < 1000 && p1.base.span.run != k1.base.span.run->parent; i++) {
+        p1.ready = 1;
+        diag_poll(fp1, NULL);
+        p1.ready = 0;
+        diag_poll(fp1, NULL);
+    }
+    CHECK(p1.base.span.run == k1.base.span.run->parent);
+    CHECK_EQ(tt_row_of("live.parent;kid").orphans, 1);
     text = tt_table_text();
     CHECK(text && strstr(text, "lint: live.parent;kid: 1 open run outlived the run it began in") != NULL);
     free(text);
@@ -407,6 +418,25 @@ static void test_orphans(void)
     diag_drop(fp1);
     CHECK_EQ(tt_row_of("live.parent;kid").orphans, 0);
     CHECK_EQ(tt_row_of("live.parent;kid").open, 0);
+}
+
+/* A run exactly DIAGNOSE_STUCK_S old is stuck; 1 ns younger, not yet. */
+static void test_stuck_from_exactly_its_age(void)
+{
+    diag__row r;
+    diag__buf b = { NULL, 0, 0, 0 };
+    memset(&r, 0, sizeof r);
+    r.stack = "live.edge";
+    r.open = 1;
+    r.oldest = diag__rt->stuck_ns;
+    diag__pending_line(&b, &r);
+    CHECK(b.data && strstr(b.data, "live.edge: 1 open, oldest ") == b.data && strstr(b.data, ", stuck\n"));
+    free(b.data);
+    memset(&b, 0, sizeof b);
+    r.oldest = diag__rt->stuck_ns - 1;
+    diag__pending_line(&b, &r);
+    CHECK(b.data && strstr(b.data, "stuck") == NULL);
+    free(b.data);
 }
 
 /* ---- self-wakes ----------------------------------------------------------- */
@@ -477,8 +507,11 @@ static int child_lost_wakes(void)
 {
     static const char lost[] = "live.lost", waiting[] = "live.waiting", unpolled[] = "live.unpolled";
     static const char spurious[] = "live.spurious", parent[] = "live.holder", kid[] = "kid", fresh[] = "live.fresh";
-    static struct live l, w, u, s, p, k, fr;
-    int i;
+    static const char revived[] = "live.revived", blocked[] = "live.blocked";
+    static struct live l, w, u, s, p, k, fr, rv, bl;
+    static struct blocked b;
+    static pthread_t thread;
+    int i, fds[2];
     /* woken before each of its polls, but not since the last one began:
        the old wakes do not count */
     live_init(&l, lost);
@@ -499,7 +532,21 @@ static int child_lost_wakes(void)
     live_init(&p, parent);
     p.child = live_init(&k, kid);
     diag_poll(&p.base, NULL);
+    /* a run older than DIAGNOSE_STUCK_S, but woken and polled just now: the
+       age that counts is that of its last woken poll, not the run's */
+    diag_wake(live_init(&rv, revived));
+    diag_poll(&rv.base, NULL);
+    /* woken, then polled on a thread where the poll blocks for good: it
+       runs, so nothing is lost */
+    if (pipe(fds) != 0) return 1;
+    b.f = live_init(&bl, blocked);
+    bl.pipe_fd = fds[0];
+    diag_wake(b.f);
+    if (pthread_create(&thread, NULL, poll_blocked, &b) != 0) return 1;
+    while (!__atomic_load_n(&bl.entered_ns, __ATOMIC_ACQUIRE)) tt_sleep_ns(MS);
     tt_sleep_ns(300 * MS);
+    diag_wake(&rv.base);
+    diag_poll(&rv.base, NULL);
     /* younger than DIAGNOSE_STUCK_S */
     diag_wake(live_init(&fr, fresh));
     diag_poll(&fr.base, NULL);
@@ -555,7 +602,8 @@ static void test_lost_wakes(void)
     err = stderr_of(d);
     text = tt_readf("%s/out.pending.txt", d);
     folded = tt_readf("%s/out.pending.folded", d);
-    CHECK_STR(folded, "live.fresh 1\nlive.holder 1\nlive.holder;kid 1\nlive.lost 1\nlive.spurious 1\nlive.waiting 1\n");
+    CHECK_STR(folded, "live.blocked 1\nlive.fresh 1\nlive.holder 1\nlive.holder;kid 1\nlive.lost 1\nlive.revived 1\n"
+                      "live.spurious 1\nlive.waiting 1\n");
     CHECK(err && strstr(err, "lint: live.lost: 1 open run not woken, polled or running for 200ms or more (lost wake?)\n"));
     CHECK(err && !has_lint(err, "live.waiting", "lost wake"));
     CHECK(err && !has_lint(err, "live.spurious", "lost wake"));
@@ -564,6 +612,10 @@ static void test_lost_wakes(void)
     /* its kid waits on it, not on a wake */
     CHECK(err && !has_lint(err, "live.holder;kid", "lost wake"));
     CHECK(err && !has_lint(err, "live.fresh", "lost wake"));
+    CHECK(err && !has_lint(err, "live.revived", "lost wake"));
+    CHECK(err && !has_lint(err, "live.blocked", "lost wake"));
+    CHECK(err && has_lint(err, "live.blocked", "still running")); /* it is said to be running instead */
+    CHECK(text && strstr(text, "live.revived: 1 open, oldest ") && strstr(strstr(text, "live.revived:"), ", stuck\n"));
     CHECK(err && strstr(err, "live.unpolled") == NULL);
     /* older than DIAGNOSE_STUCK_S: stuck; the fresh one is not */
     CHECK(text && strstr(text, "live.lost: 1 open, oldest ") && strstr(strstr(text, "live.lost:"), ", stuck\n"));
@@ -660,6 +712,7 @@ int main(int argc, char **argv)
     RUN(test_open_runs_after_reset);
     RUN(test_open_runs_in_a_forked_child);
     RUN(test_orphans);
+    RUN(test_stuck_from_exactly_its_age);
     RUN(test_self_wakes);
     RUN(test_self_wake_from_a_nested_poll);
     RUN(test_lost_wakes);

@@ -8,6 +8,7 @@
 #include "diagnose.h"
 #include "test.h"
 
+#include <dirent.h>
 #include <grp.h>
 #include <pthread.h>
 #include <signal.h>
@@ -69,10 +70,43 @@ static int child_file_size_limit(void)
     return 7;
 }
 
+/* 3 paths, then (a later run) 5000: each folded file of the second is some
+   60 KB, more than the disk or the file size limit has room for. */
+static int child_three_paths(void)
+{
+    poll_named("first", 1);
+    poll_named("second", 2);
+    poll_named("third", 3);
+    return 0;
+}
+
+static int child_5000_paths(void)
+{
+    static char names[5000][24];
+    int i;
+    for (i = 0; i < 5000; i++) {
+        snprintf(names[i], sizeof names[i], "path_%04d", i);
+        poll_named(names[i], 1);
+    }
+    return 0;
+}
+
+/* The same with a 60 KB file size limit: the polls file (60000 bytes) fits, busy does not. */
+static int child_5000_paths_limited(void)
+{
+    struct rlimit r = { 61440, 61440 };
+    signal(SIGXFSZ, SIG_IGN);
+    if (setrlimit(RLIMIT_FSIZE, &r) != 0) return 98;
+    return child_5000_paths();
+}
+
 static const tt_child children[] = {
     { "polls_seven", child_polls_seven },
     { "unprivileged", child_unprivileged },
     { "file_size_limit", child_file_size_limit },
+    { "three_paths", child_three_paths },
+    { "5000_paths", child_5000_paths },
+    { "5000_paths_limited", child_5000_paths_limited },
 };
 
 /* ---- helpers ---- */
@@ -185,6 +219,36 @@ static void test_dump_to_missing_directory(void)
     saved = errno;
     CHECK_EQ(rc, -1);
     CHECK_EQ(saved, ENOENT);
+}
+
+/* A directory where a file of the set must go: the dump fails (EISDIR, and
+   -1), no file of the set is replaced, and no temporary file is left. */
+static void test_directory_in_the_way_replaces_nothing(void)
+{
+    const char *dir = tt_tempdir();
+    char *prefix = prefix_in(dir, "dir");
+    char path[600], *polls;
+    int rc, saved;
+    poll_named("in_the_way", 2);
+    CHECK_EQ(diag_dump(prefix), 0);
+    poll_named("in_the_way", 3);
+    snprintf(path, sizeof path, "%s.busy.folded", prefix);
+    CHECK_EQ(unlink(path), 0);
+    CHECK_EQ(mkdir(path, 0777), 0);
+    errno = 0;
+    rc = diag_dump(prefix);
+    saved = errno;
+    CHECK_EQ(rc, -1);
+    CHECK_EQ(saved, EISDIR);
+    polls = tt_readf("%s.polls.folded", prefix);
+    CHECK_EQ(tt_value(polls, "in_the_way"), 2); /* the first dump's */
+    free(polls);
+    {
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        while (d && (e = readdir(d)) != NULL) CHECK(strstr(e->d_name, ".tmp.") == NULL);
+        if (d) closedir(d);
+    }
 }
 
 /* stderr of a child must be exactly one line naming the path and reason,
@@ -323,6 +387,65 @@ static void test_exit_full_disk(void)
     CHECK_EQ(umount(mnt), 0);
 }
 
+/* The folded files of out in dir are those of the run of 3 paths, whole, and
+   no temporary file is left beside them. */
+static void check_three_paths_kept(const char *dir)
+{
+    static const char *const metrics[3] = { "polls", "busy", "wall" };
+    char *text;
+    int m;
+    for (m = 0; m < 3; m++) {
+        text = tt_readf("%s/out.%s.folded", dir, metrics[m]);
+        CHECK(text != NULL && tt_folded_ok(text) && tt_lines(text) == 3);
+        CHECK(text != NULL && strncmp(text, "first ", 6) == 0 && strstr(text, "\nsecond ") && strstr(text, "\nthird "));
+        if (m == 0) CHECK_STR(text, "first 1\nsecond 2\nthird 3\n");
+        free(text);
+    }
+    {
+        DIR *d = opendir(dir);
+        struct dirent *e;
+        int files = 0;
+        while (d && (e = readdir(d)) != NULL) {
+            if (e->d_name[0] == '.' || strcmp(e->d_name, "fill") == 0) continue;
+            if (strstr(e->d_name, ".tmp.")) printf("  left behind: %s\n", e->d_name);
+            files++;
+        }
+        if (d) closedir(d);
+        CHECK_EQ(files, 3);
+    }
+}
+
+/* A full disk (a small tmpfs, or else a file size limit) where a later,
+   larger run fails part-way, with the polls file written and busy not:
+   the three folded files are still the earlier run's, all of them, as the
+   files of a dump are renamed into place only once all are written. The
+   profile of the later run goes to $TMPDIR (where the limit allows). */
+static void test_full_disk_keeps_the_earlier_set(void)
+{
+    const char *dir = tt_tempdir();
+    char mnt[400], tmpdir[400];
+    int mounted;
+    snprintf(mnt, sizeof mnt, "%s/full", dir);
+    snprintf(tmpdir, sizeof tmpdir, "%s/tmp", dir);
+    mkdir(mnt, 0777);
+    mkdir(tmpdir, 0777);
+    mounted = mount("tmpfs", mnt, "tmpfs", 0, "size=96k") == 0; /* 3 small files and one of 60 KB fit */
+    if (!mounted) printf("  no tmpfs (%s): a file size limit instead\n", strerror(errno));
+    CHECK_EQ(spawn_exit(dir, "three_paths", "full/out", tmpdir), 0);
+    check_three_paths_kept(mnt);
+    CHECK_EQ(spawn_exit(dir, mounted ? "5000_paths" : "5000_paths_limited", "full/out", tmpdir), 0);
+    check_three_paths_kept(mnt);
+    {
+        char *err = tt_readf("%s/stderr.txt", dir), want[600];
+        snprintf(want, sizeof want, "diagnose.h: cannot write full/out.busy.folded: %s; ", /* then where it went */
+                 strerror(mounted ? ENOSPC : EFBIG));
+        CHECK(err && strncmp(err, want, strlen(want)) == 0);
+        if (err && strncmp(err, want, strlen(want)) != 0) printf("  stderr: %s", err);
+        free(err);
+    }
+    if (mounted) CHECK_EQ(umount(mnt), 0);
+}
+
 /* DIAGNOSE_OUT is ignored by a set-uid program: a copy of this program
    owned by another user with the set-uid bit, run by root (real uid root,
    effective uid nobody: AT_SECURE), writes to the default prefix. Without
@@ -386,11 +509,13 @@ int main(int argc, char **argv)
     RUN(test_reader_never_sees_half_a_file);
     RUN(test_symlink_is_replaced_not_followed);
     RUN(test_dump_to_missing_directory);
+    RUN(test_directory_in_the_way_replaces_nothing);
     RUN(test_exit_missing_directory_falls_back_to_tmpdir);
     RUN(test_exit_nowhere_to_write);
     RUN(test_exit_unwritable_directory);
     RUN(test_exit_write_error_leaves_nothing);
     RUN(test_exit_full_disk);
+    RUN(test_full_disk_keeps_the_earlier_set);
     RUN(test_setuid_ignores_diagnose_out);
     return test_summary();
 }

@@ -95,12 +95,24 @@ static unsigned long long beneath(const char *folded, const char *stack)
     return sum;
 }
 
+/* The number the picture gives of the frames it did not draw; -1: none given. */
+static long left_out(const char *svg)
+{
+    const char *at = strstr(svg, "<text id=\"left-out\" ");
+    long n;
+    char word[16];
+    if (at == NULL || sscanf(strchr(at, '>') + 1, "%ld frame%15[s ]narrower than 0.1 px not drawn</text>", &n, word) != 2)
+        return -1;
+    return n;
+}
+
 /* Every frame is as wide as the lines beneath it, positioned at its offset,
-   and every stack prefix wider than 0.1 px has exactly one frame. */
+   every stack prefix wider than 0.1 px has exactly one frame, and the
+   picture counts the others. */
 static void check_against_folded(const char *svg, const char *folded)
 {
     static frame frames[512];
-    size_t n = parse_frames(svg, frames, 512), i, prefixes = 0;
+    size_t n = parse_frames(svg, frames, 512), i, prefixes = 0, narrow = 0;
     unsigned long long total = 0;
     static char seen[512][256];
     const char *line;
@@ -126,9 +138,13 @@ static void check_against_folded(const char *svg, const char *folded)
             if (beneath(folded, stack) * FRAME_PX / total >= 0.1) {
                 if (find(frames, n, stack) == NULL) printf("  no frame for %s\n", stack);
                 CHECK(find(frames, n, stack) != NULL);
+            } else {
+                narrow++;
             }
         }
     }
+    CHECK_EQ(n + narrow, prefixes);
+    CHECK_EQ(left_out(svg), (long)narrow);
 }
 
 /* ---- a profile given as rows, so every value is known exactly ---- */
@@ -203,6 +219,8 @@ static void test_known_profile(void)
         CHECK_RANGE(f->width, want[i].v * 1.18e-4 - 0.005, want[i].v * 1.18e-4 + 0.005);
     }
     CHECK(find(frames, n, "main;tiny") == NULL);
+    CHECK(strstr(svg, "<text id=\"left-out\" x=\"1190\" y=\"101\" text-anchor=\"end\">1 frame narrower than 0.1 px "
+                      "not drawn</text>\n") != NULL); /* right of the bottom line: 36 + 3 * 16 + 26 - 9, as the hover line */
     CHECK(strstr(svg, "<title>&lt;q&amp;r&gt;: 1.00ms (10.00%)</title>") != NULL);
     CHECK(strstr(svg, ">&lt;q&amp;r&gt;</text>") != NULL);
     CHECK(strstr(svg, "<q&") == NULL);
@@ -254,6 +272,7 @@ static void test_empty_profile(void)
     if (svg == NULL) return;
     CHECK(strstr(svg, "<g class=\"f\"") == NULL);
     CHECK(strstr(svg, ">Nothing was measured.</text>") != NULL);
+    CHECK_EQ(left_out(svg), -1); /* no frames, none left out */
     CHECK(strncmp(svg, "<?xml", 5) == 0);
     CHECK(strcmp(svg + strlen(svg) - 7, "</svg>\n") == 0);
     free(svg);

@@ -59,26 +59,57 @@ static int parse_us(const char *s, uint64_t *ns)
     return 1;
 }
 
-static const char *after(const char *line, const char *key)
-{
-    const char *p = strstr(line, key);
-    return p ? p + strlen(key) : NULL;
-}
-
+/* {"ph": "X", "name": N, "ts": T, "dur": D, "pid": P, "tid": I}, exactly:
+   no args (speedscope would add them to the name). */
 static void parse_event(trace *tr, const char *line)
 {
     event *e = &tr->ev[tr->n];
-    const char *ts = after(line, "\"ts\": "), *dur = after(line, "\"dur\": ");
-    if (tr->n >= 4096 || ts == NULL || dur == NULL || !parse_us(ts, &e->ts) || !parse_us(dur, &e->dur) ||
-        sscanf(line, "{\"ph\": \"X\", \"name\": \"%63[^\"]\"", e->name) != 1 ||
-        sscanf(after(line, "\"tid\": ") ? after(line, "\"tid\": ") : "", "%llu", &e->tid) != 1 ||
-        sscanf(after(line, "\"args\": {\"path\": \"") ? after(line, "\"args\": {\"path\": \"") : "", "%127[^\"]",
-               e->path) != 1) {
+    char ts[32], dur[32];
+    int end = -1;
+    if (tr->n >= 4096 ||
+        sscanf(line, "{\"ph\": \"X\", \"name\": \"%63[^\"]\", \"ts\": %31[0-9.], \"dur\": %31[0-9.], \"pid\": %*d, "
+                     "\"tid\": %llu}%n", e->name, ts, dur, &e->tid, &end) != 4 ||
+        line[end] != '\0' || !parse_us(ts, &e->ts) || !parse_us(dur, &e->dur)) {
         printf("  bad event line: %s\n", line);
         tr->bad++;
         return;
     }
+    e->path[0] = '\0';
     tr->n++;
+}
+
+/* The event of tr around event i on its thread, as a viewer nests it: the
+   shortest that holds it (of equal ones, the next written: a parent ends
+   after its children), or -1. */
+static int parent_of(const trace *tr, int i)
+{
+    const event *c = &tr->ev[i];
+    int k, best = -1;
+    for (k = 0; k < tr->n; k++) {
+        const event *p = &tr->ev[k];
+        if (k == i || p->tid != c->tid || p->ts > c->ts || p->ts + p->dur < c->ts + c->dur ||
+            (p->dur == c->dur && k < i))
+            continue;
+        if (best < 0 || p->dur < tr->ev[best].dur || (p->dur == tr->ev[best].dur && k < best)) best = k;
+    }
+    return best;
+}
+
+/* Each event's path, from the events around it: the file writes names only. */
+static void derive_path(trace *tr, int i)
+{
+    event *e = &tr->ev[i];
+    int p = parent_of(tr, i);
+    size_t len = 0;
+    if (e->path[0]) return;
+    if (p >= 0) {
+        derive_path(tr, p);
+        len = strlen(tr->ev[p].path);
+        if (len > 60) len = 60;
+        memcpy(e->path, tr->ev[p].path, len);
+        e->path[len++] = ';';
+    }
+    memcpy(e->path + len, e->name, strlen(e->name) + 1); /* a name is at most 63 bytes */
 }
 
 static void parse_meta(trace *tr, const char *line)
@@ -104,6 +135,7 @@ static void parse_meta(trace *tr, const char *line)
 static int read_trace(trace *tr, const char *path)
 {
     char *text = tt_read(path), *line, *next;
+    int i;
     memset(tr, 0, sizeof *tr);
     if (text == NULL) return 0;
     if (strncmp(text, "{\"traceEvents\": [\n", 18) != 0 || strlen(text) < 23 ||
@@ -125,6 +157,7 @@ static int read_trace(trace *tr, const char *path)
         else parse_meta(tr, line);
     }
     free(text);
+    for (i = 0; i < tr->n; i++) derive_path(tr, i);
     return tr->bad == 0;
 }
 
@@ -378,12 +411,22 @@ static int child_snapshots(void)
     return wait_for("out.1.trace.json", 2000 * MS) ? 0 : 2;
 }
 
+static diag_status resetting_poll(diag_future *self, void *cx)
+{
+    (void)self, (void)cx;
+    diag_reset();
+    return DIAG_READY;
+}
+
+/* 3 polls, then one that calls diag_reset (it began before the reset and
+   ends after it: it is in), then 4. */
 static int child_reset(void)
 {
     struct task a, b;
+    diag_future spanning = DIAG_FUTURE_INIT(resetting_poll);
     int k;
     for (k = 0; k < 3; k++) diag_poll(task_init(&a, "before", 0), NULL);
-    diag_reset();
+    diag_poll(DIAGNOSE_AS(&spanning, "spanning"), NULL);
     for (k = 0; k < 4; k++) diag_poll(task_init(&b, "after", 0), NULL);
     return diag_dump("out") == 0 ? 0 : 1;
 }
@@ -547,66 +590,159 @@ static void test_ring_keeps_the_last_n(void)
     }
 }
 
-/* The writer on polls made up in ticks (1 ns each, completion order: a
-   child before its parent), whose ends coincide as a clock that steps in
-   10 ns makes them: each child is written strictly inside its parent, 1 ns
-   in from each shared end. */
-static void test_shared_ends_are_written_strictly_nested(void)
+/* The writer on polls made up in ticks, n of them as {start, end, path}
+   (path 0 outer, 1 outer;inner, 2 outer;inner;leaf), in completion order (a
+   child before its parent), converted at ns_per_tick; read back into tr.
+   Then want[k] is the ts and end of event k as written (ns). */
+static int write_made(const uint64_t (*polls)[3], int n, double ns_per_tick)
 {
-    /* start, end (ticks), path: 0 outer, 1 outer;inner, 2 outer;inner;leaf */
-    static const uint64_t polls[][3] = {
-        { 150, 200, 1 }, { 100, 200, 0 },                  /* a child ends with its parent */
-        { 300, 400, 1 }, { 300, 400, 0 },                  /* a child with its parent's start and end */
-        { 500, 550, 1 }, { 550, 600, 1 }, { 500, 600, 0 }, /* two children touching, and their parent */
-        { 800, 900, 2 }, { 800, 900, 1 }, { 800, 900, 0 }, /* three deep, all the same */
-        { 700, 701, 1 }, { 700, 701, 0 },                  /* 1 ns in 1 ns: no room */
-    };
-    /* what is written: ts, end (ns) */
-    static const uint64_t want[][2] = {
-        { 150, 199 }, { 100, 200 }, { 301, 399 }, { 300, 400 }, { 501, 550 }, { 550, 599 },
-        { 500, 600 }, { 802, 898 }, { 801, 899 }, { 800, 900 }, { 701, 701 }, { 700, 701 },
-    };
     static char stacks[] = "outer\0outer;inner\0outer;inner;leaf";
     size_t offsets[3] = { 0, 6, 18 };
-    diag__event events[12];
+    diag__event events[16];
     diag__trace_thread th;
     diag__trace_copy c;
     diag__buf b = { NULL, 0, 0, 0 };
     char path[300];
     FILE *f;
     int k;
-    for (k = 0; k < 12; k++) {
+    for (k = 0; k < n && k < 16; k++) {
         events[k].start = polls[k][0];
         events[k].dur = polls[k][1] - polls[k][0];
         events[k].path = (uint32_t)polls[k][2];
     }
     memset(&th, 0, sizeof th);
     th.tid = 1;
-    th.count = 12;
+    th.count = (size_t)k;
     memset(&c, 0, sizeof c);
     c.events = events;
     c.threads = &th;
     c.nthreads = 1;
     c.stacks = stacks;
     c.offsets = offsets;
-    diag__trace_json(&b, &c, 1.0);
-    CHECK(!b.failed);
+    diag__trace_json(&b, &c, ns_per_tick);
     snprintf(path, sizeof path, "%s/made.trace.json", fresh_dir());
     f = fopen(path, "w");
-    CHECK(f != NULL);
-    if (f == NULL) return;
+    if (b.failed || f == NULL) return 0;
     fwrite(b.data, 1, b.len, f);
     fclose(f);
     DIAG_FREE(b.data);
-    CHECK(read_trace(&tr, path));
-    CHECK_EQ(tr.n, 12);
-    for (k = 0; k < 12 && k < tr.n; k++) {
+    return read_trace(&tr, path) && tr.n == n;
+}
+
+static void check_written(const uint64_t (*want)[2], int n)
+{
+    int k;
+    for (k = 0; k < n && k < tr.n; k++) {
         CHECK_EQ(tr.ev[k].ts, want[k][0]);
         CHECK_EQ(tr.ev[k].ts + tr.ev[k].dur, want[k][1]);
     }
+}
+
+/* Polls whose ends coincide, as a clock that steps in 10 ns makes them:
+   each child is written strictly inside its parent, 1 ns in from its start
+   and 2 from its end, and before its next sibling. */
+static void test_shared_ends_are_written_strictly_nested(void)
+{
+    static const uint64_t polls[][3] = {
+        { 150, 200, 1 }, { 100, 200, 0 },                  /* a child ends with its parent */
+        { 300, 400, 1 }, { 300, 400, 0 },                  /* a child with its parent's start and end */
+        { 500, 550, 1 }, { 550, 600, 1 }, { 500, 600, 0 }, /* two children touching, and their parent */
+        { 800, 900, 2 }, { 800, 900, 1 }, { 800, 900, 0 }, /* three deep, all the same */
+        { 950, 952, 1 }, { 950, 952, 0 },                  /* 1 ns in 2 ns: no room */
+    };
+    static const uint64_t want[][2] = {
+        { 150, 198 }, { 100, 200 }, { 301, 398 }, { 300, 400 }, { 501, 549 }, { 550, 598 },
+        { 500, 600 }, { 802, 896 }, { 801, 898 }, { 800, 900 }, { 952, 952 }, { 950, 952 },
+    };
+    CHECK(write_made(polls, 12, 1.0));
+    check_written(want, 12);
+    CHECK_EQ(count_events(&tr, 0, "outer"), 5);
+    CHECK_EQ(count_events(&tr, 0, "outer;inner"), 6);
+    CHECK_EQ(count_events(&tr, 0, "outer;inner;leaf"), 1);
     CHECK(nesting_holds(&tr));
     tr.n = 10; /* all but the last two, which have no room */
     CHECK(strictly_nested(&tr));
+}
+
+/* At a rate where rounding shows: each end is rounded on its own (halves
+   up) and dur is the end minus the start, never a duration rounded apart. */
+static void test_ends_rounded_dur_is_their_difference(void)
+{
+    static const uint64_t polls[][3] = { { 1, 2, 0 }, { 11, 14, 0 }, { 21, 23, 0 }, { 31, 36, 0 } };
+    /* at 0.5 ns a tick: 0.5 -> 1, 1 -> 1; 5.5 -> 6, 7; 10.5 -> 11, 11.5 -> 12; 15.5 -> 16, 18 */
+    static const uint64_t want[][2] = { { 1, 1 }, { 6, 7 }, { 11, 12 }, { 16, 18 } };
+    CHECK(write_made(polls, 4, 0.5));
+    check_written(want, 4);
+}
+
+/* Ticks read on two CPUs can disagree: a child's end past its parent's, a
+   poll starting before the one before it ended, a child all before its
+   parent. All are written nested and apart, so no viewer can mis-nest them. */
+static void test_clock_skew_is_written_nested(void)
+{
+    static const uint64_t polls[][3] = {
+        { 120, 205, 1 }, { 100, 200, 0 },                  /* ends 5 ticks after its parent */
+        { 310, 350, 1 }, { 345, 390, 1 }, { 300, 400, 0 }, /* the second child starts before the first ends */
+        { 500, 600, 0 }, { 595, 700, 0 },                  /* two outer polls overlap */
+        { 795, 798, 1 }, { 800, 900, 0 },                  /* the child seems to end before its parent began */
+    };
+    static const uint64_t want[][2] = {
+        { 120, 198 }, { 100, 200 }, { 310, 344 }, { 345, 390 }, { 300, 400 },
+        { 500, 594 }, { 595, 700 }, { 801, 801 }, { 800, 900 },
+    };
+    CHECK(write_made(polls, 9, 1.0));
+    check_written(want, 9);
+    CHECK_EQ(count_events(&tr, 0, "outer"), 5);
+    CHECK_EQ(count_events(&tr, 0, "outer;inner"), 4);
+    CHECK(nesting_holds(&tr));
+    CHECK(strictly_nested(&tr));
+}
+
+/* A ring read while its thread writes it: every event copied is whole (its
+   fields from one poll: here path and dur made from start) and they follow
+   one another, however often the writer laps the reader. */
+static diag__ring *lapped;
+static int lapping_stop;
+
+static void *lap_writer(void *arg)
+{
+    uint64_t k = 1;
+    (void)arg;
+    while (!__atomic_load_n(&lapping_stop, __ATOMIC_ACQUIRE)) {
+        diag__ring_put(lapped, (uint32_t)k, k, 3 * k);
+        k++;
+    }
+    return NULL;
+}
+
+static void test_ring_copy_is_whole_while_written(void)
+{
+    diag__event out[8];
+    pthread_t th;
+    uint64_t end = tt_now_ns() + 200 * MS;
+    size_t i, n;
+    long bad = 0, copied = 0;
+    lapped = (diag__ring *)calloc(1, sizeof *lapped + 9 * sizeof(diag__event));
+    CHECK(lapped != NULL);
+    if (lapped == NULL) return;
+    lapped->slots = 9; /* 8 events */
+    lapped->events = (diag__event *)(void *)(lapped + 1);
+    pthread_create(&th, NULL, lap_writer, NULL);
+    while (tt_now_ns() < end) {
+        n = diag__ring_copy(lapped, out);
+        for (i = 0; i < n; i++) {
+            bad += out[i].dur != 3 * out[i].start || out[i].path != (uint32_t)out[i].start ||
+                   (i > 0 && out[i].start != out[i - 1].start + 1);
+        }
+        bad += n > 8;
+        copied += (long)n;
+    }
+    __atomic_store_n(&lapping_stop, 1, __ATOMIC_RELEASE);
+    pthread_join(th, NULL);
+    printf("  %ld events copied\n", copied);
+    CHECK_EQ(bad, 0);
+    CHECK(copied > 0);
+    free(lapped);
 }
 
 static void test_exited_threads_kept_up_to_16(void)
@@ -645,12 +781,26 @@ static void test_slow_nested_poll_waits_for_its_parent(void)
 {
     const char *env[] = { "DIAGNOSE_TRACE=100", "DIAGNOSE_SLOW_NS=2000000", "DIAGNOSE_OUT=out", NULL };
     char path[300];
+    event slow[2];
+    int k;
     CHECK_EQ(tt_spawn(fresh_dir(), "slow_nested", env), 0);
     snprintf(path, sizeof path, "%s/out.slow.1.trace.json", dir);
     CHECK(read_trace(&tr, path));
     CHECK_EQ(count_events(&tr, 0, "outer"), 1);
     CHECK_EQ(count_events(&tr, 0, "outer;inner"), 1);
     CHECK(nesting_holds(&tr));
+    CHECK_EQ(tr.n, 2);
+    memcpy(slow, tr.ev, sizeof slow);
+    /* the same two polls in the exit's trace, written later: the same
+       figures to the ns, as the tick rate is measured once */
+    snprintf(path, sizeof path, "%s/out.trace.json", dir);
+    CHECK(read_trace(&tr, path));
+    CHECK_EQ(tr.n, 2);
+    for (k = 0; k < 2 && k < tr.n; k++) {
+        CHECK_STR(tr.ev[k].path, slow[k].path);
+        CHECK_EQ(tr.ev[k].ts, slow[k].ts);
+        CHECK_EQ(tr.ev[k].dur, slow[k].dur);
+    }
 }
 
 static void test_slow_poll_in_an_open_poll(void)
@@ -685,6 +835,7 @@ static void test_reset_empties_the_trace(void)
     snprintf(path, sizeof path, "%s/out.trace.json", dir);
     CHECK(read_trace(&tr, path));
     CHECK_EQ(count_events(&tr, 0, "before"), 0);
+    CHECK_EQ(count_events(&tr, 0, "spanning"), 1); /* it ended after the reset */
     CHECK_EQ(count_events(&tr, 0, "after"), 4);
     CHECK_EQ(tr.threads, 1);
 }
@@ -744,6 +895,9 @@ int main(int argc, char **argv)
     RUN(test_counts_nesting_and_exited_thread);
     RUN(test_ring_keeps_the_last_n);
     RUN(test_shared_ends_are_written_strictly_nested);
+    RUN(test_ends_rounded_dur_is_their_difference);
+    RUN(test_clock_skew_is_written_nested);
+    RUN(test_ring_copy_is_whole_while_written);
     RUN(test_exited_threads_kept_up_to_16);
     RUN(test_slow_poll_writes_a_trace);
     RUN(test_slow_nested_poll_waits_for_its_parent);

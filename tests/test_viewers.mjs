@@ -122,6 +122,10 @@ async function testSvg(t, browser, svgFile, foldedFile) {
   const scale = 1180 / total;
   const drawn = [...want].filter(([, v]) => v * scale >= 0.1);
   check(t, frames.length === drawn.length, `${label}: ${frames.length} frames on the page, ${drawn.length} stacks of 0.1 px or more in the folded file`);
+  const narrow = want.size - drawn.length;
+  const leftOut = await page.evaluate(() => document.getElementById('left-out').textContent);
+  check(t, leftOut === `${narrow} frame${narrow === 1 ? '' : 's'} narrower than 0.1 px not drawn`,
+    `${label}: the page says "${leftOut}", the folded file has ${narrow} stacks under 0.1 px`);
   for (const [stack, v] of drawn) {
     const f = frames.find((g) => g.stack === stack);
     if (!check(t, f, `${label}: frame ${stack} is on the page`)) continue;
@@ -209,14 +213,28 @@ function serve(releaseDir, profileDir) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
 }
 
-// The rows of speedscope's sandwich table: total, self, name.
-async function sandwichRows(page) {
-  await page.waitForFunction(() => /Symbol Name/.test(document.body.innerText), null, { timeout: 20000 });
-  const text = await page.evaluate(() => document.body.innerText);
-  const rows = new Map();
+// The page's text once speedscope's sandwich table is drawn whole: its
+// header comes a frame before its rows, which come in as the list is laid
+// out, so the text must hold `want` rows (matches of re) and read the same
+// at two polls in a row. After 20 s, what there is (the checks then say).
+async function tableText(page, re, want) {
+  await page.waitForFunction(([source, flags, n]) => {
+    const text = document.body.innerText;
+    const whole = /Symbol Name/.test(text) && (text.match(new RegExp(source, flags)) || []).length >= n;
+    const same = whole && window.diagnoseLastText === text;
+    window.diagnoseLastText = whole ? text : undefined;
+    return same;
+  }, [re.source, re.flags, want], { timeout: 20000, polling: 100 }).catch(() => {});
+  return page.evaluate(() => document.body.innerText);
+}
+
+// The rows of speedscope's sandwich table: total, self, name; want: how many there should be.
+async function sandwichRows(page, want) {
   // "1,371,993,788 (77%)  932 (<0.01%)  main"; a share above 99% and
   // below 100% reads ">99%"
   const re = /([\d,]+) \(([<>]?[\d.]+)%\)\s+([\d,]+) \(([<>]?[\d.]+)%\)\s+(\S+)/g;
+  const text = await tableText(page, re, want);
+  const rows = new Map();
   for (let m; (m = re.exec(text));)
     rows.set(m[5], { total: Number(m[1].replace(/,/g, '')), totalShare: m[2],
       self: Number(m[3].replace(/,/g, '')), selfShare: m[4] });
@@ -236,7 +254,7 @@ async function testSpeedscope(t, browser, releaseDir, file) {
     const errors = [];
     page.on('pageerror', (e) => errors.push(String(e)));
     await page.goto(`http://127.0.0.1:${port}/index.html#profileURL=/profile/${encodeURIComponent(name)}&view=sandwich`);
-    const rows = await sandwichRows(page);
+    const rows = await sandwichRows(page, want.size);
     check(t, rows.size === want.size, `${name}: speedscope lists ${rows.size} frames, the file has ${want.size}: ${[...rows.keys()]}`);
     for (const [frame, w] of want) {
       const r = rows.get(frame);
@@ -262,57 +280,74 @@ async function testSpeedscope(t, browser, releaseDir, file) {
 
 // ---- speedscope on a trace file (DIAGNOSE_TRACE) ----
 
-// What the file says per thread: its name, and per frame (speedscope's key:
-// name and the JSON of args) the time it is on the stack (total) and the
+// speedscope's key of a frame: the name, and the JSON of args if any
+// (diagnose.h writes none).
+const frameKey = (e) => (e.args ? `${e.name} ${JSON.stringify(e.args)}` : e.name);
+
+// The X events of a file by thread, each with its exact start and end in
+// ns and its parent: the shortest event around it (the file's own integer
+// nesting; of two with the same span, the one written later).
+function tracePolls(file) {
+  const byTid = new Map();
+  JSON.parse(fs.readFileSync(file, 'utf8')).traceEvents.forEach((e, order) => {
+    if (e.ph !== 'X') return;
+    const start = Math.round(e.ts * 1000), end = start + Math.round(e.dur * 1000);
+    (byTid.get(e.tid) || byTid.set(e.tid, []).get(e.tid)).push({ e, key: frameKey(e), start, end, order });
+  });
+  for (const polls of byTid.values()) {
+    const stack = [];
+    for (const p of [...polls].sort((x, y) => x.start - y.start || y.end - x.end || y.order - x.order)) {
+      while (stack.length && stack[stack.length - 1].end < p.end) stack.pop();
+      p.parent = stack[stack.length - 1];
+      stack.push(p);
+    }
+  }
+  return byTid;
+}
+
+// What the file says per thread: its name, and per frame (speedscope's
+// key) the time it is on the stack (total: not again inside itself) and the
 // time it is on top (self), in ns, from the X events' exact microseconds.
 function readTrace(file) {
-  const events = JSON.parse(fs.readFileSync(file, 'utf8')).traceEvents;
   const threads = new Map();
-  const thread = (tid) => threads.get(tid) || threads.set(tid, { name: '', polls: [] }).get(tid);
-  for (const e of events) {
-    if (e.ph === 'M' && e.name === 'thread_name') thread(e.tid).name = e.args.name;
-    if (e.ph === 'X') thread(e.tid).polls.push({ key: `${e.name} ${JSON.stringify(e.args)}`, path: e.args.path,
-      start: Math.round(e.ts * 1000), end: Math.round(e.ts * 1000) + Math.round(e.dur * 1000) });
-  }
+  for (const [tid, polls] of tracePolls(file)) threads.set(tid, { name: '', polls, frames: new Map() });
+  for (const e of JSON.parse(fs.readFileSync(file, 'utf8')).traceEvents)
+    if (e.ph === 'M' && e.name === 'thread_name' && threads.has(e.tid)) threads.get(e.tid).name = e.args.name;
   for (const th of threads.values()) {
-    th.frames = new Map();
+    for (const p of th.polls) th.frames.set(p.key, { total: 0, self: 0 });
     for (const p of th.polls) {
-      const f = th.frames.get(p.key) || th.frames.set(p.key, { total: 0, self: 0 }).get(p.key);
-      const children = th.polls.filter((c) => c.path.startsWith(p.path + ';') && !c.path.slice(p.path.length + 1).includes(';') &&
-        c.start >= p.start && c.end <= p.end);
-      f.total += p.end - p.start;
-      f.self += p.end - p.start - children.reduce((s, c) => s + c.end - c.start, 0);
+      const f = th.frames.get(p.key);
+      let inside = false;
+      for (let a = p.parent; a; a = a.parent) inside ||= a.key === p.key;
+      if (!inside) f.total += p.end - p.start;
+      f.self += p.end - p.start;
+      if (p.parent) th.frames.get(p.parent.key).self -= p.end - p.start;
     }
   }
   return threads;
 }
 
-// The polls whose nesting speedscope reads otherwise than their paths say,
-// per thread. speedscope 1.25 (import/trace-event.ts) takes an X event as
-// B at ts - (the thread's first ts) and E at that plus dur, in doubles;
-// sorts them by start, the longer first, else in file order; and at equal
-// times ends a frame before it begins another, unless both are the same
-// frame. Exact decimals do not survive that: a child that ends in the same
-// ns as its parent can end a rounding step after it, and a child with its
-// parent's very start and end opens first. The file's own numbers
-// (readTrace) nest, so this is where the two part.
+// The polls whose nesting speedscope reads otherwise than the file's own
+// integer nanoseconds, per thread. speedscope 1.25 (import/trace-event.ts)
+// takes an X event as B at ts - (the thread's first ts) and E at that plus
+// dur, in doubles; sorts them by start, the longer first, else in file
+// order; and at equal times ends a frame before it begins another, unless
+// both are the same frame. Exact decimals do not survive that: an end at a
+// parent's very end, or at the next poll's start, can land a rounding step
+// after it. This is where the two part.
 function misnested(file) {
-  const byTid = new Map();
-  for (const e of JSON.parse(fs.readFileSync(file, 'utf8')).traceEvents)
-    if (e.ph === 'X') (byTid.get(e.tid) || byTid.set(e.tid, []).get(e.tid)).push(e);
   const out = [];
-  for (const [tid, events] of byTid) {
-    const min = events.reduce((m, e) => Math.min(m, e.ts), Infinity);
-    const polls = events.map((e) => ({ e, key: `${e.name} ${JSON.stringify(e.args)}`, b: e.ts - min, end: e.ts - min + e.dur }))
-      .sort((x, y) => x.b - y.b || y.e.dur - x.e.dur);
+  for (const [tid, events] of tracePolls(file)) {
+    const min = events.reduce((m, p) => Math.min(m, p.e.ts), Infinity);
+    const polls = events.map((p) => ({ p, b: p.e.ts - min, end: p.e.ts - min + p.e.dur }))
+      .sort((x, y) => x.b - y.b || y.p.e.dur - x.p.e.dur);
     const stack = [];
-    for (const p of polls) {
-      for (let top; (top = stack[stack.length - 1]) && (top.end < p.b || (top.end === p.b && top.key !== p.key));) stack.pop();
-      const top = stack[stack.length - 1], path = p.e.args.path;
-      const parent = path.includes(';') ? path.slice(0, path.lastIndexOf(';')) : undefined;
-      if ((top && top.e.args.path) !== parent || (top && p.end > top.end))
-        out.push(`tid ${tid}: ${JSON.stringify(p.e)} inside ${top ? JSON.stringify(top.e) : 'nothing'}`);
-      stack.push(p);
+    for (const q of polls) {
+      for (let top; (top = stack[stack.length - 1]) && (top.end < q.b || (top.end === q.b && top.p.key !== q.p.key));) stack.pop();
+      const top = stack[stack.length - 1];
+      if ((top && top.p) !== q.p.parent || (top && q.end > top.end))
+        out.push(`tid ${tid}: ${JSON.stringify(q.p.e)} inside ${top ? JSON.stringify(top.p.e) : 'nothing'}`);
+      stack.push(q);
     }
   }
   return out;
@@ -343,15 +378,13 @@ async function testTrace(t, browser, releaseDir, file) {
     // speedscope's import says so when the events do not nest
     page.on('console', (m) => /Tried to end|still open at end/.test(m.text()) && warnings.push(m.text()));
     await page.goto(`http://127.0.0.1:${port}/index.html#profileURL=/profile/${encodeURIComponent(name)}&view=sandwich`);
-    await page.waitForFunction(() => /Symbol Name/.test(document.body.innerText), null, { timeout: 20000 });
-    const text = await page.evaluate(() => document.body.innerText);
     // speedscope opens the first thread; its name comes from the M event
     const [tid, th] = [...threads].sort((a, b) => a[0] - b[0])[0];
-    check(t, text.includes(`${th.name} (tid ${tid})`), `${name}: the profile is named "${th.name} (tid ${tid})"`);
-    // "1.01s (96%)  1.01s (96%)  concat {"path":"main;concat"}"; shares
-    // may read "<0.01%" or ">99%"
-    const rows = new Map();
+    // "1.01s (96%)  1.01s (96%)  concat"; shares may read "<0.01%" or ">99%"
     const re = /([\d.]+(?:ns|µs|ms|s)) \([<>\d.]+%\)\s+([\d.]+(?:ns|µs|ms|s)) \([<>\d.]+%\)\s+(.+)/g;
+    const text = await tableText(page, re, th.frames.size);
+    check(t, text.includes(`${th.name} (tid ${tid})`), `${name}: the profile is named "${th.name} (tid ${tid})"`);
+    const rows = new Map();
     for (let m; (m = re.exec(text));) rows.set(m[3].trim(), { total: parseTime(m[1]), self: parseTime(m[2]) });
     check(t, rows.size === th.frames.size, `${name}: speedscope lists ${rows.size} frames, the file has ${th.frames.size}: ${[...rows.keys()]}`);
     for (const [key, want] of th.frames) {
