@@ -1798,10 +1798,12 @@ static diag__run *diag__runs_take(diag__runs *rs)
     }
 }
 
-/* A run's first poll takes a record; without memory, dumps do not list the run. */
-static void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
+/* A run's first poll fills the record r it took (diag__runs_take, before
+   the poll's start is read: growing the records is the library's time, not
+   the poll's); r NULL, no memory: dumps do not list the run. */
+static void diag__run_open(diag__thread *t, diag__run *r, diag_span *s, uint32_t path, uint64_t now)
 {
-    diag__run *r = diag__runs_take(&t->runs), *parent = NULL;
+    diag__run *parent = NULL;
     if (r == NULL) return;
     if (t->depth > 0) parent = t->stack[t->depth - 1].span->run;
     DIAG__STORE(r->parent, parent);
@@ -2357,11 +2359,12 @@ static void diag__begin_too_deep(diag__thread *t, diag_span *s)
         return;
     }
     if (s->path == 0) {
+        diag__run *r = diag__runs_take(&t->runs);
         s->path = top->path;
         s->run_start = diag__now();
         DIAG__ADD(top->slot->open_runs, 1);
         DIAG__ADD(top->slot->open_start_sum, s->run_start);
-        diag__run_open(t, s, s->path, s->run_start);
+        diag__run_open(t, r, s, s->path, s->run_start);
     }
     DIAG__ADD(top->slot->polls, 1);
     DIAG__ADD(t->folded, 1);
@@ -2422,6 +2425,7 @@ static void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t w
    is not the timestamp counter, a thread without a table or too deep. */
 void diag__begin_rest(diag__thread *t, diag_span *s)
 {
+    diag__run *run = NULL;
     diag__frame *fr;
     uint32_t path;
     uint64_t now, woke;
@@ -2437,6 +2441,7 @@ void diag__begin_rest(diag__thread *t, diag_span *s)
                                                           : diag__resolve(t, s, parent);
     }
     fr->slot = diag__slot_at(t, path);
+    if (s->path == 0) run = diag__runs_take(&t->runs); /* before the start: see diag__run_open */
     now = diag__now();
     if (s->path == 0) {
         /* No memory for path's slots here: an overflow run, so that its end
@@ -2446,7 +2451,7 @@ void diag__begin_rest(diag__thread *t, diag_span *s)
         s->run_start = now;
         DIAG__ADD(fr->slot->open_runs, 1);
         DIAG__ADD(fr->slot->open_start_sum, now);
-        diag__run_open(t, s, path, now);
+        diag__run_open(t, run, s, path, now);
     }
     woke = DIAG__LOAD(s->woke_at);
     if (DIAG__UNLIKELY(woke != 0)) diag__woken(fr->slot, s, now, woke);

@@ -1,4 +1,6 @@
-/* The smallest end-to-end check: one future, three polls, three files. */
+/* The smallest end-to-end check: one future, three polls, three files; and
+   the library's start-up (the thread's table, the path, the run's record)
+   is not charged to the first future of a process. */
 #define DIAGNOSE_IMPLEMENTATION
 #include "diagnose.h"
 #include "test.h"
@@ -36,9 +38,50 @@ static void test_three_polls_in_three_files(void)
     free(wall);
 }
 
-int main(void)
+/* A child: the first marked future of the process, polled three times
+   doing nothing; its busy time in ns goes to busy.txt. */
+static int first_future(void)
 {
+    struct counter c = { DIAG_FUTURE_INIT(counter_poll), 0 };
+    diag_future *f = DIAGNOSE_AS(&c.base, "first");
+    tt_row r;
+    FILE *out;
+    while (diag_poll(f, NULL) == DIAG_PENDING) {
+    }
+    r = tt_row_of("first");
+    out = fopen("busy.txt", "w");
+    if (out == NULL) return 1;
+    fprintf(out, "%llu %llu\n", (unsigned long long)r.polls, (unsigned long long)r.busy);
+    return fclose(out) != 0;
+}
+
+/* Three polls that do nothing take well under 1 us of busy time; the
+   library's start-up took 2 us of it when it was charged to the poll.
+   Best of three processes: an interrupt inside one poll cannot fail it. */
+static void test_start_up_is_not_the_future_s(void)
+{
+    unsigned long long polls = 0, busy = 0, best = ~0ull;
+    int i;
+    for (i = 0; i < 3 && best >= 1000; i++) {
+        const char *dir = tt_tempdir();
+        char *text;
+        CHECK_EQ(tt_spawn(dir, "first", NULL), 0);
+        text = tt_readf("%s/busy.txt", dir);
+        CHECK(text != NULL && sscanf(text, "%llu %llu", &polls, &busy) == 2);
+        CHECK_EQ(polls, 3);
+        if (busy < best) best = busy;
+        free(text);
+    }
+    CHECK_RANGE(best, 1, 999);
+}
+
+static const tt_child children[] = { { "first", first_future } };
+
+int main(int argc, char **argv)
+{
+    TEST_CHILDREN(argc, argv, children);
     setenv("DIAGNOSE_QUIET", "1", 1);
     RUN(test_three_polls_in_three_files);
+    RUN(test_start_up_is_not_the_future_s);
     return test_summary();
 }
