@@ -968,8 +968,8 @@ typedef struct diag__runtime {
     int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
     diag__run_chunk *parked;    /* records of threads that exited, for the next new thread */
     uint64_t stuck_ns;          /* DIAGNOSE_STUCK_S: an open run this old is stuck */
-    void *self_wakes[DIAG__DIR]; /* chunks of self-wake counts by path (uint64_t); atomic */
-    uint64_t *self_wakes_base;  /* their values at the last reset, npaths then; under the lock */
+    void *self_wakes[DIAG__DIR]; /* chunks of self-wakes by path: all, then quick ones (uint64_t); atomic */
+    uint64_t *self_wakes_base;  /* their values at the last reset, 2 per path, npaths then; under the lock */
     uint32_t nself_wakes_base;
     int quiet, svg;             /* DIAGNOSE_QUIET, DIAGNOSE_SVG, read at start-up */
     const char *out;            /* DIAGNOSE_OUT or "diagnose", as given */
@@ -982,6 +982,7 @@ typedef struct diag__runtime {
     diag__thread *no_table;     /* of threads without a table: its full stack leaves polls unmeasured */
     struct diag__snapshot_thread *snapshot_thread;
     uint64_t slow_ticks;        /* atomic: the calibrated diag__slow_ticks, once slow_exact */
+    uint64_t quick_wake_ticks;  /* atomic: DIAG__QUICK_WAKE_NS in ticks, once measured (0: not yet) */
     struct diag__copy_info *copies; /* the copies in the process now, newest first */
     const struct diag__copy_info *key_owner; /* whose diag__thread_exit the key calls; NULL: no key */
     const struct diag__copy_info *fork_owner;  /* the copy whose fork handlers take the lock */
@@ -1026,6 +1027,7 @@ static diag__runtime *diag__rt = &diag__local;
     X(self_wall, SUM)  /* ns: wall less the walls of the paths run inside it */              \
     X(started, SUM)    /* runs started in the window */                                     \
     X(self_wakes, SUM) /* wakes from the path's own poll */                                 \
+    X(quick_self_wakes, SUM) /* of them, less than DIAG__QUICK_WAKE_NS into their poll */  \
     X(open, SUM)       /* open runs listed now */                                           \
     X(oldest, PEAK)    /* ns: the oldest open run's age */                                  \
     X(running, PEAK)   /* ns: the longest poll running now + 1 (0: none) */                 \
@@ -1355,16 +1357,31 @@ static size_t diag__sanitize(const char *name, int derived, char *out)
     return len;
 }
 
+/* v in 3 digits and the unit of its size, of units each 1000 times the one
+   before (in the first, v whole): 999ns, 12.3us, 450ms, 1.20s; 123M. */
+static void diag__format_3(char *out, size_t cap, double v, const char *const *units, int nunits)
+{
+    int u = 0;
+    while (v >= 999.5 && u < nunits - 1) v /= 1000.0, u++;
+    if (u == 0 || v >= 99.95) snprintf(out, cap, "%.0f%s", v, units[u]);
+    else if (v >= 9.995) snprintf(out, cap, "%.1f%s", v, units[u]);
+    else snprintf(out, cap, "%.2f%s", v, units[u]);
+}
+
 /* A duration in at most 6 characters: 999ns, 12.3us, 450ms, 1.20s. */
 static void diag__format_ns(char *out, size_t cap, uint64_t ns)
 {
     static const char *const units[] = { "ns", "us", "ms", "s" };
-    double v = (double)ns;
-    int u = 0;
-    while (v >= 999.5 && u < 3) v /= 1000.0, u++;
-    if (u == 0 || v >= 99.95) snprintf(out, cap, "%.0f%s", v, units[u]);
-    else if (v >= 9.995) snprintf(out, cap, "%.1f%s", v, units[u]);
-    else snprintf(out, cap, "%.2f%s", v, units[u]);
+    diag__format_3(out, cap, (double)ns, units, 4);
+}
+
+/* A count in at most width characters (5 or more): whole when it fits,
+   else 3 digits and k, M, G, T, P or E (123456789 in 8: "123M"). */
+static void diag__format_count(char *out, size_t cap, uint64_t n, size_t width)
+{
+    static const char *const units[] = { "", "k", "M", "G", "T", "P", "E" };
+    snprintf(out, cap, "%llu", (unsigned long long)n);
+    if (strlen(out) > width) diag__format_3(out, cap, (double)n, units, 7);
 }
 
 /* >>settings: every DIAGNOSE_* variable, parsed one way ---------------------- */
@@ -2015,30 +2032,52 @@ static void diag__run_open(diag__thread *t, diag__run *r, diag_span *s, uint32_t
     DIAG__STORE(s->run, r);
 }
 
-/* Self-wakes of path since the last reset. Under the lock. */
-static uint64_t diag__self_wakes(uint32_t path)
+/* Self-wakes of path since the last reset (which 0), or those of them
+   quick, less than DIAG__QUICK_WAKE_NS into their poll (1). Under the lock. */
+static uint64_t diag__self_wakes(uint32_t path, unsigned which)
 {
     const uint64_t *chunk = (const uint64_t *)__atomic_load_n(&diag__rt->self_wakes[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
-    uint64_t n = chunk ? __atomic_load_n(&chunk[path & (DIAG__CHUNK - 1)], __ATOMIC_RELAXED) : 0;
-    return n - (path < diag__rt->nself_wakes_base ? diag__rt->self_wakes_base[path] : 0);
+    uint64_t n = chunk ? __atomic_load_n(&chunk[(path & (DIAG__CHUNK - 1)) * 2 + which], __ATOMIC_RELAXED) : 0;
+    return n - (path < diag__rt->nself_wakes_base ? diag__rt->self_wakes_base[path * 2 + which] : 0);
 }
 
 /* Under the lock, at a reset: the baseline of the self-wake counts. */
 static int diag__live_reset(void)
 {
     uint32_t p, n = diag__rt->npaths;
-    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__rt->self_wakes_base, (n ? n : 1) * sizeof *base);
+    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__rt->self_wakes_base, (n ? n : 1) * 2 * sizeof *base);
     if (base == NULL) return -1;
     diag__rt->self_wakes_base = base;
     diag__rt->nself_wakes_base = 0; /* diag__self_wakes reads no baseline while it is being written */
-    for (p = 0; p < n; p++) base[p] = diag__self_wakes(p);
+    for (p = 0; p < n * 2; p++) base[p] = diag__self_wakes(p / 2, p % 2);
     diag__rt->nself_wakes_base = n;
     return 0;
 }
 
+/* A self-wake this soon into its poll is quick: the poll did next to nothing
+   (a busy loop), where one that worked first and then wakes itself to let
+   others run is a yield. */
+#define DIAG__QUICK_WAKE_NS 10000
+
+/* DIAG__QUICK_WAKE_NS in ticks: measured once the run has lasted 1 ms;
+   before, as at the slowest counter (shorter: fewer wakes are quick). */
+static uint64_t diag__quick_wake_ticks(void)
+{
+    uint64_t ticks = DIAG__LOAD(diag__rt->quick_wake_ticks), now, mono;
+    if (ticks != 0) return ticks;
+    if (!diag__use_tsc) return DIAG__QUICK_WAKE_NS;
+    diag__clock_pair(&now, &mono);
+    if (mono - diag__rt->mono0 < 1000000u || now <= diag__rt->tsc0)
+        return (uint64_t)(DIAG__QUICK_WAKE_NS * DIAG__MIN_TICKS_PER_NS);
+    ticks = (uint64_t)((double)DIAG__QUICK_WAKE_NS * (double)(now - diag__rt->tsc0) / (double)(mono - diag__rt->mono0));
+    DIAG__STORE(diag__rt->quick_wake_ticks, ticks);
+    return ticks;
+}
+
 /* A wake that made s runnable: its time goes to the run's record; one from
    inside s's own poll on this thread is a self-wake, counted per path for
-   the process (rare next to polls: a slot stays 128 bytes). */
+   the process, and as quick if that poll had run less than
+   DIAG__QUICK_WAKE_NS (rare next to polls: a slot stays 128 bytes). */
 void diag__wake_noted(diag_span *s, uint64_t now)
 {
     diag__thread *t = diag__tls;
@@ -2048,8 +2087,11 @@ void diag__wake_noted(diag_span *s, uint64_t now)
     if (t == NULL || t == diag__rt->no_table) return;
     for (i = t->depth; i-- > 0;)
         if (t->stack[i].span == s) {
-            uint64_t *count = diag__counters_at(diag__rt->self_wakes, t->stack[i].path, 1);
-            if (count != NULL) __atomic_fetch_add(count, 1, __ATOMIC_RELAXED); /* else not counted */
+            uint64_t *count = diag__counters_at(diag__rt->self_wakes, t->stack[i].path, 2);
+            if (count == NULL) return; /* not counted */
+            __atomic_fetch_add(&count[0], 1, __ATOMIC_RELAXED);
+            if (now < t->stack[i].start + diag__quick_wake_ticks())
+                __atomic_fetch_add(&count[1], 1, __ATOMIC_RELAXED);
             return;
         }
 }
@@ -2195,7 +2237,10 @@ static void diag__live_read(diag__row *rows, uint32_t npaths, double ns_per_tick
     for (t = diag__rt->threads; t != NULL; t = t->next)
         diag__live_records(&L, __atomic_load_n(&t->runs.head, __ATOMIC_ACQUIRE));
     diag__live_records(&L, diag__rt->parked);
-    for (p = 0; p < npaths; p++) rows[p].self_wakes = diag__self_wakes(p);
+    for (p = 0; p < npaths; p++) {
+        rows[p].self_wakes = diag__self_wakes(p, 0);
+        rows[p].quick_self_wakes = diag__self_wakes(p, 1);
+    }
     DIAG_FREE(L.running);
 }
 
@@ -3593,7 +3638,7 @@ static int diag__compare_busy(const void *a, const void *b)
 #define DIAG__LINT_POLLS 100 /* "polled many times": at least this many polls */
 #define DIAG__LINT_DROPS 3   /* "dropped more often than finished": one abandoned run is no pattern */
 #define DIAG__LINT_LINES 20  /* lints printed at most; the rest are counted */
-#define DIAG__LINT_SELF_WAKES 20 /* "wakes itself": at least this many self-wakes */
+#define DIAG__LINT_SELF_WAKES 20 /* "wakes itself": at least this many quick self-wakes (DIAG__QUICK_WAKE_NS) */
 
 /* Lints of what is open and running at the dump (see diag__live_read);
    wakes: the program uses diag_wake. Returns how many lines it added. */
@@ -3601,10 +3646,13 @@ static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wake
 {
     unsigned n = 0;
     char a[16];
-    if (r->self_wakes >= DIAG__LINT_SELF_WAKES && r->self_wakes * 2 > r->wakes)
+    /* a poll that works, then wakes itself to let others run (a yield) is no busy loop: only quick ones count */
+    if (r->quick_self_wakes >= DIAG__LINT_SELF_WAKES && r->quick_self_wakes * 2 > r->wakes) {
+        diag__format_ns(a, sizeof a, DIAG__QUICK_WAKE_NS);
         snprintf(lines[n++], sizeof lines[0],
-                 "%llu of %llu wakes were self-wakes (diag_wake inside its own poll): a busy loop through the executor",
-                 (unsigned long long)r->self_wakes, (unsigned long long)(r->wakes > r->self_wakes ? r->wakes : r->self_wakes));
+                 "%llu of %llu wakes were self-wakes (diag_wake inside its own poll) less than %s into it: a busy loop through the executor",
+                 (unsigned long long)r->quick_self_wakes, (unsigned long long)(r->wakes > r->self_wakes ? r->wakes : r->self_wakes), a);
+    }
     if (r->orphans)
         snprintf(lines[n++], sizeof lines[0], "%llu open %s outlived the run%s began in (orphaned: forgotten, never dropped?)",
                  (unsigned long long)r->orphans, r->orphans == 1 ? "run" : "runs", r->orphans == 1 ? " it" : "s they");
@@ -3685,7 +3733,7 @@ static void diag__print_table(FILE *out, diag__snapshot *snap, const char *prefi
     fputs("  path\n", out);
     for (i = 0; i < snap->count && i < DIAG__TABLE_ROWS; i++) {
         const diag__row *r = order[i];
-        char ratio[16], note[160];
+        char ratio[16], note[160], n_polls[24], n_runs[24], n_drops[24];
         diag__format_ns(t[0], sizeof t[0], r->busy);
         diag__format_ns(t[1], sizeof t[1], r->wall);
         diag__format_ns(t[2], sizeof t[2], r->polls ? r->poll_time / r->polls : 0);
@@ -3694,8 +3742,11 @@ static void diag__print_table(FILE *out, diag__snapshot *snap, const char *prefi
         diag__format_ns(t[5], sizeof t[5], r->max);
         if (r->wall) snprintf(ratio, sizeof ratio, "%.0f%%", 100.0 * (double)r->busy / (double)r->wall);
         else snprintf(ratio, sizeof ratio, "-");
-        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5llu %5s", (unsigned long long)r->polls, t[0], t[1],
-                t[2], t[3], t[4], t[5], (unsigned long long)r->started, (unsigned long long)r->drops, ratio);
+        diag__format_count(n_polls, sizeof n_polls, r->polls, 8);
+        diag__format_count(n_runs, sizeof n_runs, r->started, 5);
+        diag__format_count(n_drops, sizeof n_drops, r->drops, 5);
+        fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s", n_polls, t[0], t[1], t[2], t[3], t[4], t[5], n_runs,
+                n_drops, ratio);
         if (sched) { /* mean delay per wake; "-" for a path never woken */
             if (r->wakes) diag__format_ns(t[6], sizeof t[6], r->sched / r->wakes);
             else snprintf(t[6], sizeof t[6], "-");

@@ -28,6 +28,7 @@
 struct live {
     diag_future base;
     int ready, wake_self, pipe_fd; /* pipe_fd >= 0: the poll blocks reading a byte from it */
+    uint64_t work_ns;    /* spun first in each poll */
     diag_future *child;
     uint64_t entered_ns; /* test clock when the poll began */
     int returned;        /* atomic: the blocking poll came back */
@@ -37,6 +38,7 @@ static diag_status live_poll(diag_future *self, void *cx)
 {
     struct live *l = (struct live *)self;
     __atomic_store_n(&l->entered_ns, tt_now_ns(), __ATOMIC_RELEASE);
+    if (l->work_ns) tt_spin_ns(l->work_ns);
     if (l->child) diag_poll(l->child, cx);
     if (l->wake_self) diag_wake(self);
     if (l->pipe_fd >= 0) {
@@ -452,6 +454,35 @@ static void test_self_wakes(void)
     diag_drop(ff);
 }
 
+/* A future that works (50 us) and then wakes itself to let others run, a
+   yield as tokio's yield_now, is no busy loop; one whose polls do nothing
+   but wake itself is, however its polls alternate with the other's. */
+static void test_self_wake_after_work_is_a_yield(void)
+{
+    static const char yield[] = "live.yield", spin[] = "live.spin";
+    struct live y, s;
+    diag_future *fy = live_init(&y, yield), *fs = live_init(&s, spin);
+    char *text;
+    int i;
+    CHECK_EQ(diag_reset(), 0);
+    y.wake_self = s.wake_self = 1;
+    y.work_ns = 50 * 1000;
+    for (i = 0; i < 40; i++) {
+        diag_poll(fy, NULL);
+        diag_poll(fs, NULL);
+    }
+    CHECK_EQ(tt_row_of(yield).self_wakes, 40);
+    CHECK_EQ(tt_row_of(yield).quick_self_wakes, 0); /* each 50 us or more into its poll */
+    CHECK_EQ(tt_row_of(spin).self_wakes, 40);
+    text = tt_table_text();
+    CHECK(text && !has_lint(text, yield, "self-wake"));
+    CHECK(text && has_lint(text, spin, "self-wake"));
+    CHECK(text && strstr(text, "were self-wakes (diag_wake inside its own poll) less than 10.0us into it") != NULL);
+    free(text);
+    diag_drop(fy);
+    diag_drop(fs);
+}
+
 /* A wake from a nested future's poll, of the future polling it, is that
    future's self-wake too: it is running on this thread. */
 static void test_self_wake_from_a_nested_poll(void)
@@ -660,6 +691,7 @@ int main(int argc, char **argv)
     RUN(test_orphans);
     RUN(test_self_wakes);
     RUN(test_self_wake_from_a_nested_poll);
+    RUN(test_self_wake_after_work_is_a_yield);
     RUN(test_lost_wakes);
     RUN(test_exit_summary_ends_with_pending_lines);
     RUN(test_nothing_open_at_exit);
