@@ -4601,7 +4601,7 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
    Later layouts keep the offsets of runtimes[] and threads, read by all. */
 
 #ifndef DIAG__ABI
-#define DIAG__ABI 2 /* raise whenever a structure the copies share changes */
+#define DIAG__ABI 3 /* raise whenever a structure the copies share changes */
 #endif
 #define DIAG__REGISTRY_NAME "diagnose.h"
 #define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */
