@@ -420,6 +420,16 @@ static diag_status wake_cx_poll(diag_future *self, void *cx)
     return DIAG_READY;
 }
 
+/* Polls f once; 1 if that took under 9 us by the test's clock, so that a
+   self-wake in it was quick (under 10 us into the poll) for the library
+   too. Not so under valgrind, where a poll that does nothing takes longer. */
+static int poll_quick(diag_future *f)
+{
+    uint64_t start = tt_now_ns();
+    diag_poll(f, NULL);
+    return tt_now_ns() - start < 9000;
+}
+
 static void test_self_wakes(void)
 {
     static const char self[] = "live.selfwake", other[] = "live.outside", few[] = "live.fewself";
@@ -427,12 +437,12 @@ static void test_self_wakes(void)
     diag_future *fs = live_init(&s, self), *fo = live_init(&o, other), *ff = live_init(&f, few);
     diag_future w = DIAG_FUTURE_INIT(wake_cx_poll);
     char *text;
-    int i;
+    int i, quick = 0;
     CHECK_EQ(diag_reset(), 0);
     s.wake_self = 1;
     f.wake_self = 1;
     for (i = 0; i < 30; i++) {
-        diag_poll(fs, NULL);
+        quick += poll_quick(fs);
         diag_wake(fo); /* from outside any poll of o */
         diag_poll(fo, NULL);
     }
@@ -444,8 +454,10 @@ static void test_self_wakes(void)
     CHECK_EQ(tt_row_of("live.outside").self_wakes, 0);
     CHECK_EQ(tt_row_of("live.outside").wakes, 30);
     CHECK_EQ(tt_row_of("live.fewself").self_wakes, 5);
+    CHECK_RANGE(tt_row_of("live.selfwake").quick_self_wakes, quick, 30);
     text = tt_table_text();
-    CHECK(text && strstr(text, "lint: live.selfwake: 30 of 30 wakes were self-wakes") != NULL);
+    if (quick > 20) CHECK(text && has_lint(text, "live.selfwake", "self-wake")); /* most quick by the test's clock */
+    if (quick == 30) CHECK(text && strstr(text, "lint: live.selfwake: 30 of 30 wakes were self-wakes") != NULL);
     CHECK(text && !has_lint(text, "live.outside", "self-wake"));
     CHECK(text && !has_lint(text, "live.fewself", "self-wake")); /* under the minimum of 20 */
     free(text);
@@ -463,21 +475,24 @@ static void test_self_wake_after_work_is_a_yield(void)
     struct live y, s;
     diag_future *fy = live_init(&y, yield), *fs = live_init(&s, spin);
     char *text;
-    int i;
+    int i, quick = 0;
     CHECK_EQ(diag_reset(), 0);
     y.wake_self = s.wake_self = 1;
     y.work_ns = 50 * 1000;
     for (i = 0; i < 40; i++) {
         diag_poll(fy, NULL);
-        diag_poll(fs, NULL);
+        quick += poll_quick(fs);
     }
     CHECK_EQ(tt_row_of(yield).self_wakes, 40);
     CHECK_EQ(tt_row_of(yield).quick_self_wakes, 0); /* each 50 us or more into its poll */
     CHECK_EQ(tt_row_of(spin).self_wakes, 40);
+    CHECK_RANGE(tt_row_of(spin).quick_self_wakes, quick, 40);
     text = tt_table_text();
     CHECK(text && !has_lint(text, yield, "self-wake"));
-    CHECK(text && has_lint(text, spin, "self-wake"));
-    CHECK(text && strstr(text, "were self-wakes (diag_wake inside its own poll) less than 10.0us into it") != NULL);
+    if (quick > 20) { /* most of them quick by the test's own clock */
+        CHECK(text && has_lint(text, spin, "self-wake"));
+        CHECK(text && strstr(text, "were self-wakes (diag_wake inside its own poll) less than 10.0us into it") != NULL);
+    }
     free(text);
     diag_drop(fy);
     diag_drop(fs);
