@@ -7,6 +7,10 @@
        #include "diagnose.h"
 
    Everywhere else just #include "diagnose.h". Link with -pthread.
+   Compilers: gcc or clang (C99 or later, C++11 or later; -Wpedantic is
+   fine). The header is GNU C: atomic builtins, __thread, attributes, and
+   DIAG_CALL's statement expression. Compiled out (DIAGNOSE_DISABLE), it
+   is plain C99.
 
    CONTENTS
      WHAT IT DOES       what diagnose.h measures and why; a quick start
@@ -109,6 +113,8 @@
                     and has call's value; when that value == done, the run
                     ends (READY). An expression: each argument is evaluated
                     once; compiled out, just call. Threads: as begin/end.
+                    A GNU C statement expression with __typeof__ (plain
+                    C99 cannot keep the value's type with one evaluation).
    diag_span_at(task, name)
                     The span of the task at this address, for a struct with
                     no room for one: made on first use (name, static
@@ -166,11 +172,15 @@
    DIAGNOSE_MAX_PATHS=n    cap on distinct paths (at most DIAG_PATH_TABLE_SIZE - 2).
    DIAGNOSE_SLOW_NS=n      a poll this long is slow (default 1000000; 0: off).
    DIAGNOSE_INTERVAL=s     every s seconds, a numbered snapshot PREFIX.N.*.
-   DIAGNOSE_SIGNAL=USR2    this signal asks for a numbered snapshot.
+   DIAGNOSE_SIGNAL=USR2    this signal, sent to the process, asks for a
+                           numbered snapshot; only the library's thread
+                           takes it (docs/live.md). Not a fault's (SEGV ...).
    DIAGNOSE_STUCK_S=s      an open run this old is stuck (default 10).
    DIAGNOSE_TRACE=n        each thread keeps its last n polls: PREFIX.trace.json.
    Read once, before main; a set-uid or set-gid program ignores them all.
    A value not understood gets one stderr line, and the default is used.
+   Every stderr line escapes the control bytes a value, prefix or path
+   brings (\n, \x1b ...).
 
    ---- OUTPUT (in full: docs/output.md, docs/live.md, docs/timeline.md) ----
    PREFIX.polls.folded, PREFIX.busy.folded, PREFIX.wall.folded (and
@@ -186,9 +196,11 @@
    path appears once (threads merged), lines sorted bytewise, the same
    paths in every metric's file. Files are written to a temporary name and
    renamed. A forked child writes its own (its pid appended to a prefix
-   without "%p"). If they cannot be written at exit, one stderr line says
-   why and they go to $TMPDIR (or /tmp). The exit code never changes
-   (exits and signals: docs/exits.md).
+   without "%p"). A profiled program it spawns replaces them unless the
+   prefix has "%p"; the program after an exec (the same pid) replaces
+   them, "%p" or not. If they cannot be written at exit, one
+   stderr line says why and they go to $TMPDIR (or /tmp). The exit code
+   never changes (exits, signals, exec: docs/exits.md).
    PREFIX.pending.folded and .txt, by every dump when runs are open:
 
        main;fetch: 3 open, oldest 12.4s, running 2.10s, stuck
@@ -217,8 +229,10 @@
    DIAGNOSE_IMPLEMENTATION too. The copies in one process share one runtime:
    one set of files, one table, paths across copies. Copies of another
    version or configuration keep a runtime of their own, and write under
-   PREFIX.abi-XXXXXXXX. Two copies linked into one executable are a link
-   error.
+   PREFIX.abi-XXXXXXXX. Without /proc or memfd_create every copy keeps its
+   own, and the last to write replaces the others' files (a library's
+   copy says so on stderr). Two copies linked into one executable are a
+   link error.
 
    ---- HOW IT WORKS (for maintainers) ---------------------------------------
    The implementation's parts are marked ">>name" (grep '>>') in the order
@@ -294,12 +308,15 @@
      (these without the dump lock), asked by a byte on its pipe: from the
      DIAGNOSE_SIGNAL handler (all the handler does) or a slow poll. Work
      that locks or allocates is marked per thread: an exit() from a
-     handler inside it writes no files.
+     handler inside it writes no files. The signal is blocked on the
+     thread that starts the runtime, whose later threads inherit the mask;
+     the snapshot thread alone unblocks it, so the handler runs there.
    - Thread exit (the key's destructor), under the runtime lock: the table
      joins `retired`, the records are parked, the ring joins the exited.
    - fork: the prepare handlers take the locks, the parent unlocks; the
      child unlocks, clears the registry lock, resets, drops the other
-     threads' stacks (their runs stay open), and has no snapshot thread.
+     threads' stacks (their runs stay open), has no snapshot thread, and
+     unblocks DIAGNOSE_SIGNAL (for a program it execs).
    - exit and dlclose run each copy's atexit handler: a copy that leaves
      hands the key and the snapshot thread to one that stays; the last
      stops the snapshot thread and writes the files and the table.
@@ -614,21 +631,28 @@ static inline int diag__on(void)
     return diag__mode == 0 && diag__start();
 }
 
-/* The fast paths below read the clock inline only where it is the
-   timestamp counter; elsewhere they take their out-of-line rest. */
-static inline int diag__fast_clock(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    return diag__use_tsc;
+/* The CPU's own counter, read inline by the fast paths below: the timestamp
+   counter on x86, the virtual counter (cntvct_el0) on aarch64. Elsewhere
+   there is none: diag__fast_clock() is 0 and they take their out-of-line
+   rest. The read has no barrier: it may run a few instructions early,
+   which a poll's time cannot tell from its own code (diag__clock_pair,
+   where the order of reads matters, puts one in). */
+#if defined(__x86_64__) || defined(__i386__) || defined(__aarch64__)
+#define DIAG__COUNTER 1
 #else
-    return 0;
+#define DIAG__COUNTER 0
 #endif
-}
+
+static inline int diag__fast_clock(void) { return DIAG__COUNTER && diag__use_tsc; }
 
 static inline uint64_t diag__fast_now(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     return __builtin_ia32_rdtsc();
+#elif defined(__aarch64__)
+    uint64_t ticks;
+    __asm__ __volatile__("mrs %0, cntvct_el0" : "=r"(ticks));
+    return ticks;
 #else
     return diag__clock_ns();
 #endif
@@ -636,9 +660,7 @@ static inline uint64_t diag__fast_now(void)
 
 static inline uint64_t diag__now(void)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    if (DIAG__LIKELY(diag__use_tsc)) return __builtin_ia32_rdtsc();
-#endif
+    if (DIAG__COUNTER && DIAG__LIKELY(diag__use_tsc)) return diag__fast_now();
     return diag__clock_ns();
 }
 
@@ -871,9 +893,11 @@ static inline void diag__call_end(diag_span *s, int done)
     if (done && DIAG__UNLIKELY(s->flags & DIAG__SPAN_AT)) diag__at_release(s);
 }
 
-/* A statement expression, so that the call's value keeps its type; the
-   locals get a number of their own (__COUNTER__), so that a DIAG_CALL in
-   the call of another shadows nothing. */
+/* A statement expression, so that the call's value keeps its type: GNU C,
+   as the rest of the header (see the top); C99 has no way to hold a value
+   of the call's type, evaluated once, for the compare. The locals get a
+   number of their own (__COUNTER__), so that a DIAG_CALL in the call of
+   another shadows nothing. */
 #define DIAG__CAT2(a, b) a##b
 #define DIAG__CAT(a, b) DIAG__CAT2(a, b)
 #define DIAG__CALL(s, call, done, n)                                                                       \
@@ -916,6 +940,7 @@ static inline void diag__call_end(diag_span *s, int done)
 #endif
 #if defined(__linux__)
 #include <link.h>
+#include <sys/auxv.h>
 #include <sys/mman.h>
 #endif
 
@@ -1118,29 +1143,77 @@ static void diag__stderr_write(const char *text, size_t len)
     errno = saved;
 }
 
-/* printf to stderr through diag__stderr_write; one line at a time. */
-__attribute__((format(printf, 1, 2))) static void diag__warn(const char *format, ...)
+/* Length of the valid UTF-8 at s of a printable code point above U+00A0,
+   not a space or invisible separator (viewers split on them); else 0. */
+static size_t diag__utf8_printable(const unsigned char *s)
 {
-    char line[8192];
-    va_list ap;
-    int n;
-    va_start(ap, format);
-    n = vsnprintf(line, sizeof line, format, ap);
-    va_end(ap);
-    if (n < 0) return;
-    if ((size_t)n >= sizeof line) { /* cut: still a whole line */
-        n = (int)sizeof line - 1;
-        line[n - 1] = '\n';
+    uint32_t cp;
+    size_t n, i;
+    if (s[0] >= 0xC2 && s[0] <= 0xDF) n = 2, cp = s[0] & 0x1Fu;
+    else if (s[0] >= 0xE0 && s[0] <= 0xEF) n = 3, cp = s[0] & 0x0Fu;
+    else if (s[0] >= 0xF0 && s[0] <= 0xF4) n = 4, cp = s[0] & 0x07u;
+    else return 0;
+    for (i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = (cp << 6) | (s[i] & 0x3Fu);
     }
-    diag__stderr_write(line, (size_t)n);
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
+    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
+    if (cp < 0xA1 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
+        cp == 0x205F || cp == 0x3000 || cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFF))
+        return 0;
+    return n;
 }
 
-#ifndef DIAG_DEBUG /* DIAG_DEBUG aborts instead of warning */
+/* Copies len bytes of text into out (cap bytes) as a terminal shows them
+   and nothing more: a control byte, a backslash or a byte that does not
+   begin printable UTF-8 is written \n, \t, \r, \\ or \xNN, so that a
+   prefix, path or value a user gave can neither end the line nor forge
+   another. Stops before an escape that would not fit; returns the length. */
+static size_t diag__escape(const char *text, size_t len, char *out, size_t cap)
+{
+    static const char named[] = "\n\t\r\\", as[] = "ntr\\";
+    const unsigned char *s = (const unsigned char *)text;
+    size_t i = 0, n = 0;
+    while (i < len) {
+        char esc[8];
+        size_t step = s[i] >= 0x20 && s[i] < 0x7F && s[i] != '\\' ? 1 : diag__utf8_printable(s + i), put;
+        const char *name = s[i] ? strchr(named, s[i]) : NULL;
+        int plain = step != 0 && i + step <= len;
+        if (plain) put = step;
+        else if (name) put = (size_t)snprintf(esc, sizeof esc, "\\%c", as[name - named]);
+        else put = (size_t)snprintf(esc, sizeof esc, "\\x%02x", s[i]);
+        if (n + put > cap) break;
+        memcpy(out + n, plain ? text + i : esc, put);
+        n += put;
+        i += plain ? step : 1;
+    }
+    return n;
+}
+
+/* printf to stderr through diag__stderr_write, one line: what the
+   arguments bring is escaped (diag__escape), and the line ends in '\n'. */
+__attribute__((format(printf, 1, 2))) static void diag__warn(const char *format, ...)
+{
+    char raw[4096], line[8192];
+    va_list ap;
+    int n;
+    size_t len;
+    va_start(ap, format);
+    n = vsnprintf(raw, sizeof raw, format, ap);
+    va_end(ap);
+    if (n < 0) return;
+    len = (size_t)n < sizeof raw ? (size_t)n : sizeof raw - 1; /* cut: still a whole line */
+    if (len > 0 && raw[len - 1] == '\n') len--;
+    len = diag__escape(raw, len, line, sizeof line - 1);
+    line[len++] = '\n';
+    diag__stderr_write(line, len);
+}
+
 static void diag__say_once(int *flag, const char *message)
 {
     if (__atomic_exchange_n(flag, 1, __ATOMIC_RELAXED) == 0) diag__stderr_write(message, strlen(message));
 }
-#endif
 
 /* Marks the library's work that locks or allocates (dumps, reset, new
    paths, thread tables, start-up): an exit() from a signal handler inside
@@ -1174,15 +1247,50 @@ uint64_t diag__clock_ns(void) { return diag__clock_read(CLOCK_MONOTONIC); }
 
 static uint64_t diag__realtime_ns(void) { return diag__clock_read(CLOCK_REALTIME); }
 
+#if defined(__aarch64__)
+#define DIAG__COUNTER_NAME "cntvct" /* as the table's first line names the clock */
+/* The virtual counter's rate in Hz, as the firmware set cntfrq_el0. */
+static uint64_t diag__counter_hz(void)
+{
+    uint64_t hz;
+    __asm__ __volatile__("mrs %0, cntfrq_el0" : "=r"(hz));
+    return hz;
+}
+/* The lowest rate the counter may run at, in ticks per ns, for the slow-poll
+   threshold before calibration (diag__slow_start): half what cntfrq_el0
+   says, for a firmware that rounds it. */
+#define DIAG__MIN_TICKS_PER_NS ((double)diag__counter_hz() / 2e9)
+#else
+#define DIAG__COUNTER_NAME "tsc"
+#define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
+#endif
+
+/* 1 if the fast paths may read the CPU's counter (diag__use_tsc): on x86
+   an invariant timestamp counter (CPUID says so); on aarch64 the virtual
+   counter, one clock for every core, when cntfrq_el0 gives its rate (a
+   firmware that leaves it 0 leaves clock_gettime). */
 static int diag__tsc_is_invariant(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
     unsigned a, b, c, d;
     if (!__get_cpuid(0x80000007u, &a, &b, &c, &d)) return 0;
     return ((d >> 8) & 1u) != 0;
+#elif defined(__aarch64__)
+    uint64_t hz = diag__counter_hz();
+    return hz >= 1000000u && hz <= 10000000000u;
 #else
     return 0;
 #endif
+}
+
+/* diag__now, read after the instructions before it: on aarch64 the
+   counter may be read early, before a clock_gettime just called. */
+static uint64_t diag__now_in_order(void)
+{
+#if defined(__aarch64__)
+    __asm__ __volatile__("isb" ::: "memory");
+#endif
+    return diag__now();
 }
 
 /* One (ticks, monotonic ns) pair, the monotonic time taken as the middle of
@@ -1194,7 +1302,7 @@ static void diag__clock_pair(uint64_t *ticks, uint64_t *mono)
     uint64_t best = UINT64_MAX;
     int i;
     for (i = 0; i < 16 && best > 2000; i++) {
-        uint64_t before = diag__clock_ns(), t = diag__now(), after = diag__clock_ns();
+        uint64_t before = diag__clock_ns(), t = diag__now_in_order(), after = diag__clock_ns();
         if (after - before < best) {
             best = after - before;
             *ticks = t;
@@ -1300,28 +1408,6 @@ static int diag__frame_char(unsigned char c)
            (c != 0 && strchr("_:.-/<>()[]#@+=,&", c) != NULL);
 }
 
-/* Length of the valid UTF-8 at s of a printable code point above U+00A0,
-   not a space or invisible separator (viewers split on them); else 0. */
-static size_t diag__utf8_printable(const unsigned char *s)
-{
-    uint32_t cp;
-    size_t n, i;
-    if (s[0] >= 0xC2 && s[0] <= 0xDF) n = 2, cp = s[0] & 0x1Fu;
-    else if (s[0] >= 0xE0 && s[0] <= 0xEF) n = 3, cp = s[0] & 0x0Fu;
-    else if (s[0] >= 0xF0 && s[0] <= 0xF4) n = 4, cp = s[0] & 0x07u;
-    else return 0;
-    for (i = 1; i < n; i++) {
-        if ((s[i] & 0xC0) != 0x80) return 0;
-        cp = (cp << 6) | (s[i] & 0x3Fu);
-    }
-    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10FFFF))) return 0;
-    if (cp >= 0xD800 && cp <= 0xDFFF) return 0;
-    if (cp < 0xA1 || cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
-        cp == 0x205F || cp == 0x3000 || cp == 0xFEFF || (cp >= 0xFFF9 && cp <= 0xFFFF))
-        return 0;
-    return n;
-}
-
 /* Writes a frame name made only of safe bytes into out (at least
    DIAG__NAME_MAX + 1 bytes): allowed ASCII and printable UTF-8 are kept,
    every other byte becomes '_'; long names are cut with "..."; an empty
@@ -1386,23 +1472,26 @@ static void diag__format_count(char *out, size_t cap, uint64_t n, size_t width)
 
 /* >>settings: every DIAGNOSE_* variable, parsed one way ---------------------- */
 
+/* NULL in a set-uid or set-gid program (AT_SECURE), whatever the libc. */
 static const char *diag__getenv(const char *name)
 {
 #if defined(__GLIBC__)
     return secure_getenv(name);
+#elif defined(__linux__)
+    return getauxval(AT_SECURE) ? NULL : getenv(name);
 #else
-    return getenv(name);
+    return getuid() != geteuid() || getgid() != getegid() ? NULL : getenv(name);
 #endif
 }
 
 /* Every variable is read once, at start-up (diag__settings_read; DIAGNOSE
    in diag__start_once). Unset or empty: the default, silently; a value not
-   understood: one line, "diagnose.h: NAME=VALUE <problem>; accepted:
+   understood: one line, "diagnose.h: NAME='VALUE' <problem>; accepted:
    <what>; using <default>" ("ignored" if off by default), and the default. */
 static void diag__setting_refused(const char *name, const char *value, const char *problem, const char *accepted,
                                   const char *fallback)
 {
-    diag__warn("diagnose.h: %s=%s %s; accepted: %s; %s%s\n", name, value, problem, accepted,
+    diag__warn("diagnose.h: %s='%s' %s; accepted: %s; %s%s\n", name, value, problem, accepted,
             fallback ? "using " : "ignored", fallback ? fallback : "");
 }
 
@@ -1487,17 +1576,24 @@ static double diag__setting_seconds(const char *name, double fallback, double mi
 }
 
 /* A signal to catch: a name with or without SIG in any case (USR1, sigusr2,
-   HUP ...) or a number; KILL and STOP refused; otherwise fallback (0: off). */
+   HUP ...) or a number; otherwise fallback (0: off). Refused by name and
+   by number: KILL and STOP, which cannot be caught, and the signals of a
+   fault, whose handler returns to the fault and is called again forever. */
 static int diag__setting_signal(const char *name, int fallback)
 {
-    static const struct { const char *name; int signo; } names[] = {
-        { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 },
-        { "PIPE", SIGPIPE }, { "ALRM", SIGALRM }, { "TERM", SIGTERM }, { "CHLD", SIGCHLD }, { "CONT", SIGCONT },
-        { "TSTP", SIGTSTP }, { "TTIN", SIGTTIN }, { "TTOU", SIGTTOU }, { "URG", SIGURG }, { "XCPU", SIGXCPU },
-        { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF }, { "WINCH", SIGWINCH },
-        { "KILL", SIGKILL }, { "STOP", SIGSTOP },
+    static const struct { const char *name; int signo; const char *refused; } names[] = {
+        { "HUP", SIGHUP, NULL }, { "INT", SIGINT, NULL }, { "QUIT", SIGQUIT, NULL }, { "USR1", SIGUSR1, NULL },
+        { "USR2", SIGUSR2, NULL }, { "PIPE", SIGPIPE, NULL }, { "ALRM", SIGALRM, NULL }, { "TERM", SIGTERM, NULL },
+        { "CHLD", SIGCHLD, NULL }, { "CONT", SIGCONT, NULL }, { "TSTP", SIGTSTP, NULL }, { "TTIN", SIGTTIN, NULL },
+        { "TTOU", SIGTTOU, NULL }, { "URG", SIGURG, NULL }, { "XCPU", SIGXCPU, NULL }, { "XFSZ", SIGXFSZ, NULL },
+        { "VTALRM", SIGVTALRM, NULL }, { "PROF", SIGPROF, NULL }, { "WINCH", SIGWINCH, NULL },
+        { "KILL", SIGKILL, "cannot be caught" }, { "STOP", SIGSTOP, "cannot be caught" },
+        { "SEGV", SIGSEGV, "is a fault signal" }, { "BUS", SIGBUS, "is a fault signal" },
+        { "ILL", SIGILL, "is a fault signal" }, { "FPE", SIGFPE, "is a fault signal" },
+        { "ABRT", SIGABRT, "is a fault signal" }, { "TRAP", SIGTRAP, "is a fault signal" },
+        { "SYS", SIGSYS, "is a fault signal" },
     };
-    const char *v = diag__setting_text(name), *word = v;
+    const char *v = diag__setting_text(name), *word = v, *problem = "is not a signal";
     char using_text[16];
     int signo = 0;
     size_t i;
@@ -1508,13 +1604,16 @@ static int diag__setting_signal(const char *name, int fallback)
     if (signo == 0 && *v >= '1' && *v <= '9') {
         const char *p = v;
         for (; *p >= '0' && *p <= '9' && signo < 1000; p++) signo = signo * 10 + (*p - '0');
-        if (*p != '\0' || signo > 64) signo = -1;
+        if (*p != '\0' || signo > 64) signo = 0;
     }
-    if (signo > 0 && signo != SIGKILL && signo != SIGSTOP) return signo;
+    if (signo > 0) problem = NULL;
+    for (i = 0; signo > 0 && i < sizeof names / sizeof names[0]; i++)
+        if (names[i].signo == signo) problem = names[i].refused;
+    if (problem == NULL) return signo;
     snprintf(using_text, sizeof using_text, "%d", fallback);
-    diag__setting_refused(name, v, signo > 0 ? "cannot be caught" : "is not a signal",
+    diag__setting_refused(name, v, problem,
                           "a name with or without SIG, any case (USR1, usr2, SIGHUP, ...) or a number from 1 to 64, "
-                          "not KILL or STOP",
+                          "not KILL, STOP, SEGV, BUS, ILL, FPE, ABRT, TRAP or SYS",
                           fallback ? using_text : NULL);
     return fallback;
 }
@@ -1551,6 +1650,7 @@ static const char *diag__pinned_dir(void)
 
 #define DIAG__SLOW_DEFAULT_NS 1000000u
 #define DIAG__STUCK_DEFAULT_S 10.0
+#define DIAG__SECONDS_MAX 86400.0 /* one day: the upper bound of every setting in seconds */
 #define DIAG__TRACE_MAX 16777216u /* events per thread */
 
 /* Every other DIAGNOSE_* variable, once, by the copy that makes the runtime. */
@@ -1563,9 +1663,10 @@ static void diag__settings_read(void)
     diag__rt->svg = diag__setting_bool("DIAGNOSE_SVG", 0);
     diag__setting_out();
     diag__rt->slow_ns = diag__setting_uint("DIAGNOSE_SLOW_NS", DIAG__SLOW_DEFAULT_NS, 0, UINT64_MAX);
-    diag__rt->stuck_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, 1e6) * 1e9);
+    diag__rt->stuck_ns =
+        (uint64_t)(diag__setting_seconds("DIAGNOSE_STUCK_S", DIAG__STUCK_DEFAULT_S, 0.001, DIAG__SECONDS_MAX) * 1e9);
     diag__rt->trace_n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
-    diag__rt->interval_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, 86400) * 1e9);
+    diag__rt->interval_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, DIAG__SECONDS_MAX) * 1e9);
     diag__rt->signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
 }
 
@@ -1575,7 +1676,6 @@ static void diag__settings_read(void)
    to diag__slow_poll, judged with the rate so far, until after
    DIAG__CALIBRATE_NS it is set in ticks (rate good to about 1e-5). */
 #define DIAG__CALIBRATE_NS 10000000u
-#define DIAG__MIN_TICKS_PER_NS 0.25 /* no invariant TSC runs below 250 MHz */
 
 static void diag__slow_start(void)
 {
@@ -3723,7 +3823,7 @@ static void diag__print_table(FILE *out, diag__snapshot *snap, const char *prefi
     int sched = diag__has_wakes(snap);
     fprintf(out, "diagnose.h: %lu path%s, %u thread%s, clock %s; files %s.{polls,busy,wall%s}.folded\n",
             (unsigned long)snap->count, snap->count == 1 ? "" : "s", snap->threads, snap->threads == 1 ? "" : "s",
-            diag__use_tsc ? "tsc" : "clock_gettime", prefix, sched ? ",sched" : "");
+            diag__use_tsc ? DIAG__COUNTER_NAME : "clock_gettime", prefix, sched ? ",sched" : "");
     order = diag__rows_sorted(snap, diag__compare_busy, 0, &n);
     if (order == NULL) return;
     if (order[0]->hist == NULL) diag__hists_read(snap, order, n < DIAG__TABLE_ROWS ? n : DIAG__TABLE_ROWS);
@@ -4351,6 +4451,7 @@ struct diag__snapshot_thread {
     int stop;             /* atomic: the thread should end */
     unsigned next;        /* number of the last snapshot written */
     int handling;         /* our handler is installed; the program's was old_action */
+    int program_blocked;  /* the thread that started the runtime had blocked DIAGNOSE_SIGNAL itself */
     struct sigaction old_action;
     const struct diag__copy_info *owner; /* whose functions the thread and handler run */
     int finished;         /* atomic: the thread has ended (it can then be joined at once) */
@@ -4489,11 +4590,22 @@ static int diag__snapshot_thread_drain(int fd, int *slow)
     return requested;
 }
 
+/* Blocks (SIG_BLOCK) or unblocks DIAGNOSE_SIGNAL on the calling thread;
+   returns 1 if it was blocked before. */
+static int diag__signal_mask(int how)
+{
+    sigset_t one, old;
+    sigemptyset(&one);
+    sigaddset(&one, diag__rt->signo);
+    return pthread_sigmask(how, &one, &old) == 0 && sigismember(&old, diag__rt->signo) == 1;
+}
+
 static void *diag__snapshot_thread_main(void *arg)
 {
     uint64_t next_at = diag__clock_ns() + diag__rt->interval_ns;
     struct pollfd p;
     (void)arg;
+    if (diag__rt->signo) diag__signal_mask(SIG_UNBLOCK); /* the one thread that takes it */
     p.fd = diag__rt->snapshot_thread->pipe[0];
     p.events = POLLIN;
     while (!__atomic_load_n(&diag__rt->snapshot_thread->stop, __ATOMIC_ACQUIRE)) {
@@ -4513,20 +4625,15 @@ static void *diag__snapshot_thread_main(void *arg)
     return NULL;
 }
 
-/* Starts the thread on `by`'s diag__snapshot_thread_main and points the signal at
-   `by`'s handler: the copy whose code they run must stay loaded. */
+/* Starts the thread on `by`'s diag__snapshot_thread_main and points the
+   signal at `by`'s handler, first: the thread takes the signal as it
+   starts. The copy whose code they run must stay loaded. No thread: the
+   program's handler is put back. */
 static void diag__snapshot_thread_run(const struct diag__copy_info *by)
 {
     struct diag__snapshot_thread *st = diag__rt->snapshot_thread;
     sigset_t all, old;
-    sigfillset(&all); /* the thread takes none of the program's signals */
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    __atomic_store_n(&st->stop, 0, __ATOMIC_RELAXED);
-    __atomic_store_n(&st->finished, 0, __ATOMIC_RELAXED);
-    st->running = pthread_create(&st->thread, NULL, by->snapshot_thread_main, NULL) == 0;
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    st->owner = by;
-    if (st->running && diag__rt->signo) {
+    if (diag__rt->signo) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = by->snapshot_thread_signal;
@@ -4535,15 +4642,30 @@ static void diag__snapshot_thread_run(const struct diag__copy_info *by)
         sigaction(diag__rt->signo, &sa, st->handling ? NULL : &st->old_action);
         st->handling = 1;
     }
+    sigfillset(&all); /* the thread takes none of the program's signals (its main unblocks DIAGNOSE_SIGNAL) */
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    __atomic_store_n(&st->stop, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&st->finished, 0, __ATOMIC_RELAXED);
+    st->running = pthread_create(&st->thread, NULL, by->snapshot_thread_main, NULL) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    st->owner = by;
+    if (!st->running && st->handling) {
+        sigaction(diag__rt->signo, &st->old_action, NULL);
+        st->handling = 0;
+    }
 }
 
 /* By the copy that made the runtime (created), when a variable asks for the
    thread; or by a copy joining a runtime whose copies had all left: the
-   thread and handler they stopped come back, on this copy's functions. */
+   thread and handler they stopped come back, on this copy's functions.
+   DIAGNOSE_SIGNAL is blocked on the starting thread (at load, before main,
+   for a program's copy), so the threads it creates inherit the mask and only
+   the snapshot thread takes the signal: no sleep or wait of the program's
+   ends early with EINTR. */
 static void diag__snapshot_thread_start(int created)
 {
     struct diag__snapshot_thread *st = diag__rt->snapshot_thread;
-    int wanted = diag__rt->interval_ns != 0 || diag__rt->signo != 0 || diag__trace_slow_wanted();
+    int wanted = diag__rt->interval_ns != 0 || diag__rt->signo != 0 || diag__trace_slow_wanted(), had = 0;
     if (created && wanted && pipe(st->pipe) == 0) {
         int i;
         for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
@@ -4551,7 +4673,11 @@ static void diag__snapshot_thread_start(int created)
             fcntl(st->pipe[i], F_SETFD, FD_CLOEXEC);
         }
     }
-    if (!st->running && st->pipe[0] >= 0) diag__snapshot_thread_run(diag__copy_self());
+    if (st->running || st->pipe[0] < 0) return;
+    if (diag__rt->signo) had = diag__signal_mask(SIG_BLOCK);
+    if (created) st->program_blocked = had;
+    diag__snapshot_thread_run(diag__copy_self());
+    if (diag__rt->signo && !st->running && !had) diag__signal_mask(SIG_UNBLOCK);
 }
 
 /* The thread finishes the snapshot it may be writing and ends; the pipe
@@ -4601,7 +4727,7 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
    Later layouts keep the offsets of runtimes[] and threads, read by all. */
 
 #ifndef DIAG__ABI
-#define DIAG__ABI 3 /* raise whenever a structure the copies share changes */
+#define DIAG__ABI 4 /* raise whenever a structure the copies share changes, or what one copy expects of another */
 #endif
 #define DIAG__REGISTRY_NAME "diagnose.h"
 #define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */
@@ -4813,7 +4939,9 @@ static void diag__keep_names(void)
         __atomic_store_n(&path->name, copy, __ATOMIC_RELAXED);
     }
 }
+#define DIAG__LINUX 1
 #else
+#define DIAG__LINUX 0
 static const char *diag__locate_self(void) { return "the program"; }
 static void diag__keep_names(void) {}
 #endif
@@ -4884,6 +5012,11 @@ static diag__runtime *diag__join(int *created, int *rejoined)
         diag__warn("diagnose.h: this copy (in %s) was built with other settings or another version than the "
                    "process's first copy; its profile goes to %s%s.*\n", object,
                    diag__rt->out ? diag__rt->out : "diagnose", diag__rt->tag);
+    /* a library's copy is seldom alone (elsewhere than Linux, no copy knows where it is) */
+    if (r == NULL && DIAG__LINUX && !diag__self.in_executable && !diag__rt->quiet)
+        diag__warn("diagnose.h: this copy (in %s) cannot meet the process's other copies (no /proc/self/maps or "
+                   "no memfd_create): it keeps a runtime of its own, and the copy that writes %s.* last replaces "
+                   "the others' files\n", object, diag__rt->out ? diag__rt->out : "diagnose");
     pthread_mutex_lock(&diag__rt->lock);
     diag__copy_enter(rejoined);
     pthread_mutex_unlock(&diag__rt->lock);
@@ -4893,12 +5026,16 @@ static diag__runtime *diag__join(int *created, int *rejoined)
 /* >>fork: the child of fork starts a profile of its own ---------------------- */
 
 /* The child of fork() has no snapshot thread; it takes no snapshots, and its
-   handler must not wake the parent's thread through the shared pipe. */
+   handler must not wake the parent's thread through the shared pipe. Its
+   thread takes DIAGNOSE_SIGNAL again (a no-op), so that a program it execs
+   does not start with the signal blocked. */
 static void diag__snapshot_thread_forked(void)
 {
     int fd = diag__rt->snapshot_thread->pipe[1];
     diag__rt->snapshot_thread->running = 0;
     diag__rt->snapshot_thread->owner = NULL;
+    if (diag__rt->snapshot_thread->handling && !diag__rt->snapshot_thread->program_blocked)
+        diag__signal_mask(SIG_UNBLOCK);
     if (fd < 0) return;
     __atomic_store_n(&diag__rt->snapshot_thread->pipe[1], -1, __ATOMIC_RELAXED);
     close(fd);
@@ -5007,11 +5144,12 @@ static void diag__exit_files(diag__snapshot *snap, char *prefix, size_t cap)
 /* A writer: the exit's files (prefix unused), then its lines on stderr. */
 static int diag__exit_write(diag__snapshot *snap, const char *prefix, int arg)
 {
-    char written[4096];
+    char written[4096], shown[8192];
     (void)prefix;
     (void)arg;
     diag__exit_files(snap, written, sizeof written);
-    if (!diag__rt->quiet) diag__print_table_to_stderr(snap, written);
+    shown[diag__escape(written, strlen(written), shown, sizeof shown - 1)] = '\0'; /* the table's lines: escaped as diag__warn's */
+    if (!diag__rt->quiet) diag__print_table_to_stderr(snap, shown);
     diag__report_limits(snap);
     return 0;
 }

@@ -1,9 +1,34 @@
 /* bench.c - what a diagnosed poll costs, next to references measured in the
    same process, the same way: the same loop, the same flags, many millions
-   of polls. Cases are measured in rounds, each round every case once, in
-   alternating order; a figure that compares two cases is computed within
-   each round and the median over rounds is reported, so that a disturbed
-   moment of the machine cannot pass or fail a case by itself.
+   of polls.
+
+   How a figure is measured. The cases a figure compares run in rounds:
+   each round runs every case once, about a millisecond each, in forward
+   order in even rounds and backward in odd ones, after some rounds that
+   only warm up; so every case is sampled all through the same stretch of
+   time, a few milliseconds from the others. A case's ns per poll is the
+   10th percentile of its rounds, and a figure (extra over bare,
+   extra/floor, 2 threads against 1, ring on against off) is computed from
+   those of its cases; the same computed from the medians is shown next
+   to it. Why not the median: on a shared or virtual machine, work on the
+   other CPU (or on the host) puts this core into slower states for tens
+   of milliseconds to seconds at a time, in which the bookkeeping that
+   hides behind the timestamp reads on a quiet core no longer hides (the
+   diagnosed poll's extra/floor goes from 1.00 to 1.3), and a 1-level loop
+   drops into a mode 3 cycles a poll slower for stretches of rounds. Both
+   only ever slow a case down, and in many rounds, so a median lands
+   wherever the share of slow rounds puts it, run after run, while the
+   10th percentile of each case reads the quiet core as long as a tenth of
+   its rounds found it. A regression moves the quiet rounds too.
+
+   A mode measures a block of rounds, and while one of its figures misses
+   its target, up to MAX_BLOCKS - 1 more, the figure taken over all rounds
+   so far: a busy stretch of the machine can outlast a block, a regression
+   misses in every one. Under a figure that missed, or took more than one
+   block, a line per case gives the quantiles of its rounds and a strip
+   gives the figure round by round in time order (# where a group of
+   rounds missed), so a reader sees whether a case moved in every round
+   (the code) or in stretches (the machine).
 
        bench overhead   poll cost, 1 level and 8 levels deep, with references
        bench threads    the same poll on 1 thread and on 2 threads at once
@@ -19,10 +44,16 @@
                         of a run that stays open; also with 10,000 runs open
        bench call       call-style async: DIAG_CALL, and DIAG_CALL_AT's
                         look-up of a span by the task's address
+       bench fiber      diag_fiber_switch, with a span of the coroutine's
+                        moved at each switch, and with none
 
    Each mode prints rows of the table bench/run.sh shows: case, ns per
    operation, the figure compared, its target and PASS or MISS. Built twice
-   by run.sh: as is, and with DIAGNOSE_DISABLE (then only "overhead"). */
+   by run.sh: as is, and with DIAGNOSE_DISABLE (then only "overhead").
+   BENCH_ROUNDS=n sets the rounds of a block (for a quick look, or a
+   longer one); BENCH_VERBOSE=1 prints the rounds under every figure with
+   a target, not only under those that missed; BENCH_ROUNDS_FILE=path
+   appends every round of every such figure to path. */
 #define DIAGNOSE_IMPLEMENTATION
 #include "diagnose.h"
 
@@ -38,25 +69,20 @@
 #include <cpuid.h>
 #endif
 
-/* Many short rounds rather than a few long ones: a disturbance spoils few
-   of them, and the median ignores those. */
-#define POLLS 400000L /* polls per case per round */
-#define ROUNDS 31     /* rounds: 12.4 million polls per case */
-#define REPS 25       /* repetitions of a thread's loop (bench threads) */
-#define DEPTH 8       /* nesting of the deep case */
+/* Short rounds: the slow states of a shared machine come and go within
+   tens of milliseconds, so rounds of a few milliseconds find the quiet
+   moments between them. */
+#define POLLS 50000L        /* polls of a case per round: about 1 ms at 20 ns */
+#define MAX_BLOCKS 4        /* blocks of rounds: the first, and more while a figure misses */
+#define MAX_ROUNDS 24000    /* per-round values kept per case */
+#define DEPTH 8             /* nesting of the deep case */
+#define QUIET_QUANTILE 0.10 /* a case's ns per poll: this quantile of its rounds */
 
 /* ---- the table ----------------------------------------------------------- */
 
 static int misses;
-
-/* One row: case, ns per op, the compared figure, its target, PASS/MISS.
-   ok < 0: a reference or a figure without a target. */
-static void row(const char *name, double ns, const char *figure, const char *target, int ok)
-{
-    printf("%-46s %9.2f  %-22s %-18s %s\n", name, ns, figure, target, ok < 0 ? "" : ok ? "PASS" : "MISS");
-    if (ok == 0) misses++;
-    fflush(stdout);
-}
+static int verbose;               /* BENCH_VERBOSE */
+static const char *rounds_file; /* BENCH_ROUNDS_FILE */
 
 static int compare_doubles(const void *a, const void *b)
 {
@@ -64,11 +90,42 @@ static int compare_doubles(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* The median of n values (sorts them). */
-static double median(double *v, int n)
+/* The q-quantile (0 to 1) of n values, interpolated between neighbours;
+   v is left as it was. */
+static double quantile(const double *v, int n, double q)
 {
-    qsort(v, (size_t)n, sizeof *v, compare_doubles);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+    double *s = (double *)malloc((size_t)n * sizeof *s), at, r;
+    int lo;
+    if (s == NULL || n < 1) {
+        free(s);
+        return 0;
+    }
+    memcpy(s, v, (size_t)n * sizeof *s);
+    qsort(s, (size_t)n, sizeof *s, compare_doubles);
+    at = q * (n - 1);
+    lo = (int)at;
+    r = lo + 1 < n ? s[lo] + (at - lo) * (s[lo + 1] - s[lo]) : s[lo];
+    free(s);
+    return r;
+}
+
+static double median(const double *v, int n) { return quantile(v, n, 0.5); }
+
+/* One row: case, ns per op, the compared figure, its target, PASS/MISS.
+   ok < 0: a reference or a figure without a target. */
+static void row(const char *name, double ns, const char *figure, const char *target, int ok)
+{
+    printf("%-46s %9.2f  %-32s %-18s %s\n", name, ns, figure, target, ok < 0 ? "" : ok ? "PASS" : "MISS");
+    if (ok == 0) misses++;
+    fflush(stdout);
+}
+
+/* Rounds in a block: the mode's own number, or BENCH_ROUNDS. */
+static int rounds_or(int fallback)
+{
+    const char *env = getenv("BENCH_ROUNDS");
+    int n = env ? atoi(env) : fallback;
+    return n < 1 ? 1 : n > MAX_ROUNDS / MAX_BLOCKS ? MAX_ROUNDS / MAX_BLOCKS : n;
 }
 
 /* The CPU's vendor and the target of extra/floor there: a timestamp read
@@ -107,6 +164,12 @@ static double now_s(void)
 
 /* ---- the futures --------------------------------------------------------- */
 
+/* The timed loops and the polls they call start on a cache line of their
+   own: where a loop falls relative to the 64-byte lines and fetch blocks
+   moves a 1-ns poll by as much as the figures measure, and it would move
+   with every edit of diagnose.h that shifts the code before it. */
+#define TIMED __attribute__((noinline, aligned(64)))
+
 static inline uint64_t ticks(void)
 {
 #if defined(__x86_64__) || defined(__i386__)
@@ -129,13 +192,13 @@ __thread uint64_t bench_tls_ticks;
 
 #include "node.h"
 
-__attribute__((noinline)) static diag_status bare_poll(diag_future *f, void *cx)
+TIMED static diag_status bare_poll(diag_future *f, void *cx)
 {
     diag_future *c = ((node *)f)->child;
     return c->poll(c, cx);
 }
 
-__attribute__((noinline)) static diag_status tsc_poll(diag_future *f, void *cx)
+TIMED static diag_status tsc_poll(diag_future *f, void *cx)
 {
     diag_future *c = ((node *)f)->child;
     uint64_t t0 = ticks();
@@ -144,7 +207,7 @@ __attribute__((noinline)) static diag_status tsc_poll(diag_future *f, void *cx)
     return s;
 }
 
-__attribute__((noinline)) static diag_status gettime_poll(diag_future *f, void *cx)
+TIMED static diag_status gettime_poll(diag_future *f, void *cx)
 {
     diag_future *c = ((node *)f)->child;
     uint64_t t0 = mono_ns();
@@ -153,7 +216,7 @@ __attribute__((noinline)) static diag_status gettime_poll(diag_future *f, void *
     return s;
 }
 
-__attribute__((noinline)) static diag_status diag_node_poll(diag_future *f, void *cx)
+TIMED static diag_status diag_node_poll(diag_future *f, void *cx)
 {
     return diag_poll(((node *)f)->child, cx);
 }
@@ -163,13 +226,13 @@ __attribute__((noinline)) static diag_status diag_node_poll(diag_future *f, void
 static diag_poll_fn volatile leaf_fn = leaf_poll;
 
 /* The loops: one per way of polling the top future. */
-__attribute__((noinline)) static void loop_bare(diag_future *f, long n)
+TIMED static void loop_bare(diag_future *f, long n)
 {
     long i;
     for (i = 0; i < n; i++) f->poll(f, NULL);
 }
 
-__attribute__((noinline)) static void loop_tsc(diag_future *f, long n)
+TIMED static void loop_tsc(diag_future *f, long n)
 {
     long i;
     for (i = 0; i < n; i++) {
@@ -179,7 +242,7 @@ __attribute__((noinline)) static void loop_tsc(diag_future *f, long n)
     }
 }
 
-__attribute__((noinline)) static void loop_gettime(diag_future *f, long n)
+TIMED static void loop_gettime(diag_future *f, long n)
 {
     long i;
     for (i = 0; i < n; i++) {
@@ -189,7 +252,7 @@ __attribute__((noinline)) static void loop_gettime(diag_future *f, long n)
     }
 }
 
-__attribute__((noinline)) static void loop_diag(diag_future *f, long n)
+TIMED static void loop_diag(diag_future *f, long n)
 {
     long i;
     for (i = 0; i < n; i++) diag_poll(f, NULL);
@@ -213,195 +276,340 @@ static diag_future *chain(node *nodes, int depth, diag_poll_fn inner, int mark)
     return &nodes[0].base;
 }
 
-/* ---- overhead ------------------------------------------------------------ */
-
-enum { BARE, TSC, GETTIME, DIAG, NCASES };
+/* ---- rounds -------------------------------------------------------------- */
 
 typedef struct bench_case {
     loop_fn loop;
     diag_future *top;
-    long ops;             /* loop iterations per round */
-    double ns[ROUNDS];    /* ns per poll in each round */
+    long ops;              /* loop iterations per round */
+    long polls;            /* polls per round: ops x the chain's depth */
+    double ns[MAX_ROUNDS]; /* ns per poll in each round */
 } bench_case;
 
-/* ROUNDS rounds, each case once per round, in forward order in even rounds
-   and backward in odd ones, so that a slow moment or a drift of the
-   machine hits the cases of a round alike. */
-static void measure(bench_case *cases, int n)
+/* A case that polls `top`, a chain `depth` deep, `polls` times a round. */
+static void case_set(bench_case *c, loop_fn loop, diag_future *top, int depth, long polls)
+{
+    c->loop = loop;
+    c->top = top;
+    c->ops = polls / depth;
+    c->polls = c->ops * depth;
+}
+
+/* Warm-up rounds before a mode's first block: the paths, the caches, the
+   branch history and the CPU's clock speed settle in them. */
+static int warm_up(int block) { return block / 20 < 5 ? 5 : block / 20; }
+
+/* Rounds `from` to from + count - 1 of the n cases (negative rounds warm
+   up and are not kept), each case once per round, in forward order in
+   even rounds and backward in odd ones. */
+static void measure(bench_case *const *cases, int n, int from, int count)
 {
     int round, i;
-    for (i = 0; i < n; i++) cases[i].loop(cases[i].top, cases[i].ops / 16); /* warm up: paths, caches */
-    for (round = 0; round < ROUNDS; round++)
+    for (round = from; round < from + count; round++)
         for (i = 0; i < n; i++) {
-            bench_case *c = &cases[round % 2 ? n - 1 - i : i];
+            bench_case *c = cases[(round & 1) ? n - 1 - i : i];
             double t = now_s();
             c->loop(c->top, c->ops);
-            c->ns[round] = (now_s() - t) * 1e9 / (double)POLLS;
+            t = now_s() - t;
+            if (round >= 0) c->ns[round] = t * 1e9 / (double)c->polls;
         }
 }
 
-/* The median over rounds of a case's ns per poll. */
-static double per_poll(const bench_case *c)
+/* A case's ns per poll at quantile q of its rounds. */
+static double at(const bench_case *c, int rounds, double q) { return quantile(c->ns, rounds, q); }
+
+/* A case's ns per poll, as the table shows it. */
+static double per_poll(const bench_case *c, int rounds) { return at(c, rounds, QUIET_QUANTILE); }
+
+/* ---- figures ------------------------------------------------------------- */
+
+/* What a figure computes from its cases' ns per poll:
+   EXTRA   subject - reference
+   RATIO   (subject - reference) / (floor - reference), the reference bare
+   SLOWER  subject / reference, the subject the slower of two when there
+           is a second (two threads polling at once) */
+enum figure_kind { EXTRA, RATIO, SLOWER };
+
+typedef struct bench_figure {
+    enum figure_kind kind;
+    const bench_case *subject, *reference;
+    const bench_case *other; /* RATIO: the floor; SLOWER: a second subject, or NULL */
+    const char *names[3];    /* subject, reference, other: for the rounds lines */
+} bench_figure;
+
+/* The subject's ns per poll from ns per poll of subject and other: for
+   SLOWER with a second subject, the slower of the two. */
+static double subject_of(const bench_figure *f, double subject, double other)
 {
-    double v[ROUNDS];
-    memcpy(v, c->ns, sizeof v);
-    return median(v, ROUNDS);
+    return f->kind == SLOWER && f->other && other > subject ? other : subject;
 }
 
-/* The median over rounds of (subject - bare) / (floor - bare), each round's
-   three figures measured back to back. */
-static double ratio_median(const bench_case *subject, const bench_case *bare, const bench_case *floor_case)
+static double figure_of(const bench_figure *f, double subject, double reference, double other)
 {
-    double v[ROUNDS];
-    int r;
-    for (r = 0; r < ROUNDS; r++) v[r] = (subject->ns[r] - bare->ns[r]) / (floor_case->ns[r] - bare->ns[r]);
-    return median(v, ROUNDS);
+    if (f->kind == EXTRA) return subject - reference;
+    if (f->kind == RATIO) return (subject - reference) / (other - reference);
+    return subject_of(f, subject, other) / reference;
 }
 
-/* The median over rounds of subject - bare. */
-static double extra_median(const bench_case *subject, const bench_case *bare)
+/* The figure from its cases' quantile q. */
+static double figure_at(const bench_figure *f, int rounds, double q)
 {
-    double v[ROUNDS];
-    int r;
-    for (r = 0; r < ROUNDS; r++) v[r] = subject->ns[r] - bare->ns[r];
-    return median(v, ROUNDS);
+    return figure_of(f, at(f->subject, rounds, q), at(f->reference, rounds, q), f->other ? at(f->other, rounds, q) : 0);
 }
 
-/* label: what the diag case is in this process (normal, DIAGNOSE=0, compiled out). */
-static void overhead_at(int depth, const char *label, int kind)
+/* The figure from one round's cases alone. */
+static double figure_in(const bench_figure *f, int round)
 {
-    static node nodes[NCASES][DEPTH];
-    diag_poll_fn inner[NCASES] = { bare_poll, tsc_poll, gettime_poll, diag_node_poll };
-    loop_fn loops[NCASES] = { loop_bare, loop_tsc, loop_gettime, loop_diag };
-    bench_case cases[NCASES];
-    char name[80], figure[40], target_text[40];
-    double bare, tsc, extra, target;
-    int c;
-    cpu_vendor(&target);
-    for (c = 0; c < NCASES; c++) {
-        cases[c].loop = loops[c];
-        cases[c].top = chain(nodes[c], depth, inner[c], c == DIAG);
-        cases[c].ops = POLLS / depth; /* the same number of polls in every case */
+    return figure_of(f, f->subject->ns[round], f->reference->ns[round], f->other ? f->other->ns[round] : 0);
+}
+
+static int figure_passes(const bench_figure *f, int rounds, double limit)
+{
+    return figure_at(f, rounds, QUIET_QUANTILE) <= limit;
+}
+
+/* The rounds under a figure: each case's quantiles, the figure round by
+   round, and those in time order, one mark per group of rounds (# where
+   the group's median missed the target). All rounds also go to
+   BENCH_ROUNDS_FILE, one line per figure. */
+static void figure_rounds(const char *name, const bench_figure *f, int rounds, int blocks, double limit, int show)
+{
+    enum { MARKS = 60 };
+    static double v[MAX_ROUNDS];
+    const bench_case *cases[3];
+    char strip[MARKS + 1];
+    int i, within = 0, groups = rounds < MARKS ? rounds : MARKS;
+    cases[0] = f->subject;
+    cases[1] = f->reference;
+    cases[2] = f->other;
+    for (i = 0; i < rounds; i++) {
+        v[i] = figure_in(f, i);
+        within += v[i] <= limit;
     }
-    measure(cases, NCASES);
-    bare = per_poll(&cases[BARE]);
-    tsc = per_poll(&cases[TSC]);
-    extra = extra_median(&cases[DIAG], &cases[BARE]);
-    if (kind == 0) {
-        snprintf(name, sizeof name, "bare poll, %d level%s (reference)", depth, depth > 1 ? "s" : "");
-        row(name, bare, "", "", -1);
-        snprintf(name, sizeof name, "clock floor: +2 rdtsc, %d level%s", depth, depth > 1 ? "s" : "");
-        snprintf(figure, sizeof figure, "extra %.2f ns", extra_median(&cases[TSC], &cases[BARE]));
-        row(name, tsc, figure, "", -1);
-        snprintf(name, sizeof name, "clock_gettime floor, %d level%s", depth, depth > 1 ? "s" : "");
-        snprintf(figure, sizeof figure, "extra %.2f ns", extra_median(&cases[GETTIME], &cases[BARE]));
-        row(name, per_poll(&cases[GETTIME]), figure, "", -1);
+    if (rounds_file != NULL) {
+        FILE *out = fopen(rounds_file, "a");
+        if (out != NULL) {
+            fprintf(out, "%s:", name);
+            for (i = 0; i < rounds; i++) fprintf(out, " %.4g", v[i]);
+            fputc('\n', out);
+            fclose(out);
+        }
     }
-    snprintf(name, sizeof name, "%s, %d level%s", label, depth, depth > 1 ? "s" : "");
-    if (kind == 0) { /* recording: extra over bare against the clock floor's extra */
-        double ratio = ratio_median(&cases[DIAG], &cases[BARE], &cases[TSC]);
-        snprintf(figure, sizeof figure, "extra/floor %.2f", ratio);
-        snprintf(target_text, sizeof target_text, "<= %.2f", target);
-        row(name, per_poll(&cases[DIAG]), figure, target_text, ratio <= target);
-    } else {
-        snprintf(figure, sizeof figure, "extra %.2f ns", extra);
-        row(name, per_poll(&cases[DIAG]), figure, "<= 1 ns", extra <= 1.0);
+    if (!show) return;
+    printf("    %d rounds in %d block%s; ns per poll at 10%%, 25%%, median, 75%%, 90%% of the rounds:\n", rounds,
+           blocks, blocks > 1 ? "s" : "");
+    for (i = 0; i < 3 && cases[i] != NULL; i++)
+        printf("      %-14s %8.2f %8.2f %8.2f %8.2f %8.2f\n", f->names[i], at(cases[i], rounds, 0.10),
+               at(cases[i], rounds, 0.25), at(cases[i], rounds, 0.5), at(cases[i], rounds, 0.75),
+               at(cases[i], rounds, 0.90));
+    for (i = 0; i < groups; i++) {
+        int from = (int)((long)i * rounds / groups), to = (int)((long)(i + 1) * rounds / groups);
+        strip[i] = median(v + from, to - from) <= limit ? '.' : '#';
     }
+    strip[groups] = '\0';
+    printf("      %-14s %8.2f %8.2f %8.2f %8.2f %8.2f   (within target in %d%% of the rounds)\n", "round by round",
+           quantile(v, rounds, 0.10), quantile(v, rounds, 0.25), quantile(v, rounds, 0.5), quantile(v, rounds, 0.75),
+           quantile(v, rounds, 0.90), (int)(100.0 * within / rounds + 0.5));
+    printf("      in time order  %s\n", strip);
+    fflush(stdout);
 }
 
+/* The row of a figure with a target ("at most limit"): format has one
+   %.Nf, for the figure; the figure from the medians follows it. */
+static void figure_row(const char *name, const bench_figure *f, int rounds, int blocks, const char *format,
+                       const char *target, double limit)
+{
+    char text[48], with_median[48];
+    double value = figure_at(f, rounds, QUIET_QUANTILE);
+    snprintf(with_median, sizeof with_median, "%s (median %s)", format, strchr(format, '%'));
+    snprintf(text, sizeof text, with_median, value, figure_at(f, rounds, 0.5));
+    row(name, subject_of(f, per_poll(f->subject, rounds), f->other ? per_poll(f->other, rounds) : 0), text, target,
+        value <= limit);
+    figure_rounds(name, f, rounds, blocks, limit, verbose || blocks > 1 || value > limit);
+}
+
+/* ---- overhead ------------------------------------------------------------ */
+
+enum { BARE, TSC, GETTIME, DIAG, NCASES };
+
+/* What the diag case is in this process (recording, DIAGNOSE=0, compiled
+   out). Both depths run in the same rounds. Recording, a round also has
+   both clock floors, and the figure is extra/floor; otherwise only bare
+   and the diagnosed poll, and the figure their difference. */
 static void overhead(void)
 {
-    const char *env = getenv("DIAGNOSE");
+    static node nodes[2][NCASES][DEPTH];
+    static bench_case cases[2][NCASES];
+    static const int depths[2] = { 1, DEPTH };
+    diag_poll_fn inner[NCASES] = { bare_poll, tsc_poll, gettime_poll, diag_node_poll };
+    loop_fn loops[NCASES] = { loop_bare, loop_tsc, loop_gettime, loop_diag };
+    bench_case *run[2 * NCASES];
+    bench_figure figures[2];
     const char *label = "diagnosed poll, steady state";
-    int kind = 0;
+    const char *env = getenv("DIAGNOSE");
+    int recording = 1, block, rounds = 0, blocks = 0, d, c, n = 0;
+    double limit;
+    char name[80], figure_text[48], target[40];
 #ifdef DIAGNOSE_DISABLE
     label = "compiled out (DIAGNOSE_DISABLE)";
-    kind = 2;
+    recording = 0;
 #else
     if (env && strcmp(env, "0") == 0) {
         label = "DIAGNOSE=0 at run time";
-        kind = 1;
+        recording = 0;
     }
 #endif
     (void)env;
-    overhead_at(1, label, kind);
-    overhead_at(DEPTH, label, kind);
+    cpu_vendor(&limit);
+    if (recording) snprintf(target, sizeof target, "<= %.2f", limit);
+    else {
+        limit = 1.0;
+        snprintf(target, sizeof target, "<= 1 ns");
+    }
+    /* Without the floors a round is a tenth as long: more rounds in a block. */
+    block = rounds_or(recording ? 1600 : 6000);
+    for (d = 0; d < 2; d++) {
+        for (c = 0; c < NCASES; c++) {
+            /* clock_gettime costs 50 ns: a quarter of the polls keeps its turn as short */
+            long polls = c == GETTIME ? POLLS / 4 : POLLS;
+            if (!recording && (c == TSC || c == GETTIME)) continue;
+            case_set(&cases[d][c], loops[c], chain(nodes[d][c], depths[d], inner[c], c == DIAG), depths[d], polls);
+            run[n++] = &cases[d][c];
+        }
+        figures[d].kind = recording ? RATIO : EXTRA;
+        figures[d].subject = &cases[d][DIAG];
+        figures[d].reference = &cases[d][BARE];
+        figures[d].other = recording ? &cases[d][TSC] : NULL;
+        figures[d].names[0] = recording ? "diagnosed" : label[0] == 'D' ? "DIAGNOSE=0" : "compiled out";
+        figures[d].names[1] = "bare";
+        figures[d].names[2] = "clock floor";
+    }
+    measure(run, n, -warm_up(block), warm_up(block));
+    while (blocks < MAX_BLOCKS) {
+        measure(run, n, rounds, block);
+        rounds += block;
+        blocks++;
+        if (figure_passes(&figures[0], rounds, limit) && figure_passes(&figures[1], rounds, limit)) break;
+    }
+    for (d = 0; d < 2; d++) {
+        bench_case *k = cases[d];
+        const char *levels = depths[d] > 1 ? "levels" : "level";
+        if (recording) {
+            snprintf(name, sizeof name, "bare poll, %d %s (reference)", depths[d], levels);
+            row(name, per_poll(&k[BARE], rounds), "", "", -1);
+            snprintf(name, sizeof name, "clock floor: +2 rdtsc, %d %s", depths[d], levels);
+            snprintf(figure_text, sizeof figure_text, "extra %.2f ns", per_poll(&k[TSC], rounds) - per_poll(&k[BARE], rounds));
+            row(name, per_poll(&k[TSC], rounds), figure_text, "", -1);
+            snprintf(name, sizeof name, "clock_gettime floor, %d %s", depths[d], levels);
+            snprintf(figure_text, sizeof figure_text, "extra %.2f ns",
+                     per_poll(&k[GETTIME], rounds) - per_poll(&k[BARE], rounds));
+            row(name, per_poll(&k[GETTIME], rounds), figure_text, "", -1);
+        }
+        snprintf(name, sizeof name, "%s, %d %s", label, depths[d], levels);
+        figure_row(name, &figures[d], rounds, blocks, recording ? "extra/floor %.2f" : "extra %.2f ns", target, limit);
+    }
 }
 
 #ifndef DIAGNOSE_DISABLE
 /* ---- two threads --------------------------------------------------------- */
 
+/* Two workers that stay for all rounds; in a round the main thread lets
+   one of them poll alone, then both at once (or the other way round in
+   the next round), each polling its own diagnosed future. */
 typedef struct worker {
     pthread_t id;
     node leaf;
-    double best;
-    pthread_barrier_t *start;
+    int index;
+    double ns;    /* ns per poll of its last turn */
     char pad[64]; /* keep two workers' hot data off one cache line */
 } worker;
 
-/* Each thread polls its own diagnosed future; they start together. */
+static pthread_barrier_t turn_start, turn_end;
+static int turn_active[2]; /* which workers poll this turn; both 0: leave */
+
 static void *work(void *arg)
 {
     worker *w = (worker *)arg;
-    int rep;
     w->leaf.base.poll = leaf_fn;
     DIAGNOSE_AS(&w->leaf.base, "worker");
-    loop_diag(&w->leaf.base, POLLS / 16);
-    w->best = 1e30;
-    for (rep = 0; rep < 5; rep++) {
-        double t;
-        if (w->start) pthread_barrier_wait(w->start);
-        t = now_s();
-        loop_diag(&w->leaf.base, POLLS);
-        t = now_s() - t;
-        if (t < w->best) w->best = t;
+    loop_diag(&w->leaf.base, POLLS);
+    for (;;) {
+        pthread_barrier_wait(&turn_start);
+        if (!turn_active[0] && !turn_active[1]) return NULL;
+        if (turn_active[w->index]) {
+            double t = now_s();
+            loop_diag(&w->leaf.base, POLLS);
+            w->ns = (now_s() - t) * 1e9 / (double)POLLS;
+        }
+        pthread_barrier_wait(&turn_end);
     }
-    return NULL;
 }
 
-static double run_workers(int n)
+/* One turn: the workers marked poll at once; returns the ns per poll of
+   the last one marked. */
+static double turn(worker *w, int first, int second)
 {
-    static worker w[2];
-    pthread_barrier_t start;
-    double worst = 0;
-    int i;
-    pthread_barrier_init(&start, NULL, (unsigned)n);
-    for (i = 0; i < n; i++) {
-        memset(&w[i], 0, sizeof w[i]);
-        w[i].start = &start;
-        pthread_create(&w[i].id, NULL, work, &w[i]);
-    }
-    for (i = 0; i < n; i++) {
-        pthread_join(w[i].id, NULL);
-        if (w[i].best > worst) worst = w[i].best;
-    }
-    pthread_barrier_destroy(&start);
-    return worst * 1e9 / (double)POLLS;
+    turn_active[0] = first;
+    turn_active[1] = second;
+    pthread_barrier_wait(&turn_start);
+    pthread_barrier_wait(&turn_end);
+    return second ? w[1].ns : w[0].ns;
 }
 
-#define THREAD_ROUNDS 9
+/* Rounds as measure() runs them: alone and together in alternating order;
+   the thread alone is the first worker in even rounds, the second in odd
+   ones. Together, each worker's time is kept apart (two[0], two[1]). */
+static void thread_rounds(worker *w, int from, int count, bench_case *one, bench_case *two)
+{
+    int round;
+    for (round = from; round < from + count; round++) {
+        double alone, first, second;
+        if (round & 1) {
+            turn(w, 1, 1);
+            first = w[0].ns;
+            second = w[1].ns;
+            alone = turn(w, 0, 1);
+        } else {
+            alone = turn(w, 1, 0);
+            turn(w, 1, 1);
+            first = w[0].ns;
+            second = w[1].ns;
+        }
+        if (round < 0) continue;
+        one->ns[round] = alone;
+        two[0].ns[round] = first;
+        two[1].ns[round] = second;
+    }
+}
 
 static void threads(void)
 {
-    double one[THREAD_ROUNDS], two[THREAD_ROUNDS], ratios[THREAD_ROUNDS], ratio;
-    char figure[40];
-    int round;
-    /* Rounds of both set-ups back to back (the best of 5 loops of each), in
-       alternating order; the median of the rounds' ratios. */
-    for (round = 0; round < THREAD_ROUNDS; round++) {
-        if (round % 2) {
-            two[round] = run_workers(2);
-            one[round] = run_workers(1);
-        } else {
-            one[round] = run_workers(1);
-            two[round] = run_workers(2);
-        }
-        ratios[round] = two[round] / one[round];
+    static worker w[2];
+    static bench_case one, two[2];
+    /* the slower of the two threads, each at its own quiet rounds */
+    bench_figure slower = { SLOWER, &two[0], &one, &two[1], { "thread 1 of 2", "1 thread", "thread 2 of 2" } };
+    int block = rounds_or(2400), rounds = 0, blocks = 0, i;
+    pthread_barrier_init(&turn_start, NULL, 3);
+    pthread_barrier_init(&turn_end, NULL, 3);
+    for (i = 0; i < 2; i++) {
+        w[i].index = i;
+        pthread_create(&w[i].id, NULL, work, &w[i]);
     }
-    ratio = median(ratios, THREAD_ROUNDS);
-    row("diagnosed poll, 1 thread", median(one, THREAD_ROUNDS), "", "", -1);
-    snprintf(figure, sizeof figure, "vs 1 thread %.3f", ratio);
-    row("diagnosed poll, 2 threads at once (slower)", median(two, THREAD_ROUNDS), figure, "<= 1.10", ratio <= 1.10);
+    thread_rounds(w, -warm_up(block), warm_up(block), &one, two);
+    while (blocks < MAX_BLOCKS) {
+        thread_rounds(w, rounds, block, &one, two);
+        rounds += block;
+        blocks++;
+        if (figure_passes(&slower, rounds, 1.10)) break;
+    }
+    turn_active[0] = turn_active[1] = 0;
+    pthread_barrier_wait(&turn_start);
+    for (i = 0; i < 2; i++) pthread_join(w[i].id, NULL);
+    pthread_barrier_destroy(&turn_start);
+    pthread_barrier_destroy(&turn_end);
+    row("diagnosed poll, 1 thread", per_poll(&one, rounds), "", "", -1);
+    figure_row("diagnosed poll, 2 threads at once (slower)", &slower, rounds, blocks, "vs 1 thread %.3f", "<= 1.10",
+               1.10);
 }
 
 /* ---- memory -------------------------------------------------------------- */
@@ -640,6 +848,7 @@ static void clock_error(void)
         diag__ns_per_tick(), figure, "< 0.1%", err < 0.001 && err > -0.001);
 }
 
+
 /* ---- flight recorder ------------------------------------------------------ */
 
 /* The same diagnosed chain polled with this thread's ring on and off
@@ -647,44 +856,31 @@ static void clock_error(void)
    both run in one process, interleaved, on the same tables. */
 static diag__ring *trace_ring;
 
-__attribute__((noinline)) static void loop_ring_on(diag_future *f, long n)
+TIMED static void loop_ring_on(diag_future *f, long n)
 {
     diag__tls->ring = trace_ring;
     loop_diag(f, n);
 }
 
-__attribute__((noinline)) static void loop_ring_off(diag_future *f, long n)
+TIMED static void loop_ring_off(diag_future *f, long n)
 {
     diag__tls->ring = NULL;
     loop_diag(f, n);
     diag__tls->ring = trace_ring;
 }
 
-static void trace_at(int depth)
-{
-    static node nodes[2][DEPTH];
-    bench_case cases[2];
-    char name[80], figure[40];
-    double extra;
-    int c;
-    for (c = 0; c < 2; c++) {
-        cases[c].loop = c ? loop_ring_on : loop_ring_off;
-        cases[c].top = chain(nodes[c], depth, diag_node_poll, 1);
-        cases[c].ops = POLLS / depth;
-    }
-    measure(cases, 2);
-    extra = extra_median(&cases[1], &cases[0]);
-    snprintf(name, sizeof name, "trace ring off, %d level%s (reference)", depth, depth > 1 ? "s" : "");
-    row(name, per_poll(&cases[0]), "", "", -1);
-    snprintf(name, sizeof name, "trace ring on (DIAGNOSE_TRACE=%u), %d level%s", diag__rt->trace->n, depth,
-             depth > 1 ? "s" : "");
-    snprintf(figure, sizeof figure, "extra %+.2f ns", extra);
-    row(name, per_poll(&cases[1]), figure, "<= 5 ns", extra <= 5.0);
-}
-
+/* Ring off and on, 1 level and 8 levels, all four in the same rounds. */
 static void trace(void)
 {
+    static node nodes[2][2][DEPTH];
+    static bench_case cases[2][2];
+    bench_case *const all[4] = { &cases[0][0], &cases[0][1], &cases[1][0], &cases[1][1] };
+    static const int depths[2] = { 1, DEPTH };
+    bench_figure extra[2] = { { EXTRA, &cases[0][1], &cases[0][0], NULL, { "ring on", "ring off", NULL } },
+                        { EXTRA, &cases[1][1], &cases[1][0], NULL, { "ring on", "ring off", NULL } } };
     diag_span warm = DIAG_SPAN_INIT("warm"); /* attach this thread: its ring */
+    char name[80];
+    int block = rounds_or(1600), rounds = 0, blocks = 0, d, on;
     diag_span_begin(&warm);
     diag_span_end(&warm, DIAG_READY);
     trace_ring = diag__tls->ring;
@@ -692,13 +888,29 @@ static void trace(void)
         fprintf(stderr, "bench trace: run with DIAGNOSE_TRACE=n\n");
         exit(2);
     }
-    trace_at(1);
-    trace_at(DEPTH);
+    for (d = 0; d < 2; d++)
+        for (on = 0; on < 2; on++)
+            case_set(&cases[d][on], on ? loop_ring_on : loop_ring_off, chain(nodes[d][on], depths[d], diag_node_poll, 1),
+                     depths[d], POLLS);
+    measure(all, 4, -warm_up(block), warm_up(block));
+    while (blocks < MAX_BLOCKS) {
+        measure(all, 4, rounds, block);
+        rounds += block;
+        blocks++;
+        if (figure_passes(&extra[0], rounds, 5.0) && figure_passes(&extra[1], rounds, 5.0)) break;
+    }
+    for (d = 0; d < 2; d++) {
+        const char *levels = depths[d] > 1 ? "levels" : "level";
+        snprintf(name, sizeof name, "trace ring off, %d %s (reference)", depths[d], levels);
+        row(name, per_poll(&cases[d][0], rounds), "", "", -1);
+        snprintf(name, sizeof name, "trace ring on (DIAGNOSE_TRACE=%u), %d %s", diag__rt->trace->n, depths[d], levels);
+        figure_row(name, &extra[d], rounds, blocks, "extra %+.2f ns", "<= 5 ns", 5.0);
+    }
 }
 
 /* ---- runs: the per-run cost of the open-run records ---------------------- */
 
-__attribute__((noinline)) static diag_status ready_poll(diag_future *f, void *cx)
+TIMED static diag_status ready_poll(diag_future *f, void *cx)
 {
     (void)cx;
     ((node *)f)->count++;
@@ -714,30 +926,33 @@ static void runs(void)
 {
     enum { PENDING_POLL, ONE_POLL_RUN, ONE_POLL_RUN_CROWDED, NRUNS };
     static node nodes[NRUNS], crowd[10000];
-    bench_case cases[NRUNS], pair[2];
-    char figure[40];
-    int c, i;
+    static bench_case cases[NRUNS];
+    bench_case *const alone[2] = { &cases[PENDING_POLL], &cases[ONE_POLL_RUN] };
+    bench_case *const crowded[2] = { &cases[PENDING_POLL], &cases[ONE_POLL_RUN_CROWDED] };
+    char figure[48];
+    /* No target, so one block, and a long one: a slow stretch of the machine
+       that covers all of it, and moves these figures, is then rare. */
+    int rounds = rounds_or(900), c, i;
     for (c = 0; c < NRUNS; c++) {
         memset(&nodes[c], 0, sizeof nodes[c]);
         nodes[c].base.poll = c == PENDING_POLL ? leaf_fn : ready_fn;
-        cases[c].loop = loop_diag;
-        cases[c].top = DIAGNOSE_AS(&nodes[c].base, c == PENDING_POLL ? "open_run" : "one_poll_run");
-        cases[c].ops = POLLS;
+        case_set(&cases[c], loop_diag, DIAGNOSE_AS(&nodes[c].base, c == PENDING_POLL ? "open_run" : "one_poll_run"), 1,
+                 POLLS);
     }
-    measure(cases, 2);
-    row("poll of an open run (reference)", per_poll(&cases[PENDING_POLL]), "", "", -1);
-    snprintf(figure, sizeof figure, "extra %.2f ns", per_poll(&cases[ONE_POLL_RUN]) - per_poll(&cases[PENDING_POLL]));
-    row("run of one poll (record taken, freed)", per_poll(&cases[ONE_POLL_RUN]), figure, "", -1);
+    measure(alone, 2, -warm_up(rounds), warm_up(rounds) + rounds);
+    row("poll of an open run (reference)", per_poll(&cases[PENDING_POLL], rounds), "", "", -1);
+    snprintf(figure, sizeof figure, "extra %.2f ns",
+             per_poll(&cases[ONE_POLL_RUN], rounds) - per_poll(&cases[PENDING_POLL], rounds));
+    row("run of one poll (record taken, freed)", per_poll(&cases[ONE_POLL_RUN], rounds), figure, "", -1);
     /* 10,000 runs that stay open hold records the search steps over */
     for (i = 0; i < 10000; i++) {
         crowd[i].base.poll = leaf_fn;
         diag_poll(DIAGNOSE_AS(&crowd[i].base, "crowd"), NULL);
     }
-    pair[0] = cases[PENDING_POLL];
-    pair[1] = cases[ONE_POLL_RUN_CROWDED];
-    measure(pair, 2);
-    snprintf(figure, sizeof figure, "extra %.2f ns", per_poll(&pair[1]) - per_poll(&pair[0]));
-    row("run of one poll, 10,000 runs open", per_poll(&pair[1]), figure, "", -1);
+    measure(crowded, 2, -warm_up(rounds), warm_up(rounds) + rounds);
+    snprintf(figure, sizeof figure, "extra %.2f ns",
+             per_poll(&cases[ONE_POLL_RUN_CROWDED], rounds) - per_poll(&cases[PENDING_POLL], rounds));
+    row("run of one poll, 10,000 runs open", per_poll(&cases[ONE_POLL_RUN_CROWDED], rounds), figure, "", -1);
     for (i = 0; i < 10000; i++) diag_drop(&crowd[i].base);
 }
 
@@ -755,26 +970,26 @@ typedef struct call_task {
     int done_every; /* 0: never done */
 } call_task;
 
-__attribute__((noinline)) static int call_step(call_task *t)
+TIMED static int call_step(call_task *t)
 {
     t->count++;
     return t->done_every && t->count % (uint64_t)t->done_every == 0;
 }
 
-__attribute__((noinline)) static void loop_call_bare(diag_future *f, long n)
+TIMED static void loop_call_bare(diag_future *f, long n)
 {
     long i;
     for (i = 0; i < n; i++) call_step((call_task *)(void *)f);
 }
 
-__attribute__((noinline)) static void loop_call_span(diag_future *f, long n)
+TIMED static void loop_call_span(diag_future *f, long n)
 {
     call_task *t = (call_task *)(void *)f;
     long i;
     for (i = 0; i < n; i++) DIAG_CALL(&t->span, call_step(t), 1);
 }
 
-__attribute__((noinline)) static void loop_call_at(diag_future *f, long n)
+TIMED static void loop_call_at(diag_future *f, long n)
 {
     call_task *t = (call_task *)(void *)f;
     long i;
@@ -784,30 +999,67 @@ __attribute__((noinline)) static void loop_call_at(diag_future *f, long n)
 static void call_style(void)
 {
     static call_task tasks[4], others[1000];
+    static bench_case cases[4];
+    bench_case *const all[4] = { &cases[0], &cases[1], &cases[2], &cases[3] };
     loop_fn loops[4] = { loop_call_bare, loop_call_span, loop_call_at, loop_call_at };
-    bench_case cases[4];
-    char figure[40];
+    char figure[48];
     double bare, span;
-    int c, i;
+    /* No target, so one block, and a long one: a slow stretch of the machine
+       that covers all of it, and moves these figures, is then rare. */
+    int rounds = rounds_or(900), c, i;
     for (i = 0; i < 1000; i++) DIAG_CALL_AT(&others[i], "other", call_step(&others[i]), 1); /* pending */
     for (c = 0; c < 4; c++) {
         diag_span_init(&tasks[c].span, "call");
         tasks[c].done_every = c == 3 ? 1 : 0;
-        cases[c].loop = loops[c];
-        cases[c].top = (diag_future *)(void *)&tasks[c];
-        cases[c].ops = POLLS;
+        case_set(&cases[c], loops[c], (diag_future *)(void *)&tasks[c], 1, POLLS);
     }
-    measure(cases, 4);
-    bare = per_poll(&cases[0]);
-    span = per_poll(&cases[1]);
+    measure(all, 4, -warm_up(rounds), warm_up(rounds) + rounds);
+    bare = per_poll(&cases[0], rounds);
+    span = per_poll(&cases[1], rounds);
     row("call-style: bare call (reference)", bare, "", "", -1);
     snprintf(figure, sizeof figure, "extra %.2f ns", span - bare);
     row("DIAG_CALL, the task's own span", span, figure, "", -1);
-    snprintf(figure, sizeof figure, "look-up %.2f ns", per_poll(&cases[2]) - span);
-    row("DIAG_CALL_AT, span by address", per_poll(&cases[2]), figure, "", -1);
-    snprintf(figure, sizeof figure, "vs DIAG_CALL +%.2f ns", per_poll(&cases[3]) - span);
-    row("DIAG_CALL_AT, one call per run", per_poll(&cases[3]), figure, "", -1);
+    snprintf(figure, sizeof figure, "look-up %.2f ns", per_poll(&cases[2], rounds) - span);
+    row("DIAG_CALL_AT, span by address", per_poll(&cases[2], rounds), figure, "", -1);
+    snprintf(figure, sizeof figure, "vs DIAG_CALL +%.2f ns", per_poll(&cases[3], rounds) - span);
+    row("DIAG_CALL_AT, one call per run", per_poll(&cases[3], rounds), figure, "", -1);
 }
+/* ---- stackful coroutines ------------------------------------------------------ */
+
+/* A resume is two switches: into the coroutine and back. With a span open
+   in the coroutine each switch moves its frame (one clock read, a copy);
+   with none it only notes the fiber. The fiber travels as the case's top. */
+TIMED static void loop_switch(diag_future *f, long n)
+{
+    diag_fiber *fiber = (diag_fiber *)(void *)f;
+    long i;
+    for (i = 0; i < n; i++) {
+        diag_fiber_switch(fiber);
+        diag_fiber_switch(NULL);
+    }
+}
+
+static void fibers(void)
+{
+    static diag_fiber fiber[2];
+    static bench_case cases[2];
+    static diag_span open = DIAG_SPAN_INIT("suspended");
+    bench_case *const all[2] = { &cases[0], &cases[1] };
+    int rounds = rounds_or(900), ok;
+    double moved;
+    diag_fiber_switch(&fiber[0]);
+    diag_span_begin(&open); /* stays open in fiber[0], switched out */
+    diag_fiber_switch(NULL);
+    case_set(&cases[0], loop_switch, (diag_future *)(void *)&fiber[0], 2, POLLS);
+    case_set(&cases[1], loop_switch, (diag_future *)(void *)&fiber[1], 2, POLLS);
+    measure(all, 2, -warm_up(rounds), warm_up(rounds) + rounds);
+    moved = per_poll(&cases[0], rounds);
+    ok = moved <= 30.0;
+    misses += !ok;
+    row("fiber switch, one open span moved", moved, "ns per switch", "<= 30 ns", ok);
+    row("fiber switch, nothing open", per_poll(&cases[1], rounds), "ns per switch", "", -1);
+}
+
 #endif /* !DIAGNOSE_DISABLE */
 
 /* ---- CPU time of a command ------------------------------------------------ */
@@ -841,6 +1093,9 @@ static void vendor(void)
 int main(int argc, char **argv)
 {
     const char *mode = argc > 1 ? argv[1] : "overhead";
+    const char *env = getenv("BENCH_VERBOSE");
+    verbose = env && *env && strcmp(env, "0") != 0;
+    rounds_file = getenv("BENCH_ROUNDS_FILE");
     if (strcmp(mode, "cpu") == 0 && argc > 2) return cpu_time(argv + 2);
     if (strcmp(mode, "vendor") == 0) vendor();
     else if (strcmp(mode, "overhead") == 0) overhead();
@@ -853,9 +1108,10 @@ int main(int argc, char **argv)
     else if (strcmp(mode, "trace") == 0) trace();
     else if (strcmp(mode, "call") == 0) call_style();
     else if (strcmp(mode, "runs") == 0) runs();
+    else if (strcmp(mode, "fiber") == 0) fibers();
 #endif
     else {
-        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock|trace|call|scale THREADS PATHS|runs\n", argv[0]);
+        fprintf(stderr, "usage: %s overhead|threads|memory|paths|clock|trace|call|fiber|scale THREADS PATHS|runs\n", argv[0]);
         return 2;
     }
     return misses ? 1 : 0;

@@ -2,7 +2,8 @@
 # bench/breakdown.sh: what each feature of the poll path costs. Builds
 # bench/bench.c with features taken off the inline end of a poll one after
 # the other, and runs `bench overhead` on each, ROUNDS times (default 3):
-# the median extra/floor at 1 and 8 levels.
+# the median of the runs' extra/floor at 1 and 8 levels (each run's figure
+# is the lower quartile of its rounds, as in `make bench`).
 # With gdb and llvm-mca at hand (or MCA=0 to skip), also bench/mca.sh's
 # per-model bookkeeping cycles for each, for the CPUs not at hand.
 #   as is            everything
@@ -34,6 +35,8 @@ flags() {
     esac
 }
 for v in "${variants[@]}"; do mkdir -p "$OUT/$v"; done
+# floor_ratio ROW: the extra/floor figure of that row of `bench overhead`
+floor_ratio() { awk -v row="$1" 'index($0, row) && match($0, /extra\/floor [0-9.]+/) { print substr($0, RSTART + 12, RLENGTH - 12) }'; }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'); $("$CC" --version | head -n 1); -O2"
 printf '%-16s %14s %14s\n' "poll path" "1 level" "8 levels"
@@ -43,8 +46,8 @@ for v in "${variants[@]}"; do
     one=() eight=()
     for _ in $(seq "$ROUNDS"); do
         out=$("${rt[@]}" "$OUT/$v/bench" overhead 2>/dev/null)
-        one+=("$(echo "$out" | awk '/steady state, 1 level/ { print $(NF - 3) }')")
-        eight+=("$(echo "$out" | awk '/steady state, 8 levels/ { print $(NF - 3) }')")
+        one+=("$(echo "$out" | floor_ratio 'steady state, 1 level')")
+        eight+=("$(echo "$out" | floor_ratio 'steady state, 8 levels')")
     done
     printf '%-16s %14s %14s\n' "$v" "$(printf '%s\n' "${one[@]}" | median)" "$(printf '%s\n' "${eight[@]}" | median)"
 done

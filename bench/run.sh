@@ -5,6 +5,9 @@
 #
 # The benchmarks run under SCHED_FIFO (chrt -f 1) when that is allowed, so
 # that other processes do not preempt a timed loop; BENCH_NO_RT=1 turns it off.
+# How a figure is measured (rounds, quantiles, blocks): the top of
+# bench/bench.c. Every round of every figure with a target is written to
+# $BUILD/bench/rounds.txt, one line per figure, for a closer look at a miss.
 set -u
 cd "$(dirname "$0")/.."
 CC=${CC:-cc}
@@ -39,31 +42,44 @@ echo "machine: ${cpu:-unknown CPU} (vendor $vendor: extra/floor target <= $targe
     "$("$CC" --version | head -n 1); -O2"
 echo "scheduling: ${rt[*]:-normal (not real-time)}"
 echo
-printf '%-46s %9s  %-22s %-18s %s\n' case ns/op figure target result
-printf '%s\n' "$(printf '%.0s-' {1..104})"
+printf '%-46s %9s  %-32s %-18s %s\n' case ns/op figure target result
+printf '%s\n' "$(printf '%.0s-' {1..114})"
 log="$work/table"
+export BENCH_ROUNDS_FILE="$bin/rounds.txt"
+: >"$BENCH_ROUNDS_FILE"
 
 # The echo workload: CPU time (user + system) per request, with the library
-# recording, with DIAGNOSE=0 and compiled out; the three runs of a round
-# back to back, 7 rounds, the median of each.
+# recording, with DIAGNOSE=0 and compiled out. A round runs the three back
+# to back (in the opposite order in the next round); the percentages are
+# medians of each round's own ratios, the CPU times medians over rounds.
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+echo_run() { # echo_run on|off|out: CPU seconds of one run
+    case $1 in
+    on) "${rt[@]}" "$bin/bench" cpu "$bin/echo" ;;
+    off) DIAGNOSE=0 "${rt[@]}" "$bin/bench" cpu "$bin/echo" ;;
+    out) "${rt[@]}" "$bin/bench" cpu "$bin/echo.disabled" ;;
+    esac
+}
 echo_workload() {
-    local i on=() off=() out=() m_on m_off m_out
-    for i in 1 2 3 4 5 6 7; do
-        on+=("$("${rt[@]}" "$bin/bench" cpu "$bin/echo")")
-        off+=("$(DIAGNOSE=0 "${rt[@]}" "$bin/bench" cpu "$bin/echo")")
-        out+=("$("${rt[@]}" "$bin/bench" cpu "$bin/echo.disabled")")
-    done
-    m_on=$(printf '%s\n' "${on[@]}" | median)
-    m_off=$(printf '%s\n' "${off[@]}" | median)
-    m_out=$(printf '%s\n' "${out[@]}" | median)
-    awk -v on="$m_on" -v off="$m_off" -v out="$m_out" -v n="$echo_requests" 'BEGIN {
-        f = "%-46s %9.0f  %-22s %-18s %s\n"
+    local i on off out order rounds=15
+    declare -A cpu
+    for ((i = 0; i < rounds; i++)); do
+        if ((i % 2)); then order="out off on"; else order="on off out"; fi
+        for what in $order; do cpu[$what]=$(echo_run "$what"); done
+        echo "${cpu[on]} ${cpu[off]} ${cpu[out]}"
+    done >"$work/echo"
+    on=$(awk '{ print $1 }' "$work/echo" | median)
+    off=$(awk '{ print $2 }' "$work/echo" | median)
+    out=$(awk '{ print $3 }' "$work/echo" | median)
+    awk -v on="$on" -v off="$off" -v out="$out" -v n="$echo_requests" \
+        -v r_on="$(awk '{ print $1 / $3 }' "$work/echo" | median)" \
+        -v r_off="$(awk '{ print $2 / $3 }' "$work/echo" | median)" 'BEGIN {
+        f = "%-46s %9.0f  %-32s %-18s %s\n"
         printf f, "libuv echo, compiled out: CPU ns per request", out * 1e9 / n, "", "", ""
         printf f, "libuv echo, DIAGNOSE=0: CPU ns per request", off * 1e9 / n,
-            sprintf("%+.1f%% vs compiled out", (off / out - 1) * 100), "", ""
+            sprintf("%+.1f%% vs compiled out", (r_off - 1) * 100), "", ""
         printf f, "libuv echo, recording: CPU ns per request", on * 1e9 / n,
-            sprintf("%+.1f%% vs compiled out", (on / out - 1) * 100), "", ""
+            sprintf("%+.1f%% vs compiled out", (r_on - 1) * 100), "", ""
     }'
 }
 {
@@ -71,7 +87,7 @@ echo_workload() {
     DIAGNOSE=0 "${rt[@]}" "$bin/bench" overhead
     "${rt[@]}" "$bin/bench.disabled" overhead
     if CC="$CC" BUILD="${BUILD:-build}" bench/asm_check.sh >"$work/asm" 2>&1; then r=PASS; else r=MISS; fi
-    printf '%-46s %9s  %-22s %-18s %s\n' "compiled out: asm of diag_poll vs direct call" - \
+    printf '%-46s %9s  %-32s %-18s %s\n' "compiled out: asm of diag_poll vs direct call" - \
         "$(grep -c '^\[   OK \]' "$work/asm") of 2 identical" "identical code" "$r"
     "${rt[@]}" "$bin/bench" threads
     "${rt[@]}" "$bin/bench" memory
@@ -83,12 +99,15 @@ echo_workload() {
     DIAGNOSE_TRACE=4096 DIAGNOSE_SLOW_NS=0 "${rt[@]}" "$bin/bench" trace
     "${rt[@]}" "$bin/bench" runs
     "${rt[@]}" "$bin/bench" call
+    "${rt[@]}" "$bin/bench" fiber
     if [ "$have_uv" = 1 ]; then echo_workload; fi
 } | tee "$log"
 echo
-echo "stable load (bench/stable_load.c, 5 runs of the same seeded load):"
-"${rt[@]}" "$bin/stable_load" 5 | tee -a "$log"
+echo "stable load (bench/stable_load.c: 5 runs of the same seeded load):"
+"${rt[@]}" "$bin/stable_load" 5 30 | tee -a "$log"
 pass=$(grep -c ' PASS$' "$log") miss=$(grep -c ' MISS$' "$log")
 echo
+# A figure that missed has its rounds printed under it; all rounds are here.
+if [ "$miss" -gt 0 ]; then echo "every round of every figure with a target: $OUT/rounds.txt"; fi
 echo "$pass PASS, $miss MISS"
 [ "$miss" -eq 0 ]

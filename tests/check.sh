@@ -11,7 +11,9 @@
 #      implementation with -Wconversion -Wshadow on top;
 #   3. cppcheck and clang-tidy on the header (implementation included);
 #   4. the fuzz loops (tests/fuzz_*.c) under ASan+UBSan, a fixed number of
-#      seeded inputs each.
+#      seeded inputs each;
+#   5. the C tests on other targets: aarch64 under qemu-user, musl, 32-bit
+#      x86 (docs/platforms.md).
 # Usage: tests/check.sh [STEP-PATTERN]   e.g. tests/check.sh 'matrix*'
 set -u
 cd "$(dirname "$0")/.."
@@ -131,6 +133,15 @@ step strict-clang++-c++11 strict clang++ c++ c++11
 # DIAG_DEBUG trades warnings for aborts: the code it leaves out must build too.
 step strict-gcc-c99-debug strict gcc c c99 -DDIAG_DEBUG
 step strict-g++-c++11-debug strict g++ c++ c++11 -DDIAG_DEBUG
+# aarch64 has a clock code of its own (the virtual counter): the same, cross.
+if have aarch64-linux-gnu-gcc; then
+    step strict-aarch64-gcc-c99 strict aarch64-linux-gnu-gcc c c99
+    step strict-aarch64-clang-c11 strict clang c c11 --target=aarch64-linux-gnu
+fi
+if have aarch64-linux-gnu-g++; then
+    step strict-aarch64-g++-c++17 strict aarch64-linux-gnu-g++ c++ c++17
+    step strict-aarch64-clang++-c++11 strict clang++ c++ c++11 --target=aarch64-linux-gnu
+fi
 
 # ---- 3. static analysis ----------------------------------------------------
 # One translation unit with the implementation; findings in the header fail
@@ -182,6 +193,30 @@ for f in tests/fuzz_*.c; do
     name=$(basename "$f" .c)
     step "$name" fuzz "$name"
 done
+
+# ---- 5. other targets ------------------------------------------------------
+# The C build of every test program, as in the suites: for aarch64, linked
+# -static and run under qemu-aarch64 (the children tt_spawn starts too:
+# TT_EXEC); against musl, -static, run here; 32-bit x86 with gcc -m32.
+if have aarch64-linux-gnu-gcc && have qemu-aarch64; then
+    step target-aarch64-qemu suite aarch64 CC=aarch64-linux-gnu-gcc CFLAGS="-O2 -static" VARIANTS=c \
+        RUNNER=qemu-aarch64 TT_EXEC=qemu-aarch64
+fi
+if have musl-gcc; then step target-musl suite musl CC=musl-gcc CFLAGS="-O2 -static" VARIANTS=c; fi
+# gcc -m32 finds <asm/...> through /usr/include/asm, a link that Debian's
+# gcc-multilib makes. That package conflicts with the aarch64 cross
+# compiler, so .ci/run installs gcc-12-multilib and the link is made here.
+m32_suite() {
+    local inc="$OUT/m32/include" asm
+    mkdir -p "$inc"
+    asm=$(echo '#include <asm/errno.h>' | gcc -E -M -x c - 2>/dev/null | grep -o '[^ ]*/asm/errno\.h')
+    [ -n "$asm" ] && ln -sfn "$(dirname "$asm")" "$inc/asm"
+    suite m32 CC=gcc CFLAGS="-O2 -m32 -isystem $inc" VARIANTS=c
+}
+have_m32() { # a 32-bit libc and libgcc (gcc prints the bare name of a file it lacks)
+    [ -e "$(gcc -m32 -print-file-name=libc.so 2>/dev/null)" ] && [ -e "$(gcc -m32 -print-file-name=libgcc.a 2>/dev/null)" ]
+}
+if have_m32; then step target-i386 m32_suite; fi
 
 # A failing step's lines scroll away above the matrix: name them again, and
 # what failed in them, next to the total.

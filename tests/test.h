@@ -111,7 +111,8 @@ TT_FN void tt_children(int argc, char **argv, const tt_child *table, size_t n)
 
 /* Runs child `name` with extra environment entries (NULL-terminated list of
    "K=V"; "K=" sets K empty, which diagnose.h reads as unset; "K" unsets K) in directory dir, stderr to dir/stderr.txt.
-   Returns the exit status, 128+signal if killed, -1 if it could not run. */
+   Returns the exit status, 128+signal if killed, -1 if it could not run.
+   With TT_EXEC set (qemu-aarch64, say), the child runs under that program. */
 TT_FN int tt_spawn(const char *dir, const char *name, const char *const *env)
 {
     pid_t pid;
@@ -121,7 +122,9 @@ TT_FN int tt_spawn(const char *dir, const char *name, const char *const *env)
     if (pid < 0) return -1;
     if (pid == 0) {
         char path[4096];
-        char *argv[4];
+        char *runner = getenv("TT_EXEC"); /* e.g. qemu-aarch64: the program runs under it */
+        char *argv[5];
+        if (runner != NULL && *runner == '\0') runner = NULL;
         if (tt_argv0[0] == '/') snprintf(path, sizeof path, "%s", tt_argv0);
         else if (getcwd(path, sizeof path) != NULL) {
             size_t len = strlen(path);
@@ -139,11 +142,13 @@ TT_FN int tt_spawn(const char *dir, const char *name, const char *const *env)
         }
         if (chdir(dir) != 0) _exit(126);
         if (!freopen("stderr.txt", "w", stderr)) _exit(126);
-        argv[0] = path;
-        argv[1] = (char *)"--child";
-        argv[2] = (char *)name;
-        argv[3] = NULL;
-        execv(path, argv);
+        argv[0] = runner;
+        argv[1] = path;
+        argv[2] = (char *)"--child";
+        argv[3] = (char *)name;
+        argv[4] = NULL;
+        if (runner != NULL) execvp(runner, argv);
+        else execv(path, argv + 1);
         _exit(127);
     }
     if (waitpid(pid, &status, 0) < 0) return -1;

@@ -48,11 +48,12 @@ built=1
     lib a -DLIB_NAME='"liba"' &&
         lib b -DLIB_NAME='"libb"' &&
         lib lone -DLIB_NAME='"lib"' &&
-        lib v2 -DLIB_NAME='"libv2"' -DDIAG__ABI=2 &&
-        lib lonev2 -DLIB_NAME='"lib"' -DDIAG__ABI=2 &&
+        lib v2 -DLIB_NAME='"libv2"' -DDIAG__ABI=999 &&
+        lib lonev2 -DLIB_NAME='"lib"' -DDIAG__ABI=999 &&
         prog linked -DLINKED -la &&
         prog plain &&
-        prog nocopy -DDIAGNOSE_DISABLE
+        prog nocopy -DDIAGNOSE_DISABLE &&
+        prog refused -DREFUSE_MEMFD -rdynamic
 } >"$tmp/build.log" 2>&1 || built=0
 if [ $built = 0 ]; then
     cat "$tmp/build.log"
@@ -175,7 +176,23 @@ check "two versions, dlclose: each runtime's files at exit" "prog 1
 lib 3" "$(cat "$tmp/versions_unload/diagnose.polls.folded" "$tmp/versions_unload/diagnose$t.polls.folded" 2>&1)"
 check "two versions, dlclose: two tables" 2 "$(tables "$tmp/versions_unload/err")"
 
-# 10. Two copies linked statically into one executable: a link error.
+# 10. Where copies cannot meet (memfd_create refused, as some sandboxes
+# do; or no /proc): each keeps a runtime of its own, and each library's
+# copy says so in one line; the program's copy, most often alone, says
+# nothing. The files at exit are those of the copy that wrote last.
+run refused "$bin/refused" two "$bin/liba.so" "$bin/libb.so"
+check "copies that cannot meet: exit 0" 0 $rc
+check "copies that cannot meet: one line per library's copy, naming it" "1 1 2" \
+    "$(grep -c '^diagnose\.h: this copy (in liba\.so) cannot meet the process.s other copies' "$tmp/refused/err") \
+$(grep -c '^diagnose\.h: this copy (in libb\.so) cannot meet the process.s other copies' "$tmp/refused/err") \
+$(grep -c 'cannot meet' "$tmp/refused/err")"
+check "copies that cannot meet: a table per runtime" 3 "$(tables "$tmp/refused/err")"
+check "copies that cannot meet: the files of the last to write, the program's copy" "prog 1" \
+    "$(cat "$tmp/refused/diagnose.polls.folded")"
+run refused_quiet env DIAGNOSE_QUIET=1 "$bin/refused" two "$bin/liba.so" "$bin/libb.so"
+check "copies that cannot meet, DIAGNOSE_QUIET=1: nothing on stderr" "" "$(cat "$tmp/refused_quiet/err")"
+
+# 11. Two copies linked statically into one executable: a link error.
 # shellcheck disable=SC2086
 if $CC -std=c99 $CFLAGS -I"$ROOT" -DLINKED -c "$ROOT/tests/copies_prog.c" -o "$tmp/prog.o" &&
     $CC -std=c99 $CFLAGS -I"$ROOT" -c "$ROOT/tests/copies_lib.c" -o "$tmp/lib.o"; then

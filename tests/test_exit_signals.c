@@ -5,7 +5,9 @@
      program that handles or ignores SIGPIPE keeps its setting;
    - a SIGTERM handler that calls exit(0) while its thread is inside
      diagnose.h (dumping, resetting, creating paths): the exit never hangs
-     or crashes, and says in one line when it skipped its dump.
+     or crashes, and says in one line when it skipped its dump;
+   - DIAGNOSE_SIGNAL=11: refused as SEGV is, so a segfault inside a poll
+     ends the program by SIGSEGV.
    Each case is this program run again as a child. */
 #define DIAGNOSE_IMPLEMENTATION
 #include "diagnose.h"
@@ -13,6 +15,8 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 
 struct counter { diag_future base; };
 
@@ -349,6 +353,49 @@ static void test_sigterm_exit_while_creating_paths(void)
     printf("  %d of 16 exits skipped their dump\n", skipped);
 }
 
+/* ---- a fault inside a poll, with DIAGNOSE_SIGNAL=11 ---- */
+
+/* In the faulting child, before diagnose.h starts: SIGSEGV's default
+   action, as in a program built without sanitizers (whose handler reports
+   and exits 1), and no core file. */
+TT_BEFORE_START(fault_as_without_sanitizers)
+{
+    if (getenv("TEST_FAULT") == NULL) return;
+    signal(SIGSEGV, SIG_DFL);
+    prctl(PR_SET_DUMPABLE, 0);
+}
+
+static diag_status fault_poll(diag_future *self, void *cx)
+{
+    void *page = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    (void)self, (void)cx;
+    if (page != MAP_FAILED) *(volatile char *)page = 1; /* a write to a page that allows none */
+    return DIAG_READY;
+}
+
+static int child_fault_in_poll(void)
+{
+    struct counter c = { DIAG_FUTURE_INIT(fault_poll) };
+    poll_named("before", 2);
+    diag_poll(DIAGNOSE_AS(&c.base, "fault"), NULL);
+    return 2;
+}
+
+/* A handler for SIGSEGV returned to the fault, which faulted again: the
+   program looped, writing a snapshot each time, where it would have died. */
+static void test_fault_inside_a_poll_ends_the_program(void)
+{
+    static const char *const env[] = { "DIAGNOSE_OUT=out", "DIAGNOSE_SIGNAL=11", "TEST_FAULT=1", NULL };
+    const char *dir = tt_tempdir();
+    char path[300], *err;
+    CHECK_EQ(spawn_with_timeout(dir, "fault_in_poll", env), 128 + SIGSEGV);
+    snprintf(path, sizeof path, "%s/out.1.polls.folded", dir);
+    CHECK(!tt_exists(path));
+    err = tt_readf("%s/stderr.txt", dir);
+    CHECK(err && strncmp(err, "diagnose.h: DIAGNOSE_SIGNAL='11' is a fault signal; ", 52) == 0);
+    free(err);
+}
+
 static const tt_child children[] = {
     { "table_to_broken_pipe", child_table_to_broken_pipe },
     { "own_sigpipe_handler", child_own_sigpipe_handler },
@@ -357,6 +404,7 @@ static const tt_child children[] = {
     { "term_while_dumping", child_term_while_dumping },
     { "term_while_resetting", child_term_while_resetting },
     { "term_while_creating_paths", child_term_while_creating_paths },
+    { "fault_in_poll", child_fault_in_poll },
 };
 
 int main(int argc, char **argv)
@@ -369,5 +417,6 @@ int main(int argc, char **argv)
     RUN(test_sigterm_exit_while_dumping);
     RUN(test_sigterm_exit_while_resetting);
     RUN(test_sigterm_exit_while_creating_paths);
+    RUN(test_fault_inside_a_poll_ends_the_program);
     return test_summary();
 }

@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <signal.h>
 
 #ifndef DIAGNOSE_DISABLE /* these tests need the recording build */
@@ -282,6 +283,71 @@ static void test_signal_requests_a_snapshot(void)
     free(text);
 }
 
+/* The sleeper's poll: 300 ms in nanosleep, on the main thread, which the
+   kernel picks first for a process's signal when it does not block it. */
+struct sleeper { diag_future base; int rc; uint64_t slept; };
+static int sleeping; /* atomic: the sleeper is in (or about to enter) nanosleep */
+
+static diag_status sleeper_poll(diag_future *self, void *cx)
+{
+    struct sleeper *s = (struct sleeper *)self;
+    struct timespec t = { 0, 300 * MS };
+    uint64_t start = tt_now_ns();
+    (void)cx;
+    __atomic_store_n(&sleeping, 1, __ATOMIC_RELEASE);
+    s->rc = nanosleep(&t, NULL) == 0 ? 0 : errno;
+    s->slept = tt_now_ns() - start;
+    __atomic_store_n(&sleeping, 0, __ATOMIC_RELEASE);
+    return DIAG_READY;
+}
+
+/* Sends the signal 50 ms into the sleep; *arg: it still slept after. */
+static void *send_while_sleeping(void *arg)
+{
+    while (!__atomic_load_n(&sleeping, __ATOMIC_ACQUIRE)) tt_sleep_ns(1 * MS);
+    tt_sleep_ns(50 * MS);
+    kill(getpid(), SIGUSR2);
+    *(int *)arg = __atomic_load_n(&sleeping, __ATOMIC_ACQUIRE);
+    return NULL;
+}
+
+/* Up to 5 sleeps, each with a signal sent during it (a busy machine may
+   send one late: tried again). Prints what went wrong. */
+static int child_sleep(void)
+{
+    struct sleeper s;
+    int k, sent = 0, during = 0;
+    for (k = 0; k < 5 && during == 0; k++) {
+        struct sleeper zero = { DIAG_FUTURE_INIT(sleeper_poll), 0, 0 };
+        pthread_t sender;
+        int in_sleep = 0;
+        s = zero;
+        if (pthread_create(&sender, NULL, send_while_sleeping, &in_sleep) != 0) return 2;
+        diag_poll(DIAGNOSE_AS(&s.base, "sleep"), NULL);
+        pthread_join(sender, NULL);
+        sent++;
+        during += in_sleep;
+        if (wait_snapshot("sleep", sent) != 0) return 3; /* one snapshot per signal */
+    }
+    printf("  signals %d (%d during the sleep); last sleep: %s after %.1f ms\n", sent, during,
+           s.rc ? strerror(s.rc) : "ended", (double)s.slept / 1e6);
+    if (during == 0) return 4;
+    return s.rc == 0 && s.slept >= 300 * MS ? 0 : 5;
+}
+
+static void test_signal_interrupts_no_sleep(void)
+{
+    static const char *const env[] = { "DIAGNOSE_SIGNAL=USR2", "DIAGNOSE_OUT=sleep", NULL };
+    char *text;
+    CHECK_EQ(tt_spawn(dir, "sleep", env), 0);
+    text = snapshot("sleep", 1, "pending");
+    CHECK_STR(text, "sleep 1\n"); /* written while the poll slept */
+    free(text);
+    text = tt_readf("%s/sleep.1.pending.txt", dir);
+    CHECK(text && strncmp(text, "sleep: 1 open, oldest ", 22) == 0 && strstr(text, ", running "));
+    free(text);
+}
+
 /* fork(): the child has no snapshot thread, and its signal must neither
    kill it nor reach the parent's thread through the inherited pipe. */
 static int child_fork(void)
@@ -338,9 +404,9 @@ static void test_bad_values_are_named_and_ignored(void)
     char *text;
     CHECK_EQ(tt_spawn(dir, "bad", env), 0);
     text = tt_readf("%s/stderr.txt", dir);
-    CHECK(text && strstr(text, "diagnose.h: DIAGNOSE_INTERVAL=soon is not a number of seconds; accepted: seconds "
+    CHECK(text && strstr(text, "diagnose.h: DIAGNOSE_INTERVAL='soon' is not a number of seconds; accepted: seconds "
                                "from 0.001 to 86400, decimals allowed; ignored\n"));
-    CHECK(text && strstr(text, "diagnose.h: DIAGNOSE_SIGNAL=KILL cannot be caught; accepted: "));
+    CHECK(text && strstr(text, "diagnose.h: DIAGNOSE_SIGNAL='KILL' cannot be caught; accepted: "));
     free(text);
 }
 
@@ -350,6 +416,7 @@ static const tt_child children[] = {
     { "signal", child_signal },
     { "bad", child_bad_values },
     { "fork", child_fork },
+    { "sleep", child_sleep },
 };
 
 int main(int argc, char **argv)
@@ -363,6 +430,7 @@ int main(int argc, char **argv)
     RUN(test_interval_writes_numbered_snapshots);
     RUN(test_no_thread_without_the_variables);
     RUN(test_signal_requests_a_snapshot);
+    RUN(test_signal_interrupts_no_sleep);
     RUN(test_bad_values_are_named_and_ignored);
     RUN(test_fork_child_takes_no_snapshots);
     return test_summary();

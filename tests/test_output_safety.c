@@ -334,6 +334,10 @@ static void test_setuid_ignores_diagnose_out(void)
     const char *saved = tt_argv0;
     const char *env[] = { "DIAGNOSE_OUT=from-env", "DIAGNOSE=", NULL };
     int mode, rc;
+    if (getenv("TT_EXEC") != NULL && *getenv("TT_EXEC") != '\0') {
+        printf("  skipped: a set-uid program run through TT_EXEC is not set-uid\n");
+        return;
+    }
     snprintf(copy, sizeof copy, "%s/setuid-copy", dir);
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", tt_argv0, copy);
     chmod(dir, 0777);

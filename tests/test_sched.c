@@ -363,12 +363,17 @@ static void test_mostly_fast_sometimes_slow(void)
     size_t i;
     int k;
     t.spin_ns = 10 * US;
-    for (k = 0; k < 99; k++) diag_poll(f, NULL);
-    t.spin_ns = 5 * MS;
-    t.ready = 1;
-    start = tt_now_ns();
-    diag_poll(f, NULL);
-    slow_outer = tt_now_ns() - start;
+    slow_outer = 0; /* the longest poll as the test timed it: a preempted fast one may be it */
+    for (k = 0; k < 100; k++) {
+        if (k == 99) {
+            t.spin_ns = 5 * MS;
+            t.ready = 1;
+        }
+        start = tt_now_ns();
+        diag_poll(f, NULL);
+        start = tt_now_ns() - start;
+        if (start > slow_outer) slow_outer = start;
+    }
     CHECK_EQ(diag__snapshot_take(&snap), 0);
     for (i = 0; i < snap.count; i++)
         if (strcmp(snap.rows[i].stack, "dist.mixed") == 0) {

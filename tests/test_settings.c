@@ -169,11 +169,11 @@ static void test_bool_not_understood(void)
     int status;
     char *err = run("work", env, &status), *polls = read_out("polls");
     CHECK_EQ(status, 0);
-    CHECK_STR(err, "diagnose.h: DIAGNOSE=maybe is not understood; " BOOL_ACCEPTED "; using 1\n");
+    CHECK_STR(err, "diagnose.h: DIAGNOSE='maybe' is not understood; " BOOL_ACCEPTED "; using 1\n");
     CHECK_STR(polls, "one 3\ntwo 1\n");
     free(polls);
     free(err);
-    check_stderr("DIAGNOSE_SVG=2", "diagnose.h: DIAGNOSE_SVG=2 is not understood; " BOOL_ACCEPTED "; using 0\n");
+    check_stderr("DIAGNOSE_SVG=2", "diagnose.h: DIAGNOSE_SVG='2' is not understood; " BOOL_ACCEPTED "; using 0\n");
 }
 
 /* DIAGNOSE_QUIET=yes / true: no table. DIAGNOSE_QUIET=no: the table. */
@@ -191,7 +191,7 @@ static void test_quiet_spellings(void)
     CHECK(strstr(err, "  one\n") != NULL);
     free(err);
     err = run("work", loud, &status);
-    CHECK(starts_with(err, "diagnose.h: DIAGNOSE_QUIET=loud is not understood; " BOOL_ACCEPTED "; using 0\n"
+    CHECK(starts_with(err, "diagnose.h: DIAGNOSE_QUIET='loud' is not understood; " BOOL_ACCEPTED "; using 0\n"
                            "diagnose.h: 2 paths, 1 thread, clock "));
     free(err);
 }
@@ -222,18 +222,18 @@ static void test_max_paths(void)
     const char *env[] = { "DIAGNOSE_MAX_PATHS=1", NULL };
     int status;
     char *err, *polls;
-    check_stderr("DIAGNOSE_MAX_PATHS=0", "diagnose.h: DIAGNOSE_MAX_PATHS=0 is below the minimum; " PATHS_ACCEPTED);
+    check_stderr("DIAGNOSE_MAX_PATHS=0", "diagnose.h: DIAGNOSE_MAX_PATHS='0' is below the minimum; " PATHS_ACCEPTED);
     polls = read_out("polls");
     CHECK_STR(polls, "one 3\ntwo 1\n");
     free(polls);
-    check_stderr("DIAGNOSE_MAX_PATHS=-5", "diagnose.h: DIAGNOSE_MAX_PATHS=-5 is negative; " PATHS_ACCEPTED);
-    check_stderr("DIAGNOSE_MAX_PATHS=abc", "diagnose.h: DIAGNOSE_MAX_PATHS=abc is not a whole number; " PATHS_ACCEPTED);
-    check_stderr("DIAGNOSE_MAX_PATHS=12x", "diagnose.h: DIAGNOSE_MAX_PATHS=12x is not a whole number; " PATHS_ACCEPTED);
-    check_stderr("DIAGNOSE_MAX_PATHS= 7", "diagnose.h: DIAGNOSE_MAX_PATHS= 7 is not a whole number; " PATHS_ACCEPTED);
+    check_stderr("DIAGNOSE_MAX_PATHS=-5", "diagnose.h: DIAGNOSE_MAX_PATHS='-5' is negative; " PATHS_ACCEPTED);
+    check_stderr("DIAGNOSE_MAX_PATHS=abc", "diagnose.h: DIAGNOSE_MAX_PATHS='abc' is not a whole number; " PATHS_ACCEPTED);
+    check_stderr("DIAGNOSE_MAX_PATHS=12x", "diagnose.h: DIAGNOSE_MAX_PATHS='12x' is not a whole number; " PATHS_ACCEPTED);
+    check_stderr("DIAGNOSE_MAX_PATHS= 7", "diagnose.h: DIAGNOSE_MAX_PATHS=' 7' is not a whole number; " PATHS_ACCEPTED);
     check_stderr("DIAGNOSE_MAX_PATHS=1048575",
-                 "diagnose.h: DIAGNOSE_MAX_PATHS=1048575 is above the maximum; " PATHS_ACCEPTED);
+                 "diagnose.h: DIAGNOSE_MAX_PATHS='1048575' is above the maximum; " PATHS_ACCEPTED);
     check_stderr("DIAGNOSE_MAX_PATHS=99999999999999999999999",
-                 "diagnose.h: DIAGNOSE_MAX_PATHS=99999999999999999999999 is above the maximum; " PATHS_ACCEPTED);
+                 "diagnose.h: DIAGNOSE_MAX_PATHS='99999999999999999999999' is above the maximum; " PATHS_ACCEPTED);
     check_stderr("DIAGNOSE_MAX_PATHS=1048574", "");
     err = run("work", env, &status);
     polls = read_out("polls");
@@ -247,9 +247,9 @@ static void test_max_paths(void)
    line and the default, 1 ms. */
 static void test_slow_ns(void)
 {
-    check_stderr("DIAGNOSE_SLOW_NS=-5", "diagnose.h: DIAGNOSE_SLOW_NS=-5 is negative; accepted: a whole number, 0 or "
+    check_stderr("DIAGNOSE_SLOW_NS=-5", "diagnose.h: DIAGNOSE_SLOW_NS='-5' is negative; accepted: a whole number, 0 or "
                                         "more; using 1000000\n");
-    check_stderr("DIAGNOSE_SLOW_NS=abc", "diagnose.h: DIAGNOSE_SLOW_NS=abc is not a whole number; accepted: a whole "
+    check_stderr("DIAGNOSE_SLOW_NS=abc", "diagnose.h: DIAGNOSE_SLOW_NS='abc' is not a whole number; accepted: a whole "
                                          "number, 0 or more; using 1000000\n");
     check_stderr("DIAGNOSE_SLOW_NS=0", "");
     check_stderr("DIAGNOSE_SLOW_NS=250000", "");
@@ -260,12 +260,12 @@ static void test_slow_ns(void)
 /* DIAGNOSE_INTERVAL: the minimum is named as the problem, not the number. */
 static void test_interval(void)
 {
-    check_stderr("DIAGNOSE_INTERVAL=0.0001", "diagnose.h: DIAGNOSE_INTERVAL=0.0001 is below the minimum; " SECONDS_ACCEPTED);
-    check_stderr("DIAGNOSE_INTERVAL=0", "diagnose.h: DIAGNOSE_INTERVAL=0 is below the minimum; " SECONDS_ACCEPTED);
-    check_stderr("DIAGNOSE_INTERVAL=-2", "diagnose.h: DIAGNOSE_INTERVAL=-2 is negative; " SECONDS_ACCEPTED);
-    check_stderr("DIAGNOSE_INTERVAL=90000", "diagnose.h: DIAGNOSE_INTERVAL=90000 is above the maximum; " SECONDS_ACCEPTED);
-    check_stderr("DIAGNOSE_INTERVAL=1e3", "diagnose.h: DIAGNOSE_INTERVAL=1e3 is not a number of seconds; " SECONDS_ACCEPTED);
-    check_stderr("DIAGNOSE_INTERVAL=.", "diagnose.h: DIAGNOSE_INTERVAL=. is not a number of seconds; " SECONDS_ACCEPTED);
+    check_stderr("DIAGNOSE_INTERVAL=0.0001", "diagnose.h: DIAGNOSE_INTERVAL='0.0001' is below the minimum; " SECONDS_ACCEPTED);
+    check_stderr("DIAGNOSE_INTERVAL=0", "diagnose.h: DIAGNOSE_INTERVAL='0' is below the minimum; " SECONDS_ACCEPTED);
+    check_stderr("DIAGNOSE_INTERVAL=-2", "diagnose.h: DIAGNOSE_INTERVAL='-2' is negative; " SECONDS_ACCEPTED);
+    check_stderr("DIAGNOSE_INTERVAL=90000", "diagnose.h: DIAGNOSE_INTERVAL='90000' is above the maximum; " SECONDS_ACCEPTED);
+    check_stderr("DIAGNOSE_INTERVAL=1e3", "diagnose.h: DIAGNOSE_INTERVAL='1e3' is not a number of seconds; " SECONDS_ACCEPTED);
+    check_stderr("DIAGNOSE_INTERVAL=.", "diagnose.h: DIAGNOSE_INTERVAL='.' is not a number of seconds; " SECONDS_ACCEPTED);
     check_stderr("DIAGNOSE_INTERVAL=3600", "");
     check_stderr("DIAGNOSE_INTERVAL=0.001", "");
     check_stderr("DIAGNOSE_INTERVAL=.5", "");
@@ -273,7 +273,7 @@ static void test_interval(void)
 
 #define SIGNAL_ACCEPTED                                                                                       \
     "accepted: a name with or without SIG, any case (USR1, usr2, SIGHUP, ...) or a number from 1 to 64, not " \
-    "KILL or STOP; ignored\n"
+    "KILL, STOP, SEGV, BUS, ILL, FPE, ABRT, TRAP or SYS; ignored\n"
 
 /* DIAGNOSE_SIGNAL: names in any case, with or without SIG, and numbers, each
    really requesting a snapshot; KILL, STOP and unknown names refused. */
@@ -299,12 +299,76 @@ static void test_signal_spellings(void)
         free(polls);
         free(err);
     }
-    check_stderr("DIAGNOSE_SIGNAL=KILL", "diagnose.h: DIAGNOSE_SIGNAL=KILL cannot be caught; " SIGNAL_ACCEPTED);
-    check_stderr("DIAGNOSE_SIGNAL=sigstop", "diagnose.h: DIAGNOSE_SIGNAL=sigstop cannot be caught; " SIGNAL_ACCEPTED);
-    check_stderr("DIAGNOSE_SIGNAL=9", "diagnose.h: DIAGNOSE_SIGNAL=9 cannot be caught; " SIGNAL_ACCEPTED);
-    check_stderr("DIAGNOSE_SIGNAL=USR3", "diagnose.h: DIAGNOSE_SIGNAL=USR3 is not a signal; " SIGNAL_ACCEPTED);
-    check_stderr("DIAGNOSE_SIGNAL=65", "diagnose.h: DIAGNOSE_SIGNAL=65 is not a signal; " SIGNAL_ACCEPTED);
-    check_stderr("DIAGNOSE_SIGNAL=-10", "diagnose.h: DIAGNOSE_SIGNAL=-10 is not a signal; " SIGNAL_ACCEPTED);
+    check_stderr("DIAGNOSE_SIGNAL=KILL", "diagnose.h: DIAGNOSE_SIGNAL='KILL' cannot be caught; " SIGNAL_ACCEPTED);
+    check_stderr("DIAGNOSE_SIGNAL=sigstop", "diagnose.h: DIAGNOSE_SIGNAL='sigstop' cannot be caught; " SIGNAL_ACCEPTED);
+    check_stderr("DIAGNOSE_SIGNAL=9", "diagnose.h: DIAGNOSE_SIGNAL='9' cannot be caught; " SIGNAL_ACCEPTED);
+    check_stderr("DIAGNOSE_SIGNAL=USR3", "diagnose.h: DIAGNOSE_SIGNAL='USR3' is not a signal; " SIGNAL_ACCEPTED);
+    check_stderr("DIAGNOSE_SIGNAL=65", "diagnose.h: DIAGNOSE_SIGNAL='65' is not a signal; " SIGNAL_ACCEPTED);
+    check_stderr("DIAGNOSE_SIGNAL=-10", "diagnose.h: DIAGNOSE_SIGNAL='-10' is not a signal; " SIGNAL_ACCEPTED);
+}
+
+/* The signals of a fault, by name and by number alike: a handler would
+   return to the fault and be called again forever. */
+static void test_fault_signals_refused(void)
+{
+    static const struct { const char *name; int signo; } faults[] = {
+        { "SEGV", SIGSEGV }, { "BUS", SIGBUS }, { "ILL", SIGILL }, { "FPE", SIGFPE },
+        { "ABRT", SIGABRT }, { "TRAP", SIGTRAP }, { "SYS", SIGSYS },
+    };
+    size_t i;
+    for (i = 0; i < sizeof faults / sizeof faults[0]; i++) {
+        char setting[64], want[512];
+        snprintf(setting, sizeof setting, "DIAGNOSE_SIGNAL=SIG%s", faults[i].name);
+        snprintf(want, sizeof want, "diagnose.h: DIAGNOSE_SIGNAL='SIG%s' is a fault signal; %s", faults[i].name,
+                 SIGNAL_ACCEPTED);
+        check_stderr(setting, want);
+        snprintf(setting, sizeof setting, "DIAGNOSE_SIGNAL=%d", faults[i].signo);
+        snprintf(want, sizeof want, "diagnose.h: DIAGNOSE_SIGNAL='%d' is a fault signal; %s", faults[i].signo,
+                 SIGNAL_ACCEPTED);
+        check_stderr(setting, want);
+    }
+}
+
+/* Both settings in seconds take the same range. */
+static void test_seconds_ranges_agree(void)
+{
+    check_stderr("DIAGNOSE_STUCK_S=90000", "diagnose.h: DIAGNOSE_STUCK_S='90000' is above the maximum; accepted: "
+                                           "seconds from 0.001 to 86400, decimals allowed; using 10\n");
+    check_stderr("DIAGNOSE_STUCK_S=86400", "");
+    check_stderr("DIAGNOSE_INTERVAL=86400", "");
+}
+
+/* A refused value is quoted, and what a terminal would act on in it is
+   escaped: a blank shows, a newline cannot start a forged line. */
+static void test_refused_value_quoted_and_escaped(void)
+{
+    const char *env[] = { "DIAGNOSE_QUIET=yes ", NULL };
+    int status;
+    char *err = run("work", env, &status);
+    CHECK(starts_with(err, "diagnose.h: DIAGNOSE_QUIET='yes ' is not understood; " BOOL_ACCEPTED "; using 0\n"
+                           "diagnose.h: 2 paths, 1 thread, clock "));
+    free(err);
+    check_stderr("DIAGNOSE_SVG=1\nlint: main: forged", "diagnose.h: DIAGNOSE_SVG='1\\nlint: main: forged' is not "
+                                                     "understood; " BOOL_ACCEPTED "; using 0\n");
+    check_stderr("DIAGNOSE_SLOW_NS=\t\x1b[2J\\\xc2\x9b\xff caf\xc3\xa9",
+                 "diagnose.h: DIAGNOSE_SLOW_NS='\\t\\x1b[2J\\\\\\xc2\\x9b\\xff caf\xc3\xa9' is not a whole number; "
+                 "accepted: a whole number, 0 or more; using 1000000\n");
+}
+
+/* A prefix with a newline (a legal file name): the files are written under
+   it, and stderr shows it escaped, in the table's heading too. */
+static void test_prefix_escaped_on_stderr(void)
+{
+    const char *env[] = { "DIAGNOSE_OUT=new\nlint: forged", "DIAGNOSE_QUIET=0", NULL };
+    int status;
+    char *err = run("work", env, &status), *polls = tt_readf("%s/new\nlint: forged.polls.folded", dir);
+    CHECK_EQ(status, 0);
+    CHECK_STR(polls, "one 3\ntwo 1\n");
+    CHECK(starts_with(err, "diagnose.h: 2 paths, 1 thread, clock "));
+    CHECK(strstr(err, "; files new\\nlint: forged.{polls,busy,wall}.folded\n") != NULL);
+    CHECK(strstr(err, "\nlint: forged") == NULL);
+    free(polls);
+    free(err);
 }
 
 /* An empty value is the same as none: no line. */
@@ -386,6 +450,10 @@ int main(int argc, char **argv)
     RUN(test_slow_ns);
     RUN(test_interval);
     RUN(test_signal_spellings);
+    RUN(test_fault_signals_refused);
+    RUN(test_seconds_ranges_agree);
+    RUN(test_refused_value_quoted_and_escaped);
+    RUN(test_prefix_escaped_on_stderr);
     RUN(test_empty_is_unset);
     RUN(test_relative_prefix_is_pinned_at_start);
     RUN(test_pinned_prefix_when_cwd_is_gone);
