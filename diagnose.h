@@ -618,7 +618,7 @@ DIAG_API uint64_t diag__clock_ns(void);
 DIAG_API diag__thread *diag__attach(void);
 DIAG_API diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
 DIAG_API void diag__begin_rest(diag__thread *t, diag_span *s);
-DIAG_API void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt);
+DIAG_API void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt, int counted);
 DIAG_API void diag__end_all(diag__thread *t, diag_span *s, diag_status status);
 DIAG_API void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
 DIAG_API void diag__poll_unwound(diag_span *s);
@@ -808,15 +808,16 @@ static inline void diag_span_end(diag_span *s, diag_status status)
         n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
         in_window = diag__bucket_of(dt) - DIAG__LOAD(slot->hist[DIAG__HIST_BASE]);
     }
-    if (DIAG__UNLIKELY(n == 0 || in_window >= DIAG__WINDOW || t->ring != NULL || (DIAG__COST_MAX_SLOW && dt >= DIAG__LOAD(diag__slow_ticks)) ||
-                       status == DIAG_READY)) {
-        diag__end_rest(t, s, status, now, dt);
+    if (DIAG__UNLIKELY(n == 0 || in_window >= DIAG__WINDOW)) {
+        diag__end_rest(t, s, status, now, dt, 0);
         return;
     }
     if (DIAG__COST_HIST) {
         DIAG__STORE(slot->hist[last], n);
         DIAG__STORE(slot->hist[0], (uint8_t)(in_window + 1));
     }
+    if (DIAG__UNLIKELY(t->ring != NULL || (DIAG__COST_MAX_SLOW && dt >= DIAG__LOAD(diag__slow_ticks)) || status == DIAG_READY))
+        diag__end_rest(t, s, status, now, dt, 1); /* the histogram done, here: with the flight recorder, every poll */
 }
 
 static inline void diag_span_wake(diag_span *s)
@@ -2007,16 +2008,16 @@ static uint32_t diag__slot_path(const diag__thread *t, const diag__slot *slot, u
     return chunk != NULL && slot == &chunk[path & (DIAG__CHUNK - 1)] ? path : DIAG__OVERFLOW;
 }
 
-/* A poll's bucket, out of line (see diag_span_end): the pending poll is
-   counted (a byte's 256th aside), then the poll is pending if its bucket
-   is in the window; else it is counted aside. An empty window goes where
-   the poll is; one that holds less than half the polls outside it since
-   it was set (or than 255) moves. */
-static void diag__hist_add(diag__thread *t, const diag__frame *fr, uint64_t dt)
+/* The rest of diag__hist_add: the pending poll is counted (a byte's 256th
+   aside), then the poll is pending if its bucket b is in the window; else
+   it is counted aside. An empty window goes where the poll is; one that
+   holds less than half the polls outside it since it was set (or than
+   255) moves. Not inlined: its callers keep few registers. */
+__attribute__((noinline)) static void diag__hist_add_rest(diag__thread *t, const diag__frame *fr, unsigned b)
 {
     diag__slot *slot = fr->slot;
     uint32_t path = diag__slot_path(t, slot, fr->path);
-    unsigned b = diag__bucket(dt), last = slot->hist[0], base = slot->hist[DIAG__HIST_BASE], i, held = 0, n;
+    unsigned last = slot->hist[0], base = slot->hist[DIAG__HIST_BASE], i, held = 0, n;
     if (last != 0 && last <= DIAG__WINDOW) {
         n = (uint8_t)(slot->hist[last] + 1);
         if (n == 0) diag__hist_aside(t, path, base + last - 1, 256); /* first: a reader may count 256 twice, never none */
@@ -2037,6 +2038,23 @@ static void diag__hist_add(diag__thread *t, const diag__frame *fr, uint64_t dt)
     n = slot->hist[DIAG__HIST_MISSES] + 1u;
     DIAG__STORE(slot->hist[DIAG__HIST_MISSES], (uint8_t)n);
     if (n > 2 * held || n == 255) diag__window_move(t, slot, path, b);
+}
+
+/* A poll's bucket, out of line (see diag_span_end): its common case as
+   the inline end does it (every poll comes here with the flight recorder
+   on), the rest apart. */
+static void diag__hist_add(diag__thread *t, const diag__frame *fr, uint64_t dt)
+{
+    diag__slot *slot = fr->slot;
+    unsigned b = diag__bucket(dt), last = DIAG__LOAD(slot->hist[0]);
+    unsigned in_window = b - DIAG__LOAD(slot->hist[DIAG__HIST_BASE]);
+    uint8_t n = (uint8_t)(DIAG__LOAD(slot->hist[last & 31]) + 1u);
+    if (DIAG__UNLIKELY(n == 0 || in_window >= DIAG__WINDOW || last > DIAG__WINDOW)) {
+        diag__hist_add_rest(t, fr, b);
+        return;
+    }
+    DIAG__STORE(slot->hist[last], n);
+    DIAG__STORE(slot->hist[0], (uint8_t)(in_window + 1));
 }
 
 /* Under the lock: what the slots of chunk c count themselves (of a thread
@@ -2648,7 +2666,7 @@ static uint64_t diag__frame_pop(diag__thread *t, uint64_t now)
 static void diag__frame_abandon(diag__thread *t, uint64_t now)
 {
     uint64_t dt = diag__frame_pop(t, now);
-    diag__end_rest(t, NULL, DIAG_PENDING, now, dt);
+    diag__end_rest(t, NULL, DIAG_PENDING, now, dt, 0);
 }
 
 /* Ends the polls above depth `depth`, innermost first; returns how many. */
@@ -2849,14 +2867,14 @@ static void diag__slow_poll(diag__slot *slot, uint64_t ticks)
 }
 
 /* The rest of a poll's end (see diag_span_end): the frame is popped and its
-   counters added; here the histogram (whose byte wraps), the flight
-   recorder, the slow-poll lint and, if the poll said READY, the end of
-   the run (s is read only then). */
-void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt)
+   counters added; here the histogram (unless counted: a byte that wraps, a
+   poll outside the window), the flight recorder, the slow-poll lint and,
+   if the poll said READY, the end of the run (s is read only then). */
+void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt, int counted)
 {
     const diag__frame *fr = &t->stack[t->depth];
     diag__slot *slot = fr->slot;
-    diag__hist_add(t, fr, dt);
+    if (!counted) diag__hist_add(t, fr, dt);
     if (t->ring != NULL) {
         uint64_t start = diag__segment_start(t, fr);
         diag__ring_put(t->ring, fr->path, start, now > start ? now - start : 0);
@@ -2870,7 +2888,7 @@ void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t 
 void diag__end_all(diag__thread *t, diag_span *s, diag_status status)
 {
     uint64_t now = diag__now(), dt = diag__frame_pop(t, now);
-    diag__end_rest(t, s, status, now, dt);
+    diag__end_rest(t, s, status, now, dt, 0);
 }
 
 diag_status diag__poll_invalid(diag_future *f)
