@@ -160,7 +160,8 @@
      wall    ns of the runs (a pending one: up to the dump), as self wall:
              minus the children's walls, never below zero.
      sched   ns from diag_wake to the next poll (only with wakes).
-   The table adds p50, p99 and max of a poll per path, then "lint:" lines:
+   The table adds p50, p99 (within 6% of the exact nearest-rank times)
+   and max of a poll per path, then "lint:" lines:
    slow polls, runs never finished, drops, self-wakes, orphans, lost wakes,
    polls still running. Depth, paths, names, clock: docs/limits.md.
 
@@ -254,13 +255,17 @@
             Ids only grow; the table's chunks never move.
    slot     a path's counters on one thread (diag__slot): diag__thread.dir
             holds chunks of 256 slots by path id, made on first use, never
-            moved. Its histogram is a byte per bucket; each 256th poll of a
-            bucket goes to the path's shared row. An exiting thread's slots
-            are added into the runtime's `retired` table.
+            moved. Its histogram (256 buckets, 8 per power of two) is a
+            byte per bucket for a window of 29; each 256th poll of a bucket,
+            and polls outside the window, go to the thread's table of
+            histograms (diag__hot), else to the path's shared row. An
+            exiting thread's slots are added into the runtime's `retired`
+            table, their histograms into the shared rows.
    row      a snapshot (diag__snapshot_read) sums every live thread's
-            slots, `retired` and the shared histograms into one row per
-            path, less the reset baselines, plus open runs' wall up to now,
-            then sorts the rows by folded stack (equal stacks merge).
+            slots and `retired` into one row per path, less the reset
+            baselines, plus open runs' wall up to now, then sorts the rows
+            by folded stack (equal stacks merge). The table reads the
+            histograms of its rows only (diag__hists_read).
    writers  take a snapshot: folded files, the table and lints (stderr, at
             exit), SVG, pending files (from the open-run records), and the
             trace (which copies the per-thread rings itself).
@@ -281,16 +286,21 @@
                 unload, exit. An exit that waits for it goes first.
      runtime lock  (diag__rt->lock) new paths, the thread list, `retired`,
                 reset baselines, parked records, exited threads' rings, the
-                copies and their key; it keeps threads' tables alive while
-                a snapshot reads them (polls go on, new paths wait).
+                copies and their key, an entry of a thread's table of
+                histograms passing to another path (tried, never waited
+                for); it keeps threads' tables alive while a snapshot reads
+                them (polls go on, new paths wait).
      spans-by-address lock  the diag_span_at table.
      registry lock  a spin lock in the mapping the copies share.
    At exit every wait is bounded (1 s), then given up.
 
    Who touches what:
    - The owner thread alone writes its frames, slots (relaxed load + store:
-     an exact add), ring and cache; others read the slots with relaxed
-     loads, and its stack up to its depth (release/acquire).
+     an exact add), table of histograms, ring and cache; others read the
+     slots with relaxed loads, and its stack up to its depth
+     (release/acquire). A histogram's counts move from a slot to its
+     thread's table, then to the shared row, never back: readers read in
+     that order, so a count moving is read twice at worst, never missed.
    - Any thread: a span's wake, run records' wake times, self-wake counts
      and shared histogram rows (atomics). A run's end, on any thread,
      counts in that thread's slot.
@@ -455,7 +465,10 @@ DIAG_API void diag_fiber_drop(diag_fiber *f);
 #define DIAG__CHUNK_BITS 8
 #define DIAG__CHUNK (1u << DIAG__CHUNK_BITS)
 #define DIAG__DIR ((DIAG_PATH_TABLE_SIZE + DIAG__CHUNK - 1) / DIAG__CHUNK)
-#define DIAG__HIST 31 /* log2 buckets of poll time in ticks: [0,4), [4,8) ... [2^31,inf) */
+#define DIAG__HIST 256  /* buckets of poll time in ticks: 8 per power of two (see diag__bucket) */
+#define DIAG__WINDOW 29 /* buckets in a row a slot counts itself (hist[1 + i]: bucket base + i) */
+#define DIAG__HIST_MISSES 30 /* hist[]: polls outside the window since it moved, modulo 256 */
+#define DIAG__HIST_BASE 31   /* hist[]: the window's first bucket (a new slot's: 16) */
 #define DIAG__ROOT 0u
 #define DIAG__OVERFLOW 1u
 #define DIAG__LIKELY(x) __builtin_expect(!!(x), 1)
@@ -470,11 +483,13 @@ DIAG_API void diag_fiber_drop(diag_fiber *f);
    poll writes in the first 64. Runs start and end on any thread, so
    open_runs and open_start_sum are only right summed over all threads:
    pending wall at time T = open_runs * T - open_start_sum.
-   hist[1 + b]: polls in bucket b, modulo 256; each 256th is added to the
-   path's shared histogram instead (diag__hist_spill), so a slot stays small
-   however many threads poll the path. hist[0]: 1 + the bucket of the latest
-   poll, not yet counted (0: none); whoever reads hist adds it (see
-   diag__hist_add).
+   hist: the poll-time histogram's bytes. A slot counts the polls of a
+   window of 29 of the 256 buckets, hist[1 + i] for bucket base + i, modulo
+   256: each 256th, and polls outside the window, go out of line to the
+   thread's table of histograms (see >>hist), so a slot stays small however
+   fine the buckets. hist[0]: 1 + the window index of the latest poll, not
+   yet counted (0: none); whoever reads hist adds it (see diag_span_end).
+   A new slot's window is buckets 16 to 44 (16 to 127 ticks).
    The counters are listed once, here, and every place that adds, resets,
    merges or converts them expands the list: X(name in the slot, name in a
    row, kind, to_ns). Kind SUM: a sum, windowed as now minus its value at
@@ -500,7 +515,7 @@ DIAG_API void diag_fiber_drop(diag_fiber *f);
 #define DIAG__SLOT_FIELD(slot, row, kind, to_ns) uint64_t slot;
 typedef struct diag__slot {
     DIAG__SLOT_POLLED(DIAG__SLOT_FIELD)
-    uint8_t hist[1 + DIAG__HIST];
+    uint8_t hist[32];
     DIAG__SLOT_RUNS(DIAG__SLOT_FIELD)
 } diag__slot;
 typedef char diag__slot_is_128_bytes[sizeof(diag__slot) == 128 ? 1 : -1];
@@ -578,6 +593,9 @@ typedef struct diag__thread {
     diag_fiber *fiber;          /* the coroutine running now, or NULL: see >>fibers */
     uint32_t fiber_base;        /* depth at the switch into it: its frames are above */
     uint64_t fiber_in;          /* ticks at that switch if it put frames back, else 0 */
+    struct diag__hot *hot;      /* poll-time histograms of its busiest paths (see >>hist), or NULL */
+    struct diag__hot *hot_base; /* their baselines at the last reset; under the lock */
+    uint32_t asides;            /* polls' buckets counted in hot (owner only): its entries' clock */
 } diag__thread;
 
 DIAG_API __thread diag__thread *diag__tls;
@@ -603,12 +621,11 @@ DIAG_API uint64_t diag__clock_ns(void);
 DIAG_API diag__thread *diag__attach(void);
 DIAG_API diag__slot *diag__slot_grow(diag__thread *t, uint32_t path);
 DIAG_API void diag__begin_rest(diag__thread *t, diag_span *s);
-DIAG_API void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt);
+DIAG_API void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt, int counted);
 DIAG_API void diag__end_all(diag__thread *t, diag_span *s, diag_status status);
 DIAG_API void diag__end_unmatched(diag__thread *t, diag_span *s, diag_status status);
 DIAG_API void diag__poll_unwound(diag_span *s);
 DIAG_API void diag__wake_noted(diag_span *s, uint64_t now);
-DIAG_API void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket);
 DIAG_API diag_status diag__poll_invalid(diag_future *f);
 
 static inline int diag__on(void)
@@ -657,36 +674,21 @@ static inline diag__slot *diag__slot_at(diag__thread *t, uint32_t path)
     return &chunk[path & (DIAG__CHUNK - 1)];
 }
 
-/* Bucket b holds [2^(b+1), 2^(b+2)) ticks; the first also 0 to 3, the last
-   everything from 2^31 up. */
+/* The bucket of a poll of `ticks`: one per tick below 16, then 8 per power
+   of two, each 1/8 of its power wide: [16,18), [18,20) ... [30,32), [32,36)
+   ... All of a bucket is within 1/8 of its lower bound. 256 and up from
+   2^34 ticks (seconds): the poll path needs no more, as no slot's window
+   reaches past 255; diag__bucket makes them 255. */
+static inline unsigned diag__bucket_of(uint64_t ticks)
+{
+    unsigned shift = 60u - (unsigned)__builtin_clzll(ticks | 8u); /* the top bit's number less 3 */
+    return (shift << 3) + (unsigned)(ticks >> shift);
+}
+
 static inline unsigned diag__bucket(uint64_t ticks)
 {
-    unsigned b = 62u - (unsigned)__builtin_clzll(ticks | 2u);
+    unsigned b = diag__bucket_of(ticks);
     return b < DIAG__HIST ? b : DIAG__HIST - 1;
-}
-
-/* 1 + diag__bucket(ticks), as hist[0] holds it: the bit number itself. */
-static inline unsigned diag__bucket1(uint64_t ticks)
-{
-    unsigned b = 63u - (unsigned)__builtin_clzll(ticks | 2u);
-    return b <= DIAG__HIST ? b : DIAG__HIST;
-}
-
-/* The histogram lags one poll behind: a poll's bucket is counted at the
-   next poll of its slot, and readers count the one in hist[0] themselves.
-   Counting it at once means a store to an address computed from the
-   timestamp just read, which held the next timestamp read back: it cost
-   about 10 ns a poll, a third of the whole poll (bench/, x86-64). With
-   nothing pending hist[0] is 0, so the add lands on hist[0] itself and is
-   overwritten: no branch. */
-static inline void diag__hist_add(diag__thread *t, const diag__frame *fr, uint64_t dt)
-{
-    diag__slot *slot = fr->slot;
-    unsigned last = DIAG__LOAD(slot->hist[0]);
-    uint8_t n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
-    if (DIAG__UNLIKELY(n == 0)) diag__hist_spill(t, fr, last - 1); /* first: a reader may count 256 twice, never none */
-    DIAG__STORE(slot->hist[last], n);
-    DIAG__STORE(slot->hist[0], (uint8_t)diag__bucket1(dt));
 }
 
 static inline diag_future *diag__mark(diag_future *f, const char *name, unsigned flags)
@@ -764,7 +766,15 @@ static inline void diag__run_close(diag_span *s)
 
 /* The end of a poll. Its common case is written out here, inline, as the
    hot path: the same accounting as diag__frame_pop, which serves every
-   out-of-line end (diag__end_all, an unwound or abandoned frame). */
+   out-of-line end (diag__end_all, an unwound or abandoned frame).
+   The histogram lags one poll behind: a poll's bucket is counted at the
+   next poll of its slot, and readers count the one in hist[0] themselves.
+   Counting it at once means a store to an address computed from the
+   timestamp just read, which held the next timestamp read back: it cost
+   about 10 ns a poll, a third of the whole poll (bench/, x86-64). With
+   nothing pending hist[0] is 0, so the add lands on hist[0] itself and is
+   overwritten: no branch. A byte about to wrap, or a poll outside the
+   slot's window, goes out of line (diag__hist_add). */
 static inline void diag_span_end(diag_span *s, diag_status status)
 {
     diag__thread *t = DIAG__TLS();
@@ -772,7 +782,7 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     diag__slot *slot;
     uint32_t depth;
     uint64_t now, dt, self;
-    unsigned last = 0;
+    unsigned last = 0, in_window = 0;
     uint8_t n = 1;
     if (DIAG__UNLIKELY(t == NULL || t->depth == 0 || t->stack[t->depth - 1].span != s)) {
         diag__end_unmatched(t, s, status);
@@ -799,16 +809,18 @@ static inline void diag_span_end(diag_span *s, diag_status status)
     if (DIAG__COST_HIST) {
         last = DIAG__LOAD(slot->hist[0]);
         n = (uint8_t)(DIAG__LOAD(slot->hist[last]) + 1u);
+        in_window = diag__bucket_of(dt) - DIAG__LOAD(slot->hist[DIAG__HIST_BASE]);
     }
-    if (DIAG__UNLIKELY(n == 0 || t->ring != NULL || (DIAG__COST_MAX_SLOW && dt >= DIAG__LOAD(diag__slow_ticks)) ||
-                       status == DIAG_READY)) {
-        diag__end_rest(t, s, status, now, dt);
+    if (DIAG__UNLIKELY(n == 0 || in_window >= DIAG__WINDOW)) {
+        diag__end_rest(t, s, status, now, dt, 0);
         return;
     }
     if (DIAG__COST_HIST) {
-        DIAG__STORE(slot->hist[last], n); /* see diag__hist_add */
-        DIAG__STORE(slot->hist[0], (uint8_t)diag__bucket1(dt));
+        DIAG__STORE(slot->hist[last], n);
+        DIAG__STORE(slot->hist[0], (uint8_t)(in_window + 1));
     }
+    if (DIAG__UNLIKELY(t->ring != NULL || (DIAG__COST_MAX_SLOW && dt >= DIAG__LOAD(diag__slow_ticks)) || status == DIAG_READY))
+        diag__end_rest(t, s, status, now, dt, 1); /* the histogram done, here: with the flight recorder, every poll */
 }
 
 static inline void diag_span_wake(diag_span *s)
@@ -986,20 +998,21 @@ typedef struct diag__runtime {
     int slow_exact;             /* atomic: diag__slow_ticks is calibrated */
     diag__run_chunk *parked;    /* records of threads that exited, for the next new thread */
     uint64_t stuck_ns;          /* DIAGNOSE_STUCK_S: an open run this old is stuck */
-    uint64_t *self_wakes[DIAG__DIR]; /* chunks of self-wake counts by path; atomic */
-    uint64_t *self_wakes_base;  /* their values at the last reset, npaths then; under the lock */
+    void *self_wakes[DIAG__DIR]; /* chunks of self-wakes by path: all, then quick ones (uint64_t); atomic */
+    uint64_t *self_wakes_base;  /* their values at the last reset, 2 per path, npaths then; under the lock */
     uint32_t nself_wakes_base;
     int quiet, svg;             /* DIAGNOSE_QUIET, DIAGNOSE_SVG, read at start-up */
     const char *out;            /* DIAGNOSE_OUT or "diagnose", as given */
     char *start_dir;            /* working directory at start-up and '/', for a relative out; or NULL */
-    uint64_t *hist[DIAG__DIR];  /* chunks of paths' shared histograms; atomic */
-    uint64_t *hist_base[DIAG__DIR]; /* their values at the last reset */
+    void *hist[DIAG__DIR];      /* chunks of paths' shared histograms (see diag__hist_piece); atomic */
+    void *hist_base[DIAG__DIR]; /* their values at the last reset */
     int overflow_why;           /* atomic: DIAG__OVERFLOW_CAP | DIAG__OVERFLOW_MEMORY, why [overflow] has polls */
     int use_tsc;                /* read-only: diag__use_tsc of every copy */
     pthread_mutex_t lock;       /* the runtime lock (see HOW IT WORKS) */
     diag__thread *no_table;     /* of threads without a table: its full stack leaves polls unmeasured */
     struct diag__snapshot_thread *snapshot_thread;
     uint64_t slow_ticks;        /* atomic: the calibrated diag__slow_ticks, once slow_exact */
+    uint64_t quick_wake_ticks;  /* atomic: DIAG__QUICK_WAKE_NS in ticks, once measured (0: not yet) */
     struct diag__copy_info *copies; /* the copies in the process now, newest first */
     const struct diag__copy_info *key_owner; /* whose diag__thread_exit the key calls; NULL: no key */
     const struct diag__copy_info *fork_owner;  /* the copy whose fork handlers take the lock */
@@ -1045,6 +1058,7 @@ static diag__runtime *diag__rt = &diag__local;
     X(self_wall, SUM)  /* ns: wall less the walls of the paths run inside it */              \
     X(started, SUM)    /* runs started in the window */                                     \
     X(self_wakes, SUM) /* wakes from the path's own poll */                                 \
+    X(quick_self_wakes, SUM) /* of them, less than DIAG__QUICK_WAKE_NS into their poll */  \
     X(open, SUM)       /* open runs listed now */                                           \
     X(oldest, PEAK)    /* ns: the oldest open run's age */                                  \
     X(running, PEAK)   /* ns: the longest poll running now + 1 (0: none) */                 \
@@ -1058,15 +1072,18 @@ typedef struct diag__row {
     const char *stack;
     DIAG__SLOT_COUNTERS(DIAG__ROW_SHARED_FIELD)
     DIAG__ROW_ONLY(DIAG__ROW_FIELD)
-    uint64_t *hist; /* DIAG__HIST counts of polls by log2 ticks, in snap->hists; NULL without */
+    uint64_t *hist; /* DIAG__HIST counts of polls by bucket (diag__bucket), in snap->hists; NULL without */
     uint64_t open_base; /* while reading: open runs at the window's start */
+    uint32_t path;      /* while finishing: the path it was read from */
 } diag__row;
 
 typedef struct diag__snapshot {
     diag__row *rows;
     size_t count;
     char *text;          /* the stacks */
-    uint64_t *hists; /* DIAG__HIST per path: the rows' histograms (only the table needs them) */
+    uint64_t *hists;     /* DIAG__HIST per row that has one (diag__hists_read: only the table needs them) */
+    uint32_t *row_of;    /* path -> its row (UINT32_MAX: none), for diag__hists_read; or NULL */
+    uint32_t npaths;
     double ns_per_tick;
     uint64_t elapsed_ns; /* since start, or since the last reset */
     unsigned threads;
@@ -1450,16 +1467,31 @@ static size_t diag__sanitize(const char *name, int derived, char *out)
     return len;
 }
 
+/* v in 3 digits and the unit of its size, of units each 1000 times the one
+   before (in the first, v whole): 999ns, 12.3us, 450ms, 1.20s; 123M. */
+static void diag__format_3(char *out, size_t cap, double v, const char *const *units, int nunits)
+{
+    int u = 0;
+    while (v >= 999.5 && u < nunits - 1) v /= 1000.0, u++;
+    if (u == 0 || v >= 99.95) snprintf(out, cap, "%.0f%s", v, units[u]);
+    else if (v >= 9.995) snprintf(out, cap, "%.1f%s", v, units[u]);
+    else snprintf(out, cap, "%.2f%s", v, units[u]);
+}
+
 /* A duration in at most 6 characters: 999ns, 12.3us, 450ms, 1.20s. */
 static void diag__format_ns(char *out, size_t cap, uint64_t ns)
 {
     static const char *const units[] = { "ns", "us", "ms", "s" };
-    double v = (double)ns;
-    int u = 0;
-    while (v >= 999.5 && u < 3) v /= 1000.0, u++;
-    if (u == 0 || v >= 99.95) snprintf(out, cap, "%.0f%s", v, units[u]);
-    else if (v >= 9.995) snprintf(out, cap, "%.1f%s", v, units[u]);
-    else snprintf(out, cap, "%.2f%s", v, units[u]);
+    diag__format_3(out, cap, (double)ns, units, 4);
+}
+
+/* A count in at most width characters (5 or more): whole when it fits,
+   else 3 digits and k, M, G, T, P or E (123456789 in 8: "123M"). */
+static void diag__format_count(char *out, size_t cap, uint64_t n, size_t width)
+{
+    static const char *const units[] = { "", "k", "M", "G", "T", "P", "E" };
+    snprintf(out, cap, "%llu", (unsigned long long)n);
+    if (strlen(out) > width) diag__format_3(out, cap, (double)n, units, 7);
 }
 
 /* >>settings: every DIAGNOSE_* variable, parsed one way ---------------------- */
@@ -1806,69 +1838,270 @@ static uint32_t diag__resolve(diag__thread *t, diag_span *s, uint32_t parent)
     return path;
 }
 
-/* >>hist: shared histograms, where the slots' byte counters spill ------------ */
+/* >>hist: poll-time histograms: slots' windows, threads' tables, shared rows */
+
+/* *at, or a zeroed allocation of size put there if it was NULL (of threads
+   racing, the first's); NULL without memory. Any thread, with or without
+   the lock, also from the poll path. */
+static void *diag__made(void **at, size_t size)
+{
+    void *p = __atomic_load_n(at, __ATOMIC_ACQUIRE), *fresh;
+    if (p != NULL) return p;
+    diag__inside_enter(); /* see diag__exit_interrupted */
+    fresh = diag__alloc_zero(size);
+    diag__inside_leave();
+    if (fresh == NULL) return NULL;
+    if (__atomic_compare_exchange_n(at, &p, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return fresh;
+    DIAG_FREE(fresh); /* another thread's came first: p is it */
+    return p;
+}
 
 /* Path's width counters (atomics) in the chunked table dir, the chunk made
-   on first use; NULL without memory. Any thread, with or without the lock. */
-static uint64_t *diag__counters_at(uint64_t **dir, uint32_t path, size_t width)
+   on first use; NULL without memory. */
+static uint64_t *diag__counters_at(void **dir, uint32_t path, size_t width)
 {
-    uint64_t **at = &dir[path >> DIAG__CHUNK_BITS];
-    uint64_t *chunk = __atomic_load_n(at, __ATOMIC_ACQUIRE);
-    if (chunk == NULL) {
-        uint64_t *fresh;
-        diag__inside_enter(); /* also from the poll path: see diag__exit_interrupted */
-        fresh = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * width * sizeof(uint64_t));
+    uint64_t *chunk = (uint64_t *)diag__made(&dir[path >> DIAG__CHUNK_BITS], DIAG__CHUNK * width * sizeof *chunk);
+    return chunk ? chunk + (size_t)(path & (DIAG__CHUNK - 1)) * width : NULL;
+}
+
+/* A path's shared row of DIAG__HIST counts, in diag__rt->hist (baselines:
+   hist_base), is DIAG__PIECES pieces of 32 buckets, each made on first use:
+   a path's polls fill few. dir[c]: chunk c's pointers to pieces, by path. */
+#define DIAG__PIECE 32
+#define DIAG__PIECES (DIAG__HIST / DIAG__PIECE)
+
+/* Piece k of path's row in dir, made if make and it is not; NULL: none. */
+static uint64_t *diag__hist_piece(void **dir, uint32_t path, unsigned k, int make)
+{
+    void **pieces = (void **)(make ? diag__made(&dir[path >> DIAG__CHUNK_BITS], DIAG__CHUNK * DIAG__PIECES * sizeof(void *))
+                                   : __atomic_load_n(&dir[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE));
+    void **at = pieces ? &pieces[(path & (DIAG__CHUNK - 1)) * DIAG__PIECES + k] : NULL;
+    if (at == NULL) return NULL;
+    return (uint64_t *)(make ? diag__made(at, DIAG__PIECE * sizeof(uint64_t)) : __atomic_load_n(at, __ATOMIC_ACQUIRE));
+}
+
+/* Adds n polls of bucket b to path's row in dir (an atomic add); without
+   memory for its piece, to [overflow]'s; without even that, they are lost. */
+static void diag__hist_count(void **dir, uint32_t path, unsigned b, uint64_t n)
+{
+    uint64_t *piece = diag__hist_piece(dir, path, b / DIAG__PIECE, 1);
+    if (piece == NULL) piece = diag__hist_piece(dir, DIAG__OVERFLOW, b / DIAG__PIECE, 1);
+    if (piece != NULL) __atomic_fetch_add(&piece[b % DIAG__PIECE], n, __ATOMIC_RELAXED);
+}
+
+/* A thread's table of the poll-time histograms of the paths it polls most:
+   what a slot does not count itself goes there by plain adds (owner only),
+   so that threads polling one path share no cache line. A path finds its
+   entry at path mod DIAG__HOT; an entry held by another path goes to it
+   once the holder had nothing in DIAG__HOT_IDLE of the thread's adds; until
+   then the path's counts go to its shared row. */
+#define DIAG__HOT 16
+#define DIAG__HOT_IDLE (4 * DIAG__HOT)
+typedef struct diag__hot {
+    uint32_t path;  /* 0: free; from one path to another only under the runtime lock */
+    uint32_t used;  /* the thread's adds (diag__thread.asides) at the last one here */
+    uint64_t count[DIAG__HIST];
+} diag__hot;
+
+/* Under the lock: entry e's counts go to its path's row of dir (hist or
+   hist_base), and it is free. */
+static void diag__hot_evict(void **dir, diag__hot *e)
+{
+    unsigned h;
+    for (h = 0; e->path != 0 && h < DIAG__HIST; h++)
+        if (e->count[h] != 0) diag__hist_count(dir, e->path, h, e->count[h]);
+    memset(e->count, 0, sizeof e->count);
+    __atomic_store_n(&e->path, 0u, __ATOMIC_RELEASE);
+}
+
+/* t's entry for path, or NULL: none free, none idle, the lock busy, or no memory. */
+static diag__hot *diag__hot_entry(diag__thread *t, uint32_t path)
+{
+    diag__hot *e;
+    if (t->hot == NULL) {
+        diag__inside_enter(); /* from the poll path: see diag__exit_interrupted */
+        t->hot = (diag__hot *)diag__alloc_zero(DIAG__HOT * sizeof *t->hot);
         diag__inside_leave();
-        if (fresh == NULL) return NULL;
-        if (__atomic_compare_exchange_n(at, &chunk, fresh, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-            chunk = fresh;
-        else
-            DIAG_FREE(fresh); /* another thread's came first: chunk is it */
+        if (t->hot == NULL) return NULL;
     }
-    return chunk + (size_t)(path & (DIAG__CHUNK - 1)) * width;
+    e = &t->hot[path & (DIAG__HOT - 1)];
+    if (e->path == path) return e;
+    if (e->path != 0) {
+        if (t->asides - e->used < DIAG__HOT_IDLE) return NULL;
+        diag__inside_enter();
+        if (pthread_mutex_trylock(&diag__rt->lock) == 0) {
+            diag__hot_evict(diag__rt->hist, e);
+            pthread_mutex_unlock(&diag__rt->lock);
+        }
+        diag__inside_leave();
+        if (e->path != 0) return NULL;
+    }
+    __atomic_store_n(&e->path, path, __ATOMIC_RELEASE); /* before the counts: see diag__hists_hot */
+    return e;
 }
 
-/* Path's row of DIAG__HIST counts in diag__rt->hist or diag__rt->hist_base. */
-static uint64_t *diag__hist_row(uint64_t **dir, uint32_t path) { return diag__counters_at(dir, path, DIAG__HIST); }
-
-/* A slot's byte counter of bucket is about to wrap: its 256 polls move to the
-   path's shared row, off the poll path; without memory, to [overflow]'s. */
-void diag__hist_spill(diag__thread *t, const diag__frame *fr, unsigned bucket)
+/* n polls of path in bucket b that its slot does not count: to t's table,
+   else (no entry for it now) to the path's shared row. */
+static void diag__hist_aside(diag__thread *t, uint32_t path, unsigned b, uint64_t n)
 {
-    uint32_t path = fr->path;
+    diag__hot *e;
+    t->asides++;
+    e = diag__hot_entry(t, path);
+    if (e != NULL) {
+        DIAG__ADD(e->count[b], n);
+        e->used = t->asides;
+        return;
+    }
+    diag__hist_count(diag__rt->hist, path, b, n);
+}
+
+/* Adds sign (1, or -1 for a baseline) times what slot s counts itself to
+   the DIAG__HIST counts hist: its window's bytes and its pending poll. The
+   pending byte and the base first, as a move stores them last (release):
+   a reader sees the window before the move or after it, never the counts
+   of one at the place of the other (see diag__window_move). */
+static void diag__window_add(uint64_t *hist, const diag__slot *s, uint64_t sign)
+{
+    unsigned last = __atomic_load_n(&s->hist[0], __ATOMIC_ACQUIRE), i;
+    unsigned base = __atomic_load_n(&s->hist[DIAG__HIST_BASE], __ATOMIC_ACQUIRE);
+    if (base > DIAG__HIST - DIAG__WINDOW) return; /* never set so */
+    for (i = 0; i < DIAG__WINDOW; i++) hist[base + i] += sign * DIAG__LOAD(s->hist[1 + i]);
+    if (last != 0 && last <= DIAG__WINDOW) hist[base + last - 1] += sign;
+}
+
+/* The slot's window starts at bucket base, with nothing in it; pending: 1 +
+   the window index of a poll not yet counted, or 0. */
+static void diag__window_set(diag__slot *slot, unsigned base, unsigned pending)
+{
+    DIAG__STORE(slot->hist[DIAG__HIST_MISSES], 0);
+    __atomic_store_n(&slot->hist[DIAG__HIST_BASE], (uint8_t)base, __ATOMIC_RELEASE); /* see diag__window_add */
+    __atomic_store_n(&slot->hist[0], (uint8_t)pending, __ATOMIC_RELEASE);
+}
+
+/* The base of a window with bucket b 20th of its 29, or as near as it goes:
+   a path's first poll is often its slowest (cold caches, set-up), and more
+   room below keeps the next ones in. Not below 16 ticks unless b is: the
+   shortest polls are a little over two reads of the clock. */
+static unsigned diag__window_around(unsigned b)
+{
+    unsigned base = b >= 16 + 19 ? b - 19 : b < 16 ? b : 16;
+    return base < DIAG__HIST - DIAG__WINDOW ? base : DIAG__HIST - DIAG__WINDOW;
+}
+
+/* The base of a window that holds bucket b and the most of e's counts. */
+static unsigned diag__window_best(const diag__hot *e, unsigned b)
+{
+    unsigned lo = b >= DIAG__WINDOW - 1 ? b - (DIAG__WINDOW - 1) : 0;
+    unsigned hi = b < DIAG__HIST - DIAG__WINDOW ? b : DIAG__HIST - DIAG__WINDOW, base, best_base = lo, i;
+    uint64_t sum = 0, best;
+    for (i = lo; i < lo + DIAG__WINDOW; i++) sum += e->count[i];
+    best = sum;
+    for (base = lo + 1; base <= hi; base++) {
+        sum += e->count[base + DIAG__WINDOW - 1] - e->count[base - 1];
+        if (sum > best) {
+            best = sum;
+            best_base = base;
+        }
+    }
+    return best_base;
+}
+
+/* The window holds too few of the slot's polls (see diag__hist_add): its
+   counts go aside, then (release) its bytes are zeroed, and it moves to
+   hold bucket b and the most of the path's polls on this thread. A reader
+   reads the slots, then (acquire) the tables: a count moving is read twice
+   at worst, never missed. */
+static void diag__window_move(diag__thread *t, diag__slot *slot, uint32_t path, unsigned b)
+{
+    diag__hot *e;
+    unsigned base = slot->hist[DIAG__HIST_BASE], i;
+    for (i = 0; i < DIAG__WINDOW; i++)
+        if (slot->hist[1 + i] != 0) diag__hist_aside(t, path, base + i, slot->hist[1 + i]);
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    for (i = 0; i < DIAG__WINDOW; i++) DIAG__STORE(slot->hist[1 + i], 0);
+    e = diag__hot_entry(t, path);
+    diag__window_set(slot, e != NULL ? diag__window_best(e, b) : diag__window_around(b), 0);
+}
+
+/* The path whose polls slot counts: path, or [overflow] for its thread's fallback slot (see diag__slot_grow). */
+static uint32_t diag__slot_path(const diag__thread *t, const diag__slot *slot, uint32_t path)
+{
     const diag__slot *chunk = t->dir[path >> DIAG__CHUNK_BITS];
-    uint64_t *row;
-    if (chunk == NULL || fr->slot != &chunk[path & (DIAG__CHUNK - 1)]) path = DIAG__OVERFLOW; /* the fallback slot */
-    row = diag__hist_row(diag__rt->hist, path);
-    if (row == NULL) row = diag__hist_row(diag__rt->hist, DIAG__OVERFLOW);
-    __atomic_fetch_add(&row[bucket], 256, __ATOMIC_RELAXED);
+    return chunk != NULL && slot == &chunk[path & (DIAG__CHUNK - 1)] ? path : DIAG__OVERFLOW;
 }
 
-/* Adds (delta 1) or takes away (-1) the poll a slot's hist[0] holds (see diag__hist_add). */
-static void diag__hist_last(uint64_t *hist, unsigned last, uint64_t delta)
+/* The rest of diag__hist_add: the pending poll is counted (a byte's 256th
+   aside), then the poll is pending if its bucket b is in the window; else
+   it is counted aside. An empty window goes where the poll is; one that
+   holds less than half the polls outside it since it was set (or than
+   255) moves. Not inlined: its callers keep few registers. */
+__attribute__((noinline)) static void diag__hist_add_rest(diag__thread *t, const diag__frame *fr, unsigned b)
 {
-    if (last != 0) hist[last - 1] += delta;
+    diag__slot *slot = fr->slot;
+    uint32_t path = diag__slot_path(t, slot, fr->path);
+    unsigned last = slot->hist[0], base = slot->hist[DIAG__HIST_BASE], i, held = 0, n;
+    if (last != 0 && last <= DIAG__WINDOW) {
+        n = (uint8_t)(slot->hist[last] + 1);
+        if (n == 0) diag__hist_aside(t, path, base + last - 1, 256); /* first: a reader may count 256 twice, never none */
+        DIAG__STORE(slot->hist[last], (uint8_t)n);
+    }
+    DIAG__STORE(slot->hist[0], 0);
+    if (b - base < DIAG__WINDOW) {
+        DIAG__STORE(slot->hist[0], (uint8_t)(b - base + 1));
+        return;
+    }
+    for (i = 1; i <= DIAG__WINDOW; i++) held += slot->hist[i];
+    if (held == 0) { /* nothing in the window: it goes where this poll is */
+        base = diag__window_around(b);
+        diag__window_set(slot, base, b - base + 1);
+        return;
+    }
+    diag__hist_aside(t, path, b, 1);
+    n = slot->hist[DIAG__HIST_MISSES] + 1u;
+    DIAG__STORE(slot->hist[DIAG__HIST_MISSES], (uint8_t)n);
+    if (n > 2 * held || n == 255) diag__window_move(t, slot, path, b);
 }
 
-/* Under the lock: moves the byte counters of chunk c of a thread's slots (or
-   baselines, into hist_base) to the shared rows, so tables join by plain adds. */
-static void diag__hist_flush(uint64_t **dir, diag__slot *chunk, uint32_t c)
+/* A poll's bucket, out of line (see diag_span_end): its common case as
+   the inline end does it (every poll comes here with the flight recorder
+   on), the rest apart. */
+static void diag__hist_add(diag__thread *t, const diag__frame *fr, uint64_t dt)
+{
+    diag__slot *slot = fr->slot;
+    unsigned b = diag__bucket(dt), last = DIAG__LOAD(slot->hist[0]);
+    unsigned in_window = b - DIAG__LOAD(slot->hist[DIAG__HIST_BASE]);
+    uint8_t n = (uint8_t)(DIAG__LOAD(slot->hist[last & 31]) + 1u);
+    if (DIAG__UNLIKELY(n == 0 || in_window >= DIAG__WINDOW || last > DIAG__WINDOW)) {
+        diag__hist_add_rest(t, fr, b);
+        return;
+    }
+    DIAG__STORE(slot->hist[last], n);
+    DIAG__STORE(slot->hist[0], (uint8_t)(in_window + 1));
+}
+
+/* Under the lock: what the slots of chunk c count themselves (of a thread
+   that exits, or its baselines) goes to the rows of dir (hist or
+   hist_base), so tables join by plain adds. */
+static void diag__hist_flush(void **dir, diag__slot *chunk, uint32_t c)
 {
     uint32_t i;
-    unsigned h;
-    if (chunk == NULL) return;
-    for (i = 0; i < DIAG__CHUNK; i++) {
+    unsigned k, base;
+    for (i = 0; chunk != NULL && i < DIAG__CHUNK; i++) {
         uint8_t *bytes = chunk[i].hist;
-        uint64_t add[DIAG__HIST], *row, any = 0;
-        for (h = 0; h < DIAG__HIST; h++) any |= add[h] = bytes[1 + h];
-        if (any == 0 && bytes[0] == 0) continue;
-        diag__hist_last(add, bytes[0], 1);
-        row = diag__hist_row(dir, c * DIAG__CHUNK + i);
-        if (row == NULL) row = diag__hist_row(dir, DIAG__OVERFLOW);
-        if (row == NULL) continue; /* no memory even for that: these counts are lost */
-        for (h = 0; h < DIAG__HIST; h++) __atomic_fetch_add(&row[h], add[h], __ATOMIC_RELAXED);
-        memset(bytes, 0, sizeof chunk[i].hist);
+        base = bytes[DIAG__HIST_BASE];
+        if (base > DIAG__HIST - DIAG__WINDOW) continue; /* never set so */
+        for (k = 0; k < DIAG__WINDOW; k++)
+            if (bytes[1 + k] != 0) diag__hist_count(dir, c * DIAG__CHUNK + i, base + k, bytes[1 + k]);
+        if (bytes[0] != 0 && bytes[0] <= DIAG__WINDOW) diag__hist_count(dir, c * DIAG__CHUNK + i, base + bytes[0] - 1, 1);
+        memset(bytes, 0, DIAG__HIST_MISSES);
     }
+}
+
+/* Under the lock: a table of DIAG__HOT entries (or NULL) to the rows of dir. */
+static void diag__hot_flush(void **dir, diag__hot *hot)
+{
+    unsigned i;
+    for (i = 0; hot != NULL && i < DIAG__HOT; i++) diag__hot_evict(dir, &hot[i]);
 }
 
 /* >>runs: records of the open runs ------------------------------------------- */
@@ -1920,10 +2153,12 @@ static diag__run *diag__runs_take(diag__runs *rs)
     }
 }
 
-/* A run's first poll takes a record; without memory, dumps do not list the run. */
-static void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_t now)
+/* A run's first poll fills the record r it took (diag__runs_take, before
+   the poll's start is read: growing the records is the library's time, not
+   the poll's); r NULL, no memory: dumps do not list the run. */
+static void diag__run_open(diag__thread *t, diag__run *r, diag_span *s, uint32_t path, uint64_t now)
 {
-    diag__run *r = diag__runs_take(&t->runs), *parent = NULL;
+    diag__run *parent = NULL;
     if (r == NULL) return;
     if (t->depth > 0) parent = t->stack[t->depth - 1].span->run;
     DIAG__STORE(r->parent, parent);
@@ -1937,30 +2172,52 @@ static void diag__run_open(diag__thread *t, diag_span *s, uint32_t path, uint64_
     DIAG__STORE(s->run, r);
 }
 
-/* Self-wakes of path since the last reset. Under the lock. */
-static uint64_t diag__self_wakes(uint32_t path)
+/* Self-wakes of path since the last reset (which 0), or those of them
+   quick, less than DIAG__QUICK_WAKE_NS into their poll (1). Under the lock. */
+static uint64_t diag__self_wakes(uint32_t path, unsigned which)
 {
-    const uint64_t *chunk = __atomic_load_n(&diag__rt->self_wakes[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
-    uint64_t n = chunk ? __atomic_load_n(&chunk[path & (DIAG__CHUNK - 1)], __ATOMIC_RELAXED) : 0;
-    return n - (path < diag__rt->nself_wakes_base ? diag__rt->self_wakes_base[path] : 0);
+    const uint64_t *chunk = (const uint64_t *)__atomic_load_n(&diag__rt->self_wakes[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
+    uint64_t n = chunk ? __atomic_load_n(&chunk[(path & (DIAG__CHUNK - 1)) * 2 + which], __ATOMIC_RELAXED) : 0;
+    return n - (path < diag__rt->nself_wakes_base ? diag__rt->self_wakes_base[path * 2 + which] : 0);
 }
 
 /* Under the lock, at a reset: the baseline of the self-wake counts. */
 static int diag__live_reset(void)
 {
     uint32_t p, n = diag__rt->npaths;
-    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__rt->self_wakes_base, (n ? n : 1) * sizeof *base);
+    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__rt->self_wakes_base, (n ? n : 1) * 2 * sizeof *base);
     if (base == NULL) return -1;
     diag__rt->self_wakes_base = base;
     diag__rt->nself_wakes_base = 0; /* diag__self_wakes reads no baseline while it is being written */
-    for (p = 0; p < n; p++) base[p] = diag__self_wakes(p);
+    for (p = 0; p < n * 2; p++) base[p] = diag__self_wakes(p / 2, p % 2);
     diag__rt->nself_wakes_base = n;
     return 0;
 }
 
+/* A self-wake this soon into its poll is quick: the poll did next to nothing
+   (a busy loop), where one that worked first and then wakes itself to let
+   others run is a yield. */
+#define DIAG__QUICK_WAKE_NS 10000
+
+/* DIAG__QUICK_WAKE_NS in ticks: measured once the run has lasted 1 ms;
+   before, as at the slowest counter (shorter: fewer wakes are quick). */
+static uint64_t diag__quick_wake_ticks(void)
+{
+    uint64_t ticks = DIAG__LOAD(diag__rt->quick_wake_ticks), now, mono;
+    if (ticks != 0) return ticks;
+    if (!diag__use_tsc) return DIAG__QUICK_WAKE_NS;
+    diag__clock_pair(&now, &mono);
+    if (mono - diag__rt->mono0 < 1000000u || now <= diag__rt->tsc0)
+        return (uint64_t)(DIAG__QUICK_WAKE_NS * DIAG__MIN_TICKS_PER_NS);
+    ticks = (uint64_t)((double)DIAG__QUICK_WAKE_NS * (double)(now - diag__rt->tsc0) / (double)(mono - diag__rt->mono0));
+    DIAG__STORE(diag__rt->quick_wake_ticks, ticks);
+    return ticks;
+}
+
 /* A wake that made s runnable: its time goes to the run's record; one from
    inside s's own poll on this thread is a self-wake, counted per path for
-   the process (rare next to polls: a slot stays 128 bytes). */
+   the process, and as quick if that poll had run less than
+   DIAG__QUICK_WAKE_NS (rare next to polls: a slot stays 128 bytes). */
 void diag__wake_noted(diag_span *s, uint64_t now)
 {
     diag__thread *t = diag__tls;
@@ -1970,8 +2227,11 @@ void diag__wake_noted(diag_span *s, uint64_t now)
     if (t == NULL || t == diag__rt->no_table) return;
     for (i = t->depth; i-- > 0;)
         if (t->stack[i].span == s) {
-            uint64_t *count = diag__counters_at(diag__rt->self_wakes, t->stack[i].path, 1);
-            if (count != NULL) __atomic_fetch_add(count, 1, __ATOMIC_RELAXED); /* else not counted */
+            uint64_t *count = diag__counters_at(diag__rt->self_wakes, t->stack[i].path, 2);
+            if (count == NULL) return; /* not counted */
+            __atomic_fetch_add(&count[0], 1, __ATOMIC_RELAXED);
+            if (now < t->stack[i].start + diag__quick_wake_ticks())
+                __atomic_fetch_add(&count[1], 1, __ATOMIC_RELAXED);
             return;
         }
 }
@@ -2117,7 +2377,10 @@ static void diag__live_read(diag__row *rows, uint32_t npaths, double ns_per_tick
     for (t = diag__rt->threads; t != NULL; t = t->next)
         diag__live_records(&L, __atomic_load_n(&t->runs.head, __ATOMIC_ACQUIRE));
     diag__live_records(&L, diag__rt->parked);
-    for (p = 0; p < npaths; p++) rows[p].self_wakes = diag__self_wakes(p);
+    for (p = 0; p < npaths; p++) {
+        rows[p].self_wakes = diag__self_wakes(p, 0);
+        rows[p].quick_self_wakes = diag__self_wakes(p, 1);
+    }
     DIAG_FREE(L.running);
 }
 
@@ -2227,6 +2490,15 @@ static size_t diag__ring_copy(const diag__ring *r, diag__event *out)
 
 /* >>threads: per-thread tables ----------------------------------------------- */
 
+/* A chunk of DIAG__CHUNK new slots (windows at bucket 16: see diag__slot), or NULL. */
+static diag__slot *diag__slots_new(void)
+{
+    diag__slot *chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+    uint32_t i;
+    for (i = 0; chunk != NULL && i < DIAG__CHUNK; i++) chunk[i].hist[DIAG__HIST_BASE] = 16;
+    return chunk;
+}
+
 static diag__thread *diag__attach_table(void)
 {
     diag__thread *t;
@@ -2236,7 +2508,7 @@ static diag__thread *diag__attach_table(void)
     pthread_mutex_unlock(&diag__rt->lock);
     if (t != NULL) return t; /* another copy attached this thread: frames stack across copies */
     t = (diag__thread *)diag__alloc_zero(sizeof *t);
-    first = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *first);
+    first = diag__slots_new();
     if (t == NULL || first == NULL) {
         DIAG_FREE(t);
         DIAG_FREE(first);
@@ -2277,7 +2549,7 @@ diag__slot *diag__slot_grow(diag__thread *t, uint32_t path)
 {
     diag__slot *chunk;
     diag__inside_enter();
-    chunk = (diag__slot *)diag__alloc_zero(DIAG__CHUNK * sizeof *chunk);
+    chunk = diag__slots_new();
     diag__inside_leave();
     if (chunk == NULL) {
         DIAG__OVERFLOWED(DIAG__OVERFLOW_MEMORY);
@@ -2323,6 +2595,8 @@ static void diag__free_table(diag__thread *t)
         if (t->base) DIAG_FREE(t->base[c]);
     }
     DIAG_FREE(t->base);
+    DIAG_FREE(t->hot);
+    DIAG_FREE(t->hot_base);
     DIAG_FREE(t->cache.entries);
     DIAG_FREE(t);
 }
@@ -2341,6 +2615,8 @@ static void diag__thread_exit(void *arg)
             *link = t->next;
             break;
         }
+    diag__hot_flush(diag__rt->hist, t->hot);
+    diag__hot_flush(diag__rt->hist_base, t->hot_base);
     for (c = 0; c < DIAG__DIR; c++) {
         diag__hist_flush(diag__rt->hist, t->dir[c], c);
         if (t->base) diag__hist_flush(diag__rt->hist_base, t->base[c], c);
@@ -2412,7 +2688,7 @@ static uint64_t diag__frame_pop(diag__thread *t, uint64_t now)
 static void diag__frame_abandon(diag__thread *t, uint64_t now)
 {
     uint64_t dt = diag__frame_pop(t, now);
-    diag__end_rest(t, NULL, DIAG_PENDING, now, dt);
+    diag__end_rest(t, NULL, DIAG_PENDING, now, dt, 0);
 }
 
 /* Ends the polls above depth `depth`, innermost first; returns how many. */
@@ -2479,11 +2755,12 @@ static void diag__begin_too_deep(diag__thread *t, diag_span *s)
         return;
     }
     if (s->path == 0) {
+        diag__run *r = diag__runs_take(&t->runs);
         s->path = top->path;
         s->run_start = diag__now();
         DIAG__ADD(top->slot->open_runs, 1);
         DIAG__ADD(top->slot->open_start_sum, s->run_start);
-        diag__run_open(t, s, s->path, s->run_start);
+        diag__run_open(t, r, s, s->path, s->run_start);
     }
     DIAG__ADD(top->slot->polls, 1);
     DIAG__ADD(t->folded, 1);
@@ -2544,6 +2821,7 @@ static void diag__woken(diag__slot *slot, diag_span *s, uint64_t now, uint64_t w
    is not the timestamp counter, a thread without a table or too deep. */
 void diag__begin_rest(diag__thread *t, diag_span *s)
 {
+    diag__run *run = NULL;
     diag__frame *fr;
     uint32_t path;
     uint64_t now, woke;
@@ -2559,6 +2837,7 @@ void diag__begin_rest(diag__thread *t, diag_span *s)
                                                           : diag__resolve(t, s, parent);
     }
     fr->slot = diag__slot_at(t, path);
+    if (s->path == 0) run = diag__runs_take(&t->runs); /* before the start: see diag__run_open */
     now = diag__now();
     if (s->path == 0) {
         /* No memory for path's slots here: an overflow run, so that its end
@@ -2568,7 +2847,7 @@ void diag__begin_rest(diag__thread *t, diag_span *s)
         s->run_start = now;
         DIAG__ADD(fr->slot->open_runs, 1);
         DIAG__ADD(fr->slot->open_start_sum, now);
-        diag__run_open(t, s, path, now);
+        diag__run_open(t, run, s, path, now);
     }
     woke = DIAG__LOAD(s->woke_at);
     if (DIAG__UNLIKELY(woke != 0)) diag__woken(fr->slot, s, now, woke);
@@ -2611,14 +2890,14 @@ static void diag__slow_poll(diag__slot *slot, uint64_t ticks)
 }
 
 /* The rest of a poll's end (see diag_span_end): the frame is popped and its
-   counters added; here the histogram (whose byte wraps), the flight
-   recorder, the slow-poll lint and, if the poll said READY, the end of
-   the run (s is read only then). */
-void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt)
+   counters added; here the histogram (unless counted: a byte that wraps, a
+   poll outside the window), the flight recorder, the slow-poll lint and,
+   if the poll said READY, the end of the run (s is read only then). */
+void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t now, uint64_t dt, int counted)
 {
     const diag__frame *fr = &t->stack[t->depth];
     diag__slot *slot = fr->slot;
-    diag__hist_add(t, fr, dt);
+    if (!counted) diag__hist_add(t, fr, dt);
     if (t->ring != NULL) {
         uint64_t start = diag__segment_start(t, fr);
         diag__ring_put(t->ring, fr->path, start, now > start ? now - start : 0);
@@ -2632,7 +2911,7 @@ void diag__end_rest(diag__thread *t, diag_span *s, diag_status status, uint64_t 
 void diag__end_all(diag__thread *t, diag_span *s, diag_status status)
 {
     uint64_t now = diag__now(), dt = diag__frame_pop(t, now);
-    diag__end_rest(t, s, status, now, dt);
+    diag__end_rest(t, s, status, now, dt, 0);
 }
 
 diag_status diag__poll_invalid(diag_future *f)
@@ -2844,6 +3123,22 @@ static void diag__at_remove(uint32_t i)
 
 /* >>reset: baselines subtracted by every later dump -------------------------- */
 
+/* Under the lock: the baseline of t's table of histograms, a copy; taken
+   before the slots' (as the shared rows' before it), so that buckets moving
+   from one to the next meanwhile are in the window, not taken out twice. */
+static int diag__reset_hot(diag__thread *t)
+{
+    unsigned i, h;
+    if (t->hot == NULL) return 0;
+    if (t->hot_base == NULL) t->hot_base = (diag__hot *)diag__alloc_zero(DIAG__HOT * sizeof *t->hot_base);
+    if (t->hot_base == NULL) return -1;
+    for (i = 0; i < DIAG__HOT; i++) {
+        t->hot_base[i].path = __atomic_load_n(&t->hot[i].path, __ATOMIC_ACQUIRE);
+        for (h = 0; h < DIAG__HIST; h++) t->hot_base[i].count[h] = DIAG__LOAD(t->hot[i].count[h]);
+    }
+    return 0;
+}
+
 /* Every counter is a sum, so a window is "now minus the baseline"; wall's
    includes the pending part, so runs open across the reset count from it. */
 #define DIAG__BASE_SUM(f) base->f = DIAG__LOAD(live->f);
@@ -2852,6 +3147,7 @@ static void diag__at_remove(uint32_t i)
 static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
 {
     uint32_t c, i;
+    if (diag__reset_hot(t) != 0) return -1;
     if (t->base == NULL) {
         /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         t->base = (diag__slot **)diag__alloc_zero(DIAG__DIR * sizeof *t->base);
@@ -2871,23 +3167,29 @@ static int diag__reset_table(diag__thread *t, uint32_t nchunks, uint64_t now)
             DIAG__SLOT_COUNTERS(DIAG__X)
 #undef DIAG__X
             base->wall += DIAG__LOAD(live->open_runs) * now - DIAG__LOAD(live->open_start_sum);
-            for (h = 0; h <= DIAG__HIST; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
+            for (h = 0; h < sizeof live->hist; h++) base->hist[h] = DIAG__LOAD(live->hist[h]);
         }
     }
     return 0;
 }
 
-/* The shared histograms' baseline: a copy of them. */
-static int diag__reset_hists(uint32_t nchunks)
+/* The shared histograms' baseline: a copy of every piece made. */
+static int diag__reset_hists(uint32_t npaths)
 {
-    uint32_t c, i;
-    if (diag__hist_row(diag__rt->hist_base, DIAG__OVERFLOW) == NULL) return -1; /* see diag__hist_flush */
-    for (c = 0; c < nchunks; c++) {
-        uint64_t *live = __atomic_load_n(&diag__rt->hist[c], __ATOMIC_ACQUIRE), *base;
-        if (live == NULL && diag__rt->hist_base[c] == NULL) continue;
-        base = diag__hist_row(diag__rt->hist_base, c * DIAG__CHUNK);
-        if (base == NULL) return -1;
-        for (i = 0; i < DIAG__CHUNK * DIAG__HIST; i++) base[i] = live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0;
+    uint32_t p;
+    unsigned k, h;
+    for (p = 0; p < npaths; p++) {
+        if (__atomic_load_n(&diag__rt->hist[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE) == NULL &&
+            diag__rt->hist_base[p >> DIAG__CHUNK_BITS] == NULL) {
+            p |= DIAG__CHUNK - 1; /* skip the chunk */
+            continue;
+        }
+        for (k = 0; k < DIAG__PIECES; k++) {
+            const uint64_t *live = diag__hist_piece(diag__rt->hist, p, k, 0);
+            uint64_t *base = diag__hist_piece(diag__rt->hist_base, p, k, live != NULL);
+            if (live != NULL && base == NULL) return -1;
+            for (h = 0; base != NULL && h < DIAG__PIECE; h++) base[h] = live ? __atomic_load_n(&live[h], __ATOMIC_RELAXED) : 0;
+        }
     }
     return 0;
 }
@@ -2897,7 +3199,7 @@ static int diag__reset_locked(void)
     uint32_t nchunks = (diag__rt->npaths + DIAG__CHUNK - 1) / DIAG__CHUNK;
     uint64_t now = diag__now();
     diag__thread *t;
-    int rc = diag__reset_hists(nchunks) != 0 || diag__reset_table(&diag__rt->retired, nchunks, now) != 0 ? -1 : 0;
+    int rc = diag__reset_hists(diag__rt->npaths) != 0 || diag__reset_table(&diag__rt->retired, nchunks, now) != 0 ? -1 : 0;
     for (t = diag__rt->threads; t != NULL; t = t->next)
         if (diag__reset_table(t, nchunks, now) != 0) rc = -1;
     if (diag__live_reset() != 0) rc = -1;
@@ -2913,37 +3215,12 @@ static int diag__compare_rows(const void *a, const void *b)
     return strcmp(((const diag__row *)a)->stack, ((const diag__row *)b)->stack);
 }
 
-/* Adds slot s's histogram, less its baseline b (or NULL), to hist. A thread's
-   part can be below its baseline (bytes wrapped since, into the shared rows): the sum is right. */
-static void diag__add_hist(uint64_t *hist, const diag__slot *s, const diag__slot *b)
-{
-    unsigned h;
-    for (h = 0; h < DIAG__HIST; h++) hist[h] += (uint64_t)DIAG__LOAD(s->hist[1 + h]) - (b ? b->hist[1 + h] : 0u);
-    diag__hist_last(hist, DIAG__LOAD(s->hist[0]), 1);
-    if (b) diag__hist_last(hist, b->hist[0], (uint64_t)-1);
-}
-
-/* Adds the shared rows, less their baselines, to hists (DIAG__HIST per path). */
-static void diag__add_shared_hists(uint64_t *hists, uint32_t npaths)
-{
-    uint32_t c, i;
-    for (c = 0; c * DIAG__CHUNK < npaths; c++) {
-        const uint64_t *live = __atomic_load_n(&diag__rt->hist[c], __ATOMIC_ACQUIRE), *base = diag__rt->hist_base[c];
-        uint32_t n = npaths - c * DIAG__CHUNK < DIAG__CHUNK ? npaths - c * DIAG__CHUNK : DIAG__CHUNK;
-        if (live == NULL && base == NULL) continue;
-        for (i = 0; i < n * DIAG__HIST; i++)
-            hists[(size_t)c * DIAG__CHUNK * DIAG__HIST + i] +=
-                (live ? __atomic_load_n(&live[i], __ATOMIC_RELAXED) : 0) - (base ? base[i] : 0);
-    }
-}
-
 /* Adds thread t's table to the rows (by path, in ticks; open runs: gauges,
-   no baseline), and to hists unless NULL: the histograms are most of the
-   reading and memory, and only the summary table uses them. */
+   no baseline). The histograms are read apart (diag__hists_read). */
 #define DIAG__TAKE_SUM(r, f) o->r += DIAG__LOAD(s->f) - (b ? b->f : 0);
 #define DIAG__TAKE_GAUGE(r, f) o->r += DIAG__LOAD(s->f);
 #define DIAG__TAKE_PEAK(r, f) o->r = diag__peak(o->r, DIAG__LOAD(s->f));
-static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread *t, uint32_t npaths)
+static void diag__add_table(diag__row *rows, const diag__thread *t, uint32_t npaths)
 {
     uint32_t p;
     for (p = 0; p < npaths; p++) {
@@ -2961,7 +3238,6 @@ static void diag__add_table(diag__row *rows, uint64_t *hists, const diag__thread
         DIAG__SLOT_COUNTERS(DIAG__X)
 #undef DIAG__X
         o->open_base += b ? b->open_runs : 0;
-        if (hists) diag__add_hist(hists + (size_t)p * DIAG__HIST, s, b);
     }
 }
 
@@ -2998,10 +3274,6 @@ static void diag__row_add(diag__row *a, const diag__row *b)
 #define DIAG__X(row, kind) a->row = DIAG__MERGE_##kind(a->row, b->row);
     DIAG__ROW_ONLY(DIAG__X)
 #undef DIAG__X
-    if (a->hist && b->hist) {
-        int h;
-        for (h = 0; h < DIAG__HIST; h++) a->hist[h] += b->hist[h];
-    }
 }
 
 static void diag__snapshot_free(diag__snapshot *snap)
@@ -3009,6 +3281,7 @@ static void diag__snapshot_free(diag__snapshot *snap)
     DIAG_FREE(snap->rows);
     DIAG_FREE(snap->text);
     DIAG_FREE(snap->hists);
+    DIAG_FREE(snap->row_of);
     memset(snap, 0, sizeof *snap);
 }
 
@@ -3053,9 +3326,10 @@ static void diag__row_to_ns(diag__row *r, double ns_per_tick)
 
 /* The rows by path in ticks to rows in ns, sorted, one per stack, without
    the rows nothing happened on. Paths that print the same stack (sites
-   named alike, names equal once sanitized) make one row, values summed. */
+   named alike, names equal once sanitized) make one row, values summed;
+   row_of (or NULL), all UINT32_MAX on entry, gets each path's row. */
 static size_t diag__rows_finish(diag__row *rows, uint32_t npaths, const char *text, const size_t *offsets,
-                                uint64_t *hists, double ns_per_tick)
+                                uint32_t *row_of, double ns_per_tick)
 {
     uint32_t p;
     size_t i, n = 0, out;
@@ -3065,20 +3339,22 @@ static size_t diag__rows_finish(diag__row *rows, uint32_t npaths, const char *te
         if (r->polls == 0 && r->wall == 0 && r->open == 0) continue;
         diag__row_to_ns(r, ns_per_tick);
         r->stack = text + offsets[p];
-        r->hist = hists ? hists + (size_t)p * DIAG__HIST : NULL;
+        r->path = p;
         rows[n++] = *r; /* n < p: a row moves only down, over one already moved */
     }
     /* qsort sorts elements this large through pointers, so the rows move once. */
     qsort(rows, n, sizeof *rows, diag__compare_rows);
     for (i = 0, out = 0; i < n; i++) {
+        uint32_t path = rows[i].path;
         if (out > 0 && strcmp(rows[out - 1].stack, rows[i].stack) == 0) diag__row_add(&rows[out - 1], &rows[i]);
         else if (out++ != i) rows[out - 1] = rows[i];
+        if (row_of) row_of[path] = (uint32_t)(out - 1);
     }
     return out;
 }
 
 /* Takes the lock while it reads; threads keep polling meanwhile. with_hist:
-   also the poll-time histograms (rows' hist, else NULL). The rows are read
+   ready for diag__hists_read (rows' hist stay NULL until then). The rows are read
    by path, where the tables keep them, and sorted after: no second array
    of totals, whose fresh pages would cost more than the reading. */
 static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
@@ -3097,9 +3373,10 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     }
     npaths = diag__rt->npaths;
     snap->rows = (diag__row *)diag__alloc_zero(npaths * sizeof *snap->rows);
-    snap->hists = with_hist ? (uint64_t *)diag__alloc_zero((size_t)npaths * DIAG__HIST * sizeof(uint64_t)) : NULL;
+    snap->row_of = with_hist ? (uint32_t *)DIAG_MALLOC(npaths * sizeof *snap->row_of) : NULL;
+    snap->npaths = npaths;
     offsets = (size_t *)DIAG_MALLOC(npaths * sizeof *offsets);
-    if (offsets == NULL || snap->rows == NULL || (with_hist && snap->hists == NULL) ||
+    if (offsets == NULL || snap->rows == NULL || (with_hist && snap->row_of == NULL) ||
         diag__stacks(&text, offsets, npaths) != 0) {
         pthread_mutex_unlock(&diag__rt->lock);
         DIAG_FREE(offsets);
@@ -3109,19 +3386,17 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
         return -1;
     }
     for (attempt = 0;; attempt++) {
-        diag__add_table(snap->rows, snap->hists, &diag__rt->retired, npaths);
+        diag__add_table(snap->rows, &diag__rt->retired, npaths);
         snap->folded = diag__rt->retired.folded;
         snap->threads = diag__rt->nretired;
         for (t = diag__rt->threads; t != NULL; t = t->next) {
-            diag__add_table(snap->rows, snap->hists, t, npaths);
+            diag__add_table(snap->rows, t, npaths);
             snap->folded += DIAG__LOAD(t->folded);
             snap->threads++;
         }
-        if (snap->hists) diag__add_shared_hists(snap->hists, npaths);
         now = diag__now();
         if (diag__add_open_runs(snap->rows, npaths, now, attempt == 7) || attempt == 7) break;
         memset(snap->rows, 0, npaths * sizeof *snap->rows);
-        if (snap->hists) memset(snap->hists, 0, (size_t)npaths * DIAG__HIST * sizeof(uint64_t));
         sched_yield(); /* a writer preempted between its two stores must run first */
     }
     diag__live_read(snap->rows, npaths, snap->ns_per_tick);
@@ -3129,31 +3404,126 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     pthread_mutex_unlock(&diag__rt->lock);
     snap->unmeasured = __atomic_load_n(&diag__rt->unmeasured, __ATOMIC_RELAXED);
     snap->text = text.data;
-    snap->count = diag__rows_finish(snap->rows, npaths, text.data, offsets, snap->hists, snap->ns_per_tick);
+    if (snap->row_of) memset(snap->row_of, 0xFF, npaths * sizeof *snap->row_of); /* UINT32_MAX: no row */
+    snap->count = diag__rows_finish(snap->rows, npaths, text.data, offsets, snap->row_of, snap->ns_per_tick);
     DIAG_FREE(offsets);
     return 0;
 }
 
-/* A whole snapshot with histograms, for readers other than the writers. */
-__attribute__((unused)) static int diag__snapshot_take(diag__snapshot *snap) { return diag__snapshot_read(snap, 1); }
-
-/* Upper bound in ns of a row's q-quantile poll time (log2 buckets: within 2x), never above the maximum. */
-static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, double q)
+/* Under the lock: the buckets held by thread t's slots, less their
+   baselines', for the paths listed, into their rows' histograms. */
+static void diag__hists_held(diag__snapshot *snap, const diag__thread *t, const uint32_t *paths, uint32_t n)
 {
-    uint64_t seen = 0, want;
-    int h;
-    if (r->polls == 0) return 0;
-    if (r->hist == NULL) return r->max;
-    want = diag__round(q * (double)r->polls);
-    if (want == 0) want = 1;
-    for (h = 0; h < DIAG__HIST; h++) {
-        seen += r->hist[h];
-        if (seen >= want) { /* the last bucket is open-ended: its bound is the maximum */
-            uint64_t bound = h + 1 < DIAG__HIST ? diag__to_ns(((uint64_t)4 << h) - 1, snap->ns_per_tick) : r->max;
-            return bound < r->max ? bound : r->max;
+    uint32_t i;
+    for (i = 0; i < n; i++) {
+        uint32_t p = paths[i];
+        const diag__slot *s = __atomic_load_n(&t->dir[p >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE);
+        const diag__slot *b = t->base ? t->base[p >> DIAG__CHUNK_BITS] : NULL;
+        uint64_t *hist = snap->rows[snap->row_of[p]].hist;
+        if (s != NULL) diag__window_add(hist, s + (p & (DIAG__CHUNK - 1)), 1);
+        if (b != NULL) diag__window_add(hist, b + (p & (DIAG__CHUNK - 1)), (uint64_t)-1);
+    }
+}
+
+/* Under the lock: the entries of thread t's table of histograms, less
+   their baselines, whose paths have a row with a histogram. */
+static void diag__hists_hot(diag__snapshot *snap, const diag__thread *t)
+{
+    unsigned i, h;
+    for (i = 0; t->hot != NULL && i < DIAG__HOT; i++) {
+        uint32_t p = __atomic_load_n(&t->hot[i].path, __ATOMIC_ACQUIRE), b = t->hot_base ? t->hot_base[i].path : 0;
+        uint64_t *hist = p && p < snap->npaths && snap->row_of[p] != UINT32_MAX ? snap->rows[snap->row_of[p]].hist : NULL;
+        uint64_t *base = b && b < snap->npaths && snap->row_of[b] != UINT32_MAX ? snap->rows[snap->row_of[b]].hist : NULL;
+        for (h = 0; hist != NULL && h < DIAG__HIST; h++) hist[h] += DIAG__LOAD(t->hot[i].count[h]);
+        for (h = 0; base != NULL && h < DIAG__HIST; h++) base[h] -= t->hot_base[i].count[h];
+    }
+}
+
+/* Under the lock: the shared rows, less their baselines, of the paths listed. */
+static void diag__hists_shared(diag__snapshot *snap, const uint32_t *paths, uint32_t n)
+{
+    uint32_t i, k, h;
+    for (i = 0; i < n; i++) {
+        uint64_t *hist = snap->rows[snap->row_of[paths[i]]].hist;
+        for (k = 0; k < DIAG__PIECES; k++, hist += DIAG__PIECE) {
+            const uint64_t *live = diag__hist_piece(diag__rt->hist, paths[i], k, 0);
+            const uint64_t *base = diag__hist_piece(diag__rt->hist_base, paths[i], k, 0);
+            for (h = 0; h < DIAG__PIECE; h++)
+                hist[h] += (live ? __atomic_load_n(&live[h], __ATOMIC_RELAXED) : 0) - (base ? base[h] : 0);
         }
     }
-    return r->max;
+}
+
+/* The poll-time histograms of the rows order[0..n) (of rows 0..n if order is
+   NULL), for a snapshot read with_hist. Under the lock, the slots first,
+   then the shared rows: a bucket moving meanwhile is counted twice at
+   worst, never missed. -1 without memory or the lock: no histograms. */
+static int diag__hists_read(diag__snapshot *snap, const diag__row *const *order, size_t n)
+{
+    uint32_t *paths, npaths = 0, p;
+    const diag__thread *t;
+    size_t i;
+    if (snap->row_of == NULL || snap->hists != NULL || n == 0) return -1;
+    snap->hists = (uint64_t *)diag__alloc_zero(n * DIAG__HIST * sizeof(uint64_t));
+    paths = (uint32_t *)DIAG_MALLOC(snap->npaths * sizeof *paths);
+    if (snap->hists == NULL || paths == NULL || diag__lock_or_give_up(&diag__rt->lock) != 0) {
+        DIAG_FREE(snap->hists);
+        DIAG_FREE(paths);
+        snap->hists = NULL;
+        return -1;
+    }
+    for (i = 0; i < n; i++) snap->rows[order ? (size_t)(order[i] - snap->rows) : i].hist = snap->hists + i * DIAG__HIST;
+    for (p = 0; p < snap->npaths; p++)
+        if (snap->row_of[p] != UINT32_MAX && snap->rows[snap->row_of[p]].hist != NULL) paths[npaths++] = p;
+    for (t = diag__rt->threads; t != NULL; t = t->next) {
+        diag__hists_held(snap, t, paths, npaths);
+        __atomic_thread_fence(__ATOMIC_ACQUIRE); /* the slots, then the tables: see diag__window_move */
+        diag__hists_hot(snap, t);
+    }
+    diag__hists_shared(snap, paths, npaths);
+    pthread_mutex_unlock(&diag__rt->lock);
+    for (i = 0; i < n * DIAG__HIST; i++) /* below its baseline, as a count read twice can leave it */
+        if ((int64_t)snap->hists[i] < 0) snap->hists[i] = 0;
+    DIAG_FREE(paths);
+    return 0;
+}
+
+/* A whole snapshot with every row's histogram, for readers other than the writers. */
+__attribute__((unused)) static int diag__snapshot_take(diag__snapshot *snap)
+{
+    if (diag__snapshot_read(snap, 1) != 0) return -1;
+    diag__hists_read(snap, NULL, snap->count);
+    return 0;
+}
+
+/* Bucket b's ticks: [lo, hi) (see diag__bucket). */
+static void diag__bucket_bounds(unsigned b, uint64_t *lo, uint64_t *hi)
+{
+    unsigned shift = b < 8 ? 0 : (b >> 3) - 1;
+    uint64_t first = b - (shift << 3);
+    *lo = first << shift;
+    *hi = (first + 1) << shift;
+}
+
+/* A row's poll time in ns at the nearest rank of percent: the
+   ceil(percent/100 polls)-th shortest. Its bucket is exact; in it, the
+   point whose distance to either bound is the same fraction of the value,
+   2 lo hi / (lo + hi), within 1/17 (5.9%) of every time of a bucket 1/8
+   wide (diag__bucket). Never above max; in the last bucket, max. */
+static uint64_t diag__quantile(const diag__snapshot *snap, const diag__row *r, unsigned percent)
+{
+    uint64_t total = 0, seen = 0, want, lo, hi, ns;
+    unsigned h;
+    if (r->hist == NULL) return r->max;
+    for (h = 0; h < DIAG__HIST; h++) total += r->hist[h];
+    if (total == 0) return 0;
+    want = total / 100 * percent + (total % 100 * percent + 99) / 100;
+    for (h = 0; h < DIAG__HIST - 1 && seen + r->hist[h] < want; h++) seen += r->hist[h];
+    if (h == DIAG__HIST - 1) return r->max;
+    diag__bucket_bounds(h, &lo, &hi);
+    if (hi - lo == 1) ns = diag__to_ns(lo, snap->ns_per_tick);
+    else ns = diag__round(2.0 * (double)lo * (double)hi / (double)(lo + hi) * snap->ns_per_tick);
+    return ns < r->max ? ns : r->max;
 }
 
 /* Pointers to the rows (only those with open runs if open_only), sorted by
@@ -3478,7 +3848,7 @@ static int diag__compare_busy(const void *a, const void *b)
 #define DIAG__LINT_POLLS 100 /* "polled many times": at least this many polls */
 #define DIAG__LINT_DROPS 3   /* "dropped more often than finished": one abandoned run is no pattern */
 #define DIAG__LINT_LINES 20  /* lints printed at most; the rest are counted */
-#define DIAG__LINT_SELF_WAKES 20 /* "wakes itself": at least this many self-wakes */
+#define DIAG__LINT_SELF_WAKES 20 /* "wakes itself": at least this many quick self-wakes (DIAG__QUICK_WAKE_NS) */
 
 /* Lints of what is open and running at the dump (see diag__live_read);
    wakes: the program uses diag_wake. Returns how many lines it added. */
@@ -3486,10 +3856,13 @@ static unsigned diag__lint_live(char (*lines)[200], const diag__row *r, int wake
 {
     unsigned n = 0;
     char a[16];
-    if (r->self_wakes >= DIAG__LINT_SELF_WAKES && r->self_wakes * 2 > r->wakes)
+    /* a poll that works, then wakes itself to let others run (a yield) is no busy loop: only quick ones count */
+    if (r->quick_self_wakes >= DIAG__LINT_SELF_WAKES && r->quick_self_wakes * 2 > r->wakes) {
+        diag__format_ns(a, sizeof a, DIAG__QUICK_WAKE_NS);
         snprintf(lines[n++], sizeof lines[0],
-                 "%llu of %llu wakes were self-wakes (diag_wake inside its own poll): a busy loop through the executor",
-                 (unsigned long long)r->self_wakes, (unsigned long long)(r->wakes > r->self_wakes ? r->wakes : r->self_wakes));
+                 "%llu of %llu wakes were self-wakes (diag_wake inside its own poll) less than %s into it: a busy loop through the executor",
+                 (unsigned long long)r->quick_self_wakes, (unsigned long long)(r->wakes > r->self_wakes ? r->wakes : r->self_wakes), a);
+    }
     if (r->orphans)
         snprintf(lines[n++], sizeof lines[0], "%llu open %s outlived the run%s began in (orphaned: forgotten, never dropped?)",
                  (unsigned long long)r->orphans, r->orphans == 1 ? "run" : "runs", r->orphans == 1 ? " it" : "s they");
@@ -3552,7 +3925,7 @@ static const char *diag__row_note(const diag__row *r, char *note, size_t cap)
     return note;
 }
 
-static void diag__print_table(FILE *out, const diag__snapshot *snap, const char *prefix)
+static void diag__print_table(FILE *out, diag__snapshot *snap, const char *prefix)
 {
     const diag__row **order;
     char t[7][16];
@@ -3563,23 +3936,27 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
             diag__use_tsc ? DIAG__COUNTER_NAME : "clock_gettime", prefix, sched ? ",sched" : "");
     order = diag__rows_sorted(snap, diag__compare_busy, 0, &n);
     if (order == NULL) return;
+    if (order[0]->hist == NULL) diag__hists_read(snap, order, n < DIAG__TABLE_ROWS ? n : DIAG__TABLE_ROWS);
     fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s", "polls", "busy", "wall", "mean", "p50", "p99", "max",
             "runs", "drops", "b/w");
     if (sched) fprintf(out, " %6s", "sched");
     fputs("  path\n", out);
     for (i = 0; i < snap->count && i < DIAG__TABLE_ROWS; i++) {
         const diag__row *r = order[i];
-        char ratio[16], note[160];
+        char ratio[16], note[160], n_polls[24], n_runs[24], n_drops[24];
         diag__format_ns(t[0], sizeof t[0], r->busy);
         diag__format_ns(t[1], sizeof t[1], r->wall);
         diag__format_ns(t[2], sizeof t[2], r->polls ? r->poll_time / r->polls : 0);
-        diag__format_ns(t[3], sizeof t[3], diag__quantile(snap, r, 0.50));
-        diag__format_ns(t[4], sizeof t[4], diag__quantile(snap, r, 0.99));
+        diag__format_ns(t[3], sizeof t[3], diag__quantile(snap, r, 50));
+        diag__format_ns(t[4], sizeof t[4], diag__quantile(snap, r, 99));
         diag__format_ns(t[5], sizeof t[5], r->max);
         if (r->wall) snprintf(ratio, sizeof ratio, "%.0f%%", 100.0 * (double)r->busy / (double)r->wall);
         else snprintf(ratio, sizeof ratio, "-");
-        fprintf(out, "%8llu %6s %6s %6s %6s %6s %6s %5llu %5llu %5s", (unsigned long long)r->polls, t[0], t[1],
-                t[2], t[3], t[4], t[5], (unsigned long long)r->started, (unsigned long long)r->drops, ratio);
+        diag__format_count(n_polls, sizeof n_polls, r->polls, 8);
+        diag__format_count(n_runs, sizeof n_runs, r->started, 5);
+        diag__format_count(n_drops, sizeof n_drops, r->drops, 5);
+        fprintf(out, "%8s %6s %6s %6s %6s %6s %6s %5s %5s %5s", n_polls, t[0], t[1], t[2], t[3], t[4], t[5], n_runs,
+                n_drops, ratio);
         if (sched) { /* mean delay per wake; "-" for a path never woken */
             if (r->wakes) diag__format_ns(t[6], sizeof t[6], r->sched / r->wakes);
             else snprintf(t[6], sizeof t[6], "-");
@@ -3598,7 +3975,7 @@ static void diag__print_table(FILE *out, const diag__snapshot *snap, const char 
 }
 
 /* The table in one write (see diag__stderr_write), built in memory. */
-static void diag__print_table_to_stderr(const diag__snapshot *snap, const char *prefix)
+static void diag__print_table_to_stderr(diag__snapshot *snap, const char *prefix)
 {
     char *text = NULL;
     size_t len = 0;
@@ -4507,7 +4884,7 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
    Later layouts keep the offsets of runtimes[] and threads, read by all. */
 
 #ifndef DIAG__ABI
-#define DIAG__ABI 3 /* raise whenever a structure the copies share changes, or what one copy expects of another */
+#define DIAG__ABI 4 /* raise whenever a structure the copies share changes, or what one copy expects of another */
 #endif
 #define DIAG__REGISTRY_NAME "diagnose.h"
 #define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */
@@ -5027,15 +5404,12 @@ static int diag__runtime_new(void)
     diag__clock_pair(&diag__rt->tsc0, &diag__rt->mono0);
     diag__rt->reset_at = diag__rt->tsc0;
     diag__rt->no_table = (diag__thread *)diag__alloc_zero(sizeof *diag__rt->no_table);
-    /* the first chunk of shared histograms holds [overflow]'s: counts go there without memory */
-    diag__rt->hist[0] = (uint64_t *)diag__alloc_zero((size_t)DIAG__CHUNK * DIAG__HIST * sizeof(uint64_t));
     diag__rt->snapshot_thread = (struct diag__snapshot_thread *)diag__alloc_zero(sizeof *diag__rt->snapshot_thread);
     diag__rt->trace = (struct diag__trace_state *)diag__alloc_zero(sizeof *diag__rt->trace);
     diag__rt->at = (struct diag__at_state *)diag__alloc_zero(sizeof *diag__rt->at);
-    if (diag__rt->no_table == NULL || diag__rt->hist[0] == NULL || diag__rt->snapshot_thread == NULL ||
+    if (diag__rt->no_table == NULL || diag__rt->snapshot_thread == NULL ||
         diag__rt->trace == NULL || diag__rt->at == NULL || diag__reserve_path() != 0) {
         DIAG_FREE(diag__rt->no_table);
-        DIAG_FREE(diag__rt->hist[0]);
         DIAG_FREE(diag__rt->paths[0]);
         DIAG_FREE(diag__rt->snapshot_thread);
         DIAG_FREE(diag__rt->trace);
