@@ -5243,8 +5243,9 @@ static void diag__http_forked(void)
     for (i = 0; i <= DIAG__HTTP_CONNS; i++) {
         int fd = __atomic_load_n(&h->fds[i], __ATOMIC_RELAXED);
         if (fd >= 0) close(fd);
+        h->fds[i] = -1;
     }
-    diag__rt->server = NULL;
+    h->nconns = 0;
 }
 
 /* >>snapshots: the snapshot thread (numbered snapshots, slow-poll traces) ---- */

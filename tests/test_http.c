@@ -616,18 +616,21 @@ static void test_pprof_window_across_reset(void)
 {
     struct task a = task_make(0, 0);
     const sample *s;
+    uint64_t before_reset, answered;
     profile pr;
     answer w;
     int fd, i;
     fd = window_open("?seconds=1");
     for (i = 0; i < 3; i++) diag_poll(DIAGNOSE_AS(&a.base, "reset.a"), NULL);
+    before_reset = tt_now_ns();
     diag_reset();
     for (i = 0; i < 2; i++) diag_poll(&a.base, NULL);
     w = window_close(fd);
+    answered = tt_now_ns();
     profile_read(&pr, (const unsigned char *)w.body, w.body_len);
     s = sample_of(&pr, "reset.a");
     CHECK(pr.ok && pr.nsamples == 1 && s && s->values[0] == 2);
-    CHECK(pr.duration_ns < 1000 * MS); /* from the reset on */
+    CHECK(pr.duration_ns <= HI(answered - before_reset)); /* from the reset on */
     profile_free(&pr);
     free(w.text);
 }
@@ -806,10 +809,11 @@ static void test_idle_clients_closed(void)
 struct crowd {
     int fds[200];
     uint64_t answered_ns; /* the real request's time */
-    int status, done;     /* atomic: done */
+    int status, answered, release; /* atomic: answered, release */
 };
 
-/* Opens 200 idle connections, then asks one real question. */
+/* Opens 200 idle connections, asks one real question, and holds the 200
+   open until released. */
 static void *crowd_main(void *arg)
 {
     struct crowd *c = (struct crowd *)arg;
@@ -822,46 +826,54 @@ static void *crowd_main(void *arg)
     c->answered_ns = tt_now_ns() - t0;
     c->status = a.status;
     free(a.text);
-    __atomic_store_n(&c->done, 1, __ATOMIC_RELEASE);
+    __atomic_store_n(&c->answered, 1, __ATOMIC_RELEASE);
+    while (!__atomic_load_n(&c->release, __ATOMIC_ACQUIRE)) tt_sleep_ns(MS);
+    for (i = 0; i < 200; i++) close(c->fds[i]);
     return NULL;
 }
 
-/* ns of the fastest of n batches of 20000 polls (the fastest: the poll's
-   own cost, not what else the machine ran then). */
-static uint64_t poll_batch_ns(diag_future *f, int n, const int *until_done)
+/* ns of the fastest batch of 2000 polls in `ns` of polling, at least 5
+   batches (the fastest: the poll's own cost, not what else the machine
+   ran then); with `wait`, from now until *wait is set and ns more. */
+static uint64_t poll_batch_ns(diag_future *f, uint64_t ns, const int *wait)
 {
-    uint64_t best = UINT64_MAX;
+    uint64_t best = UINT64_MAX, end = tt_now_ns() + ns;
     int b, i;
-    for (b = 0; b < n || (until_done && !__atomic_load_n(until_done, __ATOMIC_ACQUIRE)); b++) {
+    for (b = 0; b < 5 || tt_now_ns() < end; b++) {
         uint64_t t0 = tt_now_ns(), dt;
-        for (i = 0; i < 20000; i++) diag_poll(f, NULL);
+        for (i = 0; i < 2000; i++) diag_poll(f, NULL);
         dt = tt_now_ns() - t0;
         if (dt < best) best = dt;
+        if (wait && !__atomic_load_n(wait, __ATOMIC_ACQUIRE)) end = tt_now_ns() + ns;
     }
     return best;
 }
 
 /* 200 idle connections: a real request is answered within 10 s, and the
-   program's polls meanwhile cost at most half again what they did. */
+   program's polls meanwhile cost at most half again what they cost before
+   and after. */
 static void test_200_idle_connections(void)
 {
     struct task t = task_make(1000000000, 0);
     diag_future *f = DIAGNOSE_AS(&t.base, "crowd.poll");
     struct crowd c;
     pthread_t thread;
-    uint64_t alone, crowded;
-    int i;
+    uint64_t alone, crowded, after;
     memset(&c, 0, sizeof c);
-    alone = poll_batch_ns(f, 10, NULL);
+    diag_poll(f, NULL);
+    free(get("/polls.folded").text); /* a snapshot has read the path's counters before any measure */
+    alone = poll_batch_ns(f, 200 * MS, NULL);
     pthread_create(&thread, NULL, crowd_main, &c);
-    crowded = poll_batch_ns(f, 10, &c.done);
+    crowded = poll_batch_ns(f, 300 * MS, &c.answered);
+    __atomic_store_n(&c.release, 1, __ATOMIC_RELEASE);
     pthread_join(thread, NULL);
-    printf("  200 idle connections: answered in %.1f ms; 20000 polls %.0f us alone, %.0f us meanwhile\n",
+    after = poll_batch_ns(f, 200 * MS, NULL);
+    if (after < alone) alone = after;
+    printf("  200 idle connections: answered in %.1f ms; 2000 polls %.1f us alone, %.1f us meanwhile\n",
            (double)c.answered_ns / 1e6, (double)alone / 1e3, (double)crowded / 1e3);
     CHECK_EQ(c.status, 200);
     CHECK(c.answered_ns < 10000 * MS);
     CHECK(crowded <= alone + alone / 2);
-    for (i = 0; i < 200; i++) close(c.fds[i]);
     diag_span_cancel(&f->span);
 }
 
@@ -902,12 +914,13 @@ static void test_concurrent_requests(void)
     for (i = 0; i < 4; i++) CHECK_EQ(k[i].ok, 20);
 }
 
-/* A forked child has no server (no snapshot thread); the parent's goes on. */
+/* A forked child has no server (no snapshot thread, its copies of the
+   sockets closed); the parent's goes on. */
 static void test_fork(void)
 {
     int status = -1;
     pid_t pid = fork();
-    if (pid == 0) _exit(diag__rt->server == NULL ? 0 : 1);
+    if (pid == 0) _exit(diag__rt->server->fds[0] == -1 && diag__rt->server->nconns == 0 ? 0 : 1);
     waitpid(pid, &status, 0);
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
     CHECK_EQ(status_of("GET /polls.folded HTTP/1.1\r\n\r\n"), 200);
