@@ -4775,26 +4775,29 @@ static const char *const diag__http_types[] = { "text/html; charset=utf-8", "tex
                                                 "image/svg+xml", "text/plain; charset=utf-8", "application/json",
                                                 "application/octet-stream", "text/plain; charset=utf-8" };
 
-/* Every path the server answers, and what with; any other: 404. */
-static const struct diag__route {
-    const char *path;
-    int serve, metric;
-} diag__routes[] = {
-    { "/", DIAG__SERVE_PAGE, DIAG__BUSY },
-    { "/polls.folded", DIAG__SERVE_FOLDED, DIAG__POLLS },
-    { "/busy.folded", DIAG__SERVE_FOLDED, DIAG__BUSY },
-    { "/wall.folded", DIAG__SERVE_FOLDED, DIAG__WALL },
-    { "/sched.folded", DIAG__SERVE_FOLDED, DIAG__SCHED },
-    { "/pending.folded", DIAG__SERVE_FOLDED, DIAG__OPEN },
-    { "/pending.txt", DIAG__SERVE_PENDING, DIAG__OPEN },
-    { "/polls.svg", DIAG__SERVE_SVG, DIAG__POLLS },
-    { "/busy.svg", DIAG__SERVE_SVG, DIAG__BUSY },
-    { "/wall.svg", DIAG__SERVE_SVG, DIAG__WALL },
-    { "/sched.svg", DIAG__SERVE_SVG, DIAG__SCHED },
-    { "/pending.svg", DIAG__SERVE_SVG, DIAG__OPEN },
-    { "/trace.json", DIAG__SERVE_TRACE, 0 },
-    { "/debug/pprof/profile", DIAG__SERVE_PPROF, 0 },
-};
+/* What the path serves (DIAG__SERVE_*, with *metric), or -1 (404). These
+   are all the paths there are: /, /trace.json, /debug/pprof/profile, and
+   /NAME.folded and /NAME.svg for each of polls, busy, wall, sched and
+   pending, and /pending.txt. */
+static int diag__http_find(const char *path, size_t n, int *metric)
+{
+    static const char *const ends[] = { ".folded", ".svg", ".txt" };
+    static const int serves[] = { DIAG__SERVE_FOLDED, DIAG__SERVE_SVG, DIAG__SERVE_PENDING };
+    int m, e;
+    *metric = DIAG__BUSY;
+    if (n == 1 && path[0] == '/') return DIAG__SERVE_PAGE;
+    if (n == 11 && memcmp(path, "/trace.json", n) == 0) return DIAG__SERVE_TRACE;
+    if (n == 20 && memcmp(path, "/debug/pprof/profile", n) == 0) return DIAG__SERVE_PPROF;
+    for (m = 0; m <= DIAG__OPEN; m++) {
+        size_t k = strlen(diag__metric_names[m]);
+        for (e = 0; e < 3 && n > k + 1 && path[0] == '/' && memcmp(path + 1, diag__metric_names[m], k) == 0; e++) {
+            if (n != k + 1 + strlen(ends[e]) || memcmp(path + k + 1, ends[e], n - k - 1) != 0) continue;
+            *metric = m;
+            return e < 2 || m == DIAG__OPEN ? serves[e] : -1;
+        }
+    }
+    return -1;
+}
 
 static const char *diag__http_reason(int status)
 {
@@ -4850,14 +4853,15 @@ static void diag__http_fail(diag__http_conn *c, int status)
     diag__http_answer(c, status, DIAG__SERVE_ERROR, text, strlen(text));
 }
 
-/* The answer to a route other than the pprof window, from a snapshot
+/* The answer to a path other than the pprof window's, from a snapshot
    taken now; q: the query. */
-static void diag__http_serve_now(diag__http_conn *c, const struct diag__route *r, const char *q, size_t qn)
+static void diag__http_serve_now(diag__http_conn *c, int serve, int metric, const char *q, size_t qn)
 {
     diag__snapshot snap;
     diag__buf body = { NULL, 0, 0, 0 };
-    int page = r->serve == DIAG__SERVE_PAGE, metric = page ? diag__http_metric(q, qn, r->metric) : r->metric;
+    int page = serve == DIAG__SERVE_PAGE;
     long refresh = page ? diag__http_number(q, qn, "refresh", DIAG__PAGE_REFRESH, 3600) : 0;
+    if (page) metric = diag__http_metric(q, qn, metric);
     if (metric < 0 || refresh < 0) {
         diag__http_fail(c, 400);
         return;
@@ -4868,17 +4872,17 @@ static void diag__http_serve_now(diag__http_conn *c, const struct diag__route *r
     }
     diag__buf_put(&body, "", 0);
     if (!page && ((metric == DIAG__SCHED && !diag__has_wakes(&snap)) ||
-                  (r->serve == DIAG__SERVE_TRACE && diag__rt->trace->n == 0)))
+                  (serve == DIAG__SERVE_TRACE && diag__rt->trace->n == 0)))
         metric = -1; /* what a dump would not write either */
     else if (page) diag__page(&body, &snap, metric, (unsigned)refresh);
-    else if (r->serve == DIAG__SERVE_FOLDED) diag__folded(&body, &snap, metric);
-    else if (r->serve == DIAG__SERVE_SVG) diag__svg_write(&body, &snap, metric);
-    else if (r->serve == DIAG__SERVE_PENDING) diag__pending_text(&body, &snap);
+    else if (serve == DIAG__SERVE_FOLDED) diag__folded(&body, &snap, metric);
+    else if (serve == DIAG__SERVE_SVG) diag__svg_write(&body, &snap, metric);
+    else if (serve == DIAG__SERVE_PENDING) diag__pending_text(&body, &snap);
     else if (diag__trace_build(&body, snap.ns_per_tick) != 0) body.failed = 1;
     diag__snapshot_free(&snap);
     if (metric < 0) diag__http_fail(c, 404);
     else if (body.failed) diag__http_fail(c, 500);
-    else diag__http_answer(c, 200, r->serve, body.data, body.len);
+    else diag__http_answer(c, 200, serve, body.data, body.len);
     DIAG_FREE(body.data);
 }
 
@@ -4927,15 +4931,11 @@ static void diag__http_window_close(diag__http_conn *c)
 static void diag__http_route(diag__http_conn *c, const char *target, size_t len)
 {
     const char *query = (const char *)memchr(target, '?', len);
-    size_t path = query ? (size_t)(query - target) : len, qn = query ? len - path - 1 : 0, i;
-    for (i = 0; i < sizeof diag__routes / sizeof diag__routes[0]; i++) {
-        const struct diag__route *r = &diag__routes[i];
-        if (strlen(r->path) != path || memcmp(r->path, target, path) != 0) continue;
-        if (r->serve == DIAG__SERVE_PPROF) diag__http_window_open(c, query ? query + 1 : "", qn);
-        else diag__http_serve_now(c, r, query ? query + 1 : "", qn);
-        return;
-    }
-    diag__http_fail(c, 404);
+    size_t path = query ? (size_t)(query - target) : len, qn = query ? len - path - 1 : 0;
+    int metric, serve = diag__http_find(target, path, &metric);
+    if (serve < 0) diag__http_fail(c, 404);
+    else if (serve == DIAG__SERVE_PPROF) diag__http_window_open(c, query ? query + 1 : "", qn);
+    else diag__http_serve_now(c, serve, metric, query ? query + 1 : "", qn);
 }
 
 /* ---- the connections ----------------------------------------------------- */

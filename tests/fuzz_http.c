@@ -124,13 +124,12 @@ static int check_route(const char *buf, size_t n)
     diag__http_request rq;
     diag__http_conn *c = (diag__http_conn *)calloc(1, sizeof *c);
     const char *q;
-    size_t path, i;
-    int status = 0, served = 0;
+    size_t path;
+    int status = 0, served, metric;
     diag__http_parse(&rq, buf, n, "127.0.0.1");
     q = (const char *)memchr(rq.target, '?', rq.target_len);
     path = q ? (size_t)(q - rq.target) : rq.target_len;
-    for (i = 0; i < sizeof diag__routes / sizeof diag__routes[0]; i++)
-        served |= strlen(diag__routes[i].path) == path && memcmp(diag__routes[i].path, rq.target, path) == 0;
+    served = diag__http_find(rq.target, path, &metric) >= 0;
     diag__http_route(c, rq.target, rq.target_len);
     if (c->state == DIAG__HTTP_WINDOW) status = 200; /* a pprof window opened: answered later */
     else if (c->out.data == NULL || sscanf(c->out.data, "HTTP/1.1 %d ", &status) != 1) status = -1;

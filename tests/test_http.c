@@ -728,7 +728,8 @@ static void test_unknown_paths(void)
 {
     static const char *const paths[] = { "/etc/passwd", "/../polls.folded", "/polls.folded/", "//polls.folded",
                                          "/POLLS.folded", "/%70olls.folded", "/diagnose.polls.folded",
-                                         "/debug/pprof/", "/debug/pprof/heap", "/index.html", "/polls.folded%00" };
+                                         "/debug/pprof/", "/debug/pprof/heap", "/index.html", "/polls.folded%00",
+                                         "/polls.txt", "/pending", "/polls.folded.svg", "/trace.json/" };
     char request[300];
     size_t i;
     for (i = 0; i < sizeof paths / sizeof paths[0]; i++) {
