@@ -1542,7 +1542,6 @@ static void diag__setting_http(void)
 {
     const char *v = diag__setting_text("DIAGNOSE_HTTP"), *colon;
     diag__address *a = &diag__rt->http;
-    char name[sizeof a->host];
     size_t n;
     long port;
     if (v == NULL) return;
@@ -1550,6 +1549,7 @@ static void diag__setting_http(void)
     n = colon ? (size_t)(colon - v) : 9;
     port = n < sizeof a->host ? diag__setting_port(colon ? colon + 1 : v) : -1;
     if (port >= 0) {
+        char name[sizeof a->host];
         memcpy(a->host, colon ? v : "127.0.0.1", n);
         a->host[n] = '\0';
         snprintf(name, sizeof name, "%s", diag__same_word(a->host, "localhost") ? "127.0.0.1" : a->host);
@@ -4593,16 +4593,15 @@ static int diag__http_tchar(unsigned char c) /* a byte of a token: a method or a
            (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
+static int diag__http_lower(char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
 /* The n bytes at s are word, in any case (ASCII). */
 static int diag__http_same(const char *s, size_t n, const char *word)
 {
     size_t i;
     if (strlen(word) != n) return 0;
-    for (i = 0; i < n; i++) {
-        char a = s[i] >= 'A' && s[i] <= 'Z' ? (char)(s[i] + 32) : s[i];
-        char b = word[i] >= 'A' && word[i] <= 'Z' ? (char)(word[i] + 32) : word[i];
-        if (a != b) return 0;
-    }
+    for (i = 0; i < n; i++)
+        if (diag__http_lower(s[i]) != diag__http_lower(word[i])) return 0;
     return 1;
 }
 
@@ -5125,7 +5124,7 @@ static nfds_t diag__http_pollfds(struct pollfd *p)
     for (i = 0; i < h->nconns; i++) {
         int state = h->conns[i]->state;
         p[1 + i].fd = h->conns[i]->fd;
-        p[1 + i].events = state == DIAG__HTTP_WRITING ? POLLOUT : state == DIAG__HTTP_WINDOW ? 0 : POLLIN;
+        p[1 + i].events = (short)(state == DIAG__HTTP_WRITING ? POLLOUT : state == DIAG__HTTP_WINDOW ? 0 : POLLIN);
     }
     return 1 + h->nconns;
 }
