@@ -13,7 +13,7 @@
      API                every type, macro and function, with its threads
      WHAT IS MEASURED   runs, paths, the four metrics, the lints
      ENVIRONMENT        the DIAGNOSE_* variables
-     OUTPUT             folded, pending and trace files
+     OUTPUT             folded, pending, trace and pprof files; HTTP
      CONFIGURATION      #defines before the #include; libraries and plugins
      HOW IT WORKS       for maintainers: the data, the locks, the threads
    What each poll, path and run costs: docs/performance.md.
@@ -155,6 +155,8 @@
    DIAGNOSE_SIGNAL=USR2    this signal asks for a numbered snapshot.
    DIAGNOSE_STUCK_S=s      an open run this old is stuck (default 10).
    DIAGNOSE_TRACE=n        each thread keeps its last n polls: PREFIX.trace.json.
+   DIAGNOSE_HTTP=[host:]port  serve it over HTTP; a port alone: 127.0.0.1.
+   DIAGNOSE_PPROF=1        every dump also writes PREFIX.pb.gz (pprof).
    Read once, before main; a set-uid or set-gid program ignores them all.
    A value not understood gets one stderr line, and the default is used.
 
@@ -181,6 +183,12 @@
 
    PREFIX.trace.json (DIAGNOSE_TRACE=n), by every dump: a Chrome trace of
    each thread's last n polls; after a slow poll, PREFIX.slow.N.trace.json.
+   PREFIX.pb.gz (DIAGNOSE_PPROF=1), by every dump: samples polls, busy, wall
+   per path, the folded files' values, for go tool pprof and speedscope.
+   DIAGNOSE_HTTP (docs/http.md) serves, each from a snapshot of its own: /
+   (a page: pending, flame graph, table), /polls.folded ... /pending.txt,
+   /busy.svg ..., /trace.json as a dump writes them, and
+   /debug/pprof/profile?seconds=N (1-300, default 30): the next N seconds.
 
    ---- CONFIGURATION (#define before the #include) --------------------------
    DIAGNOSE_DISABLE   compile out: DIAGNOSE(f) is f, diag_poll calls the poll
@@ -232,8 +240,10 @@
             path, less the reset baselines, plus open runs' wall up to now,
             then sorts the rows by folded stack (equal stacks merge).
    writers  take a snapshot: folded files, the table and lints (stderr, at
-            exit), SVG, pending files (from the open-run records), and the
-            trace (which copies the per-thread rings itself).
+            exit), SVG, pending files (from the open-run records), pprof,
+            the page, and the trace (which copies the per-thread rings
+            itself). Each writes into a diag__buf: a dump renames it into
+            a file, the HTTP server sends it.
    Open runs: a run's first poll takes a record (diag__run) from its
    thread's chunks; its end, on any thread, frees it with one release
    store. A run may end on another thread than it began, so open_runs and
@@ -267,12 +277,15 @@
      (these without the dump lock), asked by a byte on its pipe: from the
      DIAGNOSE_SIGNAL handler (all the handler does) or a slow poll. Work
      that locks or allocates is marked per thread: an exit() from a
-     handler inside it writes no files.
+     handler inside it writes no files. With DIAGNOSE_HTTP it also polls
+     the server's sockets and answers, each answer from a snapshot taken
+     without the dump lock (>>http); the server's table is its alone.
    - Thread exit (the key's destructor), under the runtime lock: the table
      joins `retired`, the records are parked, the ring joins the exited.
    - fork: the prepare handlers take the locks, the parent unlocks; the
      child unlocks, clears the registry lock, resets, drops the other
-     threads' stacks (their runs stay open), and has no snapshot thread.
+     threads' stacks (their runs stay open), has no snapshot thread and
+     closes its copies of the server's sockets.
    - exit and dlclose run each copy's atexit handler: a copy that leaves
      hands the key and the snapshot thread to one that stays; the last
      stops the snapshot thread and writes the files and the table.
