@@ -4021,8 +4021,8 @@ static int diag__trace_write(const char *prefix, double ns_per_tick, char *faile
    one sample per path, its locations leaf first; one location and one
    function per frame name. Each sample has two numeric labels: runs (runs
    started) and open (runs open at the end). Written by hand: varints and
-   length-delimited fields are all a profile needs. Then gzip, with stored
-   (uncompressed) deflate blocks: valid for every reader, and no zlib. */
+   length-delimited fields are all a profile needs. Then gzip, with no
+   zlib: one deflate block of the fixed Huffman codes (diag__deflate). */
 enum { /* field numbers of profile.proto */
     DIAG__PB_SAMPLE_TYPE = 1, DIAG__PB_SAMPLE = 2, DIAG__PB_MAPPING = 3, DIAG__PB_LOCATION = 4, DIAG__PB_FUNCTION = 5,
     DIAG__PB_STRING = 6, DIAG__PB_TIME = 9, DIAG__PB_DURATION = 10, DIAG__PB_PERIOD_TYPE = 11, DIAG__PB_PERIOD = 12,
@@ -4276,24 +4276,125 @@ static void diag__le32(diag__buf *b, uint32_t v)
     diag__buf_put(b, bytes, 4);
 }
 
-/* data as a gzip member: deflate's stored blocks of at most 65535 bytes. */
+/* Deflate's bits, first bit first, into out. */
+typedef struct diag__bits {
+    diag__buf *out;
+    uint64_t acc;
+    unsigned n;
+} diag__bits;
+
+static void diag__bits_put(diag__bits *w, uint32_t v, unsigned n)
+{
+    w->acc |= (uint64_t)v << w->n;
+    for (w->n += n; w->n >= 8; w->n -= 8) {
+        char byte = (char)(w->acc & 0xFFu);
+        diag__buf_put(w->out, &byte, 1);
+        w->acc >>= 8;
+    }
+}
+
+/* A Huffman code goes out from its top bit down. */
+static void diag__bits_code(diag__bits *w, uint32_t code, unsigned n)
+{
+    uint32_t reversed = 0;
+    unsigned i;
+    for (i = 0; i < n; i++) reversed |= ((code >> i) & 1u) << (n - 1 - i);
+    diag__bits_put(w, reversed, n);
+}
+
+/* A literal byte, the end (256) or a length's code (257 to 285), in
+   deflate's fixed code: 8 bits from 0x30, 9 from 0x190, 7 from 0, 8 from
+   0xC0, for symbols from 0, 144, 256 and 280. */
+static void diag__deflate_symbol(diag__bits *w, unsigned sym)
+{
+    if (sym < 144) diag__bits_code(w, 0x30 + sym, 8);
+    else if (sym < 256) diag__bits_code(w, 0x190 + sym - 144, 9);
+    else if (sym < 280) diag__bits_code(w, sym - 256, 7);
+    else diag__bits_code(w, 0xC0 + sym - 280, 8);
+}
+
+/* A value from its codes' table: code i covers base(i) and the next
+   2^extra(i) - 1, extra(i) = 0 below `first`, then (i - first) / step + 1,
+   base(0) = base0. *code and the extra bits' value back; the caller
+   writes both. */
+static unsigned diag__deflate_bucket(unsigned value, unsigned base0, unsigned first, unsigned step, unsigned *extra,
+                                     unsigned *offset)
+{
+    unsigned i, base = base0;
+    for (i = 0;; i++) {
+        *extra = i < first ? 0 : (i - first) / step + 1;
+        if (value < base + (1u << *extra)) break;
+        base += 1u << *extra;
+    }
+    *offset = value - base;
+    return i;
+}
+
+/* A match: length 3 to 258 at distance 1 to 32768. */
+static void diag__deflate_match(diag__bits *w, unsigned len, unsigned dist)
+{
+    unsigned extra, offset, code;
+    if (len == 258) { /* its own code: 284's range would hold it too, but stops at 257 */
+        diag__deflate_symbol(w, 285);
+    } else {
+        code = diag__deflate_bucket(len, 3, 8, 4, &extra, &offset);
+        diag__deflate_symbol(w, 257 + code);
+        diag__bits_put(w, offset, extra);
+    }
+    code = diag__deflate_bucket(dist, 1, 4, 2, &extra, &offset);
+    diag__bits_code(w, code, 5);
+    diag__bits_put(w, offset, extra);
+}
+
+#define DIAG__DEFLATE_HASH_BITS 15
+
+/* data as one deflate block of fixed codes: each position looks for the
+   last one whose next three bytes hashed alike, within 32 KiB, and takes
+   the match if it is 3 bytes or more (greedy, one candidate). pprof's
+   varints and repeated frame names shrink to about a fifth. */
+static void diag__deflate(diag__buf *out, const unsigned char *data, size_t len)
+{
+    diag__bits w;
+    uint32_t *last = (uint32_t *)DIAG_MALLOC(((size_t)1 << DIAG__DEFLATE_HASH_BITS) * sizeof *last);
+    size_t i = 0;
+    if (last == NULL) {
+        out->failed = 1;
+        return;
+    }
+    memset(last, 0xFF, ((size_t)1 << DIAG__DEFLATE_HASH_BITS) * sizeof *last);
+    w.out = out;
+    w.acc = 0;
+    w.n = 0;
+    diag__bits_put(&w, 3, 3); /* BFINAL, then BTYPE 01: fixed codes */
+    while (i < len) {
+        size_t match = 0, dist = 0, k;
+        for (k = i; k < i + 1 || k < i + match; k++) { /* hash every position, the matched ones too */
+            uint32_t h, before;
+            if (k + 3 > len) break;
+            h = ((uint32_t)data[k] << 16 | (uint32_t)data[k + 1] << 8 | data[k + 2]) * 2654435761u >>
+                (32 - DIAG__DEFLATE_HASH_BITS);
+            before = last[h];
+            last[h] = (uint32_t)k;
+            if (k > i || before == UINT32_MAX || i - before > 32768) continue;
+            while (match < 258 && i + match < len && data[before + match] == data[i + match]) match++;
+            if (match < 3) match = 0;
+            dist = i - before;
+        }
+        if (match) diag__deflate_match(&w, (unsigned)match, (unsigned)dist);
+        else diag__deflate_symbol(&w, data[i]);
+        i += match ? match : 1;
+    }
+    diag__deflate_symbol(&w, 256);
+    diag__bits_put(&w, 0, 7); /* to the byte's end */
+    DIAG_FREE(last);
+}
+
+/* data as a gzip member (RFC 1952) of one deflate block. */
 static void diag__gzip(diag__buf *out, const char *data, size_t len)
 {
     static const char header[10] = { 0x1f, (char)0x8b, 8, 0, 0, 0, 0, 0, 0, (char)0xff }; /* deflate, no name, OS unknown */
-    size_t done = 0;
     diag__buf_put(out, header, sizeof header);
-    do {
-        size_t n = len - done < 65535 ? len - done : 65535;
-        char block[5];
-        block[0] = (char)(done + n == len); /* BFINAL; BTYPE 00: stored */
-        block[1] = (char)(n & 0xFFu);
-        block[2] = (char)(n >> 8);
-        block[3] = (char)(~n & 0xFFu);
-        block[4] = (char)(~n >> 8 & 0xFFu);
-        diag__buf_put(out, block, 5);
-        diag__buf_put(out, data + done, n);
-        done += n;
-    } while (done < len);
+    diag__deflate(out, (const unsigned char *)data, len);
     diag__le32(out, diag__crc32((const unsigned char *)data, len));
     diag__le32(out, (uint32_t)len);
 }
@@ -4545,8 +4646,8 @@ static int diag__write_svg_files(diag__snapshot *snap, const char *prefix, int a
    /debug/pprof/profile?seconds=N takes a snapshot at once and another N
    seconds later, and answers with the difference (diag__pprof); a
    diag_reset between the two leaves the window from the reset on.
-   Paths are looked up in diag__routes and nowhere else: none reaches the
-   file system. A request that is not GET or HEAD, whose Host names
+   Paths are looked up by diag__http_find and nowhere else: none reaches
+   the file system. A request that is not GET or HEAD, whose Host names
    another server (DNS rebinding: a web page's script that reached this
    port under another name), or that is too long or not HTTP, is refused
    (diag__http_parse). The other limits are these: */

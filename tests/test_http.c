@@ -12,6 +12,7 @@
 
 #ifndef DIAGNOSE_DISABLE /* these tests need the recording build */
 #include "task.h"
+#include "gunzip.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -173,46 +174,7 @@ static char *body_text(const answer *a)
     return s;
 }
 
-/* ---- pprof: gzip's stored blocks and profile.proto, read back -------------- */
-
-static uint32_t crc32_of(const unsigned char *p, size_t n)
-{
-    uint32_t crc = 0xFFFFFFFFu;
-    int k;
-    while (n--) {
-        crc ^= *p++;
-        for (k = 0; k < 8; k++) crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
-    }
-    return ~crc;
-}
-
-static uint32_t le32(const unsigned char *p) { return p[0] | p[1] << 8 | p[2] << 16 | (uint32_t)p[3] << 24; }
-
-/* The member's data, checked: header, stored blocks, CRC-32 and size. */
-static unsigned char *gunzip(const unsigned char *gz, size_t n, size_t *out_len)
-{
-    unsigned char *out = (unsigned char *)malloc(n + 1);
-    size_t pos = 10, len = 0;
-    int last = 0;
-    if (n < 18 || gz[0] != 0x1f || gz[1] != 0x8b || gz[2] != 8 || gz[3] != 0) goto bad;
-    while (!last) {
-        size_t block;
-        if (pos + 5 > n || (gz[pos] >> 1) != 0) goto bad; /* only stored blocks are written */
-        last = gz[pos] & 1;
-        block = gz[pos + 1] | (size_t)gz[pos + 2] << 8;
-        if ((block ^ 0xFFFFu) != (gz[pos + 3] | (size_t)gz[pos + 4] << 8) || pos + 5 + block > n) goto bad;
-        memcpy(out + len, gz + pos + 5, block);
-        len += block;
-        pos += 5 + block;
-    }
-    if (pos + 8 != n || le32(gz + pos) != crc32_of(out, len) || le32(gz + pos + 4) != len) goto bad;
-    *out_len = len;
-    return out;
-bad:
-    printf("  not a gzip member of stored blocks\n");
-    free(out);
-    return NULL;
-}
+/* ---- pprof: profile.proto, read back (gzip: gunzip.h) ------------------------ */
 
 typedef struct pb_in { const unsigned char *p, *end; int bad; } pb_in;
 
