@@ -4350,8 +4350,8 @@ static void diag__deflate_match(diag__bits *w, unsigned len, unsigned dist)
 
 /* data as one deflate block of fixed codes: each position looks for the
    last one whose next three bytes hashed alike, within 32 KiB, and takes
-   the match if it is 3 bytes or more (greedy, one candidate). pprof's
-   varints and repeated frame names shrink to about a fifth. */
+   the match if it is 3 bytes or more (greedy, one candidate). A profile
+   of 4000 paths shrinks to about a third (zlib -9: a fifth). */
 static void diag__deflate(diag__buf *out, const unsigned char *data, size_t len)
 {
     diag__bits w;
