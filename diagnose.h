@@ -4351,7 +4351,7 @@ static void diag__deflate_match(diag__bits *w, unsigned len, unsigned dist)
 /* data as one deflate block of fixed codes: each position looks for the
    last one whose next three bytes hashed alike, within 32 KiB, and takes
    the match if it is 3 bytes or more (greedy, one candidate). A profile
-   of 4000 paths shrinks to about a third (zlib -9: a fifth). */
+   of 4000 paths shrinks to about a third (zlib -9: a quarter). */
 static void diag__deflate(diag__buf *out, const unsigned char *data, size_t len)
 {
     diag__bits w;
