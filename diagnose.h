@@ -4776,15 +4776,18 @@ static int diag__http_header(const char *line, size_t len, const char **host, si
 
 /* A Host header's value names this server: localhost, 127.0.0.1, [::1],
    the host of DIAGNOSE_HTTP or the address the client reached (local),
-   in any case, with or without a port. */
+   in any case, with or without a port. Not 0.0.0.0 or [::]: a client
+   reaches an address, and a web page that sends a request to 0.0.0.0
+   reaches this machine's loopback. */
 static int diag__http_host_ok(const char *h, size_t n, const char *local)
 {
+    static const unsigned char any[16] = { 0 };
     const char *names[5] = { "localhost", "127.0.0.1", "[::1]", NULL, NULL };
     const char *end = n > 0 && h[0] == '[' ? (const char *)memchr(h, ']', n) : NULL;
     const char *colon = (const char *)memchr(h, ':', n);
     size_t name = end ? (size_t)(end - h) + 1 : colon ? (size_t)(colon - h) : n, i;
-    names[3] = diag__rt->http.host;
-    names[4] = local;
+    if (memcmp(diag__rt->http.ip, any, sizeof any) != 0) names[3] = diag__rt->http.host;
+    if (strcmp(local, "0.0.0.0") != 0 && strcmp(local, "[::]") != 0) names[4] = local;
     if (n > 0 && h[0] == '[' && end == NULL) return 0;
     if (name < n && (h[name] != ':' || name + 1 == n)) return 0;
     for (i = name + 1; i < n; i++)
@@ -5644,7 +5647,7 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
    offsets of runtimes[] and threads, which copies of every layout read. */
 
 #ifndef DIAG__ABI
-#define DIAG__ABI 2 /* raise whenever a structure the copies share changes */
+#define DIAG__ABI 1 /* raise whenever a structure the copies share changes */
 #endif
 #define DIAG__REGISTRY_NAME "diagnose.h"
 #define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */

@@ -669,7 +669,8 @@ static void test_only_get_and_head(void)
 static void test_host_is_this_server(void)
 {
     static const char *const refused[] = { "evil.example", "evil.example:80", "127.0.0.1.evil.example",
-                                           "localhost.evil.example", "[::2]", "localhost:80x", "", "[::1" };
+                                           "localhost.evil.example", "[::2]", "localhost:80x", "", "[::1",
+                                           "0.0.0.0", "0.0.0.0:80", "[::]" };
     static const char *const accepted[] = { "localhost", "LocalHost:1234", "127.0.0.1", "127.0.0.1:80", "[::1]",
                                             "[::1]:9", " localhost " };
     char request[300];
@@ -925,7 +926,8 @@ static int child_report(void)
     else if (getsockname(diag__rt->server->fds[0], (struct sockaddr *)&ss, &len) == 0) {
         if (ss.ss_family == AF_INET) inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, text, sizeof text);
         else inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, text, sizeof text);
-        fprintf(f, "%s %d\n", text, status_of("GET /polls.folded HTTP/1.1\r\nHost: localhost\r\n\r\n"));
+        fprintf(f, "%s %d %d\n", text, status_of("GET /polls.folded HTTP/1.1\r\nHost: localhost\r\n\r\n"),
+                status_of("GET /polls.folded HTTP/1.1\r\nHost: 0.0.0.0\r\n\r\n"));
     }
     fclose(f);
     return 0;
@@ -956,10 +958,10 @@ static void test_settings(void)
     char line[400];
     size_t i;
     served("", "1", "none 0\n", ""); /* unset: no socket, no thread */
-    served("0", "1", "127.0.0.1 200\n", "");
-    served("localhost:0", "1", "127.0.0.1 200\n", "");
-    served("0", "0", "127.0.0.1 200\n", "diagnose.h: serving the profile at http://127.0.0.1:");
-    served("0.0.0.0:0", "1", "0.0.0.0 200\n", "diagnose.h: serving the profile at http://0.0.0.0:");
+    served("0", "1", "127.0.0.1 200 403\n", "");
+    served("localhost:0", "1", "127.0.0.1 200 403\n", "");
+    served("0", "0", "127.0.0.1 200 403\n", "diagnose.h: serving the profile at http://127.0.0.1:");
+    served("0.0.0.0:0", "1", "0.0.0.0 200 403\n", "diagnose.h: serving the profile at http://0.0.0.0:");
     for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         snprintf(line, sizeof line,
                  "diagnose.h: DIAGNOSE_HTTP=%s is not [host:]port; accepted: a port from 0 to 65535 (0: any free "
