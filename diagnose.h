@@ -17,7 +17,7 @@
      API                every type, macro and function, with its threads
      WHAT IS MEASURED   runs, paths, the four metrics, the lints
      ENVIRONMENT        the DIAGNOSE_* variables
-     OUTPUT             folded, pending and trace files
+     OUTPUT             folded, pending, trace and pprof files; HTTP
      CONFIGURATION      #defines before the #include; libraries and plugins
      HOW IT WORKS       for maintainers: the data, the locks, the threads
    What each poll, path and run costs: docs/performance.md.
@@ -178,6 +178,8 @@
                            takes it (docs/live.md). Not a fault's (SEGV ...).
    DIAGNOSE_STUCK_S=s      an open run this old is stuck (default 10).
    DIAGNOSE_TRACE=n        each thread keeps its last n polls: PREFIX.trace.json.
+   DIAGNOSE_HTTP=[host:]port  serve it over HTTP; a port alone: 127.0.0.1.
+   DIAGNOSE_PPROF=1        every dump also writes PREFIX.pb.gz (pprof).
    Read once, before main; a set-uid or set-gid program ignores them all.
    A value not understood gets one stderr line, and the default is used.
    Every stderr line escapes the control bytes a value, prefix or path
@@ -209,6 +211,12 @@
 
    PREFIX.trace.json (DIAGNOSE_TRACE=n), by every dump: a Chrome trace of
    each thread's last n polls; after a slow poll, PREFIX.slow.N.trace.json.
+   PREFIX.pb.gz (DIAGNOSE_PPROF=1), by every dump: samples polls, busy, wall
+   per path, the folded files' values, for go tool pprof and speedscope.
+   DIAGNOSE_HTTP (docs/http.md) serves, each from a snapshot of its own: /
+   (a page: pending, flame graph, table), /polls.folded ... /pending.txt,
+   /busy.svg ..., /trace.json as a dump writes them, and
+   /debug/pprof/profile?seconds=N (1-300, default 30): the next N seconds.
 
    ---- CONFIGURATION (#define before the #include) --------------------------
    DIAGNOSE_DISABLE   compile out: DIAGNOSE(f) is f, diag_poll calls the poll
@@ -267,8 +275,10 @@
             by folded stack (equal stacks merge). The table reads the
             histograms of its rows only (diag__hists_read).
    writers  take a snapshot: folded files, the table and lints (stderr, at
-            exit), SVG, pending files (from the open-run records), and the
-            trace (which copies the per-thread rings itself).
+            exit), SVG, pending files (from the open-run records), pprof,
+            the page, and the trace (which copies the per-thread rings
+            itself). Each writes into a diag__buf: a dump renames it into
+            a file, the HTTP server sends it.
    Coroutines (>>fibers): a switch out moves the coroutine's frames off the
    thread's stack into its diag_fiber (as ticks run so far); a switch in
    puts them back on top, starts moved past the time away.
@@ -313,12 +323,16 @@
      handler inside it writes no files. The signal is blocked on the
      thread that starts the runtime, whose later threads inherit the mask;
      the snapshot thread alone unblocks it, so the handler runs there.
+     With DIAGNOSE_HTTP it also polls the server's sockets and answers,
+     each answer from a snapshot taken without the dump lock (>>http); the
+     server's table is its alone.
    - Thread exit (the key's destructor), under the runtime lock: the table
      joins `retired`, the records are parked, the ring joins the exited.
    - fork: the prepare handlers take the locks, the parent unlocks; the
      child unlocks, clears the registry lock, resets, drops the other
-     threads' stacks (their runs stay open), has no snapshot thread, and
-     unblocks DIAGNOSE_SIGNAL (for a program it execs).
+     threads' stacks (their runs stay open), has no snapshot thread,
+     unblocks DIAGNOSE_SIGNAL (for a program it execs) and closes its
+     copies of the server's sockets.
    - exit and dlclose run each copy's atexit handler: a copy that leaves
      hands the key and the snapshot thread to one that stays; the last
      stops the snapshot thread and writes the files and the table.
@@ -948,6 +962,9 @@ static inline void diag__call_end(diag_span *s, int done)
 #include <sys/auxv.h>
 #include <sys/mman.h>
 #endif
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #if !defined(CLOCK_MONOTONIC) || !defined(O_NOFOLLOW)
 #error "diagnose.h: the implementation needs POSIX. Put #define DIAGNOSE_IMPLEMENTATION and #include \"diagnose.h\" before other includes, or compile with -D_GNU_SOURCE."
@@ -981,6 +998,14 @@ typedef struct diag__path {
 static pthread_once_t diag__once = PTHREAD_ONCE_INIT;
 struct diag__copy_info;
 struct diag__snapshot_thread;
+
+/* DIAGNOSE_HTTP, as read (see >>http): where the profile is served. */
+typedef struct diag__address {
+    int family;            /* AF_INET or AF_INET6; 0: not set, no server */
+    unsigned port;         /* 0: any free port */
+    unsigned char ip[16];  /* network order: 4 bytes for AF_INET */
+    char host[64];         /* as a Host header names it: 127.0.0.1, localhost, [::1] */
+} diag__address;
 typedef struct diag__runtime {
     pthread_key_t key;
     uint64_t tsc0, mono0;       /* clock origin, for calibration (read-only) */
@@ -1029,6 +1054,9 @@ typedef struct diag__runtime {
     int signo;                  /* DIAGNOSE_SIGNAL; 0: none */
     uint32_t trace_n;           /* DIAGNOSE_TRACE: events per thread; 0: off */
     uint64_t ns_per_tick;       /* atomic: the bits of the double every file converts with; 0: not yet */
+    diag__address http;         /* DIAGNOSE_HTTP */
+    int pprof;                  /* DIAGNOSE_PPROF: dumps write PREFIX.pb.gz too */
+    struct diag__http_state *server; /* the HTTP server's sockets; NULL: none (see >>http) */
 } diag__runtime;
 
 /* What the runtime needs of a copy's code: when the copy leaves, what pointed into it moves to one that stays. */
@@ -1086,6 +1114,7 @@ typedef struct diag__snapshot {
     uint32_t npaths;
     double ns_per_tick;
     uint64_t elapsed_ns; /* since start, or since the last reset */
+    uint64_t reset_at;   /* ticks of the last reset (or fork, or the start) */
     unsigned threads;
     uint64_t folded, unmeasured;
 } diag__snapshot;
@@ -1252,6 +1281,13 @@ static uint64_t diag__clock_read(clockid_t clock)
 uint64_t diag__clock_ns(void) { return diag__clock_read(CLOCK_MONOTONIC); }
 
 static uint64_t diag__realtime_ns(void) { return diag__clock_read(CLOCK_REALTIME); }
+
+/* Milliseconds from now until `at` (CLOCK_MONOTONIC ns), rounded up. */
+static int diag__ms_until(uint64_t at)
+{
+    uint64_t now = diag__clock_ns();
+    return at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
+}
 
 #if defined(__aarch64__)
 #define DIAG__COUNTER_NAME "cntvct" /* as the table's first line names the clock */
@@ -1467,6 +1503,16 @@ static size_t diag__sanitize(const char *name, int derived, char *out)
     return len;
 }
 
+/* The program's name as the trace, the pprof profile and the page give it. */
+static const char *diag__program_name(void)
+{
+#if defined(__GLIBC__)
+    return program_invocation_short_name;
+#else
+    return "process";
+#endif
+}
+
 /* v in 3 digits and the unit of its size, of units each 1000 times the one
    before (in the first, v whole): 999ns, 12.3us, 450ms, 1.20s; 123M. */
 static void diag__format_3(char *out, size_t cap, double v, const char *const *units, int nunits)
@@ -1672,6 +1718,48 @@ static const char *diag__pinned_dir(void)
     return strcmp(dir, diag__rt->start_dir) == 0 ? "" : diag__rt->start_dir;
 }
 
+/* The port of DIAGNOSE_HTTP: 0 to 65535, digits only; -1 otherwise. */
+static long diag__setting_port(const char *p)
+{
+    long port = 0;
+    if (*p == '\0') return -1;
+    for (; *p >= '0' && *p <= '9' && port <= 65535; p++) port = port * 10 + (*p - '0');
+    return *p == '\0' && port <= 65535 ? port : -1;
+}
+
+/* DIAGNOSE_HTTP=[host:]port into diag__rt->http: host an IPv4 address,
+   localhost or an IPv6 address in brackets, 127.0.0.1 when only a port is
+   given; port 0: any free port. No name is looked up: start-up runs
+   before main, where a DNS query could wait for seconds. */
+static void diag__setting_http(void)
+{
+    const char *v = diag__setting_text("DIAGNOSE_HTTP"), *colon;
+    diag__address *a = &diag__rt->http;
+    size_t n;
+    long port;
+    if (v == NULL) return;
+    colon = strrchr(v, ':');
+    n = colon ? (size_t)(colon - v) : 9;
+    port = n < sizeof a->host ? diag__setting_port(colon ? colon + 1 : v) : -1;
+    if (port >= 0) {
+        char name[sizeof a->host];
+        memcpy(a->host, colon ? v : "127.0.0.1", n);
+        a->host[n] = '\0';
+        snprintf(name, sizeof name, "%s", diag__same_word(a->host, "localhost") ? "127.0.0.1" : a->host);
+        if (name[0] != '[') {
+            a->family = inet_pton(AF_INET, name, a->ip) == 1 ? AF_INET : 0;
+        } else if (n > 2 && name[n - 1] == ']') {
+            name[n - 1] = '\0';
+            a->family = inet_pton(AF_INET6, name + 1, a->ip) == 1 ? AF_INET6 : 0;
+        }
+    }
+    if (a->family == 0)
+        diag__setting_refused("DIAGNOSE_HTTP", v, "is not [host:]port",
+                              "a port from 0 to 65535 (0: any free one), or host:port with host an IPv4 address, "
+                              "localhost or an IPv6 address in brackets", NULL);
+    a->port = (unsigned)port;
+}
+
 #define DIAG__SLOW_DEFAULT_NS 1000000u
 #define DIAG__STUCK_DEFAULT_S 10.0
 #define DIAG__SECONDS_MAX 86400.0 /* one day: the upper bound of every setting in seconds */
@@ -1692,6 +1780,8 @@ static void diag__settings_read(void)
     diag__rt->trace_n = (uint32_t)diag__setting_uint("DIAGNOSE_TRACE", 0, 0, DIAG__TRACE_MAX);
     diag__rt->interval_ns = (uint64_t)(diag__setting_seconds("DIAGNOSE_INTERVAL", 0, 0.001, DIAG__SECONDS_MAX) * 1e9);
     diag__rt->signo = diag__setting_signal("DIAGNOSE_SIGNAL", 0);
+    diag__setting_http();
+    diag__rt->pprof = diag__setting_bool("DIAGNOSE_PPROF", 0);
 }
 
 /* The poll path compares a poll's ticks with diag__slow_ticks, but the tick
@@ -3401,6 +3491,7 @@ static int diag__snapshot_read(diag__snapshot *snap, int with_hist)
     }
     diag__live_read(snap->rows, npaths, snap->ns_per_tick);
     snap->elapsed_ns = diag__to_ns(now - diag__rt->reset_at, snap->ns_per_tick);
+    snap->reset_at = diag__rt->reset_at;
     pthread_mutex_unlock(&diag__rt->lock);
     snap->unmeasured = __atomic_load_n(&diag__rt->unmeasured, __ATOMIC_RELAXED);
     snap->text = text.data;
@@ -3577,7 +3668,7 @@ static void diag__folded(diag__buf *b, const diag__snapshot *snap, int metric)
    failure part-way (a full disk, a signal) leaves the earlier set whole:
    while this thread writes a set (diag__write_set), each file stays under
    its temporary name, listed here. */
-#define DIAG__SET_MAX 16 /* files of one set: 12 at most (4 folded, 3 pending, trace, 4 SVG) */
+#define DIAG__SET_MAX 16 /* files of one set: 13 at most (4 folded, 3 pending, trace, pprof, 4 SVG) */
 typedef struct diag__set {
     char *files[DIAG__SET_MAX]; /* "path\0temporary name"; an empty temporary name: path is removed */
     unsigned n;
@@ -3798,25 +3889,33 @@ static int diag__pending_file(const char *prefix, const char *ext, diag__buf *b,
     return diag__write_buf(failed_path, b);
 }
 
-/* PREFIX.pending.folded (open runs per path, the folded grammar) and .txt
-   (the same for people, oldest first); without open runs, both are removed. */
+/* PREFIX.pending.txt's text into b: the paths with open runs for people,
+   oldest first, one diag__pending_line each ("" when none is open). */
+static void diag__pending_text(diag__buf *b, const diag__snapshot *snap)
+{
+    size_t n, i, open = 0;
+    const diag__row **order = diag__rows_sorted(snap, diag__compare_oldest, 1, &n);
+    diag__buf_put(b, "", 0);
+    for (i = 0; i < snap->count; i++) open += snap->rows[i].open != 0;
+    if (order == NULL && open) b->failed = 1; /* open runs, but no memory to order them */
+    for (i = 0; i < n; i++) diag__pending_line(b, order[i]);
+    DIAG_FREE(order);
+}
+
+/* PREFIX.pending.folded (open runs per path, the folded grammar) and
+   PREFIX.pending.txt; a dump that finds no open run removes both. */
 static int diag__write_pending(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
 {
     diag__buf folded = { NULL, 0, 0, 0 }, text = { NULL, 0, 0, 0 };
-    size_t n, i;
-    const diag__row **order = diag__rows_sorted(snap, diag__compare_oldest, 1, &n);
     int rc, any;
     diag__buf_put(&folded, "", 0);
-    diag__buf_put(&text, "", 0);
     diag__folded(&folded, snap, DIAG__OPEN);
     any = folded.len != 0;
-    for (i = 0; i < n; i++) diag__pending_line(&text, order[i]);
-    if (order == NULL && any) text.failed = 1; /* open runs, but no memory to order them */
+    diag__pending_text(&text, snap);
     rc = diag__pending_file(prefix, "folded", &folded, any, failed_path, cap);
     if (rc == 0) rc = diag__pending_file(prefix, "txt", &text, any, failed_path, cap);
     DIAG_FREE(folded.data);
     DIAG_FREE(text.data);
-    DIAG_FREE(order);
     return rc;
 }
 
@@ -3925,15 +4024,15 @@ static const char *diag__row_note(const diag__row *r, char *note, size_t cap)
     return note;
 }
 
-static void diag__print_table(FILE *out, diag__snapshot *snap, const char *prefix)
+/* The table's rows, most busy first, its legend and the lints (the page
+   of DIAGNOSE_HTTP shows these as they are; prefix is not used). */
+static void diag__print_rows(FILE *out, diag__snapshot *snap, const char *prefix)
 {
     const diag__row **order;
     char t[7][16];
     size_t i, n;
     int sched = diag__has_wakes(snap);
-    fprintf(out, "diagnose.h: %lu path%s, %u thread%s, clock %s; files %s.{polls,busy,wall%s}.folded\n",
-            (unsigned long)snap->count, snap->count == 1 ? "" : "s", snap->threads, snap->threads == 1 ? "" : "s",
-            diag__use_tsc ? DIAG__COUNTER_NAME : "clock_gettime", prefix, sched ? ",sched" : "");
+    (void)prefix;
     order = diag__rows_sorted(snap, diag__compare_busy, 0, &n);
     if (order == NULL) return;
     if (order[0]->hist == NULL) diag__hists_read(snap, order, n < DIAG__TABLE_ROWS ? n : DIAG__TABLE_ROWS);
@@ -3970,23 +4069,46 @@ static void diag__print_table(FILE *out, diag__snapshot *snap, const char *prefi
     fputs("runs: started; the ones not finished or dropped are still open\n", out);
     if (sched) fputs("sched: mean time from diag_wake to the next poll\n", out);
     diag__print_lints(out, order, snap->count, sched);
-    diag__print_pending(out, snap, prefix);
     DIAG_FREE(order);
+}
+
+/* The summary table: a heading, the rows and lints, the pending lines. */
+static void diag__print_table(FILE *out, diag__snapshot *snap, const char *prefix)
+{
+    fprintf(out, "diagnose.h: %lu path%s, %u thread%s, clock %s; files %s.{polls,busy,wall%s}.folded\n",
+            (unsigned long)snap->count, snap->count == 1 ? "" : "s", snap->threads, snap->threads == 1 ? "" : "s",
+            diag__use_tsc ? DIAG__COUNTER_NAME : "clock_gettime", prefix, diag__has_wakes(snap) ? ",sched" : "");
+    diag__print_rows(out, snap, prefix);
+    diag__print_pending(out, snap, prefix);
+}
+
+typedef void (*diag__printer)(FILE *out, diag__snapshot *snap, const char *prefix);
+
+/* What print prints, as text in memory (*len bytes and a NUL), or NULL.
+   The caller frees it with free(): open_memstream's buffer comes from
+   malloc, whatever DIAG_MALLOC is. */
+static char *diag__print_text(diag__printer print, diag__snapshot *snap, const char *prefix, size_t *len)
+{
+    char *text = NULL;
+    FILE *out = open_memstream(&text, len);
+    if (out == NULL) return NULL;
+    print(out, snap, prefix);
+    if (fclose(out) == 0) return text;
+    free(text);
+    return NULL;
 }
 
 /* The table in one write (see diag__stderr_write), built in memory. */
 static void diag__print_table_to_stderr(diag__snapshot *snap, const char *prefix)
 {
-    char *text = NULL;
     size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
-    if (out == NULL) {
+    char *text = diag__print_text(diag__print_table, snap, prefix, &len);
+    if (text == NULL) {
         diag__warn("diagnose.h: out of memory for the summary table\n");
         return;
     }
-    diag__print_table(out, snap, prefix);
-    if (fclose(out) == 0) diag__stderr_write(text, len);
-    free(text); /* open_memstream's buffer comes from malloc, whatever DIAG_MALLOC is */
+    diag__stderr_write(text, len);
+    free(text);
 }
 
 /* >>svg: flame graph SVG ----------------------------------------------------- */
@@ -4009,9 +4131,11 @@ static const char *const diag__svg_titles[DIAG__METRICS + 1] = { "polls", "busy 
 /* ES5, so any SVG viewer with a script engine runs it. */
 static const char *const diag__svg_script[] = {
     "(function () {\n",
-    "  var root = document.documentElement, pad = +root.getAttribute('data-pad');\n",
+    "  /* the picture's own <svg>: the document, or a part of DIAGNOSE_HTTP's page */\n",
+    "  var me = document.currentScript, root = me ? me.parentNode : document.documentElement;\n",
+    "  var pad = +root.getAttribute('data-pad');\n",
     "  var width = +root.getAttribute('data-width'), total = +root.getAttribute('data-total');\n",
-    "  var frames = [].slice.call(document.getElementsByClassName('f'));\n",
+    "  var frames = [].slice.call(root.getElementsByClassName('f'));\n",
     "  var details = document.getElementById('details'), idle = details.textContent;\n",
     "  var reset = document.getElementById('reset');\n",
     "  function num(g, key) { return +g.getAttribute('data-' + key); }\n",
@@ -4479,11 +4603,7 @@ static void diag__trace_json(diag__buf *b, diag__trace_copy *c, double ns_per_ti
         return;
     }
     diag__buf_str(b, "{\"traceEvents\": [\n");
-#if defined(__GLIBC__)
-    diag__trace_meta(b, "process_name", 0, program_invocation_short_name);
-#else
-    diag__trace_meta(b, "process_name", 0, "process");
-#endif
+    diag__trace_meta(b, "process_name", 0, diag__program_name());
     for (i = 0; i < c->nthreads; i++) {
         const diag__trace_thread *th = &c->threads[i];
         size_t first = th->first, end = th->first + th->count;
@@ -4499,17 +4619,573 @@ static void diag__trace_json(diag__buf *b, diag__trace_copy *c, double ns_per_ti
     diag__buf_str(b, "\n]}\n");
 }
 
-/* PREFIX.trace.json, with DIAGNOSE_TRACE; -1 with errno and failed_path set. */
-static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap)
+/* The trace file's text into b (b->failed without memory); -1 with errno
+   set when the rings could not be copied. */
+static int diag__trace_build(diag__buf *b, double ns_per_tick)
 {
     diag__trace_copy c;
+    if (diag__trace_take(&c) != 0) return -1;
+    diag__trace_json(b, &c, ns_per_tick);
+    diag__trace_copy_free(&c);
+    return 0;
+}
+
+/* Writes PREFIX.trace.json when DIAGNOSE_TRACE is set; on failure names
+   the file in failed_path and returns -1 with errno set. */
+static int diag__trace_write(const char *prefix, double ns_per_tick, char *failed_path, size_t cap)
+{
     diag__buf b = { NULL, 0, 0, 0 };
     if (diag__rt->trace->n == 0) return 0;
     snprintf(failed_path, cap, "%s.trace.json", prefix);
-    if (diag__trace_take(&c) != 0) return -1;
-    diag__trace_json(&b, &c, ns_per_tick);
-    diag__trace_copy_free(&c);
+    if (diag__trace_build(&b, ns_per_tick) != 0) return -1;
     return diag__write_buf(failed_path, &b);
+}
+
+/* >>pprof: the profile as pprof reads it (profile.proto, gzipped) ------------ */
+
+/* PREFIX.pb.gz (DIAGNOSE_PPROF=1) and DIAGNOSE_HTTP's /debug/pprof/profile:
+   a profile.proto message, which go tool pprof, speedscope and the
+   scrapers of continuous profilers read. Three sample types, polls
+   (count), busy and wall (nanoseconds), the values of the folded files;
+   one sample per path, its locations leaf first; one location and one
+   function per frame name. Each sample has two numeric labels: runs (runs
+   started) and open (runs open at the end). Written by hand: varints and
+   length-delimited fields are all a profile needs. Then gzip, with no
+   zlib: one deflate block of the fixed Huffman codes (diag__deflate). */
+enum { /* field numbers of profile.proto */
+    DIAG__PB_SAMPLE_TYPE = 1, DIAG__PB_SAMPLE = 2, DIAG__PB_MAPPING = 3, DIAG__PB_LOCATION = 4, DIAG__PB_FUNCTION = 5,
+    DIAG__PB_STRING = 6, DIAG__PB_TIME = 9, DIAG__PB_DURATION = 10, DIAG__PB_PERIOD_TYPE = 11, DIAG__PB_PERIOD = 12,
+    DIAG__PB_DEFAULT_TYPE = 14
+};
+/* The string table starts with these; frame names follow, by function id. */
+static const char *const diag__pb_strings[] = { "", "polls", "count", "busy", "nanoseconds", "wall", "runs", "open" };
+enum { DIAG__PBS_POLLS = 1, DIAG__PBS_COUNT, DIAG__PBS_BUSY, DIAG__PBS_NS, DIAG__PBS_WALL, DIAG__PBS_RUNS,
+       DIAG__PBS_OPEN, DIAG__PBS_FRAMES };
+
+static size_t diag__pb_size(uint64_t v) /* bytes of v as a varint */
+{
+    size_t n = 1;
+    while (v >= 0x80) v >>= 7, n++;
+    return n;
+}
+
+static void diag__pb_varint(diag__buf *b, uint64_t v)
+{
+    char bytes[10];
+    size_t n = 0;
+    while (v >= 0x80) {
+        bytes[n++] = (char)(v | 0x80);
+        v >>= 7;
+    }
+    bytes[n++] = (char)v;
+    diag__buf_put(b, bytes, n);
+}
+
+/* A field's key: wire type 0 (a varint follows) or 2 (a length, then bytes). */
+static void diag__pb_key(diag__buf *b, unsigned field, unsigned wire) { diag__pb_varint(b, field << 3 | wire); }
+
+static void diag__pb_uint(diag__buf *b, unsigned field, uint64_t v)
+{
+    diag__pb_key(b, field, 0);
+    diag__pb_varint(b, v);
+}
+
+static void diag__pb_bytes(diag__buf *b, unsigned field, const char *data, size_t n)
+{
+    diag__pb_key(b, field, 2);
+    diag__pb_varint(b, n);
+    diag__buf_put(b, data, n);
+}
+
+/* A message of n varint fields, given as (field, value) pairs. */
+static void diag__pb_message(diag__buf *b, unsigned field, const uint64_t *pairs, size_t n)
+{
+    size_t i, len = 0;
+    for (i = 0; i < n; i++) len += diag__pb_size(pairs[2 * i] << 3) + diag__pb_size(pairs[2 * i + 1]);
+    diag__pb_key(b, field, 2);
+    diag__pb_varint(b, len);
+    for (i = 0; i < n; i++) diag__pb_uint(b, (unsigned)pairs[2 * i], pairs[2 * i + 1]);
+}
+
+/* A packed repeated varint field. */
+static void diag__pb_packed(diag__buf *b, unsigned field, const uint64_t *v, size_t n)
+{
+    size_t i, len = 0;
+    for (i = 0; i < n; i++) len += diag__pb_size(v[i]);
+    diag__pb_key(b, field, 2);
+    diag__pb_varint(b, len);
+    for (i = 0; i < n; i++) diag__pb_varint(b, v[i]);
+}
+
+/* A frame name's function: id 1, 2 ... in the order first seen. */
+typedef struct diag__pb_frame {
+    const char *name; /* in a row's stack; NULL: an empty slot */
+    size_t len;
+    uint64_t id;
+} diag__pb_frame;
+
+typedef struct diag__pb {
+    diag__pb_frame *slots; /* open addressing, at most half full */
+    size_t cap, count;
+    const diag__pb_frame **by_id; /* [id - 1] */
+    uint64_t *locations; /* one sample's, leaf first */
+    diag__buf scratch; /* one nested message at a time */
+} diag__pb;
+
+/* The frame slot of name, or the empty slot where it goes. */
+static diag__pb_frame *diag__pb_slot(diag__pb *p, const char *name, size_t len)
+{
+    uint32_t h = 2166136261u;
+    size_t i;
+    for (i = 0; i < len; i++) h = (h ^ (unsigned char)name[i]) * 16777619u; /* FNV-1a */
+    for (i = h & (p->cap - 1); p->slots[i].name != NULL; i = (i + 1) & (p->cap - 1))
+        if (p->slots[i].len == len && memcmp(p->slots[i].name, name, len) == 0) break;
+    return &p->slots[i];
+}
+
+/* Fills p->locations with the ids of stack's frames, leaf first, giving
+   new names theirs; returns how many. */
+static size_t diag__pb_frames(diag__pb *p, const char *stack)
+{
+    size_t n = 0, i;
+    while (n < DIAG_MAX_DEPTH) {
+        size_t len = strcspn(stack, ";");
+        diag__pb_frame *f = diag__pb_slot(p, stack, len);
+        if (f->name == NULL) {
+            f->name = stack;
+            f->len = len;
+            f->id = ++p->count;
+            p->by_id[f->id - 1] = f;
+        }
+        p->locations[n++] = f->id;
+        if (stack[len] == '\0') break;
+        stack += len + 1;
+    }
+    for (i = 0; i < n / 2; i++) { /* outermost first to leaf first */
+        uint64_t id = p->locations[i];
+        p->locations[i] = p->locations[n - 1 - i];
+        p->locations[n - 1 - i] = id;
+    }
+    return n;
+}
+
+static int diag__pb_init(diag__pb *p, const diag__snapshot *snap)
+{
+    size_t frames = 1, i;
+    memset(p, 0, sizeof *p);
+    for (i = 0; i < snap->count; i++) {
+        const char *s = snap->rows[i].stack;
+        for (frames++; (s = strchr(s, ';')) != NULL; s++) frames++;
+    }
+    for (p->cap = 64; p->cap < 2 * frames; p->cap *= 2) {
+    }
+    p->slots = (diag__pb_frame *)diag__alloc_zero(p->cap * sizeof *p->slots);
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
+    p->by_id = (const diag__pb_frame **)DIAG_MALLOC(frames * sizeof *p->by_id);
+    p->locations = (uint64_t *)DIAG_MALLOC(DIAG_MAX_DEPTH * sizeof *p->locations);
+    return p->slots && p->by_id && p->locations ? 0 : -1;
+}
+
+static void diag__pb_free(diag__pb *p)
+{
+    DIAG_FREE(p->slots);
+    DIAG_FREE(p->by_id);
+    DIAG_FREE(p->locations);
+    DIAG_FREE(p->scratch.data);
+}
+
+/* a - b, or 0 below zero: a self wall can shrink as a child's grows. */
+static uint64_t diag__pb_less(uint64_t a, uint64_t b) { return a > b ? a - b : 0; }
+
+/* The sample of row r, less its values in base (the window's start; NULL:
+   none), if it has one: a window leaves out the paths it saw no poll of. */
+static void diag__pb_sample(diag__pb *p, diag__buf *out, const diag__row *r, const diag__row *base, int window)
+{
+    uint64_t values[3], runs[4] = { 1, DIAG__PBS_RUNS, 3, 0 }, open[4] = { 1, DIAG__PBS_OPEN, 3, 0 };
+    size_t n;
+    values[0] = diag__pb_less(r->polls, base ? base->polls : 0);
+    values[1] = diag__pb_less(r->busy, base ? base->busy : 0);
+    values[2] = diag__pb_less(r->self_wall, base ? base->self_wall : 0);
+    runs[3] = diag__pb_less(r->started, base ? base->started : 0);
+    open[3] = r->open;
+    if (window && values[0] == 0) return;
+    n = diag__pb_frames(p, r->stack);
+    p->scratch.len = 0;
+    diag__pb_packed(&p->scratch, 1, p->locations, n);
+    diag__pb_packed(&p->scratch, 2, values, 3);
+    diag__pb_message(&p->scratch, 3, runs, 2);
+    diag__pb_message(&p->scratch, 3, open, 2);
+    if (!p->scratch.failed) diag__pb_bytes(out, DIAG__PB_SAMPLE, p->scratch.data, p->scratch.len);
+    else out->failed = 1;
+}
+
+/* The functions and locations of the frames seen, the one mapping they
+   are in (the program, its functions known: nothing to symbolize), and
+   the string table. */
+static void diag__pb_names(diag__pb *p, diag__buf *out)
+{
+    uint64_t mapping[6] = { 1, 1, 5, 0, 7, 1 }; /* id 1, filename, has_functions */
+    char program[DIAG__NAME_MAX + 1];
+    size_t i, len = diag__sanitize(diag__program_name(), 0, program);
+    mapping[3] = DIAG__PBS_FRAMES + p->count;
+    diag__pb_message(out, DIAG__PB_MAPPING, mapping, 3);
+    for (i = 0; i < p->count; i++) {
+        uint64_t id = i + 1, name = DIAG__PBS_FRAMES + i;
+        uint64_t function[6] = { 1, 0, 2, 0, 3, 0 }, line[2] = { 1, 0 };
+        function[1] = id;
+        function[3] = function[5] = name;
+        line[1] = id;
+        diag__pb_message(out, DIAG__PB_FUNCTION, function, 3);
+        p->scratch.len = 0;
+        diag__pb_uint(&p->scratch, 1, id);
+        diag__pb_uint(&p->scratch, 2, 1); /* the mapping */
+        diag__pb_message(&p->scratch, 4, line, 1); /* Location.line: one Line, its function */
+        if (!p->scratch.failed) diag__pb_bytes(out, DIAG__PB_LOCATION, p->scratch.data, p->scratch.len);
+    }
+    for (i = 0; i < sizeof diag__pb_strings / sizeof diag__pb_strings[0]; i++)
+        diag__pb_bytes(out, DIAG__PB_STRING, diag__pb_strings[i], strlen(diag__pb_strings[i]));
+    for (i = 0; i < p->count; i++) diag__pb_bytes(out, DIAG__PB_STRING, p->by_id[i]->name, p->by_id[i]->len);
+    diag__pb_bytes(out, DIAG__PB_STRING, program, len);
+    if (p->scratch.failed) out->failed = 1;
+}
+
+/* The profile of snap into out, uncompressed. base: the snapshot at the
+   start of a window (rows sorted by stack, as snap's), whose values are
+   taken away; then only the paths polled in the window are in it. NULL:
+   snap's values as they are, every row (those of the folded files).
+   time_ns: CLOCK_REALTIME at the start; duration_ns: how long. */
+static void diag__pprof_raw(diag__buf *out, const diag__snapshot *snap, const diag__snapshot *base, int window,
+                            uint64_t time_ns, uint64_t duration_ns)
+{
+    static const uint64_t types[3][4] = { { 1, DIAG__PBS_POLLS, 2, DIAG__PBS_COUNT },
+                                          { 1, DIAG__PBS_BUSY, 2, DIAG__PBS_NS },
+                                          { 1, DIAG__PBS_WALL, 2, DIAG__PBS_NS } };
+    diag__pb p;
+    size_t i, j = 0;
+    if (diag__pb_init(&p, snap) != 0) {
+        diag__pb_free(&p);
+        out->failed = 1;
+        return;
+    }
+    for (i = 0; i < 3; i++) diag__pb_message(out, DIAG__PB_SAMPLE_TYPE, types[i], 2);
+    for (i = 0; i < snap->count; i++) {
+        const diag__row *r = &snap->rows[i], *b = NULL;
+        while (base && j < base->count && strcmp(base->rows[j].stack, r->stack) < 0) j++;
+        if (base && j < base->count && strcmp(base->rows[j].stack, r->stack) == 0) b = &base->rows[j];
+        diag__pb_sample(&p, out, r, b, window);
+    }
+    diag__pb_names(&p, out);
+    diag__pb_uint(out, DIAG__PB_TIME, time_ns);
+    diag__pb_uint(out, DIAG__PB_DURATION, duration_ns);
+    diag__pb_message(out, DIAG__PB_PERIOD_TYPE, types[0], 2);
+    diag__pb_uint(out, DIAG__PB_PERIOD, 1);
+    diag__pb_uint(out, DIAG__PB_DEFAULT_TYPE, DIAG__PBS_BUSY);
+    diag__pb_free(&p);
+}
+
+/* CRC-32 of gzip (the reflected polynomial 0xEDB88320). */
+static uint32_t diag__crc32(const unsigned char *data, size_t len)
+{
+    uint32_t table[256], crc = 0xFFFFFFFFu;
+    unsigned i, k;
+    for (i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (k = 0; k < 8; k++) c = c & 1u ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        table[i] = c;
+    }
+    while (len--) crc = table[(crc ^ *data++) & 0xFFu] ^ (crc >> 8);
+    return crc ^ 0xFFFFFFFFu;
+}
+
+static void diag__le32(diag__buf *b, uint32_t v)
+{
+    char bytes[4];
+    int i;
+    for (i = 0; i < 4; i++) bytes[i] = (char)(v >> (8 * i) & 0xFFu);
+    diag__buf_put(b, bytes, 4);
+}
+
+/* Deflate's bits, first bit first, into out. */
+typedef struct diag__bits {
+    diag__buf *out;
+    uint64_t acc;
+    unsigned n;
+} diag__bits;
+
+static void diag__bits_put(diag__bits *w, uint32_t v, unsigned n)
+{
+    w->acc |= (uint64_t)v << w->n;
+    for (w->n += n; w->n >= 8; w->n -= 8) {
+        char byte = (char)(w->acc & 0xFFu);
+        diag__buf_put(w->out, &byte, 1);
+        w->acc >>= 8;
+    }
+}
+
+/* A Huffman code goes out from its top bit down. */
+static void diag__bits_code(diag__bits *w, uint32_t code, unsigned n)
+{
+    uint32_t reversed = 0;
+    unsigned i;
+    for (i = 0; i < n; i++) reversed |= ((code >> i) & 1u) << (n - 1 - i);
+    diag__bits_put(w, reversed, n);
+}
+
+/* A literal byte, the end (256) or a length's code (257 to 285), in
+   deflate's fixed code: 8 bits from 0x30, 9 from 0x190, 7 from 0, 8 from
+   0xC0, for symbols from 0, 144, 256 and 280. */
+static void diag__deflate_symbol(diag__bits *w, unsigned sym)
+{
+    if (sym < 144) diag__bits_code(w, 0x30 + sym, 8);
+    else if (sym < 256) diag__bits_code(w, 0x190 + sym - 144, 9);
+    else if (sym < 280) diag__bits_code(w, sym - 256, 7);
+    else diag__bits_code(w, 0xC0 + sym - 280, 8);
+}
+
+/* A value from its codes' table: code i covers base(i) and the next
+   2^extra(i) - 1, extra(i) = 0 below `first`, then (i - first) / step + 1,
+   base(0) = base0. *code and the extra bits' value back; the caller
+   writes both. */
+static unsigned diag__deflate_bucket(unsigned value, unsigned base0, unsigned first, unsigned step, unsigned *extra,
+                                     unsigned *offset)
+{
+    unsigned i, base = base0;
+    for (i = 0;; i++) {
+        *extra = i < first ? 0 : (i - first) / step + 1;
+        if (value < base + (1u << *extra)) break;
+        base += 1u << *extra;
+    }
+    *offset = value - base;
+    return i;
+}
+
+/* A match: length 3 to 258 at distance 1 to 32768. */
+static void diag__deflate_match(diag__bits *w, unsigned len, unsigned dist)
+{
+    unsigned extra, offset, code;
+    if (len == 258) { /* its own code: 284's range would hold it too, but stops at 257 */
+        diag__deflate_symbol(w, 285);
+    } else {
+        code = diag__deflate_bucket(len, 3, 8, 4, &extra, &offset);
+        diag__deflate_symbol(w, 257 + code);
+        diag__bits_put(w, offset, extra);
+    }
+    code = diag__deflate_bucket(dist, 1, 4, 2, &extra, &offset);
+    diag__bits_code(w, code, 5);
+    diag__bits_put(w, offset, extra);
+}
+
+#define DIAG__DEFLATE_HASH_BITS 15
+
+/* data as one deflate block of fixed codes: each position looks for the
+   last one whose next three bytes hashed alike, within 32 KiB, and takes
+   the match if it is 3 bytes or more (greedy, one candidate). A profile
+   of 4000 paths shrinks to about a third (zlib -9: a quarter). */
+static void diag__deflate(diag__buf *out, const unsigned char *data, size_t len)
+{
+    diag__bits w;
+    uint32_t *last = (uint32_t *)DIAG_MALLOC(((size_t)1 << DIAG__DEFLATE_HASH_BITS) * sizeof *last);
+    size_t i = 0;
+    if (last == NULL) {
+        out->failed = 1;
+        return;
+    }
+    memset(last, 0xFF, ((size_t)1 << DIAG__DEFLATE_HASH_BITS) * sizeof *last);
+    w.out = out;
+    w.acc = 0;
+    w.n = 0;
+    diag__bits_put(&w, 3, 3); /* BFINAL, then BTYPE 01: fixed codes */
+    while (i < len) {
+        size_t match = 0, dist = 0, k;
+        for (k = i; k < i + 1 || k < i + match; k++) { /* hash every position, the matched ones too */
+            uint32_t h, before;
+            if (k + 3 > len) break;
+            h = ((uint32_t)data[k] << 16 | (uint32_t)data[k + 1] << 8 | data[k + 2]) * 2654435761u >>
+                (32 - DIAG__DEFLATE_HASH_BITS);
+            before = last[h];
+            last[h] = (uint32_t)k;
+            if (k > i || before == UINT32_MAX || i - before > 32768) continue;
+            while (match < 258 && i + match < len && data[before + match] == data[i + match]) match++;
+            if (match < 3) match = 0;
+            dist = i - before;
+        }
+        if (match) diag__deflate_match(&w, (unsigned)match, (unsigned)dist);
+        else diag__deflate_symbol(&w, data[i]);
+        i += match ? match : 1;
+    }
+    diag__deflate_symbol(&w, 256);
+    diag__bits_put(&w, 0, 7); /* to the byte's end */
+    DIAG_FREE(last);
+}
+
+/* data as a gzip member (RFC 1952) of one deflate block. */
+static void diag__gzip(diag__buf *out, const char *data, size_t len)
+{
+    static const char header[10] = { 0x1f, (char)0x8b, 8, 0, 0, 0, 0, 0, 0, (char)0xff }; /* deflate, no name, OS unknown */
+    diag__buf_put(out, header, sizeof header);
+    diag__deflate(out, (const unsigned char *)data, len);
+    diag__le32(out, diag__crc32((const unsigned char *)data, len));
+    diag__le32(out, (uint32_t)len);
+}
+
+/* The gzipped profile (see diag__pprof_raw) into out. */
+static void diag__pprof(diag__buf *out, const diag__snapshot *snap, const diag__snapshot *base, int window,
+                        uint64_t time_ns, uint64_t duration_ns)
+{
+    diag__buf raw = { NULL, 0, 0, 0 };
+    diag__buf_put(&raw, "", 0);
+    diag__pprof_raw(&raw, snap, base, window, time_ns, duration_ns);
+    if (raw.failed) out->failed = 1;
+    else diag__gzip(out, raw.data, raw.len);
+    DIAG_FREE(raw.data);
+}
+
+/* With DIAGNOSE_PPROF=1: PREFIX.pb.gz, snap's values as they are, over the
+   time since the start or the last reset. */
+static int diag__pprof_write(const char *prefix, const diag__snapshot *snap, char *failed_path, size_t cap)
+{
+    diag__buf b = { NULL, 0, 0, 0 };
+    if (!diag__rt->pprof) return 0;
+    snprintf(failed_path, cap, "%s.pb.gz", prefix);
+    diag__pprof(&b, snap, NULL, 0, diag__realtime_ns() - snap->elapsed_ns, snap->elapsed_ns);
+    return diag__write_buf(failed_path, &b);
+}
+
+/* >>page: the HTML page DIAGNOSE_HTTP serves at / ----------------------------- */
+
+/* One snapshot as one page that needs nothing from the network: what is
+   pending and stuck, a flame graph of the chosen metric (the SVG of
+   diag__svg_write, inside the page), and the summary table, all in the
+   HTML as served. The page asks to be loaded again every `refresh`
+   seconds (0: never); links choose the metric. */
+#define DIAG__PAGE_REFRESH 5 /* s: how often the page reloads itself, unless ?refresh= says */
+static const char diag__page_style[] =
+    "body{font:14px sans-serif;margin:1em 2em;color:#222}h1{font-size:1.3em;margin:0 0 .3em}"
+    "h2{font-size:1.1em;margin:1.2em 0 .3em}pre{font:12px monospace;background:#f4f4f4;padding:.6em;"
+    "overflow-x:auto;margin:0}nav{margin-bottom:.4em}nav a,nav b{margin-right:.8em}"
+    ".stuck{color:#b00;font-weight:bold}#flame svg{max-width:100%;height:auto}";
+
+/* The page's own address with another metric or refresh. */
+static void diag__page_link(diag__buf *b, int metric, unsigned refresh)
+{
+    diag__buf_str(b, "/?metric=");
+    diag__buf_str(b, diag__metric_names[metric]);
+    diag__buf_str(b, "&amp;refresh=");
+    diag__buf_u64(b, refresh);
+}
+
+/* The heading: the program, and the window's paths, threads and length. */
+static void diag__page_head(diag__buf *b, const diag__snapshot *snap, int metric, unsigned refresh)
+{
+    char name[DIAG__NAME_MAX + 1], elapsed[16];
+    diag__sanitize(diag__program_name(), 0, name);
+    diag__format_ns(elapsed, sizeof elapsed, snap->elapsed_ns);
+    diag__buf_str(b, "<h1>diagnose.h: ");
+    diag__svg_escape(b, name, strlen(name));
+    diag__buf_str(b, " (pid ");
+    diag__buf_u64(b, (uint64_t)getpid());
+    diag__buf_str(b, ")</h1>\n<p id=\"summary\">");
+    diag__buf_u64(b, snap->count);
+    diag__buf_str(b, snap->count == 1 ? " path, " : " paths, ");
+    diag__buf_u64(b, snap->threads);
+    diag__buf_str(b, snap->threads == 1 ? " thread, " : " threads, ");
+    diag__buf_str(b, elapsed);
+    diag__buf_str(b, " since the start or the last diag_reset. ");
+    diag__buf_str(b, refresh ? "This page reloads itself (<a href=\"" : "Not reloading (<a href=\"");
+    diag__page_link(b, metric, refresh ? 0 : DIAG__PAGE_REFRESH);
+    diag__buf_str(b, refresh ? "\">stop</a>).</p>\n" : "\">reload every few seconds</a>).</p>\n");
+}
+
+/* The pending lines, as PREFIX.pending.txt has them; stuck ones stand out. */
+static void diag__page_pending(diag__buf *b, const diag__snapshot *snap)
+{
+    diag__buf text = { NULL, 0, 0, 0 };
+    const char *line;
+    diag__pending_text(&text, snap);
+    diag__buf_str(b, "<h2>Pending and stuck</h2>\n");
+    if (text.failed || text.len == 0) {
+        diag__buf_str(b, text.failed ? "<p>(out of memory)</p>\n" : "<p id=\"pending\">No run is open.</p>\n");
+        DIAG_FREE(text.data);
+        return;
+    }
+    diag__buf_str(b, "<pre id=\"pending\">");
+    for (line = text.data; *line; line = strchr(line, '\n') + 1) {
+        size_t len = (size_t)(strchr(line, '\n') - line);
+        int stuck = len >= 7 && memcmp(line + len - 7, ", stuck", 7) == 0;
+        diag__buf_str(b, stuck ? "<span class=\"stuck\">" : "");
+        diag__svg_escape(b, line, len);
+        diag__buf_str(b, stuck ? "</span>\n" : "\n");
+    }
+    diag__buf_str(b, "</pre>\n");
+    DIAG_FREE(text.data);
+}
+
+/* The links that choose the metric, and its flame graph: the SVG of
+   diag__svg_write inside the page, without its XML declaration. */
+static void diag__page_flame(diag__buf *b, const diag__snapshot *snap, int metric, unsigned refresh)
+{
+    diag__buf svg = { NULL, 0, 0, 0 };
+    const char *start;
+    int m, last = diag__has_wakes(snap) ? DIAG__SCHED : DIAG__WALL;
+    diag__buf_str(b, "<h2>Flame graph</h2>\n<nav id=\"metrics\">");
+    for (m = 0; m <= DIAG__OPEN; m++) {
+        if (m > last && m != DIAG__OPEN) continue;
+        diag__buf_str(b, m == metric ? "<b>" : "<a href=\"");
+        if (m != metric) {
+            diag__page_link(b, m, refresh);
+            diag__buf_str(b, "\">");
+        }
+        diag__buf_str(b, diag__svg_titles[m]);
+        diag__buf_str(b, m == metric ? "</b> " : "</a> ");
+    }
+    diag__svg_write(&svg, snap, metric);
+    start = svg.data ? strstr(svg.data, "<svg") : NULL;
+    diag__buf_str(b, "</nav>\n<div id=\"flame\">\n");
+    diag__buf_str(b, start ? start : "<p>(out of memory)</p>\n");
+    diag__buf_str(b, "</div>\n");
+    if (svg.failed) b->failed = 1;
+    DIAG_FREE(svg.data);
+}
+
+/* The summary table's rows and lints, and links to the files. */
+static void diag__page_table(diag__buf *b, diag__snapshot *snap)
+{
+    static const char *const files[] = { "polls.folded", "busy.folded", "wall.folded", "pending.txt",
+                                         "busy.svg", "debug/pprof/profile?seconds=30" };
+    size_t len = 0, i;
+    char *text = diag__print_text(diag__print_rows, snap, "", &len);
+    diag__buf_str(b, "<h2>Table</h2>\n<pre id=\"table\">");
+    if (text) diag__svg_escape(b, text, len);
+    else b->failed = 1;
+    free(text); /* open_memstream's */
+    diag__buf_str(b, "</pre>\n<p id=\"files\">The same, as files:");
+    for (i = 0; i < sizeof files / sizeof files[0]; i++) {
+        diag__buf_str(b, " <a href=\"/");
+        diag__buf_str(b, files[i]);
+        diag__buf_str(b, "\">");
+        diag__buf_str(b, i + 1 < sizeof files / sizeof files[0] ? files[i] : "pprof (30 s)");
+        diag__buf_str(b, "</a>");
+    }
+    diag__buf_str(b, "</p>\n");
+}
+
+/* The page: metric is the flame graph's, refresh its reload period (s). */
+static void diag__page(diag__buf *b, diag__snapshot *snap, int metric, unsigned refresh)
+{
+    diag__buf_str(b, "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n");
+    if (refresh) {
+        diag__buf_str(b, "<meta http-equiv=\"refresh\" content=\"");
+        diag__buf_u64(b, refresh);
+        diag__buf_str(b, "\">\n");
+    }
+    diag__buf_str(b, "<title>diagnose.h</title>\n<style>");
+    diag__buf_str(b, diag__page_style);
+    diag__buf_str(b, "</style></head>\n<body>\n");
+    diag__page_head(b, snap, metric, refresh);
+    diag__page_pending(b, snap);
+    diag__page_flame(b, snap, metric, refresh);
+    diag__page_table(b, snap);
+    diag__buf_str(b, "</body></html>\n");
 }
 
 /* >>dump: snapshot, write, free; one dump at a time -------------------------- */
@@ -4517,7 +5193,7 @@ static int diag__trace_write(const char *prefix, double ns_per_tick, char *faile
 enum { DIAG__FOLDED_FILES = 1, DIAG__SVG_FILES = 2 }; /* what a set holds */
 
 /* One dump's files at prefix, all or none (see diag__set): the folded,
-   pending and trace files, the SVGs (with PREFIX.pending.svg), or both.
+   pending, pprof and trace files, the SVGs (with PREFIX.pending.svg), or both.
    -1 with errno and failed_path set. */
 static int diag__write_set(const char *prefix, diag__snapshot *snap, int what, char *failed_path, size_t cap)
 {
@@ -4528,6 +5204,7 @@ static int diag__write_set(const char *prefix, diag__snapshot *snap, int what, c
     if (what & DIAG__FOLDED_FILES) {
         rc = diag__write_metrics(prefix, "folded", diag__folded, snap, failed_path, cap);
         if (rc == 0) rc = diag__write_pending(prefix, snap, failed_path, cap);
+        if (rc == 0) rc = diag__pprof_write(prefix, snap, failed_path, cap);
         if (rc == 0) rc = diag__trace_write(prefix, snap->ns_per_tick, failed_path, cap);
     }
     if (rc == 0 && (what & DIAG__SVG_FILES)) {
@@ -4598,6 +5275,736 @@ static int diag__dump_with(const char *prefix, int what)
     return diag__snapshot_write(0, diag__write_files, resolved, what);
 }
 
+/* >>http: DIAGNOSE_HTTP, the profile served by the snapshot thread ---------- */
+
+/* DIAGNOSE_HTTP=[host:]port makes the snapshot thread (>>snapshots) an
+   HTTP/1.1 server too: it polls the listening socket and the connections
+   with its pipe, and never waits for a client. One request a connection,
+   answered with "Connection: close". Each answer comes from a snapshot of
+   its own (diag__snapshot_read: the runtime lock for as long as a dump
+   holds it; never the dump lock), built in memory, then sent as fast as
+   the client reads it. Nothing here runs on a polling thread.
+   /debug/pprof/profile?seconds=N takes a snapshot at once and another N
+   seconds later, and answers with the difference (diag__pprof); a
+   diag_reset between the two leaves the window from the reset on.
+   Paths are looked up by diag__http_find and nowhere else: none reaches
+   the file system. A request that is not GET or HEAD, whose Host names
+   another server (DNS rebinding: a web page's script that reached this
+   port under another name), or that is too long or not HTTP, is refused
+   (diag__http_parse). The other limits are these: */
+#define DIAG__HTTP_CONNS 64       /* connections at once; a new one closes the oldest still reading */
+#define DIAG__HTTP_HEAD_MAX 8192  /* bytes of a request head; more: 431 */
+#define DIAG__HTTP_READ_NS 5000000000ull   /* from accept to the head's end, at most */
+#define DIAG__HTTP_WRITE_NS 10000000000ull /* a client that reads none of its answer this long is closed */
+#define DIAG__HTTP_LINGER_NS 1000000000ull /* after the answer, what the client still sends is read, then closed */
+#define DIAG__HTTP_SECONDS 30     /* a pprof window's length without ?seconds=, as in Go */
+#define DIAG__HTTP_SECONDS_MAX 300
+#ifdef MSG_NOSIGNAL
+#define DIAG__NOSIGNAL MSG_NOSIGNAL
+#else
+#define DIAG__NOSIGNAL 0 /* the thread blocks every signal: a SIGPIPE stays pending there */
+#endif
+
+enum { DIAG__HTTP_READING, DIAG__HTTP_WINDOW, DIAG__HTTP_WRITING, DIAG__HTTP_LINGER, DIAG__HTTP_CLOSED };
+
+typedef struct diag__http_conn {
+    int fd, state;
+    unsigned slot;            /* its place in diag__http_state.fds */
+    int head_only;            /* HEAD: the answer without its body */
+    uint64_t since, deadline; /* CLOCK_MONOTONIC ns: accepted (a window: its start); the state's end */
+    size_t got, sent, drained;
+    diag__buf out;            /* the answer */
+    diag__snapshot base;      /* a pprof window's first snapshot */
+    uint64_t base_time;       /* CLOCK_REALTIME ns of it */
+    char local[64];           /* the address the client reached, as a Host header names it */
+    char head[DIAG__HTTP_HEAD_MAX + 1];
+} diag__http_conn;
+
+/* The server: the snapshot thread's alone once start-up has made it. fds
+   lists every descriptor it holds (-1: none) for a forked child to close:
+   a slot is cleared before its descriptor is closed. */
+struct diag__http_state {
+    int fds[1 + DIAG__HTTP_CONNS]; /* atomic: [0] the listening socket, then the connections' */
+    unsigned port;                 /* the port bound */
+    unsigned nconns;
+    diag__http_conn *conns[DIAG__HTTP_CONNS];
+    uint64_t accept_at;            /* out of descriptors: accept again from then on (0: now) */
+    uint64_t windows;              /* atomic: pprof windows opened so far (tests wait for one) */
+};
+
+/* ---- the request --------------------------------------------------------- */
+
+/* A request head, as far as it has come (see diag__http_parse). */
+typedef struct diag__http_request {
+    int status;         /* 0: not complete yet; 200: route it; else the status to answer */
+    int head_only;      /* HEAD */
+    const char *target; /* path and query, target_len bytes */
+    size_t target_len;
+} diag__http_request;
+
+static int diag__http_tchar(unsigned char c) /* a byte of a token: a method or a header's name */
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
+}
+
+static int diag__http_lower(char c) { return c >= 'A' && c <= 'Z' ? c + 32 : c; }
+
+/* The n bytes at s are word, in any case (ASCII). */
+static int diag__http_same(const char *s, size_t n, const char *word)
+{
+    size_t i;
+    if (strlen(word) != n) return 0;
+    for (i = 0; i < n; i++)
+        if (diag__http_lower(s[i]) != diag__http_lower(word[i])) return 0;
+    return 1;
+}
+
+/* A line's length without its CR LF or LF (nl: its '\n'). */
+static size_t diag__http_line_len(const char *line, const char *nl)
+{
+    return (size_t)(nl - line) - (nl > line && nl[-1] == '\r');
+}
+
+/* The first line so far (no newline yet) already starts no request. */
+static int diag__http_garbage(const char *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && diag__http_tchar((unsigned char)p[i])) i++;
+    if (i < n && (i == 0 || p[i] != ' ')) return 1;
+    for (; i < n; i++)
+        if (((unsigned char)p[i] < ' ' && p[i] != '\r') || p[i] == 0x7f) return 1;
+    return 0;
+}
+
+/* "METHOD /target HTTP/1.x": 0, with the target and the method's status
+   (200 for GET and HEAD, else 405) in rq; or 400. */
+static int diag__http_request_line(diag__http_request *rq, const char *line, size_t len)
+{
+    size_t m = 0, t;
+    while (m < len && diag__http_tchar((unsigned char)line[m])) m++;
+    if (m == 0 || m + 1 >= len || line[m] != ' ' || line[m + 1] != '/') return 400;
+    for (t = m + 1; t < len && (unsigned char)line[t] > ' ' && line[t] != 0x7f; t++) {
+    }
+    if (len - t != 9 || line[t] != ' ' || memcmp(line + t + 1, "HTTP/1.", 7) != 0 || line[len - 1] < '0' ||
+        line[len - 1] > '9')
+        return 400;
+    rq->target = line + m + 1;
+    rq->target_len = t - m - 1;
+    rq->head_only = m == 4 && memcmp(line, "HEAD", 4) == 0;
+    rq->status = (m == 3 && memcmp(line, "GET", 3) == 0) || rq->head_only ? 200 : 405;
+    return 0;
+}
+
+/* "Name: value": 0, the Host header's value (blanks around it left out)
+   in *host; 400 for a line that is no header, or a second Host. */
+static int diag__http_header(const char *line, size_t len, const char **host, size_t *host_len)
+{
+    size_t n = 0, i;
+    while (n < len && diag__http_tchar((unsigned char)line[n])) n++;
+    if (n == 0 || n == len || line[n] != ':') return 400;
+    for (i = n + 1; i < len; i++)
+        if (((unsigned char)line[i] < ' ' && line[i] != '\t') || line[i] == 0x7f) return 400;
+    if (!diag__http_same(line, n, "host")) return 0;
+    if (*host != NULL) return 400;
+    for (i = n + 1; i < len && (line[i] == ' ' || line[i] == '\t'); i++) {
+    }
+    while (len > i && (line[len - 1] == ' ' || line[len - 1] == '\t')) len--;
+    *host = line + i;
+    *host_len = len - i;
+    return 0;
+}
+
+/* A Host header's value names this server: localhost, 127.0.0.1, [::1],
+   the host of DIAGNOSE_HTTP or the address the client reached (local),
+   in any case, with or without a port. Not 0.0.0.0 or [::]: a client
+   reaches an address, and a web page that sends a request to 0.0.0.0
+   reaches this machine's loopback. */
+static int diag__http_host_ok(const char *h, size_t n, const char *local)
+{
+    static const unsigned char any[16] = { 0 };
+    const char *names[5] = { "localhost", "127.0.0.1", "[::1]", NULL, NULL };
+    const char *end = n > 0 && h[0] == '[' ? (const char *)memchr(h, ']', n) : NULL;
+    const char *colon = (const char *)memchr(h, ':', n);
+    size_t name = end ? (size_t)(end - h) + 1 : colon ? (size_t)(colon - h) : n, i;
+    if (memcmp(diag__rt->http.ip, any, sizeof any) != 0) names[3] = diag__rt->http.host;
+    if (strcmp(local, "0.0.0.0") != 0 && strcmp(local, "[::]") != 0) names[4] = local;
+    if (n > 0 && h[0] == '[' && end == NULL) return 0;
+    if (name < n && (h[name] != ':' || name + 1 == n)) return 0;
+    for (i = name + 1; i < n; i++)
+        if (h[i] < '0' || h[i] > '9') return 0;
+    for (i = 0; i < 5; i++)
+        if (names[i] && diag__http_same(h, name, names[i])) return 1;
+    return 0;
+}
+
+/* Reads a request head, len bytes so far, into rq. Its status stays 0
+   while the head is not complete; otherwise it is the answer's, which
+   more bytes never change: 400 not HTTP/1.x (as soon as the first bytes
+   show it), 405 not GET or HEAD, 403 a Host header that names another
+   server (local: see diag__http_host_ok), 431 no end of the head within
+   DIAG__HTTP_HEAD_MAX bytes, 200 to route rq->target. No allocation: a
+   pure function of its input, fuzzed by tests/fuzz_http.c. */
+static void diag__http_parse(diag__http_request *rq, const char *head, size_t len, const char *local)
+{
+    const char *end = head + (len < DIAG__HTTP_HEAD_MAX ? len : DIAG__HTTP_HEAD_MAX), *line, *nl, *host = NULL;
+    size_t host_len = 0;
+    int method;
+    memset(rq, 0, sizeof *rq);
+    nl = (const char *)memchr(head, '\n', (size_t)(end - head));
+    if (nl == NULL) {
+        rq->status = diag__http_garbage(head, (size_t)(end - head)) ? 400 : len > DIAG__HTTP_HEAD_MAX ? 431 : 0;
+        return;
+    }
+    if (diag__http_request_line(rq, head, diag__http_line_len(head, nl)) != 0) {
+        rq->status = 400;
+        return;
+    }
+    method = rq->status;
+    rq->status = 0;
+    for (line = nl + 1;; line = nl + 1) {
+        size_t n;
+        nl = (const char *)memchr(line, '\n', (size_t)(end - line));
+        if (nl == NULL) {
+            rq->status = len > DIAG__HTTP_HEAD_MAX ? 431 : 0;
+            return;
+        }
+        n = diag__http_line_len(line, nl);
+        if (n == 0) break;
+        if (diag__http_header(line, n, &host, &host_len) != 0) {
+            rq->status = 400;
+            return;
+        }
+    }
+    rq->status = method != 200 ? method : host && !diag__http_host_ok(host, host_len, local) ? 403 : 200;
+}
+
+/* The value of query parameter `name` (v, *n bytes), or NULL. */
+static const char *diag__http_param(const char *q, size_t qn, const char *name, size_t *n)
+{
+    size_t k = strlen(name);
+    const char *end = q + qn;
+    while (q < end) {
+        const char *amp = (const char *)memchr(q, '&', (size_t)(end - q)), *stop = amp ? amp : end;
+        if ((size_t)(stop - q) > k && memcmp(q, name, k) == 0 && q[k] == '=') {
+            *n = (size_t)(stop - q) - k - 1;
+            return q + k + 1;
+        }
+        if (amp == NULL) break;
+        q = amp + 1;
+    }
+    return NULL;
+}
+
+/* Query parameter `name` as a whole number from 0 to max; absent: dflt;
+   anything else: -1. */
+static long diag__http_number(const char *q, size_t qn, const char *name, long dflt, long max)
+{
+    size_t n, i;
+    const char *v = diag__http_param(q, qn, name, &n);
+    long value = 0;
+    if (v == NULL) return dflt;
+    for (i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9' || value > max) return -1;
+        value = value * 10 + (v[i] - '0');
+    }
+    return n > 0 && value <= max ? value : -1;
+}
+
+/* ?metric=: polls, busy, wall, sched or pending (open runs); absent:
+   dflt; another word: -1. */
+static int diag__http_metric(const char *q, size_t qn, int dflt)
+{
+    size_t n;
+    const char *v = diag__http_param(q, qn, "metric", &n);
+    int m;
+    if (v == NULL) return dflt;
+    for (m = 0; m <= DIAG__OPEN; m++)
+        if (diag__http_same(v, n, diag__metric_names[m])) return m;
+    return -1;
+}
+
+/* ---- the answer ---------------------------------------------------------- */
+
+enum { DIAG__SERVE_PAGE, DIAG__SERVE_FOLDED, DIAG__SERVE_SVG, DIAG__SERVE_PENDING, DIAG__SERVE_TRACE,
+       DIAG__SERVE_PPROF, DIAG__SERVE_ERROR };
+static const char *const diag__http_types[] = { "text/html; charset=utf-8", "text/plain; charset=utf-8",
+                                                "image/svg+xml", "text/plain; charset=utf-8", "application/json",
+                                                "application/octet-stream", "text/plain; charset=utf-8" };
+
+/* What the path serves (DIAG__SERVE_*, with *metric), or -1 (404). These
+   are all the paths there are: /, /trace.json, /debug/pprof/profile, and
+   /NAME.folded and /NAME.svg for each of polls, busy, wall, sched and
+   pending, and /pending.txt. */
+static int diag__http_find(const char *path, size_t n, int *metric)
+{
+    static const char *const ends[] = { ".folded", ".svg", ".txt" };
+    static const int serves[] = { DIAG__SERVE_FOLDED, DIAG__SERVE_SVG, DIAG__SERVE_PENDING };
+    int m, e;
+    *metric = DIAG__BUSY;
+    if (n == 1 && path[0] == '/') return DIAG__SERVE_PAGE;
+    if (n == 11 && memcmp(path, "/trace.json", n) == 0) return DIAG__SERVE_TRACE;
+    if (n == 20 && memcmp(path, "/debug/pprof/profile", n) == 0) return DIAG__SERVE_PPROF;
+    for (m = 0; m <= DIAG__OPEN; m++) {
+        size_t k = strlen(diag__metric_names[m]);
+        for (e = 0; e < 3 && n > k + 1 && path[0] == '/' && memcmp(path + 1, diag__metric_names[m], k) == 0; e++) {
+            if (n != k + 1 + strlen(ends[e]) || memcmp(path + k + 1, ends[e], n - k - 1) != 0) continue;
+            *metric = m;
+            return e < 2 || m == DIAG__OPEN ? serves[e] : -1;
+        }
+    }
+    return -1;
+}
+
+static const char *diag__http_reason(int status)
+{
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Internal Server Error";
+    }
+}
+
+/* The answer, to send: status, the headers every answer has, and the
+   body unless the request was HEAD. */
+static void diag__http_answer(diag__http_conn *c, int status, int serve, const char *body, size_t len)
+{
+    char head[700];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %lu\r\n%s%sCache-Control: no-store\r\n"
+                     "X-Content-Type-Options: nosniff\r\nContent-Security-Policy: default-src 'none'; "
+                     "style-src 'unsafe-inline'; script-src 'unsafe-inline'\r\nConnection: close\r\n\r\n",
+                     status, diag__http_reason(status), diag__http_types[serve], (unsigned long)len,
+                     status == 405 ? "Allow: GET, HEAD\r\n" : "",
+                     serve == DIAG__SERVE_PPROF ? "Content-Disposition: attachment; filename=\"profile.pb.gz\"\r\n" : "");
+    c->out.len = 0;
+    diag__buf_put(&c->out, head, (size_t)n);
+    if (!c->head_only) diag__buf_put(&c->out, body, len);
+    c->state = DIAG__HTTP_WRITING;
+    c->sent = 0;
+    c->deadline = diag__clock_ns() + DIAG__HTTP_WRITE_NS;
+}
+
+/* An answer that is not 200: its status, and a line that says why. */
+static void diag__http_fail(diag__http_conn *c, int status)
+{
+    static const struct { int status; const char *why; } whys[] = {
+        { 400, "not a request this server reads" },
+        { 403, "the Host header names another server (see DIAGNOSE_HTTP in docs/http.md)" },
+        { 404, "no such page: try /" },
+        { 405, "only GET and HEAD" },
+        { 431, "the request head is over 8 KiB" },
+        { 503, "too many connections" },
+    };
+    char text[200];
+    const char *why = "out of memory, or no snapshot";
+    size_t i;
+    for (i = 0; i < sizeof whys / sizeof whys[0]; i++)
+        if (whys[i].status == status) why = whys[i].why;
+    snprintf(text, sizeof text, "%d %s: %s\n", status, diag__http_reason(status), why);
+    diag__http_answer(c, status, DIAG__SERVE_ERROR, text, strlen(text));
+}
+
+/* The answer to a path other than the pprof window's, from a snapshot
+   taken now; q: the query. */
+static void diag__http_serve_now(diag__http_conn *c, int serve, int metric, const char *q, size_t qn)
+{
+    diag__snapshot snap;
+    diag__buf body = { NULL, 0, 0, 0 };
+    int page = serve == DIAG__SERVE_PAGE;
+    long refresh = page ? diag__http_number(q, qn, "refresh", DIAG__PAGE_REFRESH, 3600) : 0;
+    if (page) metric = diag__http_metric(q, qn, metric);
+    if (metric < 0 || refresh < 0) {
+        diag__http_fail(c, 400);
+        return;
+    }
+    if (diag__snapshot_read(&snap, page) != 0) {
+        diag__http_fail(c, 500);
+        return;
+    }
+    diag__buf_put(&body, "", 0);
+    if (!page && ((metric == DIAG__SCHED && !diag__has_wakes(&snap)) ||
+                  (serve == DIAG__SERVE_TRACE && diag__rt->trace->n == 0)))
+        metric = -1; /* what a dump would not write either */
+    else if (page) diag__page(&body, &snap, metric, (unsigned)refresh);
+    else if (serve == DIAG__SERVE_FOLDED) diag__folded(&body, &snap, metric);
+    else if (serve == DIAG__SERVE_SVG) diag__svg_write(&body, &snap, metric);
+    else if (serve == DIAG__SERVE_PENDING) diag__pending_text(&body, &snap);
+    else if (diag__trace_build(&body, snap.ns_per_tick) != 0) body.failed = 1;
+    diag__snapshot_free(&snap);
+    if (metric < 0) diag__http_fail(c, 404);
+    else if (body.failed) diag__http_fail(c, 500);
+    else diag__http_answer(c, 200, serve, body.data, body.len);
+    DIAG_FREE(body.data);
+}
+
+/* /debug/pprof/profile?seconds=N: the window's first snapshot, now. */
+static void diag__http_window_open(diag__http_conn *c, const char *q, size_t qn)
+{
+    long seconds = diag__http_number(q, qn, "seconds", DIAG__HTTP_SECONDS, DIAG__HTTP_SECONDS_MAX);
+    if (seconds < 1) {
+        diag__http_fail(c, 400);
+        return;
+    }
+    if (diag__snapshot_read(&c->base, 0) != 0) {
+        diag__http_fail(c, 500);
+        return;
+    }
+    c->base_time = diag__realtime_ns();
+    c->since = diag__clock_ns();
+    c->deadline = c->since + (uint64_t)seconds * 1000000000u;
+    c->state = DIAG__HTTP_WINDOW;
+    __atomic_add_fetch(&diag__rt->server->windows, 1, __ATOMIC_RELEASE);
+}
+
+/* The window's end: the profile of what changed since its first
+   snapshot; after a diag_reset, of what happened since the reset. */
+static void diag__http_window_close(diag__http_conn *c)
+{
+    diag__snapshot end;
+    diag__buf body = { NULL, 0, 0, 0 };
+    if (diag__snapshot_read(&end, 0) != 0) {
+        diag__snapshot_free(&c->base);
+        diag__http_fail(c, 500);
+        return;
+    }
+    if (end.reset_at == c->base.reset_at)
+        diag__pprof(&body, &end, &c->base, 1, c->base_time, diag__clock_ns() - c->since);
+    else
+        diag__pprof(&body, &end, NULL, 1, diag__realtime_ns() - end.elapsed_ns, end.elapsed_ns);
+    diag__snapshot_free(&end);
+    diag__snapshot_free(&c->base);
+    if (body.failed) diag__http_fail(c, 500);
+    else diag__http_answer(c, 200, DIAG__SERVE_PPROF, body.data, body.len);
+    DIAG_FREE(body.data);
+}
+
+/* A complete head's target: path, then maybe '?' and the query. */
+static void diag__http_route(diag__http_conn *c, const char *target, size_t len)
+{
+    const char *query = (const char *)memchr(target, '?', len);
+    size_t path = query ? (size_t)(query - target) : len, qn = query ? len - path - 1 : 0;
+    int metric, serve = diag__http_find(target, path, &metric);
+    if (serve < 0) diag__http_fail(c, 404);
+    else if (serve == DIAG__SERVE_PPROF) diag__http_window_open(c, query ? query + 1 : "", qn);
+    else diag__http_serve_now(c, serve, metric, query ? query + 1 : "", qn);
+}
+
+/* ---- the connections ----------------------------------------------------- */
+
+/* Closes c's descriptor (its slot in fds cleared first: see
+   diag__http_state) and frees what it holds but itself. */
+static void diag__http_close(diag__http_conn *c)
+{
+    __atomic_store_n(&diag__rt->server->fds[c->slot], -1, __ATOMIC_RELAXED);
+    close(c->fd);
+    DIAG_FREE(c->out.data);
+    memset(&c->out, 0, sizeof c->out);
+    diag__snapshot_free(&c->base);
+    c->state = DIAG__HTTP_CLOSED;
+}
+
+/* Reads what came of the head; once it is complete, the answer. */
+static void diag__http_read(diag__http_conn *c)
+{
+    diag__http_request rq;
+    ssize_t n = recv(c->fd, c->head + c->got, sizeof c->head - c->got, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n <= 0) { /* the client left, or closed before its head ended */
+        diag__http_close(c);
+        return;
+    }
+    c->got += (size_t)n;
+    diag__http_parse(&rq, c->head, c->got, c->local);
+    if (rq.status == 0) return;
+    c->head_only = rq.head_only;
+    if (rq.status != 200) diag__http_fail(c, rq.status);
+    else diag__http_route(c, rq.target, rq.target_len);
+}
+
+/* Sends what the client takes of the answer; then shuts the sending side
+   and lingers: closing with bytes unread would reset the connection, and
+   the client could lose the answer (a 431 sent before its head ended). */
+static void diag__http_write(diag__http_conn *c)
+{
+    while (c->sent < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->sent, c->out.len - c->sent, DIAG__NOSIGNAL);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+        if (n <= 0) {
+            diag__http_close(c);
+            return;
+        }
+        c->sent += (size_t)n;
+        c->deadline = diag__clock_ns() + DIAG__HTTP_WRITE_NS;
+    }
+    DIAG_FREE(c->out.data);
+    memset(&c->out, 0, sizeof c->out);
+    shutdown(c->fd, SHUT_WR);
+    c->state = DIAG__HTTP_LINGER;
+    c->deadline = diag__clock_ns() + DIAG__HTTP_LINGER_NS;
+}
+
+/* After the answer: reads and drops what the client still sends (64 KiB
+   at most), until it closes or DIAG__HTTP_LINGER_NS. */
+static void diag__http_linger(diag__http_conn *c)
+{
+    char bytes[4096];
+    ssize_t n = recv(c->fd, bytes, sizeof bytes, 0);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
+    if (n > 0) c->drained += (size_t)n;
+    if (n <= 0 || c->drained > 65536) diag__http_close(c);
+}
+
+/* One connection's turn: what its socket has for it, then its deadline. */
+static void diag__http_turn(diag__http_conn *c, short revents)
+{
+    if (revents && c->state == DIAG__HTTP_READING) diag__http_read(c);
+    else if (revents && c->state == DIAG__HTTP_LINGER) diag__http_linger(c);
+    else if (revents && c->state == DIAG__HTTP_WINDOW) diag__http_close(c); /* an error or hang-up: it left */
+    if (c->state == DIAG__HTTP_WINDOW && diag__clock_ns() >= c->deadline) diag__http_window_close(c);
+    if (c->state == DIAG__HTTP_WRITING && (revents || c->sent == 0)) diag__http_write(c);
+    if (c->state != DIAG__HTTP_CLOSED && diag__clock_ns() >= c->deadline) diag__http_close(c);
+}
+
+/* The address fd's client reached, as a Host header names it. */
+static void diag__http_local(int fd, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+    socklen_t len = sizeof ss;
+    char text[INET6_ADDRSTRLEN];
+    out[0] = '\0';
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0) return;
+    if (ss.ss_family == AF_INET) {
+        memcpy(&v4, &ss, sizeof v4);
+        if (inet_ntop(AF_INET, &v4.sin_addr, text, sizeof text)) snprintf(out, cap, "%s", text);
+    } else if (ss.ss_family == AF_INET6) {
+        memcpy(&v6, &ss, sizeof v6);
+        if (IN6_IS_ADDR_V4MAPPED(&v6.sin6_addr)) { /* an IPv4 client of a dual-stack socket */
+            if (inet_ntop(AF_INET, v6.sin6_addr.s6_addr + 12, text, sizeof text)) snprintf(out, cap, "%s", text);
+        } else if (inet_ntop(AF_INET6, &v6.sin6_addr, text, sizeof text)) {
+            snprintf(out, cap, "[%s]", text);
+        }
+    }
+}
+
+/* Room for one more connection: the oldest one still reading its head,
+   or one lingering, is closed. 0 when every one is busy with an answer. */
+static int diag__http_make_room(struct diag__http_state *h)
+{
+    diag__http_conn *oldest = NULL;
+    unsigned i;
+    for (i = 0; i < h->nconns; i++) {
+        diag__http_conn *c = h->conns[i];
+        if (c->state == DIAG__HTTP_LINGER || (c->state == DIAG__HTTP_READING && (!oldest || c->since < oldest->since)))
+            oldest = c;
+        if (c->state == DIAG__HTTP_LINGER) break;
+    }
+    if (oldest == NULL) return 0;
+    diag__http_close(oldest);
+    for (i = 0; h->conns[i] != oldest; i++) {
+    }
+    DIAG_FREE(oldest);
+    h->conns[i] = h->conns[--h->nconns];
+    return 1;
+}
+
+/* A new connection fd: its table, and a slot in fds. */
+static void diag__http_adopt(struct diag__http_state *h, int fd)
+{
+    diag__http_conn *c;
+    unsigned slot = 1;
+    if (h->nconns == DIAG__HTTP_CONNS && !diag__http_make_room(h)) {
+        static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        if (send(fd, busy, sizeof busy - 1, DIAG__NOSIGNAL) < 0) {
+            /* gone already */
+        }
+        close(fd);
+        return;
+    }
+    c = (diag__http_conn *)diag__alloc_zero(sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return;
+    }
+    while (__atomic_load_n(&h->fds[slot], __ATOMIC_RELAXED) >= 0) slot++; /* a free one: nconns < DIAG__HTTP_CONNS */
+    c->fd = fd;
+    c->slot = slot;
+    c->since = diag__clock_ns();
+    c->deadline = c->since + DIAG__HTTP_READ_NS;
+    diag__http_local(fd, c->local, sizeof c->local);
+    __atomic_store_n(&h->fds[slot], fd, __ATOMIC_RELAXED);
+    h->conns[h->nconns++] = c;
+}
+
+/* Takes the connections waiting, 16 at most at a time. Out of
+   descriptors, it waits 100 ms before it tries again (the listening
+   socket stays readable meanwhile: polling it would spin). */
+static void diag__http_accept(struct diag__http_state *h)
+{
+    int i;
+    for (i = 0; i < 16; i++) {
+#if defined(__linux__)
+        int fd = accept4(h->fds[0], NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+#else
+        int fd = accept(h->fds[0], NULL, NULL);
+        if (fd >= 0 && (fcntl(fd, F_SETFL, O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0)) {
+            close(fd);
+            continue;
+        }
+#endif
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+                h->accept_at = diag__clock_ns() + 100000000u;
+            return;
+        }
+        diag__http_adopt(h, fd);
+    }
+}
+
+/* The snapshot thread's loop, with its pipe at p[-1]: the descriptors to
+   poll into p (room for 1 + DIAG__HTTP_CONNS), how many. */
+static nfds_t diag__http_pollfds(struct pollfd *p)
+{
+    struct diag__http_state *h = diag__rt->server;
+    unsigned i;
+    if (h == NULL) return 0;
+    if (h->accept_at && diag__clock_ns() >= h->accept_at) h->accept_at = 0;
+    p[0].fd = h->accept_at ? -1 : h->fds[0];
+    p[0].events = POLLIN;
+    for (i = 0; i < h->nconns; i++) {
+        int state = h->conns[i]->state;
+        p[1 + i].fd = h->conns[i]->fd;
+        p[1 + i].events = (short)(state == DIAG__HTTP_WRITING ? POLLOUT : state == DIAG__HTTP_WINDOW ? 0 : POLLIN);
+    }
+    return 1 + h->nconns;
+}
+
+/* The poll timeout in ms (-1: none), given the snapshot thread's own:
+   sooner if a connection's deadline, or accepting again, comes first. */
+static int diag__http_timeout(int timeout)
+{
+    struct diag__http_state *h = diag__rt->server;
+    unsigned i;
+    if (h == NULL) return timeout;
+    for (i = 0; i <= h->nconns; i++) {
+        uint64_t at = i < h->nconns ? h->conns[i]->deadline : h->accept_at;
+        int ms = at ? diag__ms_until(at) : -1;
+        if (ms >= 0 && (timeout < 0 || ms < timeout)) timeout = ms;
+    }
+    return timeout;
+}
+
+/* After poll: each connection's turn, then the new ones. p and n are
+   diag__http_pollfds's, with their revents. */
+static void diag__http_serve(const struct pollfd *p, nfds_t n)
+{
+    struct diag__http_state *h = diag__rt->server;
+    unsigned i, kept = 0;
+    if (n == 0) return;
+    for (i = 0; i + 1 < n; i++) diag__http_turn(h->conns[i], p[1 + i].revents);
+    for (i = 0; i < h->nconns; i++) {
+        if (h->conns[i]->state != DIAG__HTTP_CLOSED) h->conns[kept++] = h->conns[i];
+        else DIAG_FREE(h->conns[i]);
+    }
+    h->nconns = kept;
+    if (p[0].fd >= 0 && (p[0].revents & POLLIN)) diag__http_accept(h);
+}
+
+/* DIAGNOSE_HTTP's address is on this machine only. */
+static int diag__http_loopback(const diag__address *a)
+{
+    static const unsigned char one[16] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1 };
+    static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    if (a->family == AF_INET) return a->ip[0] == 127;
+    return memcmp(a->ip, one, 16) == 0 || (memcmp(a->ip, mapped, 12) == 0 && a->ip[12] == 127);
+}
+
+/* The listening socket of DIAGNOSE_HTTP, or -1 after a line on stderr;
+   *port: the port bound (the one chosen, for port 0). */
+static int diag__http_listen(const diag__address *a, unsigned *port)
+{
+    struct sockaddr_in v4;
+    struct sockaddr_in6 v6;
+    struct sockaddr_storage bound;
+    socklen_t len = sizeof bound;
+    int fd = socket(a->family, SOCK_STREAM, 0), one = 1, saved;
+    memset(&v4, 0, sizeof v4);
+    memset(&v6, 0, sizeof v6);
+    v4.sin_family = AF_INET;
+    v4.sin_port = htons((uint16_t)a->port);
+    memcpy(&v4.sin_addr, a->ip, 4);
+    v6.sin6_family = AF_INET6;
+    v6.sin6_port = htons((uint16_t)a->port);
+    memcpy(&v6.sin6_addr, a->ip, 16);
+    if (fd >= 0 && fcntl(fd, F_SETFD, FD_CLOEXEC) == 0 && fcntl(fd, F_SETFL, O_NONBLOCK) == 0 &&
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 &&
+        bind(fd, a->family == AF_INET ? (struct sockaddr *)&v4 : (struct sockaddr *)&v6,
+             a->family == AF_INET ? sizeof v4 : sizeof v6) == 0 &&
+        listen(fd, 128) == 0 && getsockname(fd, (struct sockaddr *)&bound, &len) == 0) {
+        memcpy(&v6, &bound, sizeof v6); /* sin_port and sin6_port are at one offset */
+        *port = ntohs(v6.sin6_port);
+        return fd;
+    }
+    saved = errno;
+    if (fd >= 0) close(fd);
+    diag__warn("diagnose.h: DIAGNOSE_HTTP=%s:%u: cannot listen: %s; no HTTP server\n", a->host, a->port,
+               strerror(saved));
+    return -1;
+}
+
+/* Start-up, before the snapshot thread starts: the server of
+   DIAGNOSE_HTTP, and its line on stderr (unless DIAGNOSE_QUIET, but
+   always when the address is not loopback). */
+static void diag__http_start(void)
+{
+    const diag__address *a = &diag__rt->http;
+    struct diag__http_state *h;
+    unsigned i;
+    if (a->family == 0) return;
+    h = (struct diag__http_state *)diag__alloc_zero(sizeof *h);
+    if (h == NULL) {
+        diag__warn("diagnose.h: out of memory at start-up; no HTTP server\n");
+        return;
+    }
+    for (i = 0; i <= DIAG__HTTP_CONNS; i++) h->fds[i] = -1;
+    h->fds[0] = diag__http_listen(a, &h->port);
+    if (h->fds[0] < 0) {
+        DIAG_FREE(h);
+        return;
+    }
+    diag__rt->server = h;
+    if (!diag__http_loopback(a))
+        diag__warn("diagnose.h: serving the profile at http://%s:%u/ to other machines too: DIAGNOSE_HTTP names an "
+                   "address that is not loopback\n", a->host, h->port);
+    else if (!diag__rt->quiet)
+        diag__warn("diagnose.h: serving the profile at http://%s:%u/\n", a->host, h->port);
+}
+
+/* In a fork child, which has no snapshot thread: the server's descriptors
+   are closed, so that the parent's connections end when the parent closes
+   them. What else the thread held may have been half changed at the
+   fork: it is left as it is, unread. */
+static void diag__http_forked(void)
+{
+    struct diag__http_state *h = diag__rt->server;
+    unsigned i;
+    if (h == NULL) return;
+    for (i = 0; i <= DIAG__HTTP_CONNS; i++) {
+        int fd = __atomic_load_n(&h->fds[i], __ATOMIC_RELAXED);
+        if (fd >= 0) close(fd);
+        h->fds[i] = -1;
+    }
+    h->nconns = 0;
+}
+
 /* >>snapshots: the snapshot thread (numbered snapshots, slow-poll traces) ---- */
 
 /* DIAGNOSE_INTERVAL, DIAGNOSE_SIGNAL and slow-poll traces start one thread:
@@ -4656,14 +6063,8 @@ static void diag__snapshot_thread_snapshot(int by_signal)
         diag__warn("diagnose.h: snapshot %u not written: %s\n", diag__rt->snapshot_thread->next + 1, strerror(errno));
 }
 
-/* Milliseconds from now until `at` (CLOCK_MONOTONIC ns), rounded up. */
-static int diag__ms_until(uint64_t at)
-{
-    uint64_t now = diag__clock_ns();
-    return at > now ? (int)((at - now + 999999u) / 1000000u) : 0;
-}
-
-/* After a slow poll: a byte to the snapshot thread, unless it has the request (DIAG__SLOW_*). */
+/* On the polling thread, after a slow poll: one byte to the snapshot
+   thread, unless it already has the request (see DIAG__SLOW_*). */
 static void diag__trace_slow(void)
 {
     int outermost = diag__tls == NULL || diag__tls->depth == 0;
@@ -4760,17 +6161,19 @@ static int diag__signal_mask(int how)
 static void *diag__snapshot_thread_main(void *arg)
 {
     uint64_t next_at = diag__clock_ns() + diag__rt->interval_ns;
-    struct pollfd p;
+    struct pollfd p[2 + DIAG__HTTP_CONNS]; /* the pipe, then the HTTP server's (see >>http) */
     (void)arg;
     if (diag__rt->signo) diag__signal_mask(SIG_UNBLOCK); /* the one thread that takes it */
-    p.fd = diag__rt->snapshot_thread->pipe[0];
-    p.events = POLLIN;
+    p[0].fd = diag__rt->snapshot_thread->pipe[0];
+    p[0].events = POLLIN;
     while (!__atomic_load_n(&diag__rt->snapshot_thread->stop, __ATOMIC_ACQUIRE)) {
-        int n = poll(&p, 1, diag__snapshot_thread_timeout(next_at));
+        nfds_t served = diag__http_pollfds(p + 1);
+        int n = poll(p, 1 + served, diag__http_timeout(diag__snapshot_thread_timeout(next_at)));
         int requested = 0, slow = 0;
         if (n < 0 && errno != EINTR) break;
-        if (n > 0) requested = diag__snapshot_thread_drain(p.fd, &slow); /* many signals in a burst make one snapshot */
+        if (n > 0 && p[0].revents) requested = diag__snapshot_thread_drain(p[0].fd, &slow); /* a burst: one snapshot */
         if (__atomic_load_n(&diag__rt->snapshot_thread->stop, __ATOMIC_ACQUIRE)) break;
+        diag__http_serve(p + 1, served);
         diag__snapshot_thread_slow(slow);
         if (requested) diag__snapshot_thread_snapshot(1);
         if (diag__rt->interval_ns && diag__clock_ns() >= next_at) {
@@ -4822,7 +6225,7 @@ static void diag__snapshot_thread_run(const struct diag__copy_info *by)
 static void diag__snapshot_thread_start(int created)
 {
     struct diag__snapshot_thread *st = diag__rt->snapshot_thread;
-    int wanted = diag__rt->interval_ns != 0 || diag__rt->signo != 0 || diag__trace_slow_wanted(), had = 0;
+    int wanted = diag__rt->interval_ns != 0 || diag__rt->signo != 0 || diag__trace_slow_wanted() || diag__rt->server != NULL, had = 0;
     if (created && wanted && pipe(st->pipe) == 0) {
         int i;
         for (i = 0; i < 2; i++) { /* never block the handler; never leak into exec */
@@ -4884,7 +6287,7 @@ static void diag__snapshot_thread_hand_over(const struct diag__copy_info *to, in
    Later layouts keep the offsets of runtimes[] and threads, read by all. */
 
 #ifndef DIAG__ABI
-#define DIAG__ABI 4 /* raise whenever a structure the copies share changes, or what one copy expects of another */
+#define DIAG__ABI 5 /* raise whenever a structure the copies share changes, or what one copy expects of another */
 #endif
 #define DIAG__REGISTRY_NAME "diagnose.h"
 #define DIAG__REGISTRY_MAGIC 0x7972747369676564ull /* "degistry", read as bytes backwards */
@@ -4934,7 +6337,7 @@ static uint64_t diag__abi_key(void)
                                sizeof(diag__thread), sizeof(diag__slot), sizeof(diag_span), sizeof(diag_fiber),
                                sizeof(diag__run), sizeof(diag__copy_info),
                                sizeof(struct diag__snapshot_thread), sizeof(struct diag__trace_state),
-                               sizeof(struct diag__at_state),
+                               sizeof(struct diag__at_state), sizeof(struct diag__http_state),
                                sizeof(diag__ring), sizeof(diag__path) };
     return diag__fnv(diag__fnv(0xCBF29CE484222325ull, sizes, sizeof sizes), allocator, sizeof allocator);
 }
@@ -5241,6 +6644,7 @@ static void diag__fork_child(void)
     for (t = diag__rt->threads; t != NULL; t = t->next)
         if (t != diag__tls) DIAG__STORE(t->depth, 0);
     diag__snapshot_thread_forked();
+    diag__http_forked();
 }
 
 /* >>exit: the last copy out writes the files and the table ------------------- */
@@ -5447,6 +6851,7 @@ static void diag__start_once(void)
     pthread_atfork(diag__fork_prepare, diag__fork_parent, diag__fork_child);
     atexit(diag__leave);
     __atomic_store_n(&diag__mode, 1, __ATOMIC_RELEASE);
+    if (created) diag__http_start();
     if (created || rejoined) diag__snapshot_thread_start(created);
 }
 

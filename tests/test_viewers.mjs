@@ -7,6 +7,9 @@
 //     png FILE.svg OUT.png            a picture of an SVG, for the README
 //     trace RELEASE_DIR FILE.trace.json    speedscope on a DIAGNOSE_TRACE file
 //     trace-png RELEASE_DIR FILE.trace.json OUT.png   its timeline, for the README
+//     pprof RELEASE_DIR FILE.pb.gz FILE.busy.folded   speedscope on a DIAGNOSE_PPROF file
+//     page URL                        the page of a program serving DIAGNOSE_HTTP
+//     page-png URL OUT.png            a picture of that page, for docs/http.md
 //
 // The jobs share one browser and run at once; each prints its [   OK ] /
 // [ FAIL ] lines in order. playwright-core is loaded from $VIEWERS_NODE
@@ -423,6 +426,125 @@ async function tracePng(t, browser, releaseDir, file, out) {
   }
 }
 
+// ---- speedscope on a pprof profile (DIAGNOSE_PPROF) ----
+
+// speedscope opens PREFIX.pb.gz on its default sample type, busy: every
+// frame with the busy.folded file's total and self time, as exact as
+// speedscope prints them.
+async function testPprof(t, browser, releaseDir, file, foldedFile) {
+  const server = await serve(releaseDir, path.dirname(path.resolve(file)));
+  try {
+    const before = t.failed;
+    const name = path.basename(file);
+    const want = perName(readFolded(foldedFile));
+    const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+    const errors = [];
+    page.on('pageerror', (e) => errors.push(String(e)));
+    await page.goto(`http://127.0.0.1:${server.address().port}/index.html#profileURL=/profile/${encodeURIComponent(name)}&view=sandwich`);
+    await page.waitForFunction(() => /Symbol Name/.test(document.body.innerText), null, { timeout: 20000 });
+    const text = await page.evaluate(() => document.body.innerText);
+    const rows = new Map();
+    const re = /([\d.]+(?:ns|µs|ms|s)) \([<>\d.]+%\)\s+([\d.]+(?:ns|µs|ms|s)) \([<>\d.]+%\)\s+(\S+)/g;
+    for (let m; (m = re.exec(text));) rows.set(m[3], { total: parseTime(m[1]), self: parseTime(m[2]) });
+    check(t, rows.size === want.size, `${name}: speedscope lists ${rows.size} frames, busy.folded has ${want.size}: ${[...rows.keys()]}`);
+    for (const [frame, w] of want) {
+      const r = rows.get(frame);
+      if (!check(t, r, `${name}: speedscope lists ${frame}`)) continue;
+      check(t, Math.abs(r.total.ns - w.total) <= r.total.half && Math.abs(r.self.ns - w.self) <= r.self.half,
+        `${name}: ${frame} total ${r.total.ns} self ${r.self.ns} ns shown, busy.folded says ${w.total}, ${w.self}`);
+    }
+    check(t, errors.length === 0, `no page errors: ${errors}`);
+    await page.close();
+    report(t, `speedscope opens ${name}: busy time, every frame as busy.folded has it`, before);
+  } finally {
+    server.close();
+  }
+}
+
+// ---- the page of DIAGNOSE_HTTP ----
+
+// A page of the live program that fails every request to anywhere else.
+async function livePage(browser, url, external, errors) {
+  const page = await browser.newPage({ viewport: { width: 1200, height: 900 } });
+  const origin = new URL(url).origin;
+  await page.route('**/*', (route) => {
+    if (route.request().url().startsWith(origin)) return route.continue();
+    external.push(route.request().url());
+    return route.abort();
+  });
+  page.on('pageerror', (e) => errors.push(String(e)));
+  return page;
+}
+
+const headingTotal = (page) => page.evaluate(() => {
+  const h = document.getElementById('heading');
+  return h ? h.textContent : '';
+});
+
+// The program serving (tests/test_viewers.sh's live.c) polls on all the
+// time and has one stuck run. Its page: the stuck run in the pending view;
+// a flame graph that hovers and zooms, that redraws with new numbers when
+// the page reloads itself, and whose metric the links choose; nothing
+// asked of any other server. (That the table is in the HTML as served,
+// test_viewers.sh checks with curl: this process's event loop can be busy
+// for longer than the server waits for a request.)
+async function testPage(t, browser, url) {
+  const before = t.failed;
+  const external = [], errors = [];
+  // the page reloads itself every second: what each load got, as served
+  const page = await livePage(browser, url, external, errors);
+  const loads = [];
+  page.on('response', (r) => r.request().resourceType() === 'document' && loads.push(r.text().catch(() => '')));
+  await page.goto(url + '?refresh=1&metric=polls');
+  for (const until = Date.now() + 15000; loads.length < 3 && Date.now() < until;) await page.waitForTimeout(100);
+  const totals = [];
+  for (const text of await Promise.all(loads)) {
+    const m = /diagnose\.h: polls, total (\d+) polls<\/text>/.exec(text);
+    if (m && /<g class="f"/.test(text)) totals.push(Number(m[1]));
+  }
+  check(t, totals.length >= 3 && totals.every((v, i) => i === 0 || v > totals[i - 1]),
+    `the page reloads itself, each time with a flame graph of more polls: ${totals}`);
+  await page.close();
+  const still = await livePage(browser, url, external, errors);
+  await still.goto(url + '?refresh=0');
+  await still.waitForSelector('#flame g.f');
+  const stuck = await still.evaluate(() => [...document.querySelectorAll('#pending .stuck')].map((e) => e.textContent));
+  check(t, stuck.some((s) => /^live\.stuck: 1 open, oldest \S+, stuck$/.test(s)), `the pending view lists the stuck run: ${stuck}`);
+  // hover and click-to-zoom inside the page, and the metric links
+  const frames = withStacks(await framesOnPage(still));
+  const target = frames.filter((f) => f.d > 0).sort((a, b) => b.v - a.v)[0];
+  check(t, target && /^diagnose\.h: busy time, total /.test(await headingTotal(still)), 'busy time is the default metric');
+  if (target) {
+    await still.mouse.move(target.left + target.width / 2, target.top + target.height / 2);
+    const details = await still.evaluate(() => document.getElementById('details').textContent);
+    check(t, details === target.title, `hover over ${target.stack} shows "${details}"`);
+    await still.mouse.click(target.left + target.width / 2, target.top + target.height / 2);
+    const zoomed = withStacks(await framesOnPage(still)).find((f) => f.stack === target.stack);
+    const reset = await still.evaluate(() => getComputedStyle(document.getElementById('reset')).opacity);
+    check(t, zoomed && zoomed.width > target.width + 1 && reset === '1',
+      `a click zooms into ${target.stack}: ${target.width} px wide, then ${zoomed && zoomed.width} px; Reset zoom shows`);
+  }
+  await still.click('nav#metrics a:text("wall time")');
+  await still.waitForSelector('#flame g.f');
+  check(t, /metric=wall/.test(still.url()) && /^diagnose\.h: wall time, total /.test(await headingTotal(still)),
+    `the link "wall time" shows the wall flame graph (${still.url()})`);
+  await still.close();
+  check(t, external.length === 0, `no request leaves the program's server: ${external}`);
+  check(t, errors.length === 0, `no page errors: ${errors}`);
+  report(t, `the page of DIAGNOSE_HTTP: the stuck run, a flame graph that reloads, zooms and switches metric`, before);
+}
+
+// A picture of the page, for docs/http.md.
+async function pagePng(t, browser, url, out) {
+  const page = await livePage(browser, url, [], []);
+  await page.setViewportSize({ width: 1240, height: 760 });
+  await page.goto(url + '?refresh=0');
+  await page.waitForSelector('#flame g.f');
+  await page.screenshot({ path: out, fullPage: true });
+  await page.close();
+  t.out.push(`wrote ${out}`);
+}
+
 // ---- a picture, for the README ----
 
 async function png(t, browser, svgFile, out) {
@@ -433,8 +555,9 @@ async function png(t, browser, svgFile, out) {
   t.out.push(`wrote ${out}`);
 }
 
-const arity = { svg: 2, speedscope: 2, png: 2, trace: 2, 'trace-png': 3 };
-const run = { svg: testSvg, speedscope: testSpeedscope, png, trace: testTrace, 'trace-png': tracePng };
+const arity = { svg: 2, speedscope: 2, png: 2, trace: 2, 'trace-png': 3, pprof: 3, page: 1, 'page-png': 2 };
+const run = { svg: testSvg, speedscope: testSpeedscope, png, trace: testTrace, 'trace-png': tracePng, pprof: testPprof,
+  page: testPage, 'page-png': pagePng };
 const jobs = [];
 for (let argv = process.argv.slice(2); argv.length;) {
   const mode = argv.shift();

@@ -8,6 +8,11 @@
 #     with the total and self the file says;
 #   - speedscope loading the demo's timeline (DIAGNOSE_TRACE): every frame
 #     with the total and self time the trace file says;
+#   - speedscope loading the demo's pprof profile (DIAGNOSE_PPROF): busy
+#     time, every frame as the busy.folded file has it;
+#   - the page of DIAGNOSE_HTTP, served by a program that runs meanwhile:
+#     the table as served, a stuck run, a flame graph that reloads, zooms
+#     and switches metric, nothing fetched from elsewhere;
 #   - examples/diff_folded.sh: byte-exact two-column output.
 # Installs Debian's chromium and nodejs when missing, and speedscope and
 # playwright-core (to drive Chromium) into $BUILD/node.
@@ -81,11 +86,12 @@ jobs=()
 if make --no-print-directory -s BUILD="$BUILD" "$BUILD/examples/demo" >"$tmp/make.log" 2>&1; then
     mkdir -p "$tmp/demo"
     demo=$(cd "$BUILD/examples" && pwd)/demo # BUILD may be relative or absolute
-    (cd "$tmp/demo" && DIAGNOSE_SVG=1 DIAGNOSE_QUIET=1 "$demo" >/dev/null 2>&1)
+    (cd "$tmp/demo" && DIAGNOSE_SVG=1 DIAGNOSE_PPROF=1 DIAGNOSE_QUIET=1 "$demo" >/dev/null 2>&1)
     for m in polls busy wall; do
         jobs+=(svg "$tmp/demo/diagnose.$m.svg" "$tmp/demo/diagnose.$m.folded")
         jobs+=(speedscope "$NODE_DIR/node_modules/speedscope/dist/release" "$tmp/demo/diagnose.$m.folded")
     done
+    jobs+=(pprof "$NODE_DIR/node_modules/speedscope/dist/release" "$tmp/demo/diagnose.pb.gz" "$tmp/demo/diagnose.busy.folded")
     # the timeline: the demo's 8441 polls fit in the ring
     mkdir -p "$tmp/trace"
     (cd "$tmp/trace" && DIAGNOSE_TRACE=10000 DIAGNOSE_SLOW_NS=0 DIAGNOSE_QUIET=1 "$demo" >/dev/null 2>&1)
@@ -136,6 +142,87 @@ else
     status=1
 fi
 
+# ---- the page of DIAGNOSE_HTTP, from a program that runs meanwhile ----
+# A server's shape: accept, then connections that read and write; one run
+# stuck from the start. It polls until the file "stop" appears (60 s at most).
+cat >"$tmp/live.c" <<'EOF'
+#define DIAGNOSE_IMPLEMENTATION
+#include "diagnose.h"
+#include <time.h>
+#include <unistd.h>
+struct step { diag_future base; int n, polls; long spin_ns; struct step *child[2]; };
+static void spin(long ns)
+{
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    do clock_gettime(CLOCK_MONOTONIC, &b);
+    while ((b.tv_sec - a.tv_sec) * 1000000000L + (b.tv_nsec - a.tv_nsec) < ns);
+}
+static diag_status step_poll(diag_future *self, void *cx)
+{
+    struct step *s = (struct step *)self;
+    int i;
+    spin(s->spin_ns);
+    for (i = 0; i < 2; i++)
+        if (s->child[i]) diag_poll(&s->child[i]->base, cx);
+    return ++s->n % s->polls == 0 ? DIAG_READY : DIAG_PENDING;
+}
+int main(void)
+{
+    struct step read = { DIAG_FUTURE_INIT(step_poll), 0, 3, 40000, { 0, 0 } };
+    struct step write = { DIAG_FUTURE_INIT(step_poll), 0, 2, 25000, { 0, 0 } };
+    struct step conn = { DIAG_FUTURE_INIT(step_poll), 0, 6, 5000, { &read, &write } };
+    struct step accept = { DIAG_FUTURE_INIT(step_poll), 0, 1, 10000, { 0, 0 } };
+    struct step server = { DIAG_FUTURE_INIT(step_poll), 0, 1000000, 5000, { &accept, &conn } };
+    struct step timer = { DIAG_FUTURE_INIT(step_poll), 0, 1, 15000, { 0, 0 } };
+    struct step stuck = { DIAG_FUTURE_INIT(step_poll), 0, 1000000, 1000, { 0, 0 } };
+    struct timespec ms = { 0, 1000000 };
+    int i;
+    DIAGNOSE_AS(&read.base, "read");
+    DIAGNOSE_AS(&write.base, "write");
+    DIAGNOSE_AS(&conn.base, "conn");
+    DIAGNOSE_AS(&accept.base, "accept");
+    diag_poll(DIAGNOSE_AS(&stuck.base, "live.stuck"), NULL);
+    for (i = 0; i < 60000 && access("stop", F_OK) != 0; i++) {
+        diag_poll(DIAGNOSE_AS(&server.base, "server"), NULL);
+        if (i % 3 == 0) diag_poll(DIAGNOSE_AS(&timer.base, "timer"), NULL);
+        nanosleep(&ms, NULL);
+    }
+    return 0;
+}
+EOF
+live_pid=
+if "$CC" -std=c99 -O2 -I. "$tmp/live.c" -o "$tmp/live" -pthread; then
+    (cd "$tmp" && exec env DIAGNOSE_HTTP=127.0.0.1:0 DIAGNOSE_QUIET=0 DIAGNOSE_STUCK_S=0.2 ./live 2>live.err) &
+    live_pid=$!
+    for _ in $(seq 100); do grep -q 'serving the profile at' "$tmp/live.err" 2>/dev/null && break; sleep 0.1; done
+    url=$(grep -o 'http://127.0.0.1:[0-9]*/' "$tmp/live.err" | head -n 1)
+    if [ -n "$url" ]; then
+        sleep 0.5 # the stuck run passes DIAGNOSE_STUCK_S
+        curl -s "${url}?refresh=0" >"$tmp/page.html"
+        if sed -n '/<pre id="table">/,/<\/pre>/p' "$tmp/page.html" | grep -Eq '^ +[0-9]+ .*  server;conn;read$'; then
+            ok "the page of DIAGNOSE_HTTP: the table is in the HTML as served"
+        else
+            fail "the page of DIAGNOSE_HTTP: the table is in the HTML as served"
+            status=1
+        fi
+        jobs+=(page "$url")
+        [ -n "${PAGE_PNG:-}" ] && jobs+=(page-png "$url" "$PAGE_PNG") # a new picture for docs/http.md
+    else
+        cat "$tmp/live.err"
+        fail "viewers: the live program serves no HTTP"
+        status=1
+    fi
+else
+    fail "viewers: the live program did not build"
+    status=1
+fi
+
 # one browser for all the pages
 [ ${#jobs[@]} -gt 0 ] && { node tests/test_viewers.mjs "${jobs[@]}" || status=1; }
+if [ -n "$live_pid" ]; then
+    touch "$tmp/stop"
+    wait "$live_pid"
+fi
 exit $status
+
