@@ -95,13 +95,14 @@ if ! "$CC" -std=c99 $CFLAGS -I. "$tmp/prog.c" -o "$tmp/prog" -pthread 2>"$tmp/cc
 fi
 
 # -traces as folded lines: each sample's frames (leaf first) reversed
-# and joined, then its value (-unit=ns: nanoseconds with their unit).
+# and joined, then its value (-unit=ns: nanoseconds with their unit; a
+# value as wide as its column has no blank before it).
 traces_folded() { # FILE SAMPLE_INDEX
     go tool pprof -traces -unit=ns -sample_index="$2" "$1" 2>/dev/null | awk '
         function flush() { if (n) { s = f[n]; for (i = n - 1; i >= 1; i--) s = s ";" f[i]; print s, v } n = 0 }
         /^-+\+-+$/ { flush(); next }
         /^ +[^ ]+: / { next }                     # a label line, "runs:  5"
-        /^ +[0-9.]+(ns)? +[^ ]+$/ { v = $1; sub(/ns$/, "", v); n = 1; f[1] = $2; next }
+        /^ *[0-9.]+(ns)? +[^ ]+$/ { v = $1; sub(/ns$/, "", v); n = 1; f[1] = $2; next }
         /^ +[^ ]+$/ && n { f[++n] = $1 }
         END { flush() }' | LC_ALL=C sort
 }
@@ -125,7 +126,7 @@ top_ok=1
 grep -q '^Type: busy$' "$tmp/top" || top_ok=0
 while read -r stack value; do
     frame=${stack##*;}
-    grep -Eq "^ +${value}ns +[0-9.]+% +[0-9.]+% +[0-9]+ns +[0-9.]+% +${frame}\$" "$tmp/top" || { top_ok=0; echo "  no line: $frame ${value}ns"; }
+    grep -Eq "^ *${value}ns +[0-9.]+% +[0-9.]+% +[0-9]+ns +[0-9.]+% +${frame}\$" "$tmp/top" || { top_ok=0; echo "  no line: $frame ${value}ns"; }
 done <"$tmp/prof.busy.folded"
 [ $top_ok -eq 1 ] && ok "go tool pprof -top: each frame's busy time as the folded file has it" ||
     { cat "$tmp/top" "$tmp/top.err"; fail "go tool pprof -top: each frame's busy time as the folded file has it"; }
