@@ -4010,17 +4010,18 @@ static void diag__print_lints(FILE *out, const diag__row *const *order, size_t c
     if (found > DIAG__LINT_LINES) fprintf(out, "(%u more lints)\n", found - DIAG__LINT_LINES);
 }
 
-/* After the [overflow] row's name: which limit sent paths there, what to raise. */
+/* The line under the table for an [overflow] row (its row keeps one token
+   per column): which limit sent paths there, what to raise; "" for others. */
 static const char *diag__row_note(const diag__row *r, char *note, size_t cap)
 {
     int why = __atomic_load_n(&diag__rt->overflow_why, __ATOMIC_RELAXED);
     const char *memory = why & DIAG__OVERFLOW_MEMORY ? "paths that found no memory" : "";
     if (strcmp(r->stack, "[overflow]") != 0 || why == 0) return "";
     if (why & DIAG__OVERFLOW_CAP)
-        snprintf(note, cap, " (new paths past DIAGNOSE_MAX_PATHS=%lu: raise it, up to %lu%s%s)",
+        snprintf(note, cap, "[overflow]: new paths past DIAGNOSE_MAX_PATHS=%lu: raise it, up to %lu%s%s\n",
                  (unsigned long)diag__rt->max_paths, (unsigned long)(DIAG_PATH_TABLE_SIZE - 2),
                  *memory ? "; and " : "", memory);
-    else snprintf(note, cap, " (new %s)", memory);
+    else snprintf(note, cap, "[overflow]: new %s\n", memory);
     return note;
 }
 
@@ -4029,7 +4030,8 @@ static const char *diag__row_note(const diag__row *r, char *note, size_t cap)
 static void diag__print_rows(FILE *out, diag__snapshot *snap, const char *prefix)
 {
     const diag__row **order;
-    char t[7][16];
+    char t[7][16], note[160];
+    const char *overflow = "";
     size_t i, n;
     int sched = diag__has_wakes(snap);
     (void)prefix;
@@ -4042,7 +4044,7 @@ static void diag__print_rows(FILE *out, diag__snapshot *snap, const char *prefix
     fputs("  path\n", out);
     for (i = 0; i < snap->count && i < DIAG__TABLE_ROWS; i++) {
         const diag__row *r = order[i];
-        char ratio[16], note[160], n_polls[24], n_runs[24], n_drops[24];
+        char ratio[16], n_polls[24], n_runs[24], n_drops[24];
         diag__format_ns(t[0], sizeof t[0], r->busy);
         diag__format_ns(t[1], sizeof t[1], r->wall);
         diag__format_ns(t[2], sizeof t[2], r->polls ? r->poll_time / r->polls : 0);
@@ -4061,13 +4063,15 @@ static void diag__print_rows(FILE *out, diag__snapshot *snap, const char *prefix
             else snprintf(t[6], sizeof t[6], "-");
             fprintf(out, " %6s", t[6]);
         }
-        fprintf(out, "  %s%s\n", r->stack, diag__row_note(r, note, sizeof note));
+        fprintf(out, "  %s\n", r->stack);
+        if (*overflow == '\0') overflow = diag__row_note(r, note, sizeof note);
     }
     if (snap->count > DIAG__TABLE_ROWS)
         fprintf(out, "(%lu more paths in the folded files)\n", (unsigned long)(snap->count - DIAG__TABLE_ROWS));
     fputs("busy: self time in polls; wall: time from first poll to READY or drop; b/w: busy/wall\n", out);
     fputs("runs: started; the ones not finished or dropped are still open\n", out);
     if (sched) fputs("sched: mean time from diag_wake to the next poll\n", out);
+    fputs(overflow, out);
     diag__print_lints(out, order, snap->count, sched);
     DIAG_FREE(order);
 }
