@@ -2605,6 +2605,9 @@ static diag__thread *diag__attach_table(void)
         return diag__rt->no_table;
     }
     t->dir[0] = first; /* holds the overflow path, so a thread can always count */
+    /* now, not inside the first run of the thread's first future, whose wall
+       would hold it (NULL: diag__hot_entry tries again) */
+    t->hot = (diag__hot *)diag__alloc_zero(DIAG__HOT * sizeof *t->hot);
     pthread_mutex_lock(&diag__rt->lock);
     t->next = diag__rt->threads;
     diag__rt->threads = t;

@@ -415,7 +415,7 @@ TT_FN char *tt_table_text(void)
 #elif defined(DIAGNOSE_DISABLE)
 typedef struct tt_row {
     const char *stack;
-    uint64_t polls, done, drops, pending, busy;
+    uint64_t polls, done, drops, pending, busy, wall;
 } tt_row;
 
 /* Nothing is recorded: always the zero row. */

@@ -40,7 +40,7 @@ static void test_three_polls_in_three_files(void)
 
 /* A child: the first marked future of the process, polled three times
    doing nothing, then a second one the same way (a new path and run too,
-   but the library started); their busy times in ns go to busy.txt. */
+   but the library started); their busy and wall times in ns go to busy.txt. */
 static int first_future(void)
 {
     struct counter c = { DIAG_FUTURE_INIT(counter_poll), 0 }, d = { DIAG_FUTURE_INIT(counter_poll), 0 };
@@ -55,14 +55,16 @@ static int first_future(void)
     q = tt_row_of("second");
     out = fopen("busy.txt", "w");
     if (out == NULL) return 1;
-    fprintf(out, "%llu %llu %llu\n", (unsigned long long)r.polls, (unsigned long long)r.busy, (unsigned long long)q.busy);
+    fprintf(out, "%llu %llu %llu %llu %llu\n", (unsigned long long)r.polls, (unsigned long long)r.busy,
+            (unsigned long long)q.busy, (unsigned long long)r.wall, (unsigned long long)q.wall);
     return fclose(out) != 0;
 }
 
 /* The first future's three empty polls take less than 1 us more than the
    second's; the library's start-up added 2 us to them when it was charged
-   to the poll. Best of three processes: an interrupt inside one poll
-   cannot fail it. Under ThreadSanitizer, whose first atomics and first
+   to the poll. Its run's wall is less than 8 us longer than the second's:
+   the thread's table of histograms, made inside it, added 17 to 25 us.
+   Best of three processes: an interrupt inside one run cannot fail it. Under ThreadSanitizer, whose first atomics and first
    touches of memory are slow in any code, only the counts are checked. */
 #if defined(__SANITIZE_THREAD__)
 #define TSAN 1
@@ -73,22 +75,26 @@ static int first_future(void)
 #endif
 static void test_start_up_is_not_the_future_s(void)
 {
-    unsigned long long polls = 0, first = 0, second = 0;
-    long long best = 1LL << 62;
+    unsigned long long polls = 0, first = 0, second = 0, first_wall = 0, second_wall = 0;
+    long long best = 1LL << 62, best_wall = 1LL << 62;
     int i;
-    for (i = 0; i < 3 && best >= 1000; i++) {
+    for (i = 0; i < 3 && (best >= 1000 || best_wall >= 8000); i++) {
         const char *dir = tt_tempdir();
         char *text;
         CHECK_EQ(tt_spawn(dir, "first", NULL), 0);
         text = tt_readf("%s/busy.txt", dir);
-        CHECK(text != NULL && sscanf(text, "%llu %llu %llu", &polls, &first, &second) == 3);
+        CHECK(text != NULL &&
+              sscanf(text, "%llu %llu %llu %llu %llu", &polls, &first, &second, &first_wall, &second_wall) == 5);
         CHECK_EQ(polls, 3);
         if ((long long)first - (long long)second < best) best = (long long)first - (long long)second;
+        if ((long long)first_wall - (long long)second_wall < best_wall)
+            best_wall = (long long)first_wall - (long long)second_wall;
         free(text);
     }
     CHECK(first > 0 && second > 0);
 #ifndef TSAN
     CHECK_RANGE(best, -1e9, 999);
+    CHECK_RANGE(best_wall, -1e9, 7999);
 #endif
 }
 
