@@ -1963,7 +1963,7 @@ static uint64_t *diag__counters_at(void **dir, uint32_t path, size_t width)
 /* Piece k of path's row in dir, made if make and it is not; NULL: none. */
 static uint64_t *diag__hist_piece(void **dir, uint32_t path, unsigned k, int make)
 {
-    void **pieces = (void **)(make ? diag__made(&dir[path >> DIAG__CHUNK_BITS], DIAG__CHUNK * DIAG__PIECES * sizeof(void *))
+    void **pieces = (void **)(make ? diag__made(&dir[path >> DIAG__CHUNK_BITS], sizeof(void *) * DIAG__CHUNK * DIAG__PIECES)
                                    : __atomic_load_n(&dir[path >> DIAG__CHUNK_BITS], __ATOMIC_ACQUIRE));
     void **at = pieces ? &pieces[(path & (DIAG__CHUNK - 1)) * DIAG__PIECES + k] : NULL;
     if (at == NULL) return NULL;
@@ -2131,9 +2131,9 @@ __attribute__((noinline)) static void diag__hist_add_rest(diag__thread *t, const
     uint32_t path = diag__slot_path(t, slot, fr->path);
     unsigned last = slot->hist[0], base = slot->hist[DIAG__HIST_BASE], i, held = 0, n;
     if (last != 0 && last <= DIAG__WINDOW) {
-        n = (uint8_t)(slot->hist[last] + 1);
-        if (n == 0) diag__hist_aside(t, path, base + last - 1, 256); /* first: a reader may count 256 twice, never none */
-        DIAG__STORE(slot->hist[last], (uint8_t)n);
+        uint8_t was = slot->hist[last];
+        if (was == 255) diag__hist_aside(t, path, base + last - 1, 256); /* first: a reader may count 256 twice, never none */
+        DIAG__STORE(slot->hist[last], (uint8_t)(was + 1u));
     }
     DIAG__STORE(slot->hist[0], 0);
     if (b - base < DIAG__WINDOW) {
@@ -2175,10 +2175,10 @@ static void diag__hist_add(diag__thread *t, const diag__frame *fr, uint64_t dt)
 static void diag__hist_flush(void **dir, diag__slot *chunk, uint32_t c)
 {
     uint32_t i;
-    unsigned k, base;
+    unsigned k;
     for (i = 0; chunk != NULL && i < DIAG__CHUNK; i++) {
         uint8_t *bytes = chunk[i].hist;
-        base = bytes[DIAG__HIST_BASE];
+        unsigned base = bytes[DIAG__HIST_BASE];
         if (base > DIAG__HIST - DIAG__WINDOW) continue; /* never set so */
         for (k = 0; k < DIAG__WINDOW; k++)
             if (bytes[1 + k] != 0) diag__hist_count(dir, c * DIAG__CHUNK + i, base + k, bytes[1 + k]);
@@ -2275,7 +2275,7 @@ static uint64_t diag__self_wakes(uint32_t path, unsigned which)
 static int diag__live_reset(void)
 {
     uint32_t p, n = diag__rt->npaths;
-    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__rt->self_wakes_base, (n ? n : 1) * 2 * sizeof *base);
+    uint64_t *base = (uint64_t *)DIAG_REALLOC(diag__rt->self_wakes_base, sizeof *base * 2 * (n ? n : 1));
     if (base == NULL) return -1;
     diag__rt->self_wakes_base = base;
     diag__rt->nself_wakes_base = 0; /* diag__self_wakes reads no baseline while it is being written */

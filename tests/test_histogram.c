@@ -284,7 +284,6 @@ static double cell_ns(const char *cell)
 static void table_quantiles(const char *stack, double *p50, double *p99)
 {
     char *text = tt_table_text(), *line, *save = NULL;
-    char names[16][16];
     int columns = 0, at50 = -1, at99 = -1;
     *p50 = *p99 = -1;
     for (line = text ? strtok_r(text, "\n", &save) : NULL; line != NULL; line = strtok_r(NULL, "\n", &save)) {
@@ -294,7 +293,6 @@ static void table_quantiles(const char *stack, double *p50, double *p99)
             snprintf(cells[n++], sizeof cells[0], "%s", cell);
         if (columns == 0 && n > 2 && strcmp(cells[n - 1], "path") == 0) {
             for (columns = 0; columns < n; columns++) {
-                snprintf(names[columns], sizeof names[0], "%s", cells[columns]);
                 if (strcmp(cells[columns], "p50") == 0) at50 = columns;
                 if (strcmp(cells[columns], "p99") == 0) at99 = columns;
             }
