@@ -93,7 +93,7 @@ static void test_start_up_is_not_the_future_s(void)
             best_wall = (long long)first_wall - (long long)second_wall;
         free(text);
     }
-    CHECK(first > 0 && second > 0);
+    CHECK(first_wall > 0 && second_wall > 0); /* measured (busy may be 0 ticks of a coarse counter: qemu's are 16 ns) */
 #ifndef TSAN
     if (getenv("TT_EXEC") != NULL && *getenv("TT_EXEC") != '\0') {
         printf("  times not checked: under TT_EXEC (an emulator) they are the emulator's\n");
