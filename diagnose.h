@@ -2120,16 +2120,16 @@ static uint32_t diag__slot_path(const diag__thread *t, const diag__slot *slot, u
     return chunk != NULL && slot == &chunk[path & (DIAG__CHUNK - 1)] ? path : DIAG__OVERFLOW;
 }
 
-/* The rest of diag__hist_add: the pending poll is counted (a byte's 256th
-   aside), then the poll is pending if its bucket b is in the window; else
-   it is counted aside. An empty window goes where the poll is; one that
-   holds less than half the polls outside it since it was set (or than
-   255) moves. Not inlined: its callers keep few registers. */
-__attribute__((noinline)) static void diag__hist_add_rest(diag__thread *t, const diag__frame *fr, unsigned b)
+/* A poll's bucket, out of line (see diag_span_end): the pending poll is
+   counted (a byte's 256th aside), then the poll is pending if its bucket
+   is in the window; else it is counted aside. An empty window goes where
+   the poll is; one that holds less than half the polls outside it since
+   it was set (or than 255) moves. */
+static void diag__hist_add(diag__thread *t, const diag__frame *fr, uint64_t dt)
 {
     diag__slot *slot = fr->slot;
     uint32_t path = diag__slot_path(t, slot, fr->path);
-    unsigned last = slot->hist[0], base = slot->hist[DIAG__HIST_BASE], i, held = 0, n;
+    unsigned b = diag__bucket(dt), last = slot->hist[0], base = slot->hist[DIAG__HIST_BASE], i, held = 0, n;
     if (last != 0 && last <= DIAG__WINDOW) {
         uint8_t was = slot->hist[last];
         if (was == 255) diag__hist_aside(t, path, base + last - 1, 256); /* first: a reader may count 256 twice, never none */
@@ -2150,23 +2150,6 @@ __attribute__((noinline)) static void diag__hist_add_rest(diag__thread *t, const
     n = slot->hist[DIAG__HIST_MISSES] + 1u;
     DIAG__STORE(slot->hist[DIAG__HIST_MISSES], (uint8_t)n);
     if (n > 2 * held || n == 255) diag__window_move(t, slot, path, b);
-}
-
-/* A poll's bucket, out of line (see diag_span_end): its common case as
-   the inline end does it (every poll comes here with the flight recorder
-   on), the rest apart. */
-static void diag__hist_add(diag__thread *t, const diag__frame *fr, uint64_t dt)
-{
-    diag__slot *slot = fr->slot;
-    unsigned b = diag__bucket(dt), last = DIAG__LOAD(slot->hist[0]);
-    unsigned in_window = b - DIAG__LOAD(slot->hist[DIAG__HIST_BASE]);
-    uint8_t n = (uint8_t)(DIAG__LOAD(slot->hist[last & 31]) + 1u);
-    if (DIAG__UNLIKELY(n == 0 || in_window >= DIAG__WINDOW || last > DIAG__WINDOW)) {
-        diag__hist_add_rest(t, fr, b);
-        return;
-    }
-    DIAG__STORE(slot->hist[last], n);
-    DIAG__STORE(slot->hist[0], (uint8_t)(in_window + 1));
 }
 
 /* Under the lock: what the slots of chunk c count themselves (of a thread
